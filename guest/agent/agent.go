@@ -1,0 +1,174 @@
+//go:build linux
+
+// Package agent is arrow-init, the guest's PID 1.
+//
+// It prepares the guest's minimal Linux environment (mounts, host name,
+// clock, entropy), waits for the host to send the application over the
+// control port (see package guest), runs it, relays its standard streams and
+// the host's signals, reaps every zombie, reports the exit status and powers
+// the VM off. It never returns: PID 1 exiting would panic the kernel.
+//
+// The application arrives after boot rather than being baked into the guest
+// image so that one booted and paused guest can later run any application.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/arrowsys/arrow/guest"
+)
+
+// Main runs arrow-init and powers the VM off when the application ends, or
+// when anything goes wrong before it could start. It does not return.
+func Main() {
+	logger := log.New(os.Stderr, "arrow-init: ", 0)
+	a := &agent{log: logger, debug: hasCmdlineFlag("arrow.debug")}
+	status := a.main()
+	a.poweroff(status)
+}
+
+type agent struct {
+	log   *log.Logger
+	debug bool
+	conn  *guest.Conn
+}
+
+func (a *agent) debugf(format string, args ...any) {
+	if a.debug {
+		a.log.Printf(format, args...)
+	}
+}
+
+// main sets the guest up, receives the spec and runs the application. Its
+// result is what the host is told.
+func (a *agent) main() (status guest.ExitStatus) {
+	defer func() {
+		// A panic in PID 1 would panic the kernel and the host would only
+		// learn that the guest died; report it as an init failure instead.
+		if r := recover(); r != nil {
+			status = initFailed(fmt.Errorf("arrow-init panicked: %v", r))
+		}
+	}()
+	if err := mountAll(); err != nil {
+		return initFailed(err)
+	}
+	port, err := openPort(guest.PortName)
+	if err != nil {
+		return initFailed(err)
+	}
+	a.conn = guest.NewConn(port, port)
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	if err := a.conn.SendJSON(guest.FrameReady, guest.Hello{
+		Version: guest.ProtocolVersion,
+		Kernel:  unix.ByteSliceToString(uts.Release[:]),
+	}); err != nil {
+		return initFailed(err)
+	}
+	spec, err := a.receiveSpec()
+	if err != nil {
+		return initFailed(err)
+	}
+	a.debugf("starting %q", spec.Args)
+	return a.run(spec)
+}
+
+// receiveSpec waits for the start frame. Nothing but a start frame is
+// meaningful before the application exists.
+func (a *agent) receiveSpec() (*guest.Spec, error) {
+	for {
+		f, err := a.conn.Recv()
+		if err != nil {
+			return nil, fmt.Errorf("waiting for the application: %w", err)
+		}
+		if f.Type != guest.FrameStart {
+			a.debugf("ignoring %s frame before start", f.Type)
+			continue
+		}
+		var spec guest.Spec
+		if err := guest.Decode(f.Payload, &spec); err != nil {
+			return nil, err
+		}
+		if err := spec.Validate(); err != nil {
+			return nil, err
+		}
+		return &spec, nil
+	}
+}
+
+// poweroff reports status to the host and resets the machine; with
+// reboot=t on the kernel command line and QEMU's -no-reboot, the reset makes
+// QEMU exit at once (microvm without ACPI has no power-off device).
+func (a *agent) poweroff(status guest.ExitStatus) {
+	if status.Reason == guest.InitFailed {
+		a.log.Print(status.Message)
+	}
+	if a.conn != nil {
+		if err := a.conn.SendJSON(guest.FrameExit, status); err != nil {
+			a.log.Printf("reporting exit status: %v", err)
+		}
+	}
+	unix.Sync()
+	for {
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+			a.log.Printf("reboot: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func initFailed(err error) guest.ExitStatus {
+	return guest.ExitStatus{Reason: guest.InitFailed, Message: err.Error()}
+}
+
+// openPort opens the virtio-serial port named name.
+func openPort(name string) (*os.File, error) {
+	const dir = "/sys/class/virtio-ports"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("find control port: %w", err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/name")
+		if err != nil || strings.TrimSpace(string(b)) != name {
+			continue
+		}
+		f, err := os.OpenFile("/dev/"+e.Name(), os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open control port: %w", err)
+		}
+		return f, nil
+	}
+	return nil, fmt.Errorf("find control port: no virtio-serial port named %q", name)
+}
+
+// hasCmdlineFlag reports whether the kernel command line carries word.
+func hasCmdlineFlag(word string) bool {
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return false
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if f == word {
+			return true
+		}
+	}
+	return false
+}
+
+// writeAll is io.Writer.Write that treats a closed reader as the end.
+func writeAll(w io.Writer, p []byte) error {
+	_, err := w.Write(p)
+	if errors.Is(err, unix.EPIPE) {
+		return io.ErrClosedPipe
+	}
+	return err
+}

@@ -1,0 +1,420 @@
+//go:build linux
+
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"github.com/arrowsys/arrow/guest"
+)
+
+// drainTimeout bounds how long output is awaited once the application and
+// everything it left behind are dead; only a descendant that escaped
+// kill(-1) (none can) would hold a stream open longer.
+const drainTimeout = 2 * time.Second
+
+// defaultPath is the PATH an application gets when its spec has none, as in
+// docker.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// run starts the application described by spec, relays its streams and
+// signals until it exits, and returns its exit status.
+func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
+	if err := prepare(spec); err != nil {
+		return initFailed(err)
+	}
+	// Subscribe to SIGCHLD before the child exists so that no exit is
+	// missed between start and the first wait.
+	sigchld := make(chan os.Signal, 8)
+	signal.Notify(sigchld, unix.SIGCHLD)
+	defer signal.Stop(sigchld)
+
+	p, err := a.start(spec)
+	if err != nil {
+		return startFailure(spec.Args[0], err)
+	}
+	go a.serveHost(p)
+
+	status := reapUntil(p.pid, sigchld)
+	// The application is gone; so is the VM's reason to exist. Kill what
+	// it left behind (daemonized children, say) so their copies of the
+	// output streams close and nothing outlives the exit report.
+	_ = unix.Kill(-1, unix.SIGKILL)
+	reapAll()
+	p.closeInput()
+	select {
+	case <-p.drained:
+	case <-time.After(drainTimeout):
+		a.log.Printf("output still open %v after exit; dropping the rest", drainTimeout)
+	}
+	return status
+}
+
+// process is the running application and its plumbing.
+type process struct {
+	pid     int
+	stdin   *os.File // write end of stdin, or the terminal; nil without stdin
+	tty     *os.File // terminal master in terminal mode
+	drained chan struct{}
+
+	stdinMu     sync.Mutex
+	stdinClosed bool
+}
+
+func (p *process) closeInput() {
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	if p.stdin != nil && !p.stdinClosed && p.tty == nil {
+		p.stdin.Close()
+	}
+	p.stdinClosed = true
+}
+
+func (p *process) writeStdin(b []byte) {
+	p.stdinMu.Lock()
+	closed := p.stdinClosed
+	p.stdinMu.Unlock()
+	if closed || p.stdin == nil {
+		return
+	}
+	// The application not reading its input must not stall signals and
+	// resizes behind it: a blocked write only blocks this frame's
+	// delivery, which the host paces by its own reads.
+	_ = writeAll(p.stdin, b)
+}
+
+// start launches the application with its streams connected.
+func (a *agent) start(spec *guest.Spec) (*process, error) {
+	env := spec.Env
+	if !hasEnv(env, "PATH") {
+		env = append([]string{"PATH=" + defaultPath}, env...)
+	}
+	path, err := lookPath(spec.Args[0], envValue(env, "PATH"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := &exec.Cmd{
+		Path: path,
+		Args: spec.Args,
+		Env:  env,
+		Dir:  spec.Dir,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setsid: true,
+			Credential: &syscall.Credential{
+				Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups,
+			},
+		},
+	}
+	p := &process{drained: make(chan struct{})}
+	var parentEnds, childEnds []*os.File
+	defer func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
+	}()
+	if spec.TTY {
+		master, slave, err := pty.Open()
+		if err != nil {
+			return nil, fmt.Errorf("open terminal: %w", err)
+		}
+		if spec.Size.Rows > 0 && spec.Size.Cols > 0 {
+			_ = pty.Setsize(master, &pty.Winsize{Rows: spec.Size.Rows, Cols: spec.Size.Cols})
+		}
+		childEnds = append(childEnds, slave)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		cmd.SysProcAttr.Setctty = true
+		cmd.SysProcAttr.Ctty = 0
+		p.tty, p.stdin = master, master
+		parentEnds = append(parentEnds, master)
+		go a.pump(guest.FrameStdout, master, p.drained, nil)
+	} else {
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			outR.Close()
+			outW.Close()
+			return nil, err
+		}
+		childEnds = append(childEnds, outW, errW)
+		parentEnds = append(parentEnds, outR, errR)
+		cmd.Stdout, cmd.Stderr = outW, errW
+		if spec.Stdin {
+			inR, inW, err := os.Pipe()
+			if err != nil {
+				return nil, err
+			}
+			childEnds = append(childEnds, inR)
+			parentEnds = append(parentEnds, inW)
+			cmd.Stdin, p.stdin = inR, inW
+		}
+		// cmd.Stdin nil means /dev/null.
+		both := make(chan struct{})
+		go a.pump(guest.FrameStdout, outR, both, nil)
+		go a.pump(guest.FrameStderr, errR, p.drained, both)
+	}
+	if err := cmd.Start(); err != nil {
+		for _, f := range parentEnds {
+			f.Close()
+		}
+		return nil, err
+	}
+	p.pid = cmd.Process.Pid
+	return p, nil
+}
+
+// pump copies r to the host as frames of type t until r ends, then waits
+// for after (the other stream) and closes done.
+func (a *agent) pump(t guest.FrameType, r *os.File, done chan struct{}, after chan struct{}) {
+	defer close(done)
+	defer r.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if serr := a.conn.Send(t, buf[:n]); serr != nil {
+				a.log.Printf("forwarding %s: %v", t, serr)
+				return
+			}
+		}
+		if err != nil {
+			// A terminal master reads EIO once the last slave is closed:
+			// that is its end of file.
+			if !errors.Is(err, io.EOF) && !errors.Is(err, unix.EIO) {
+				a.log.Printf("reading %s: %v", t, err)
+			}
+			break
+		}
+	}
+	if after != nil {
+		<-after
+	}
+}
+
+// serveHost handles the frames the host sends while the application runs.
+// When the host goes away, the application is killed: nobody is left to
+// see its output or exit status.
+func (a *agent) serveHost(p *process) {
+	for {
+		f, err := a.conn.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				a.log.Printf("control channel: %v", err)
+			}
+			_ = unix.Kill(p.pid, unix.SIGKILL)
+			return
+		}
+		switch f.Type {
+		case guest.FrameStdin:
+			p.writeStdin(f.Payload)
+		case guest.FrameStdinClose:
+			if p.tty != nil {
+				// On a terminal, end of input is the EOF character.
+				p.writeStdin([]byte{4})
+			} else {
+				p.closeInput()
+			}
+		case guest.FrameSignal:
+			var s guest.Signal
+			if err := guest.Decode(f.Payload, &s); err != nil || s.Number <= 0 || s.Number > 64 {
+				a.log.Printf("ignoring bad signal frame: %v", err)
+				continue
+			}
+			a.debugf("forwarding signal %d", s.Number)
+			_ = unix.Kill(p.pid, unix.Signal(s.Number))
+		case guest.FrameResize:
+			var ws guest.WindowSize
+			if err := guest.Decode(f.Payload, &ws); err != nil || p.tty == nil {
+				continue
+			}
+			_ = pty.Setsize(p.tty, &pty.Winsize{Rows: ws.Rows, Cols: ws.Cols})
+		default:
+			a.debugf("ignoring %s frame", f.Type)
+		}
+	}
+}
+
+// reapUntil reaps children as SIGCHLD arrives until pid has exited and
+// returns its status. Orphans re-parented to PID 1 are reaped on the way.
+func reapUntil(pid int, sigchld <-chan os.Signal) guest.ExitStatus {
+	for {
+		for {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if err != nil || got <= 0 {
+				break
+			}
+			if got == pid {
+				if ws.Signaled() {
+					return guest.ExitStatus{Reason: guest.Signaled, Signal: int(ws.Signal())}
+				}
+				return guest.ExitStatus{Reason: guest.Exited, Code: ws.ExitStatus()}
+			}
+		}
+		<-sigchld
+	}
+}
+
+// reapAll reaps every remaining child, waiting for those just killed.
+func reapAll() {
+	for {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(-1, &ws, 0, nil); err != nil {
+			return // ECHILD: none left
+		}
+	}
+}
+
+// startFailure classifies why the application could not be started, the
+// way a shell would: not found is 127, found but not runnable is 126.
+func startFailure(prog string, err error) guest.ExitStatus {
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, unix.ENOENT):
+		return guest.ExitStatus{Reason: guest.NotFound, Message: fmt.Sprintf("%s: not found in the guest", prog)}
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.ENOEXEC), errors.Is(err, unix.EISDIR), errors.Is(err, unix.EPERM):
+		return guest.ExitStatus{Reason: guest.NotExecutable, Message: fmt.Sprintf("%s: cannot execute: %v", prog, err)}
+	}
+	return initFailed(fmt.Errorf("start %s: %w", prog, err))
+}
+
+// lookPath finds prog in path (the application's PATH, not arrow-init's).
+func lookPath(prog, path string) (string, error) {
+	if strings.Contains(prog, "/") {
+		return prog, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, prog)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %w", prog, exec.ErrNotFound)
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func envValue(env []string, key string) string {
+	v := ""
+	for _, e := range env {
+		if k, val, _ := strings.Cut(e, "="); k == key {
+			v = val // the last one wins, as in getenv after putenv
+		}
+	}
+	return v
+}
+
+// prepare sets up what the application expects to find: the clock,
+// entropy, host name, identity files, its working directory and limits.
+func prepare(spec *guest.Spec) error {
+	if spec.TimeUnixNano > 0 {
+		tv := unix.NsecToTimeval(spec.TimeUnixNano)
+		if err := unix.Settimeofday(&tv); err != nil {
+			return fmt.Errorf("set clock: %w", err)
+		}
+	}
+	if len(spec.Seed) > 0 {
+		if err := addEntropy(spec.Seed); err != nil {
+			return fmt.Errorf("seed entropy: %w", err)
+		}
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = "arrow"
+	}
+	if err := unix.Sethostname([]byte(hostname)); err != nil {
+		return fmt.Errorf("set host name: %w", err)
+	}
+	if err := writeIdentityFiles(hostname); err != nil {
+		return err
+	}
+	if spec.Dir != "" {
+		if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+	}
+	for _, r := range spec.Rlimits {
+		res, _ := guest.RlimitResource(r.Type)
+		// syscall.Setrlimit (not unix) so that the Go runtime does not
+		// restore its own NOFILE soft limit in the child.
+		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
+			return fmt.Errorf("rlimit %s: %w", r.Type, err)
+		}
+	}
+	return nil
+}
+
+// writeIdentityFiles writes the /etc files every libc consults, unless the
+// root file system brings its own.
+func writeIdentityFiles(hostname string) error {
+	files := []struct{ path, content string }{
+		{"/etc/hostname", hostname + "\n"},
+		{"/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"},
+		{"/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
+		{"/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"},
+	}
+	if err := os.MkdirAll("/etc", 0o755); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if f.path != "/etc/hostname" && f.path != "/etc/hosts" {
+			if _, err := os.Lstat(f.path); err == nil {
+				continue
+			}
+		}
+		if err := os.WriteFile(f.path, []byte(f.content), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.path, err)
+		}
+	}
+	return nil
+}
+
+// addEntropy mixes seed into the kernel's pool and credits it, so that
+// getrandom neither blocks nor returns what another clone of the same
+// snapshot would.
+func addEntropy(seed []byte) error {
+	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+	buf := make([]byte, 8+len(seed))
+	binary.NativeEndian.PutUint32(buf[0:], uint32(len(seed)*8))
+	binary.NativeEndian.PutUint32(buf[4:], uint32(len(seed)))
+	copy(buf[8:], seed)
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&buf[0])))
+	if errno != 0 {
+		return errno
+	}
+	// Touch the pool once so a broken RNG shows up here, not in the app.
+	_, err = rand.Read(make([]byte, 1))
+	return err
+}

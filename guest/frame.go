@@ -1,0 +1,160 @@
+package guest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// PortName is the name of the virtio-serial port that carries the protocol.
+// arrow-init finds its device by this name under /sys/class/virtio-ports.
+const PortName = "arrow.0"
+
+// MaxPayload bounds a frame's payload. Larger writes are split by
+// [Conn.Write]-style helpers; a peer announcing more is a protocol error.
+const MaxPayload = 1 << 20
+
+// headerSize is the length of a frame header: type (1), reserved (3),
+// big-endian payload length (4).
+const headerSize = 8
+
+// FrameType says what a frame carries.
+type FrameType uint8
+
+// Frames sent by the host.
+const (
+	// FrameStart carries a JSON [Spec]: the application to run.
+	FrameStart FrameType = 1 + iota
+	// FrameStdin carries bytes for the application's standard input.
+	FrameStdin
+	// FrameStdinClose ends the application's standard input.
+	FrameStdinClose
+	// FrameSignal carries a JSON [Signal] to deliver to the application.
+	FrameSignal
+	// FrameResize carries a JSON [WindowSize] for the application's terminal.
+	FrameResize
+)
+
+// Frames sent by the guest.
+const (
+	// FrameReady carries a JSON [Hello]: arrow-init is up and waits for a
+	// [FrameStart].
+	FrameReady FrameType = 64 + iota
+	// FrameStdout carries bytes the application wrote to standard output
+	// (or to its terminal, in terminal mode).
+	FrameStdout
+	// FrameStderr carries bytes the application wrote to standard error.
+	FrameStderr
+	// FrameExit carries a JSON [ExitStatus]; it is the last frame the
+	// guest sends.
+	FrameExit
+)
+
+// String names the frame type for logs and errors.
+func (t FrameType) String() string {
+	switch t {
+	case FrameStart:
+		return "start"
+	case FrameStdin:
+		return "stdin"
+	case FrameStdinClose:
+		return "stdin-close"
+	case FrameSignal:
+		return "signal"
+	case FrameResize:
+		return "resize"
+	case FrameReady:
+		return "ready"
+	case FrameStdout:
+		return "stdout"
+	case FrameStderr:
+		return "stderr"
+	case FrameExit:
+		return "exit"
+	}
+	return fmt.Sprintf("frame(%d)", uint8(t))
+}
+
+func (t FrameType) known() bool {
+	return (t >= FrameStart && t <= FrameResize) || (t >= FrameReady && t <= FrameExit)
+}
+
+// ErrFrameTooLarge is returned when a peer announces a payload larger than
+// [MaxPayload].
+var ErrFrameTooLarge = errors.New("guest protocol: frame larger than the maximum payload")
+
+// ErrUnknownFrame is returned for a frame type this version does not know.
+var ErrUnknownFrame = errors.New("guest protocol: unknown frame type")
+
+// Frame is one protocol message.
+type Frame struct {
+	Type    FrameType
+	Payload []byte
+}
+
+// Conn sends and receives frames over a byte stream. Send may be called from
+// several goroutines at once; Recv must be called from one goroutine.
+type Conn struct {
+	r   io.Reader
+	w   io.Writer
+	mu  sync.Mutex // serializes whole frames on w
+	hdr [headerSize]byte
+}
+
+// NewConn returns a Conn reading frames from r and writing them to w.
+func NewConn(r io.Reader, w io.Writer) *Conn {
+	return &Conn{r: r, w: w}
+}
+
+// Send writes one frame. Payloads larger than MaxPayload are split into
+// several frames of the same type, which is only meaningful for stream data.
+func (c *Conn) Send(t FrameType, payload []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		n := len(payload)
+		if n > MaxPayload {
+			n = MaxPayload
+		}
+		var hdr [headerSize]byte
+		hdr[0] = byte(t)
+		binary.BigEndian.PutUint32(hdr[4:], uint32(n))
+		// One write per frame keeps frames whole on streams whose writes
+		// may interleave at the device level.
+		buf := make([]byte, 0, headerSize+n)
+		buf = append(append(buf, hdr[:]...), payload[:n]...)
+		if _, err := c.w.Write(buf); err != nil {
+			return fmt.Errorf("send %s frame: %w", t, err)
+		}
+		payload = payload[n:]
+		if len(payload) == 0 {
+			return nil
+		}
+	}
+}
+
+// Recv reads the next frame. It returns io.EOF when the stream ends cleanly
+// between frames and io.ErrUnexpectedEOF when it ends inside one.
+func (c *Conn) Recv() (Frame, error) {
+	if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	t := FrameType(c.hdr[0])
+	n := binary.BigEndian.Uint32(c.hdr[4:])
+	if !t.known() {
+		return Frame{}, fmt.Errorf("%w: %d", ErrUnknownFrame, c.hdr[0])
+	}
+	if n > MaxPayload {
+		return Frame{}, fmt.Errorf("%w: %s frame of %d bytes", ErrFrameTooLarge, t, n)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(c.r, p); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, fmt.Errorf("read %s frame: %w", t, err)
+	}
+	return Frame{Type: t, Payload: p}, nil
+}

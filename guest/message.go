@@ -1,0 +1,221 @@
+package guest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Spec is the application arrow-init runs: what docker calls the process
+// part of a container's configuration.
+type Spec struct {
+	// Args is the program and its arguments. Args[0] is looked up in the
+	// PATH of Env when it has no slash.
+	Args []string `json:"args"`
+	// Env is the application's environment, KEY=value.
+	Env []string `json:"env,omitempty"`
+	// Dir is the absolute working directory; it is created if missing.
+	Dir string `json:"dir,omitempty"`
+	// UID and GID are the credentials the application runs with.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+	// Groups are supplementary group IDs.
+	Groups []uint32 `json:"groups,omitempty"`
+	// Hostname is the guest's host name.
+	Hostname string `json:"hostname,omitempty"`
+	// Stdin says whether the host forwards standard input. Without it the
+	// application reads from /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+	// TTY runs the application on a pseudo-terminal; its output then
+	// arrives as [FrameStdout] only, as on a real terminal.
+	TTY bool `json:"tty,omitempty"`
+	// Size is the initial terminal size, in terminal mode.
+	Size WindowSize `json:"size,omitempty"`
+	// Rlimits are resource limits applied before the program starts.
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// TimeUnixNano is the host's wall clock when the spec was sent. The
+	// guest sets its clock from it, so that guests without a usable RTC
+	// (and clones of an old snapshot) do not live in the past.
+	TimeUnixNano int64 `json:"time,omitempty"`
+	// Seed is fresh host randomness mixed into the guest's entropy pool
+	// before the application starts.
+	Seed []byte `json:"seed,omitempty"`
+}
+
+// Rlimit is one resource limit, by its setrlimit name without the RLIMIT_
+// prefix, in lower case ("nofile", "nproc", ...).
+type Rlimit struct {
+	Type string `json:"type"`
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+}
+
+// Limits bound what a Spec may carry, so that a hostile or broken peer
+// cannot make the guest allocate without end.
+const (
+	maxArgs     = 4096
+	maxEnv      = 4096
+	maxStrLen   = 128 << 10
+	maxRlimits  = 32
+	maxSeedLen  = 512
+	maxGroups   = 64
+	maxHostname = 64
+)
+
+// Validate reports the first problem that makes s unusable.
+func (s *Spec) Validate() error {
+	switch {
+	case len(s.Args) == 0 || s.Args[0] == "":
+		return errors.New("spec: no program to run")
+	case len(s.Args) > maxArgs:
+		return fmt.Errorf("spec: %d arguments, at most %d", len(s.Args), maxArgs)
+	case len(s.Env) > maxEnv:
+		return fmt.Errorf("spec: %d environment variables, at most %d", len(s.Env), maxEnv)
+	case len(s.Rlimits) > maxRlimits:
+		return fmt.Errorf("spec: %d rlimits, at most %d", len(s.Rlimits), maxRlimits)
+	case len(s.Seed) > maxSeedLen:
+		return fmt.Errorf("spec: seed of %d bytes, at most %d", len(s.Seed), maxSeedLen)
+	case len(s.Groups) > maxGroups:
+		return fmt.Errorf("spec: %d groups, at most %d", len(s.Groups), maxGroups)
+	case len(s.Hostname) > maxHostname:
+		return fmt.Errorf("spec: host name of %d bytes, at most %d", len(s.Hostname), maxHostname)
+	case s.Dir != "" && !path.IsAbs(s.Dir):
+		return fmt.Errorf("spec: working directory %q is not absolute", s.Dir)
+	}
+	for _, a := range append(append([]string{s.Dir, s.Hostname}, s.Args...), s.Env...) {
+		if len(a) > maxStrLen {
+			return fmt.Errorf("spec: a string of %d bytes, at most %d", len(a), maxStrLen)
+		}
+		if strings.IndexByte(a, 0) >= 0 {
+			return errors.New("spec: a string contains a NUL byte")
+		}
+	}
+	for _, e := range s.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("spec: environment entry %q is not KEY=value", e)
+		}
+	}
+	for _, r := range s.Rlimits {
+		if _, ok := RlimitResource(r.Type); !ok {
+			return fmt.Errorf("spec: unknown rlimit %q", r.Type)
+		}
+		if r.Soft > r.Hard {
+			return fmt.Errorf("spec: rlimit %s soft limit %d above hard limit %d", r.Type, r.Soft, r.Hard)
+		}
+	}
+	return nil
+}
+
+// rlimitResources maps rlimit names to their Linux resource numbers.
+var rlimitResources = map[string]int{
+	"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5,
+	"nproc": 6, "nofile": 7, "memlock": 8, "as": 9, "locks": 10,
+	"sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15,
+}
+
+// RlimitResource returns the Linux resource number of the named rlimit.
+func RlimitResource(name string) (int, bool) {
+	n, ok := rlimitResources[name]
+	return n, ok
+}
+
+// WindowSize is a terminal's size in character cells.
+type WindowSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+// Signal asks the guest to deliver a signal to the application.
+type Signal struct {
+	Number int `json:"signal"`
+}
+
+// Hello is what arrow-init announces when it is ready for a [Spec].
+type Hello struct {
+	// Version is arrow-init's protocol version.
+	Version int `json:"version"`
+	// Kernel is the guest kernel's release (uname -r).
+	Kernel string `json:"kernel,omitempty"`
+}
+
+// ProtocolVersion is the version of this protocol. A host refuses a guest
+// announcing another one.
+const ProtocolVersion = 1
+
+// ExitReason says how the application ended.
+type ExitReason string
+
+// Exit reasons.
+const (
+	// Exited: the application exited with Code.
+	Exited ExitReason = "exited"
+	// Signaled: the application was killed by Signal.
+	Signaled ExitReason = "signaled"
+	// NotFound: the program does not exist in the guest.
+	NotFound ExitReason = "not-found"
+	// NotExecutable: the program exists but cannot be executed.
+	NotExecutable ExitReason = "not-executable"
+	// InitFailed: arrow-init could not set up or start the application.
+	InitFailed ExitReason = "init-failed"
+)
+
+// ExitStatus is the last thing the guest reports.
+type ExitStatus struct {
+	Reason ExitReason `json:"reason"`
+	Code   int        `json:"code,omitempty"`
+	Signal int        `json:"signal,omitempty"`
+	// Message explains NotFound, NotExecutable and InitFailed.
+	Message string `json:"message,omitempty"`
+}
+
+// ExitCode maps a status to the exit code docker run would give: the
+// application's own code, 128+N for signal N, 127 when the program is not
+// found, 126 when it cannot be executed and 125 when Arrow failed.
+func (e ExitStatus) ExitCode() int {
+	switch e.Reason {
+	case Exited:
+		if e.Code < 0 || e.Code > 255 {
+			return 125
+		}
+		return e.Code
+	case Signaled:
+		if e.Signal <= 0 || e.Signal > 64 {
+			return 125
+		}
+		return 128 + e.Signal
+	case NotFound:
+		return 127
+	case NotExecutable:
+		return 126
+	}
+	return 125
+}
+
+// Decode unmarshals a JSON payload into v, rejecting unknown fields so that
+// a mismatched peer fails loudly rather than half-working.
+func Decode(payload []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(payload))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return fmt.Errorf("decode %T: %w", v, err)
+	}
+	if d.More() {
+		return fmt.Errorf("decode %T: trailing data", v)
+	}
+	return nil
+}
+
+// SendJSON marshals v and sends it as one frame of type t.
+func (c *Conn) SendJSON(t FrameType, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s frame: %w", t, err)
+	}
+	if len(b) > MaxPayload {
+		return fmt.Errorf("%w: %s message of %d bytes", ErrFrameTooLarge, t, len(b))
+	}
+	return c.Send(t, b)
+}

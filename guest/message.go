@@ -12,6 +12,9 @@ import (
 // Spec is the application arrow-init runs: what docker calls the process
 // part of a container's configuration.
 type Spec struct {
+	// Version is the host's [ProtocolVersion]; arrow-init refuses a spec
+	// of another version rather than misreading it.
+	Version int `json:"version"`
 	// Args is the program and its arguments. Args[0] is looked up in the
 	// PATH of Env when it has no slash.
 	Args []string `json:"args"`
@@ -68,6 +71,8 @@ const (
 // Validate reports the first problem that makes s unusable.
 func (s *Spec) Validate() error {
 	switch {
+	case s.Version != ProtocolVersion:
+		return fmt.Errorf("spec: protocol version %d, arrow-init speaks %d: use arrow and arrow-init from the same build", s.Version, ProtocolVersion)
 	case len(s.Args) == 0 || s.Args[0] == "":
 		return errors.New("spec: no program to run")
 	case len(s.Args) > maxArgs:

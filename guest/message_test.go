@@ -32,7 +32,7 @@ func TestExitCode(t *testing.T) {
 }
 
 func TestSpecValidate(t *testing.T) {
-	ok := Spec{Args: []string{"/bin/echo", "hi"}, Env: []string{"A=b", "EMPTY="}, Dir: "/tmp",
+	ok := Spec{Version: ProtocolVersion, Args: []string{"/bin/echo", "hi"}, Env: []string{"A=b", "EMPTY="}, Dir: "/tmp",
 		Rlimits: []Rlimit{{Type: "nofile", Soft: 1024, Hard: 4096}}}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid spec rejected: %v", err)
@@ -43,6 +43,7 @@ func TestSpecValidate(t *testing.T) {
 		want   string
 	}{
 		{"no args", func(s *Spec) { s.Args = nil }, "no program"},
+		{"other version", func(s *Spec) { s.Version = ProtocolVersion + 1 }, "protocol version"},
 		{"empty program", func(s *Spec) { s.Args = []string{""} }, "no program"},
 		{"relative dir", func(s *Spec) { s.Dir = "tmp" }, "not absolute"},
 		{"bad env", func(s *Spec) { s.Env = []string{"NOEQUALS"} }, "KEY=value"},

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // File descriptors QEMU inherits, in the order of exec.Cmd.ExtraFiles.
@@ -43,10 +44,10 @@ type Config struct {
 	// Verbose lets the kernel log to the console at its normal level
 	// instead of only errors.
 	Verbose bool
-	// RunAs, when set, is the user QEMU switches to once it has opened
-	// everything it needs, and Chroot the directory it confines itself
-	// to. Both need QEMU to start as root.
-	RunAs, Chroot string
+	// RunAs, when set, are the credentials QEMU is started with: an
+	// unprivileged user (and the kvm group, for /dev/kvm) instead of the
+	// caller's. The kernel and initramfs must be readable by it.
+	RunAs *syscall.Credential
 }
 
 // Validate checks the parts of c a user sets.
@@ -88,9 +89,7 @@ func (c Config) Args() []string {
 	accel := "kvm"
 	cpu := "host"
 	if c.Accel.Name == AccelTCG {
-		// A smaller translation cache than QEMU's default keeps the
-		// resident size of a small guest down.
-		accel = "tcg,tb-size=64"
+		accel = "tcg"
 		cpu = "max"
 	}
 	args := []string{
@@ -114,18 +113,20 @@ func (c Config) Args() []string {
 		"-device", "virtio-rng-device",
 		"-chardev", "socket,id=qmp,fd=" + strconv.Itoa(fdQMP),
 		"-mon", "chardev=qmp,mode=control",
-		// QEMU's own seccomp filter: no obsolete system calls, no
-		// privilege changes after start-up, no processes, no resource
-		// control calls.
-		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-	}
-	if c.RunAs != "" {
-		args = append(args, "-runas", c.RunAs)
-	}
-	if c.Chroot != "" {
-		args = append(args, "-chroot", c.Chroot)
+		"-sandbox", c.sandbox(),
 	}
 	return args
+}
+
+// sandbox is QEMU's own seccomp filter: no obsolete system calls, no
+// privilege changes, no new processes, no resource control calls.
+//
+// QEMU's -runas is not used to drop privileges: the setuid it does after
+// start-up clears the parent-death signal, and a QEMU whose arrow was killed
+// would then run on. Arrow starts QEMU with the unprivileged credentials
+// instead (Config.RunAs), so the signal, set after them, survives.
+func (c Config) sandbox() string {
+	return "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 }
 
 // QEMUPackage is the Debian package that provides the hypervisor.

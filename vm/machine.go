@@ -77,7 +77,9 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (*Machine, error)
 	m.cmd.Stdin = nil
 	m.cmd.Stdout = m.stderr
 	m.cmd.Stderr = m.stderr
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Go sets the parent-death signal after switching credentials, so it
+	// holds for a QEMU started as RunAs.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cfg.RunAs}
 	if err := m.cmd.Start(); err != nil {
 		closeAll(hostEnds)
 		return nil, fmt.Errorf("start %s: %w", cfg.QEMU, err)

@@ -30,12 +30,13 @@ import (
 // when anything goes wrong before it could start. It does not return.
 func Main() {
 	logger := log.New(os.Stderr, "arrow-init: ", 0)
-	a := &agent{log: logger, debug: hasCmdlineFlag("arrow.debug")}
+	a := &agent{log: logger, born: time.Now()}
 	status := a.main()
 	a.poweroff(status)
 }
 
 type agent struct {
+	born  time.Time // when arrow-init started, for debug timings
 	log   *log.Logger
 	debug bool
 	conn  *guest.Conn
@@ -43,7 +44,7 @@ type agent struct {
 
 func (a *agent) debugf(format string, args ...any) {
 	if a.debug {
-		a.log.Printf(format, args...)
+		a.log.Printf("%7.1fms "+format, append([]any{float64(time.Since(a.born).Microseconds()) / 1000}, args...)...)
 	}
 }
 
@@ -60,6 +61,8 @@ func (a *agent) main() (status guest.ExitStatus) {
 	if err := mountAll(); err != nil {
 		return initFailed(err)
 	}
+	a.debug = hasCmdlineFlag("arrow.debug") // needs /proc
+	a.debugf("mounted")
 	port, err := openPort(guest.PortName)
 	if err != nil {
 		return initFailed(err)
@@ -73,6 +76,7 @@ func (a *agent) main() (status guest.ExitStatus) {
 	}); err != nil {
 		return initFailed(err)
 	}
+	a.debugf("said hello")
 	spec, err := a.receiveSpec()
 	if err != nil {
 		return initFailed(err)
@@ -115,6 +119,7 @@ func (a *agent) poweroff(status guest.ExitStatus) {
 		if err := a.conn.SendJSON(guest.FrameExit, status); err != nil {
 			a.log.Printf("reporting exit status: %v", err)
 		}
+		a.debugf("reported exit")
 	}
 	unix.Sync()
 	for {

@@ -36,9 +36,11 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // run starts the application described by spec, relays its streams and
 // signals until it exits, and returns its exit status.
 func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
+	t0 := time.Now()
 	if err := prepare(spec); err != nil {
 		return initFailed(err)
 	}
+	a.debugf("prepared in %v", time.Since(t0))
 	// Subscribe to SIGCHLD before the child exists so that no exit is
 	// missed between start and the first wait.
 	sigchld := make(chan os.Signal, 8)
@@ -50,8 +52,10 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 		return startFailure(spec.Args[0], err)
 	}
 	go a.serveHost(p)
+	a.debugf("started pid %d in %v", p.pid, time.Since(t0))
 
 	status := reapUntil(p.pid, sigchld)
+	a.debugf("exited %+v after %v", status, time.Since(t0))
 	// The application is gone; so is the VM's reason to exist. Kill what
 	// it left behind (daemonized children, say) so their copies of the
 	// output streams close and nothing outlives the exit report.
@@ -63,6 +67,7 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 	case <-time.After(drainTimeout):
 		a.log.Printf("output still open %v after exit; dropping the rest", drainTimeout)
 	}
+	a.debugf("drained after %v", time.Since(t0))
 	return status
 }
 

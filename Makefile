@@ -1,0 +1,44 @@
+# Arrow's build. `make` builds the binaries into bin/; `make test` runs every
+# test, including the ones that boot real VMs (they need the guest kernel:
+# `make kernel`, which setup.sh runs).
+
+GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+PREFIX   ?= /usr/local
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+
+.PHONY: all arrow arrow-init install kernel test unit lint bench clean
+
+all: arrow arrow-init
+
+arrow:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/arrow ./cmd/arrow
+
+# arrow-init is the guest's PID 1: static, no libc, nothing to resolve.
+arrow-init:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/arrow-init ./cmd/arrow-init
+
+install: all
+	install -D -m 0755 bin/arrow $(DESTDIR)$(PREFIX)/bin/arrow
+	install -D -m 0755 bin/arrow-init $(DESTDIR)$(PREFIX)/libexec/arrow/arrow-init
+
+kernel: arrow
+	bin/arrow kernel build
+
+# The test command (README): unit tests, fuzz seeds and VM integration tests.
+test: all kernel
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+unit:
+	$(GO) test -short ./...
+
+lint:
+	$(GO) vet ./...
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+
+bench: all kernel
+	$(GO) run ./bench
+
+clean:
+	rm -rf bin

@@ -1,0 +1,208 @@
+//go:build linux
+
+// Command bench measures `arrow run` against baselines measured in the same
+// run: raw QEMU booting the same kernel with an initramfs holding the same
+// program, runc running the same program in a container, and native exec.
+//
+// For each, it reports the median wall time from start to exit and the
+// median peak resident memory of the whole process tree, and the ratios of
+// Arrow to each baseline. Runs are interleaved so that drift in the
+// machine's load affects every contender alike.
+//
+//	go run ./bench -runs 10
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/arrowsys/arrow/image/closure"
+	"github.com/arrowsys/arrow/image/initramfs"
+	"github.com/arrowsys/arrow/vm"
+)
+
+func main() {
+	runs := flag.Int("runs", 10, "measured runs per contender")
+	arrowBin := flag.String("arrow", "bin/arrow", "the arrow binary")
+	program := flag.String("program", "/bin/echo", "the program to run")
+	arg := flag.String("arg", "hello", "its argument, which it must print")
+	flag.Parse()
+	if err := bench(context.Background(), *arrowBin, *program, *arg, *runs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type contender struct {
+	name    string
+	argv    []string
+	samples []sample
+}
+
+func bench(ctx context.Context, arrowBin, program, arg string, runs int) error {
+	work, err := os.MkdirTemp("", "arrow-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	kernelPath, err := exec.Command(arrowBin, "kernel", "path").Output()
+	if err != nil {
+		return fmt.Errorf("%s kernel path: %w (run `make kernel`)", arrowBin, err)
+	}
+	k := strings.TrimSpace(string(kernelPath))
+	accel, err := vm.DetectAccel("auto", vm.LocalHost())
+	if err != nil {
+		return err
+	}
+	r := &closure.Resolver{Root: "/"}
+	set, err := r.Resolve(ctx, program, nil)
+	if err != nil {
+		return err
+	}
+	rawInitrd, err := buildRawInitrd(ctx, work, set)
+	if err != nil {
+		return err
+	}
+	bundle, err := buildBundle(work, set, program, arg)
+	if err != nil {
+		return err
+	}
+
+	cpu := "max"
+	if accel.Name == vm.AccelKVM {
+		cpu = "host"
+	}
+	contenders := []*contender{
+		{name: "arrow run", argv: []string{arrowBin, "run", "--accel", accel.Name, program, arg}},
+		// The same kernel, machine and initramfs content; a minimal init
+		// instead of arrow-init; the console as the output channel.
+		{name: "raw QEMU", argv: []string{"qemu-system-x86_64",
+			"-M", "microvm,x-option-roms=off,acpi=off", "-accel", accel.Name, "-cpu", cpu,
+			"-m", "256", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
+			"-no-reboot", "-kernel", k, "-initrd", rawInitrd, "-serial", "stdio",
+			"-append", "console=ttyS0 reboot=t panic=-1 quiet rdinit=/init -- " + program + " " + arg}},
+		{name: "runc run", argv: []string{"runc", "run", "--bundle", bundle, "arrow-bench"}},
+		{name: "native exec", argv: []string{program, arg}},
+	}
+	// One warm-up each: caches (initramfs, page cache) are what a user's
+	// second run sees.
+	for _, c := range contenders {
+		if _, err := measure(ctx, c.argv, arg); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+	for i := 0; i < runs; i++ {
+		for _, c := range contenders {
+			s, err := measure(ctx, c.argv, arg)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			c.samples = append(c.samples, s)
+		}
+	}
+
+	fmt.Printf("%s %s: median of %d runs, accelerator %s (%s)\n\n", program, arg, runs, accel.Name, accel.Reason)
+	aw, am := median(contenders[0].samples)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "| contender\t| wall time\t| peak RSS (process tree)\t| arrow ÷ this (time)\t| arrow ÷ this (memory)\t|")
+	fmt.Fprintln(w, "|---\t|---\t|---\t|---\t|---\t|")
+	for _, c := range contenders {
+		wt, mem := median(c.samples)
+		fmt.Fprintf(w, "| %s\t| %.3f s\t| %.1f MiB\t| %.2f×\t| %.2f×\t|\n", c.name, wt.Seconds(), float64(mem)/(1<<20),
+			float64(aw)/float64(wt), float64(am)/float64(mem))
+	}
+	return w.Flush()
+}
+
+// buildRawInitrd writes an initramfs with the program's closure and the
+// benchmark's minimal init.
+func buildRawInitrd(ctx context.Context, work string, set *closure.Set) (string, error) {
+	init := filepath.Join(work, "rawinit")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", init, "./bench/rawinit")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build rawinit: %w\n%s", err, out)
+	}
+	b := &initramfs.Builder{Dir: filepath.Join(work, "initramfs")}
+	return b.Build(ctx, set, initramfs.Entry{Path: "/init", Source: init, Mode: 0o755})
+}
+
+// buildBundle writes an OCI bundle whose root file system holds the same
+// closure, for runc.
+func buildBundle(work string, set *closure.Set, program, arg string) (string, error) {
+	bundle := filepath.Join(work, "bundle")
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, f := range set.Files() {
+		dst := filepath.Join(rootfs, f.Path)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return "", err
+		}
+		var err error
+		switch {
+		case f.IsDir():
+			err = os.MkdirAll(dst, 0o755)
+		case f.IsSymlink():
+			err = os.Symlink(f.Target, dst)
+		case f.Mode.IsRegular():
+			err = copyFile(f.Source, dst, f.Mode.Perm())
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	for _, d := range []string{"proc", "dev", "sys", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	cmd := exec.Command("runc", "spec")
+	cmd.Dir = bundle
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("runc spec: %w\n%s", err, out)
+	}
+	cfgPath := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return "", err
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return "", err
+	}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{program, arg}
+	b, err = json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	return bundle, os.WriteFile(cfgPath, b, 0o644)
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+

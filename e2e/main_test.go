@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// arrowBin is the arrow binary under test, built by TestMain.
+var arrowBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "arrow-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	builds := [][]string{
+		{"go", "build", "-o", filepath.Join(dir, "arrow"), "github.com/arrowsys/arrow/cmd/arrow"},
+		{"go", "build", "-o", filepath.Join(dir, "arrow-init"), "github.com/arrowsys/arrow/cmd/arrow-init"},
+	}
+	for _, b := range builds {
+		cmd := exec.Command(b[0], b[1:]...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b[len(b)-1], err, out)
+			return 1
+		}
+	}
+	arrowBin = filepath.Join(dir, "arrow")
+	// Every test boots VMs with Arrow's kernel: without it they cannot
+	// say anything, so fail them all at once with what to do.
+	if out, err := exec.Command(arrowBin, "kernel", "path").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: no guest kernel (%s): run `make kernel` first\n", bytes.TrimSpace(out))
+		return 1
+	}
+	return m.Run()
+}
+
+// result is what one arrow invocation did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// arrow runs the arrow CLI with args and stdin, bounded by a generous
+// deadline, and checks that it left no QEMU process behind.
+func arrow(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	return arrowEnv(t, nil, stdin, args...)
+}
+
+func arrowEnv(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
+	before := qemuProcesses(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, arrowBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+	if ctx.Err() != nil {
+		t.Fatalf("arrow %q did not finish: %v\nstderr: %s", args, err, r.stderr)
+	}
+	assertNoNewQEMU(t, before)
+	return r
+}
+
+// qemuProcesses lists the PIDs of running QEMU processes.
+func qemuProcesses(t *testing.T) map[string]bool {
+	t.Helper()
+	pids := map[string]bool{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err == nil && strings.HasPrefix(string(comm), "qemu-system") {
+			pids[e.Name()] = true
+		}
+	}
+	return pids
+}
+
+// assertNoNewQEMU fails when a QEMU process exists that did not before.
+// QEMU dies with arrow, but give the kernel a moment to reap it.
+func assertNoNewQEMU(t *testing.T, before map[string]bool) {
+	t.Helper()
+	var extra []string
+	for i := 0; i < 50; i++ {
+		extra = extra[:0]
+		for pid := range qemuProcesses(t) {
+			if !before[pid] {
+				extra = append(extra, pid)
+			}
+		}
+		if len(extra) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, pid := range extra {
+		_ = syscall.Kill(atoi(pid), syscall.SIGKILL)
+	}
+	t.Errorf("QEMU processes left behind: %v", extra)
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// python is Debian's python3, not a pyenv shim that may come first in PATH.
+const python = "/usr/bin/python3"

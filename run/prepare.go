@@ -1,0 +1,190 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/closure"
+	"github.com/arrowsys/arrow/image/initramfs"
+	"github.com/arrowsys/arrow/kernel"
+	"github.com/arrowsys/arrow/vm"
+)
+
+// prepared is everything a run needs before QEMU starts.
+type prepared struct {
+	cfg    vm.Config
+	spec   *guest.Spec
+	phases []Phase
+}
+
+func (p *prepared) timed(name string, t0 time.Time) {
+	p.phases = append(p.phases, Phase{name, time.Since(t0)})
+}
+
+// prepare resolves the program, the kernel, the accelerator and the guest
+// payload. Every failure here happens before any process or file exists.
+func (p *prepared) prepare(ctx context.Context, o *Options) error {
+	t0 := time.Now()
+	// Size errors are the user's typos: report them before any work.
+	if o.MemoryMiB < vm.MinMemoryMiB || o.MemoryMiB > vm.MaxMemoryMiB {
+		return failf(ExitArrowFailed, "--memory %dM: want %dM to %dM", o.MemoryMiB, vm.MinMemoryMiB, vm.MaxMemoryMiB)
+	}
+	if o.CPUs < 1 || o.CPUs > vm.MaxCPUs {
+		return failf(ExitArrowFailed, "--cpus %d: want 1 to %d", o.CPUs, vm.MaxCPUs)
+	}
+	qemu, err := vm.FindQEMU()
+	if err != nil {
+		return fail(ExitArrowFailed, err)
+	}
+	accel, err := vm.DetectAccel(o.Accel, vm.LocalHost())
+	if err != nil {
+		return fail(ExitArrowFailed, err)
+	}
+	if o.Debug {
+		fmt.Fprintf(o.Log, "arrow: accelerator %s: %s\n", accel.Name, accel.Reason)
+	}
+	k, err := findKernel(o)
+	if err != nil {
+		return err
+	}
+	initPath, err := FindInit(o.Init)
+	if err != nil {
+		return fail(ExitArrowFailed, err)
+	}
+	p.cfg = vm.Config{
+		QEMU:      qemu,
+		Kernel:    k.Path,
+		MemoryMiB: o.MemoryMiB,
+		CPUs:      o.CPUs,
+		Accel:     accel,
+		Verbose:   o.Console,
+	}
+	p.cfg.Cmdline = o.KernelArgs
+	if o.Debug {
+		p.cfg.Cmdline = strings.TrimSpace("arrow.debug " + p.cfg.Cmdline)
+	}
+	p.timed("setup", t0)
+
+	t0 = time.Now()
+	r := &closure.Resolver{Root: "/"}
+	program, err := r.Program(ctx, o.Program)
+	if err != nil {
+		return programError(err)
+	}
+	set, err := r.Resolve(ctx, program, o.Includes)
+	if err != nil {
+		return programError(err)
+	}
+	p.timed("closure", t0)
+
+	t0 = time.Now()
+	b := &initramfs.Builder{Dir: filepath.Join(o.Root, "initramfs")}
+	cpio, err := b.Build(ctx, set, initramfs.Entry{Path: "/init", Source: initPath, Mode: 0o755})
+	if err != nil {
+		return fail(ExitArrowFailed, fmt.Errorf("build the guest initramfs: %w", err))
+	}
+	p.cfg.Initrd = cpio
+	if err := p.jail(); err != nil {
+		return fail(ExitArrowFailed, err)
+	}
+	if err := p.cfg.Validate(); err != nil {
+		return fail(ExitArrowFailed, err)
+	}
+	p.timed("initramfs", t0)
+	if o.Debug {
+		fmt.Fprintf(o.Log, "arrow: kernel %s\narrow: initramfs %s (%d files)\n", k.Path, cpio, set.Len())
+	}
+
+	p.spec, err = o.spec(program)
+	return err
+}
+
+// jail runs QEMU as an unprivileged user when Arrow runs as root: nobody,
+// plus the kvm group so that it can open /dev/kvm. With QEMU's seccomp
+// sandbox on top, a compromised QEMU holds no privilege on the host.
+func (p *prepared) jail() error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(jailUser)
+	if err != nil {
+		return nil // no such user on this host: seccomp only
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("user %s: odd IDs %s:%s", jailUser, u.Uid, u.Gid)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if g, err := user.LookupGroup("kvm"); err == nil {
+		if kvm, err := strconv.ParseUint(g.Gid, 10, 32); err == nil {
+			cred.Groups = []uint32{uint32(kvm)}
+		}
+	}
+	p.cfg.RunAs = cred
+	return nil
+}
+
+// jailUser is who QEMU runs as when Arrow runs as root.
+const jailUser = "nobody"
+
+// findKernel returns the user's --kernel, checked, or Arrow's own.
+func findKernel(o *Options) (kernel.Kernel, error) {
+	if o.Kernel != "" {
+		k, err := kernel.Inspect(o.Kernel)
+		if err != nil {
+			return k, fail(ExitArrowFailed, fmt.Errorf("--kernel: %w", err))
+		}
+		return k, nil
+	}
+	k, err := kernel.Find(o.Root)
+	if err != nil {
+		return k, fail(ExitArrowFailed, err)
+	}
+	return k, nil
+}
+
+// programError maps a closure failure to docker's exit statuses.
+func programError(err error) error {
+	switch {
+	case errors.Is(err, closure.ErrNotFound), errors.Is(err, closure.ErrLibraryNotFound):
+		return fail(ExitNotFound, err)
+	case errors.Is(err, closure.ErrNotExecutable), errors.Is(err, closure.ErrNotProgram):
+		return fail(ExitCannotExecute, err)
+	}
+	return fail(ExitArrowFailed, err)
+}
+
+// FindInit returns the arrow-init binary: explicit, $ARROW_INIT, next to the
+// running executable, or in ../libexec/arrow beside it.
+func FindInit(explicit string) (string, error) {
+	var candidates []string
+	if explicit != "" {
+		candidates = []string{explicit}
+	} else {
+		if e := os.Getenv("ARROW_INIT"); e != "" {
+			candidates = append(candidates, e)
+		}
+		if exe, err := os.Executable(); err == nil {
+			dir := filepath.Dir(exe)
+			candidates = append(candidates,
+				filepath.Join(dir, "arrow-init"),
+				filepath.Join(dir, "..", "libexec", "arrow", "arrow-init"))
+		}
+	}
+	for _, c := range candidates {
+		if fi, err := os.Stat(c); err == nil && fi.Mode().IsRegular() {
+			return filepath.Abs(c)
+		}
+	}
+	return "", fmt.Errorf("arrow-init not found (looked at %v): install Arrow with `make install`, or set ARROW_INIT", candidates)
+}

@@ -1,0 +1,276 @@
+// Package run runs one application in its own microVM, start to finish:
+// it resolves what the application needs, builds (or reuses) the guest's
+// initramfs, boots the VM, hands arrow-init the application, relays its
+// streams and signals and returns its exit status.
+//
+// It is what `arrow run` does in the foreground; the daemon will build on
+// the same steps.
+package run
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/vm"
+)
+
+// Defaults for [Options].
+const (
+	DefaultMemoryMiB   = 256
+	DefaultCPUs        = 1
+	DefaultBootTimeout = 30 * time.Second
+	DefaultStopTimeout = 10 * time.Second
+)
+
+// Options describe one run.
+type Options struct {
+	// Program is the program to run: a path, or a name looked up in the
+	// host's PATH. Its closure is what the guest contains.
+	Program string
+	// Args are the program's arguments (without the program itself).
+	Args []string
+	// Env is extra environment, KEY=value.
+	Env []string
+	// Dir is the working directory in the guest; the host's current
+	// directory when empty, so that relative paths mean what they mean on
+	// the host.
+	Dir string
+	// User is "uid[:gid]" (numbers, or root).
+	User string
+	// Includes are extra host files and directories put into the guest at
+	// their own paths.
+	Includes []string
+	// Hostname is the guest's host name; the run's ID when empty.
+	Hostname string
+
+	// Stdin forwards In to the application; without it the application
+	// reads /dev/null.
+	Stdin bool
+	// TTY runs the application on a terminal in the guest. The caller puts
+	// the local terminal in raw mode and sends size changes on Resize.
+	TTY bool
+	// Size is the terminal's initial size.
+	Size guest.WindowSize
+
+	// MemoryMiB and CPUs size the VM.
+	MemoryMiB int
+	CPUs      int
+	// Kernel is a guest kernel to use instead of Arrow's own.
+	Kernel string
+	// KernelArgs are appended to the guest kernel's command line.
+	KernelArgs string
+	// Accel is auto, kvm or tcg.
+	Accel string
+	// Console copies the guest's console (kernel messages) to Err.
+	Console bool
+	// Debug prints what Arrow does and how long each phase takes to Log.
+	Debug bool
+
+	// BootTimeout bounds the time from starting QEMU to arrow-init's hello.
+	BootTimeout time.Duration
+	// StopTimeout is how long the application has to exit after a
+	// forwarded SIGTERM, SIGINT or SIGHUP before the VM is killed.
+	StopTimeout time.Duration
+
+	// Root is Arrow's data root (kernels, initramfs cache).
+	Root string
+	// Init is the arrow-init binary; found next to the running executable
+	// when empty (see [FindInit]).
+	Init string
+
+	In       io.Reader
+	Out, Err io.Writer
+	// Log receives Arrow's own diagnostics (with Debug or Console).
+	Log io.Writer
+	// Signals are forwarded to the application.
+	Signals <-chan os.Signal
+	// Resize carries terminal size changes in TTY mode.
+	Resize <-chan guest.WindowSize
+}
+
+// Result is how a run ended.
+type Result struct {
+	// Status is what arrow-init reported.
+	Status guest.ExitStatus
+	// Accel is the accelerator the VM ran under.
+	Accel vm.Accel
+	// Phases are how long each step took.
+	Phases []Phase
+}
+
+// ExitCode is the exit status `arrow run` ends with for r.
+func (r Result) ExitCode() int { return r.Status.ExitCode() }
+
+// Phase is one timed step of a run.
+type Phase struct {
+	Name     string
+	Duration time.Duration
+}
+
+func (o *Options) setDefaults() error {
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = DefaultMemoryMiB
+	}
+	if o.CPUs == 0 {
+		o.CPUs = DefaultCPUs
+	}
+	if o.BootTimeout == 0 {
+		o.BootTimeout = DefaultBootTimeout
+	}
+	if o.StopTimeout == 0 {
+		o.StopTimeout = DefaultStopTimeout
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Err == nil {
+		o.Err = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+		o.Dir = wd
+	}
+	return nil
+}
+
+// newID returns a random run ID, used as the default host name.
+func newID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// spec builds what arrow-init is handed.
+func (o *Options) spec(program string) (*guest.Spec, error) {
+	uid, gid, err := ParseUser(o.User)
+	if err != nil {
+		return nil, fail(ExitArrowFailed, err)
+	}
+	home := "/root"
+	if uid != 0 {
+		home = "/"
+	}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home}
+	hostname := o.Hostname
+	if hostname == "" {
+		hostname = newID()
+	}
+	env = append(env, "HOSTNAME="+hostname)
+	if o.TTY {
+		env = append(env, "TERM=xterm")
+	}
+	for _, e := range o.Env {
+		k, _, ok := strings.Cut(e, "=")
+		if k == "" {
+			return nil, failf(ExitArrowFailed, "-e %q: want KEY=value or KEY", e)
+		}
+		if !ok {
+			// -e KEY passes the host's value, as in docker.
+			v, set := os.LookupEnv(k)
+			if !set {
+				continue
+			}
+			e = k + "=" + v
+		}
+		env = append(env, e)
+	}
+	seed := make([]byte, 64)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, fmt.Errorf("entropy for the guest: %w", err)
+	}
+	s := &guest.Spec{
+		Version:  guest.ProtocolVersion,
+		Args:     append([]string{program}, o.Args...),
+		Env:      env,
+		Dir:      o.Dir,
+		UID:      uid,
+		GID:      gid,
+		Hostname: hostname,
+		Stdin:    o.Stdin,
+		TTY:      o.TTY,
+		Size:     o.Size,
+		// As docker does: a high open-files limit servers expect.
+		Rlimits:      []guest.Rlimit{{Type: "nofile", Soft: 1048576, Hard: 1048576}},
+		TimeUnixNano: time.Now().UnixNano(),
+		Seed:         seed,
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fail(ExitArrowFailed, err)
+	}
+	return s, nil
+}
+
+// ParseUser parses "uid[:gid]". Names other than root are not resolved:
+// the guest has no user database of the host's.
+func ParseUser(s string) (uid, gid uint32, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	u, g, hasGID := strings.Cut(s, ":")
+	uid, err = parseID(u)
+	if err != nil {
+		return 0, 0, fmt.Errorf("--user %q: %w", s, err)
+	}
+	gid = uid
+	if hasGID {
+		if gid, err = parseID(g); err != nil {
+			return 0, 0, fmt.Errorf("--user %q: %w", s, err)
+		}
+	}
+	return uid, gid, nil
+}
+
+func parseID(s string) (uint32, error) {
+	if s == "root" {
+		return 0, nil
+	}
+	var n uint64
+	if s == "" || len(s) > 10 {
+		return 0, errors.New("want a numeric ID")
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, errors.New("want a numeric ID (user names are not resolved)")
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	if n > 1<<32-2 {
+		return 0, errors.New("ID out of range")
+	}
+	return uint32(n), nil
+}
+
+// Run runs the application described by o and returns how it ended. The
+// error is nil whenever the application ran, whatever its exit status; it is
+// an [*Error] when Arrow could not run it.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if err := o.setDefaults(); err != nil {
+		return Result{}, fail(ExitArrowFailed, err)
+	}
+	p := &prepared{}
+	if err := p.prepare(ctx, &o); err != nil {
+		return Result{Phases: p.phases}, err
+	}
+	res, err := p.boot(ctx, &o)
+	res.Phases = append(p.phases, res.Phases...)
+	if o.Debug {
+		for _, ph := range res.Phases {
+			fmt.Fprintf(o.Log, "arrow: %-10s %v\n", ph.Name, ph.Duration.Round(time.Microsecond))
+		}
+	}
+	return res, err
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Arrow's setup on a fresh Debian 12 machine, as root: installs what Arrow
+# needs, builds and installs it, builds the guest kernel (about 4 minutes
+# on 2 cores, once) and runs a real application in a microVM.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup.sh: run as root (it installs packages)" >&2
+	exit 1
+fi
+
+packages=(
+	qemu-system-x86                       # the hypervisor (microvm machine)
+	linux-source-6.1                      # the guest kernel's source
+	build-essential bison flex bc libelf-dev libssl-dev  # to build it
+	python3 perl                          # examples and tests run them in VMs
+	busybox-static                        # a static binary for tests
+	runc                                  # the benchmark's container baseline
+	git ca-certificates
+)
+echo "==> installing packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+GO=$(command -v go || true)
+[ -n "$GO" ] || GO=/usr/local/go/bin/go
+if ! "$GO" version >/dev/null 2>&1; then
+	echo "setup.sh: Go 1.23 or newer is needed at /usr/local/go or in PATH" >&2
+	exit 1
+fi
+
+echo "==> building Arrow"
+make GO="$GO" install >/dev/null
+
+echo "==> building the guest kernel (cached after the first time)"
+arrow kernel build
+
+echo "==> arrow version"
+arrow version
+
+echo "==> arrow run /bin/echo hello from a microVM"
+arrow run /bin/echo hello from a microVM
+
+echo "==> arrow run /usr/bin/python3 ... (exit status 3 expected)"
+set +e
+arrow run /usr/bin/python3 -c 'import sys, platform; print("python", sys.version.split()[0], "in", platform.uname().release); sys.exit(3)'
+status=$?
+set -e
+echo "    arrow exited $status"
+[ "$status" -eq 3 ]
+echo "==> done: Arrow is installed. Try: arrow run -it /bin/bash"

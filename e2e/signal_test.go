@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -157,7 +158,7 @@ func TestTerminal(t *testing.T) {
 	if _, err := ptmx.Write([]byte{3}); err != nil { // ^C
 		t.Fatal(err)
 	}
-	go func() { _, _ = io.Copy(io.Discard, ptmx) }()
+	go func() { _, _ = io.Copy(os.Stderr, ptmx) }()
 	// Python dies of the SIGINT the guest's terminal raised: 128+2.
 	if code := waitExit(t, cmd, time.Minute); code != 130 {
 		t.Fatalf("exit status %d, want 130", code)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -98,7 +97,3 @@ func errMissingSource(path string, err error) error {
 	return fmt.Errorf("kernel source %s not found: %w", path, err)
 }
 
-// isNotExist reports whether err says a file does not exist.
-func isNotExist(err error) bool {
-	return errors.Is(err, os.ErrNotExist)
-}

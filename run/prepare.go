@@ -93,6 +93,11 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		return fail(ExitArrowFailed, fmt.Errorf("build the guest initramfs: %w", err))
 	}
 	p.cfg.Initrd = cpio
+	// Archives of programs not run for a month go; a later run rebuilds
+	// its own in tens of milliseconds.
+	if _, _, err := b.Prune(initramfsMaxAge); err != nil && o.Debug {
+		fmt.Fprintf(o.Log, "arrow: pruning the initramfs cache: %v\n", err)
+	}
 	if err := p.jail(); err != nil {
 		return fail(ExitArrowFailed, err)
 	}
@@ -133,6 +138,9 @@ func (p *prepared) jail() error {
 	p.cfg.RunAs = cred
 	return nil
 }
+
+// initramfsMaxAge is how long an unused cached initramfs is kept.
+const initramfsMaxAge = 30 * 24 * time.Hour
 
 // jailUser is who QEMU runs as when Arrow runs as root.
 const jailUser = "nobody"

@@ -346,3 +346,24 @@ func TestHostPythonRecommends(t *testing.T) {
 		t.Errorf("sizes %v", sizes)
 	}
 }
+
+// TestHostIncludeELF: an included program brings its own libraries, so
+// that `--include /bin/ls` runs in the guest; an included data file does
+// not make the closure fail.
+func TestHostIncludeELF(t *testing.T) {
+	needFile(t, "/bin/ls")
+	data := filepath.Join(t.TempDir(), "data.txt")
+	if err := os.WriteFile(data, []byte("not ELF"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := hostResolve(t, "/bin/echo", "/bin/ls", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSet(t, s)
+	for _, want := range []string{"/usr/bin/ls", "/libselinux.so.1", "/data.txt"} {
+		if !hasRegular(s, want) {
+			t.Errorf("no regular file *%s in %v", want, paths(s))
+		}
+	}
+}

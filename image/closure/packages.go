@@ -223,6 +223,9 @@ func (c *resolution) addInclude(inc string) error {
 	if err != nil {
 		return fmt.Errorf("include %s: %v: %w", inc, err, ErrInclude)
 	}
+	if st.mode.IsRegular() {
+		return c.includeELF(real)
+	}
 	if !st.mode.IsDir() {
 		return nil
 	}
@@ -319,4 +322,28 @@ func (w *walker) walk(dir string) error {
 		// Sockets, pipes and devices are the host's, not the guest's.
 	}
 	return nil
+}
+
+// includeELF adds the ELF closure of an included file that is an ELF
+// executable or library, so that an included program (`--include
+// /bin/ls`) runs in the guest as on the host. It is resolved in a
+// namespace of its own, as the process running it will be; a library it
+// needs that cannot be found is an error naming it. Files in included
+// directories are taken as they are.
+func (c *resolution) includeELF(real string) error {
+	info, err := c.elf(real)
+	if err != nil {
+		return nil // not ELF (or unreadable as ELF): plain data
+	}
+	if c.ns != nil && !compatible(c.ns.main.info, info) {
+		return nil // another architecture's object: data to the guest
+	}
+	o := &object{path: real, real: real, info: info}
+	ns := newNamespace(o)
+	if info.interp != "" {
+		if err := c.addInterp(o); err != nil {
+			return err
+		}
+	}
+	return c.load(ns, o, true)
 }

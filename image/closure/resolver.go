@@ -254,14 +254,14 @@ func (r *Resolver) Resolve(ctx context.Context, program string, includes []strin
 			return nil, err
 		}
 	}
-	if c.needCache {
-		if _, _, err := c.h.addPath(c.set, ldCachePath); err != nil && !isNotExist(err) {
-			return nil, fmt.Errorf("add %s: %w", ldCachePath, err)
-		}
-	}
 	for _, inc := range includes {
 		if err := c.addInclude(inc); err != nil {
 			return nil, err
+		}
+	}
+	if c.needCache {
+		if _, _, err := c.h.addPath(c.set, ldCachePath); err != nil && !isNotExist(err) {
+			return nil, fmt.Errorf("add %s: %w", ldCachePath, err)
 		}
 	}
 	return c.set, nil

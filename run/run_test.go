@@ -1,0 +1,132 @@
+package run
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/closure"
+)
+
+func TestParseUser(t *testing.T) {
+	tests := []struct {
+		in       string
+		uid, gid uint32
+		err      string
+	}{
+		{"", 0, 0, ""},
+		{"root", 0, 0, ""},
+		{"1000", 1000, 1000, ""},
+		{"1000:1000", 1000, 1000, ""},
+		{"1000:50", 1000, 50, ""},
+		{"root:5", 0, 5, ""},
+		{"4294967294", 4294967294, 4294967294, ""},
+		{"4294967295", 0, 0, "out of range"},
+		{"alice", 0, 0, "user names are not resolved"},
+		{"1000:staff", 0, 0, "user names are not resolved"},
+		{":1000", 0, 0, "numeric"},
+		{"-1", 0, 0, "numeric"},
+		{"99999999999", 0, 0, "numeric"},
+	}
+	for _, tt := range tests {
+		uid, gid, err := ParseUser(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseUser(%q) = %v, want error containing %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || uid != tt.uid || gid != tt.gid {
+			t.Errorf("ParseUser(%q) = %d, %d, %v; want %d, %d", tt.in, uid, gid, err, tt.uid, tt.gid)
+		}
+	}
+}
+
+func TestSpec(t *testing.T) {
+	t.Setenv("ARROW_TEST_PASSED", "from-host")
+	o := Options{
+		Args:     []string{"-c", "x"},
+		Env:      []string{"FOO=bar", "ARROW_TEST_PASSED", "ARROW_TEST_UNSET", "PATH=/custom"},
+		Dir:      "/work",
+		User:     "1000:1000",
+		Hostname: "h1",
+		TTY:      true,
+	}
+	s, err := o.spec("/usr/bin/python3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("spec does not validate: %v", err)
+	}
+	env := strings.Join(s.Env, "\n")
+	for _, want := range []string{"FOO=bar", "ARROW_TEST_PASSED=from-host", "HOME=/", "HOSTNAME=h1", "TERM=xterm", "PATH=/custom"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env lacks %s: %q", want, s.Env)
+		}
+	}
+	if strings.Contains(env, "ARROW_TEST_UNSET") {
+		t.Errorf("an unset host variable was passed: %q", s.Env)
+	}
+	// The user's PATH comes after the default, so it wins in the guest.
+	if i, j := strings.Index(env, "PATH=/usr/local"), strings.Index(env, "PATH=/custom"); i > j {
+		t.Errorf("user PATH does not override the default: %q", s.Env)
+	}
+	if got := strings.Join(s.Args, " "); got != "/usr/bin/python3 -c x" {
+		t.Errorf("args %q", got)
+	}
+	if s.UID != 1000 || s.GID != 1000 || s.Dir != "/work" || !s.TTY || s.Stdin || len(s.Seed) == 0 || s.TimeUnixNano == 0 {
+		t.Errorf("spec %+v", s)
+	}
+	o2 := Options{Dir: "/"}
+	s2, _ := o2.spec("/bin/true")
+	if string(s2.Seed) == string(s.Seed) {
+		t.Error("two runs got the same entropy seed")
+	}
+	if s2.Hostname == "" || s2.Hostname == s.Hostname {
+		t.Errorf("default host name %q", s2.Hostname)
+	}
+}
+
+func TestSpecRejects(t *testing.T) {
+	for _, o := range []Options{
+		{Dir: "/", Env: []string{"=x"}},
+		{Dir: "/", User: "bob"},
+		{Dir: "relative"},
+	} {
+		if _, err := o.spec("/bin/true"); err == nil || ExitCode(err) != ExitArrowFailed {
+			t.Errorf("%+v: err %v, exit %d", o, err, ExitCode(err))
+		}
+	}
+}
+
+func TestProgramErrorCodes(t *testing.T) {
+	tests := []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("x: %w", closure.ErrNotFound), ExitNotFound},
+		{&closure.LibraryError{Library: "libx.so", Needer: "/bin/y"}, ExitNotFound},
+		{fmt.Errorf("x: %w", closure.ErrNotExecutable), ExitCannotExecute},
+		{fmt.Errorf("x: %w", closure.ErrNotProgram), ExitCannotExecute},
+		{fmt.Errorf("x: %w", closure.ErrInclude), ExitArrowFailed},
+		{errors.New("disk on fire"), ExitArrowFailed},
+	}
+	for _, tt := range tests {
+		if got := ExitCode(programError(tt.err)); got != tt.code {
+			t.Errorf("%v: exit %d, want %d", tt.err, got, tt.code)
+		}
+	}
+	if ExitCode(nil) != 0 || ExitCode(errors.New("x")) != ExitArrowFailed {
+		t.Error("ExitCode of nil or a plain error")
+	}
+}
+
+func TestResultExitCode(t *testing.T) {
+	r := Result{Status: guest.ExitStatus{Reason: guest.Signaled, Signal: 15}}
+	if r.ExitCode() != 143 {
+		t.Errorf("got %d", r.ExitCode())
+	}
+}

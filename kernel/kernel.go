@@ -182,8 +182,55 @@ func loadCached(dir string) (Kernel, error) {
 // back to the most recently built kernel for the embedded fragment. When no
 // such kernel exists the error matches ErrNotBuilt.
 func Find(root string) (Kernel, error) {
-	ver, verErr := SourceVersion(context.Background())
+	ver, verErr := memoSourceVersion(root, dpkgStatus, SourceVersion)
 	return find(root, ver, verErr, Fragment())
+}
+
+// dpkgStatus is dpkg's database of installed packages: it changes whenever
+// a package is installed, upgraded or removed.
+const dpkgStatus = "/var/lib/dpkg/status"
+
+// sourceMemo records the installed source version and the identity of
+// dpkg's database when it was read.
+type sourceMemo struct {
+	StatusSize  int64  `json:"status_size"`
+	StatusMtime int64  `json:"status_mtime_ns"`
+	Version     string `json:"version"`
+}
+
+// memoSourceVersion returns the installed source version, asking dpkg only
+// when its database changed since the last time. Find runs on every
+// `arrow run`, and dpkg-query costs milliseconds there; a stat does not.
+// The memo lives in the kernels directory and is written only when that
+// exists, so Find never creates Arrow's data root.
+func memoSourceVersion(root, status string, lookup VersionFunc) (string, error) {
+	memoPath := filepath.Join(KernelsDir(root), "source-version.json")
+	st, statErr := os.Stat(status)
+	if statErr == nil {
+		if b, err := os.ReadFile(memoPath); err == nil {
+			var m sourceMemo
+			if json.Unmarshal(b, &m) == nil && m.Version != "" &&
+				m.StatusSize == st.Size() && m.StatusMtime == st.ModTime().UnixNano() {
+				return m.Version, nil
+			}
+		}
+	}
+	ver, err := lookup(context.Background())
+	if err != nil || statErr != nil {
+		return ver, err
+	}
+	if _, err := os.Stat(KernelsDir(root)); err == nil {
+		b, _ := json.Marshal(sourceMemo{StatusSize: st.Size(), StatusMtime: st.ModTime().UnixNano(), Version: ver})
+		tmp, err := os.CreateTemp(KernelsDir(root), ".source-version-*")
+		if err == nil {
+			_, werr := tmp.Write(b)
+			cerr := tmp.Close()
+			if werr != nil || cerr != nil || os.Rename(tmp.Name(), memoPath) != nil {
+				os.Remove(tmp.Name())
+			}
+		}
+	}
+	return ver, nil
 }
 
 func find(root, sourceVersion string, verErr error, frag []byte) (Kernel, error) {

@@ -13,6 +13,7 @@ fi
 packages=(
 	qemu-system-x86                       # the hypervisor (microvm machine)
 	linux-source-6.1                      # the guest kernel's source
+	linux-image-cloud-amd64               # a stock kernel: tests boot it with --kernel
 	build-essential bison flex bc libelf-dev libssl-dev  # to build it
 	python3 perl                          # examples and tests run them in VMs
 	busybox-static                        # a static binary for tests

@@ -12,6 +12,12 @@ import (
 // arrow-init finds its device by this name under /sys/class/virtio-ports.
 const PortName = "arrow.0"
 
+// ModulesDir is where the host puts kernel module files in the guest's
+// initramfs, flat, by file name, for kernels that build Arrow's drivers as
+// modules. It is not /lib/modules: on a usrmerged host /lib is a symlink
+// in the guest too.
+const ModulesDir = "/.arrow/modules"
+
 // MaxPayload bounds a frame's payload. Larger writes are split by
 // [Conn.Write]-style helpers; a peer announcing more is a protocol error.
 const MaxPayload = 1 << 20

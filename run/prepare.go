@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -87,8 +88,26 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	p.timed("closure", t0)
 
 	t0 = time.Now()
+	extra := []initramfs.Entry{{Path: "/init", Source: initPath, Mode: 0o755}}
+	if !k.Tailored {
+		// A distribution kernel: devices come through ACPI, and its
+		// virtio drivers are modules the guest must load.
+		p.cfg.ACPI = true
+		mods, err := guestModules(k)
+		if err != nil {
+			return fail(ExitArrowFailed, fmt.Errorf("--kernel %s: %w", k.Path, err))
+		}
+		var names []string
+		for _, m := range mods {
+			extra = append(extra, initramfs.Entry{Path: path.Join(guest.ModulesDir, path.Base(m.Path)), Source: filepath.Join(kernel.ModulesDir(k.Release), m.Path), Mode: 0o644})
+			names = append(names, m.Name)
+		}
+		if len(names) > 0 {
+			p.cfg.Cmdline = strings.TrimSpace(p.cfg.Cmdline + " arrow.modules=" + strings.Join(names, ","))
+		}
+	}
 	b := &initramfs.Builder{Dir: filepath.Join(o.Root, "initramfs")}
-	cpio, err := b.Build(ctx, set, initramfs.Entry{Path: "/init", Source: initPath, Mode: 0o755})
+	cpio, err := b.Build(ctx, set, extra...)
 	if err != nil {
 		return fail(ExitArrowFailed, fmt.Errorf("build the guest initramfs: %w", err))
 	}
@@ -145,12 +164,31 @@ const initramfsMaxAge = 30 * 24 * time.Hour
 // jailUser is who QEMU runs as when Arrow runs as root.
 const jailUser = "nobody"
 
+// guestModules returns the modules kernel k needs for Arrow's devices.
+// A kernel whose modules are not installed on the host gets none: it works
+// when it has the drivers built in, and otherwise its guest reports that
+// the control port is missing.
+func guestModules(k kernel.Kernel) ([]kernel.Module, error) {
+	if k.Release == "" {
+		return nil, nil
+	}
+	dir := kernel.ModulesDir(k.Release)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, nil
+	}
+	return kernel.ResolveModules(dir, kernel.GuestModules())
+}
+
 // findKernel returns the user's --kernel, checked, or Arrow's own.
 func findKernel(o *Options) (kernel.Kernel, error) {
 	if o.Kernel != "" {
 		k, err := kernel.Inspect(o.Kernel)
 		if err != nil {
 			return k, fail(ExitArrowFailed, fmt.Errorf("--kernel: %w", err))
+		}
+		// Arrow's own kernel named by path is still Arrow's kernel.
+		if own, err := kernel.Find(o.Root); err == nil && sameFile(own.Path, k.Path) {
+			return own, nil
 		}
 		return k, nil
 	}
@@ -195,4 +233,10 @@ func FindInit(explicit string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("arrow-init not found (looked at %v): install Arrow with `make install`, or set ARROW_INIT", candidates)
+}
+
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }

@@ -41,6 +41,11 @@ type Config struct {
 	CPUs int
 	// Accel is the accelerator, from [DetectAccel].
 	Accel Accel
+	// ACPI describes the devices to the guest through ACPI tables, for
+	// kernels that cannot take virtio-mmio devices from their command
+	// line (distribution kernels). Arrow's own kernel does not need it,
+	// and booting without it is faster.
+	ACPI bool
 	// Verbose lets the kernel log to the console at its normal level
 	// instead of only errors.
 	Verbose bool
@@ -95,7 +100,7 @@ func (c Config) Args() []string {
 	args := []string{
 		// ACPI off and no option ROMs: measured faster to boot, and
 		// neither is needed by a guest that only has virtio-mmio devices.
-		"-M", "microvm,x-option-roms=off,acpi=off",
+		"-M", "microvm,x-option-roms=off,acpi=" + onOff(c.ACPI),
 		"-accel", accel,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(c.MemoryMiB),
@@ -127,6 +132,13 @@ func (c Config) Args() []string {
 // instead (Config.RunAs), so the signal, set after them, survives.
 func (c Config) sandbox() string {
 	return "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // QEMUPackage is the Debian package that provides the hypervisor.

@@ -29,6 +29,7 @@ func TestArgs(t *testing.T) {
 		want   []string // every value of flag, in order
 	}{
 		{"machine", nil, "-M", []string{"microvm,x-option-roms=off,acpi=off"}},
+		{"machine with ACPI", func(c *Config) { c.ACPI = true }, "-M", []string{"microvm,x-option-roms=off,acpi=on"}},
 		{"tcg", nil, "-accel", []string{"tcg"}},
 		{"tcg cpu", nil, "-cpu", []string{"max"}},
 		{"kvm", func(c *Config) { c.Accel.Name = AccelKVM }, "-accel", []string{"kvm"}},

@@ -63,7 +63,12 @@ func (a *agent) main() (status guest.ExitStatus) {
 	}
 	a.debug = hasCmdlineFlag("arrow.debug") // needs /proc
 	a.debugf("mounted")
-	port, err := openPort(guest.PortName)
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	loaded, err := loadModules(string(cmdline))
+	if err != nil {
+		return initFailed(err)
+	}
+	port, err := waitPort(guest.PortName, loaded)
 	if err != nil {
 		return initFailed(err)
 	}

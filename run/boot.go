@@ -14,10 +14,6 @@ import (
 	"github.com/arrowsys/arrow/vm"
 )
 
-// exitGrace is how long QEMU gets to exit by itself after the guest
-// reported the exit status (arrow-init resets the machine right after).
-const exitGrace = 2 * time.Second
-
 // session is one booted VM and the conversation with its arrow-init.
 type session struct {
 	o      *Options
@@ -68,12 +64,12 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 		return res, err
 	}
 	res.Status = status
+	// The exit status is the guest's last word, sent after it synced its
+	// file systems: nothing is lost by stopping QEMU now rather than
+	// waiting for the guest's reset to end it.
 	t2 := time.Now()
-	select {
-	case <-m.Done():
-	case <-time.After(exitGrace):
-		fmt.Fprintf(o.Log, "arrow: the guest did not power off within %v; stopping it\n", exitGrace)
-	}
+	_ = m.Kill()
+	<-m.Done()
 	res.Phases = append(res.Phases, Phase{"poweroff", time.Since(t2)})
 	if status.Reason == guest.InitFailed {
 		return res, failf(ExitArrowFailed, "guest init: %s", status.Message)

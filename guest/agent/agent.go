@@ -120,13 +120,15 @@ func (a *agent) poweroff(status guest.ExitStatus) {
 	if status.Reason == guest.InitFailed {
 		a.log.Print(status.Message)
 	}
+	// Flush what the application wrote to shared file systems before
+	// the host hears the exit status: from then on it may stop the VM.
+	unix.Sync()
 	if a.conn != nil {
 		if err := a.conn.SendJSON(guest.FrameExit, status); err != nil {
 			a.log.Printf("reporting exit status: %v", err)
 		}
 		a.debugf("reported exit")
 	}
-	unix.Sync()
 	for {
 		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
 			a.log.Printf("reboot: %v", err)

@@ -46,7 +46,57 @@ type Spec struct {
 	// Seed is fresh host randomness mixed into the guest's entropy pool
 	// before the application starts.
 	Seed []byte `json:"seed,omitempty"`
+	// Root, when set, is the root file system the application runs in: a
+	// disk image instead of the initramfs. Args[0], Dir, the PATH lookup
+	// and the credentials all resolve inside it.
+	Root *Root `json:"root,omitempty"`
+	// Mounts are host directories (volumes) mounted in the guest before
+	// the application starts, in the root file system it runs in.
+	Mounts []Mount `json:"mounts,omitempty"`
 }
+
+// Root is a root file system on a virtio block device.
+//
+// By default arrow-init mounts the device read-only and puts an overlay
+// with a tmpfs upper layer on it: the application may write anywhere, its
+// changes live in guest memory and vanish with the VM, and the image is
+// never modified. With ReadOnly the device is mounted alone, read-only, and
+// writes outside the volumes and the tmpfs mounts fail with EROFS; the
+// image must then bring the /proc, /sys and /dev directories arrow-init
+// moves its mounts onto, and the mount points of every volume.
+type Root struct {
+	// Device names the block device: a /dev path ("/dev/vda"), or the
+	// drive's virtio-blk serial number as the host set it (vm.Drive.Serial),
+	// which the guest finds in /sys/block/*/serial. The serial is the
+	// reliable name: the order of /dev/vd* follows device probing.
+	Device string `json:"device"`
+	// FSType is the device's file system: "erofs", "squashfs" or "ext4".
+	FSType string `json:"fstype"`
+	// ReadOnly mounts the device read-only with no writable layer.
+	ReadOnly bool `json:"readonly,omitempty"`
+}
+
+// Mount is a host directory shared with the guest (vm.Share), mounted at
+// Target. A missing Target is created (in the overlay), which fails on a
+// read-only root.
+type Mount struct {
+	// Tag is the share's mount tag (vm.Share.Tag).
+	Tag string `json:"tag"`
+	// Target is the absolute, clean guest path the share is mounted on.
+	Target string `json:"target"`
+	// FSType is the share's transport: [MountVirtiofs] or [Mount9P], as the
+	// host exported it (vm.Share.FS).
+	FSType string `json:"fstype"`
+	// ReadOnly mounts the share read-only in the guest too. The host
+	// enforces it either way: this only makes the guest say EROFS sooner.
+	ReadOnly bool `json:"readonly,omitempty"`
+}
+
+// File system types of [Mount.FSType].
+const (
+	MountVirtiofs = "virtiofs"
+	Mount9P       = "9p"
+)
 
 // Rlimit is one resource limit, by its setrlimit name without the RLIMIT_
 // prefix, in lower case ("nofile", "nproc", ...).
@@ -66,6 +116,13 @@ const (
 	maxSeedLen  = 512
 	maxGroups   = 64
 	maxHostname = 64
+	// MaxMounts bounds [Spec.Mounts]; the VM has fewer device slots.
+	MaxMounts = 16
+	// maxTagLen is virtiofs's limit on a mount tag; 9p's is larger.
+	maxTagLen = 36
+	// maxSerialLen is virtio-blk's limit on a serial number.
+	maxSerialLen = 20
+	maxPathLen   = 4096
 )
 
 // Validate reports the first problem that makes s unusable.
@@ -103,6 +160,28 @@ func (s *Spec) Validate() error {
 			return fmt.Errorf("spec: environment entry %q is not KEY=value", e)
 		}
 	}
+	if s.Root != nil {
+		if err := s.Root.validate(); err != nil {
+			return err
+		}
+	}
+	if len(s.Mounts) > MaxMounts {
+		return fmt.Errorf("spec: %d mounts, at most %d", len(s.Mounts), MaxMounts)
+	}
+	tags := make(map[string]bool, len(s.Mounts))
+	targets := make(map[string]bool, len(s.Mounts))
+	for _, m := range s.Mounts {
+		if err := m.validate(); err != nil {
+			return err
+		}
+		if tags[m.Tag] {
+			return fmt.Errorf("spec: mount tag %q used twice", m.Tag)
+		}
+		if targets[m.Target] {
+			return fmt.Errorf("spec: two mounts on %s", m.Target)
+		}
+		tags[m.Tag], targets[m.Target] = true, true
+	}
 	for _, r := range s.Rlimits {
 		if _, ok := RlimitResource(r.Type); !ok {
 			return fmt.Errorf("spec: unknown rlimit %q", r.Type)
@@ -112,6 +191,82 @@ func (s *Spec) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (r *Root) validate() error {
+	switch r.FSType {
+	case "erofs", "squashfs", "ext4":
+	default:
+		return fmt.Errorf("spec: root file system type %q: want erofs, squashfs or ext4", r.FSType)
+	}
+	if strings.HasPrefix(r.Device, "/") {
+		name, ok := strings.CutPrefix(r.Device, "/dev/")
+		if !ok || !isName(name, 32) {
+			return fmt.Errorf("spec: root device %q: want /dev/NAME or a drive serial", r.Device)
+		}
+		return nil
+	}
+	if !IsSerial(r.Device) {
+		return fmt.Errorf("spec: root device %q: want /dev/NAME or a drive serial (1 to %d of A-Z a-z 0-9 . _ -)", r.Device, maxSerialLen)
+	}
+	return nil
+}
+
+func (m *Mount) validate() error {
+	if !IsMountTag(m.Tag) {
+		return fmt.Errorf("spec: mount tag %q: want 1 to %d of A-Z a-z 0-9 . _ -", m.Tag, maxTagLen)
+	}
+	if m.FSType != MountVirtiofs && m.FSType != Mount9P {
+		return fmt.Errorf("spec: mount %s: file system type %q: want %s or %s", m.Tag, m.FSType, MountVirtiofs, Mount9P)
+	}
+	if err := checkTarget(m.Target); err != nil {
+		return fmt.Errorf("spec: mount %s: %w", m.Tag, err)
+	}
+	return nil
+}
+
+// checkTarget accepts absolute, clean guest paths other than / and the
+// kernel's own file systems.
+func checkTarget(t string) error {
+	switch {
+	case len(t) > maxPathLen:
+		return fmt.Errorf("target of %d bytes, at most %d", len(t), maxPathLen)
+	case strings.IndexByte(t, 0) >= 0:
+		return errors.New("target contains a NUL byte")
+	case !path.IsAbs(t):
+		return fmt.Errorf("target %q is not absolute", t)
+	case path.Clean(t) != t:
+		return fmt.Errorf("target %q is not clean (no //, /./, /../ or trailing slash)", t)
+	case t == "/":
+		return errors.New("target / would hide the root file system")
+	}
+	for _, reserved := range []string{"/proc", "/sys", "/dev"} {
+		if t == reserved || strings.HasPrefix(t, reserved+"/") {
+			return fmt.Errorf("target %s is inside %s, which the guest kernel owns", t, reserved)
+		}
+	}
+	return nil
+}
+
+// IsMountTag reports whether tag is a valid share tag: 1 to 36 bytes of
+// ASCII letters, digits, '.', '_' and '-'.
+func IsMountTag(tag string) bool { return isName(tag, maxTagLen) }
+
+// IsSerial reports whether s is a valid drive serial number: 1 to 20
+// bytes of ASCII letters, digits, '.', '_' and '-'.
+func IsSerial(s string) bool { return isName(s, maxSerialLen) }
+
+func isName(s string, max int) bool {
+	if s == "" || len(s) > max || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // rlimitResources maps rlimit names to their Linux resource numbers.
@@ -147,8 +302,8 @@ type Hello struct {
 }
 
 // ProtocolVersion is the version of this protocol. A host refuses a guest
-// announcing another one.
-const ProtocolVersion = 1
+// announcing another one. Version 2 added [Spec.Root] and [Spec.Mounts].
+const ProtocolVersion = 2
 
 // ExitReason says how the application ended.
 type ExitReason string

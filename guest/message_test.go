@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,24 @@ func TestSpecValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid spec rejected: %v", err)
 	}
+	valid := []func(*Spec){
+		func(s *Spec) { s.Root = &Root{Device: "root", FSType: "erofs"} },
+		func(s *Spec) { s.Root = &Root{Device: "/dev/vda", FSType: "squashfs", ReadOnly: true} },
+		func(s *Spec) { s.Root = &Root{Device: "img-1.2_x", FSType: "ext4"} },
+		func(s *Spec) {
+			s.Mounts = []Mount{{Tag: "v0", Target: "/data", FSType: "virtiofs"}, {Tag: "v1", Target: "/data/sub", FSType: "9p", ReadOnly: true}}
+		},
+		func(s *Spec) {
+			s.Mounts = []Mount{{Tag: strings.Repeat("t", 36), Target: "/procfs", FSType: "virtiofs"}}
+		},
+	}
+	for i, mutate := range valid {
+		s := ok
+		mutate(&s)
+		if err := s.Validate(); err != nil {
+			t.Errorf("valid spec %d rejected: %v", i, err)
+		}
+	}
 	tests := []struct {
 		name   string
 		mutate func(*Spec)
@@ -54,6 +73,40 @@ func TestSpecValidate(t *testing.T) {
 		{"huge seed", func(s *Spec) { s.Seed = make([]byte, 4096) }, "seed"},
 		{"long hostname", func(s *Spec) { s.Hostname = strings.Repeat("h", 65) }, "host name"},
 		{"too many args", func(s *Spec) { s.Args = make([]string, maxArgs+1); s.Args[0] = "x" }, "arguments"},
+		{"root fstype", func(s *Spec) { s.Root = &Root{Device: "root", FSType: "xfs"} }, "root file system type"},
+		{"root no fstype", func(s *Spec) { s.Root = &Root{Device: "root"} }, "root file system type"},
+		{"root no device", func(s *Spec) { s.Root = &Root{FSType: "erofs"} }, "root device"},
+		{"root device outside /dev", func(s *Spec) { s.Root = &Root{Device: "/etc/passwd", FSType: "erofs"} }, "root device"},
+		{"root device escapes /dev", func(s *Spec) { s.Root = &Root{Device: "/dev/../etc/shadow", FSType: "erofs"} }, "root device"},
+		{"root device subdir", func(s *Spec) { s.Root = &Root{Device: "/dev/disk/by-id/x", FSType: "erofs"} }, "root device"},
+		{"root serial too long", func(s *Spec) { s.Root = &Root{Device: strings.Repeat("s", 21), FSType: "erofs"} }, "root device"},
+		{"root serial odd byte", func(s *Spec) { s.Root = &Root{Device: "a b", FSType: "erofs"} }, "root device"},
+		{"mount relative", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "data", FSType: "virtiofs"}} }, "not absolute"},
+		{"mount dotdot", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "/data/../etc", FSType: "virtiofs"}} }, "not clean"},
+		{"mount trailing slash", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "/data/", FSType: "virtiofs"}} }, "not clean"},
+		{"mount double slash", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "//data", FSType: "virtiofs"}} }, "not clean"},
+		{"mount on root", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "/", FSType: "virtiofs"}} }, "hide the root"},
+		{"mount on proc", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "/proc", FSType: "virtiofs"}} }, "guest kernel"},
+		{"mount in dev", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "/dev/shm", FSType: "virtiofs"}} }, "guest kernel"},
+		{"mount nul", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "/a\x00b", FSType: "virtiofs"}} }, "NUL"},
+		{"mount long target", func(s *Spec) {
+			s.Mounts = []Mount{{Tag: "v", Target: "/" + strings.Repeat("a", 5000), FSType: "virtiofs"}}
+		}, "bytes"},
+		{"mount no tag", func(s *Spec) { s.Mounts = []Mount{{Target: "/data", FSType: "virtiofs"}} }, "mount tag"},
+		{"mount long tag", func(s *Spec) { s.Mounts = []Mount{{Tag: strings.Repeat("t", 37), Target: "/data", FSType: "virtiofs"}} }, "mount tag"},
+		{"mount tag with comma", func(s *Spec) { s.Mounts = []Mount{{Tag: "a,b", Target: "/data", FSType: "virtiofs"}} }, "mount tag"},
+		{"mount fstype", func(s *Spec) { s.Mounts = []Mount{{Tag: "v", Target: "/data", FSType: "nfs"}} }, "file system type"},
+		{"mount tag twice", func(s *Spec) {
+			s.Mounts = []Mount{{Tag: "v", Target: "/a", FSType: "virtiofs"}, {Tag: "v", Target: "/b", FSType: "9p"}}
+		}, "used twice"},
+		{"mount target twice", func(s *Spec) {
+			s.Mounts = []Mount{{Tag: "v", Target: "/a", FSType: "virtiofs"}, {Tag: "w", Target: "/a", FSType: "9p"}}
+		}, "two mounts"},
+		{"too many mounts", func(s *Spec) {
+			for i := 0; i <= MaxMounts; i++ {
+				s.Mounts = append(s.Mounts, Mount{Tag: fmt.Sprint("v", i), Target: fmt.Sprint("/v", i), FSType: "virtiofs"})
+			}
+		}, "mounts, at most"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -126,4 +127,25 @@ func DetectAccel(requested string, h Host) (Accel, error) {
 		return Accel{Name: AccelTCG, Reason: "requested"}, nil
 	}
 	return Accel{}, fmt.Errorf("--accel %q: want auto, kvm or tcg", requested)
+}
+
+// TSCkHz is the host CPU's clock in kHz as /proc/cpuinfo reports it ("cpu
+// MHz"), or 0. Under TCG the guest's TSC runs at the host's rate; a
+// guest kernel that cannot calibrate it (no HPET on microvm, and PIT
+// calibration fails when the emulation is slow) can be told it with
+// tsc_early_khz=, instead of hanging or falling back to jiffies.
+func (h Host) TSCkHz() int {
+	sc := bufio.NewScanner(bytes.NewReader(h.CPUInfo))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || strings.TrimSpace(k) != "cpu MHz" {
+			continue
+		}
+		mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || mhz <= 0 || mhz > 100000 {
+			return 0
+		}
+		return int(mhz * 1000)
+	}
+	return 0
 }

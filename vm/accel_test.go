@@ -48,3 +48,21 @@ func TestDetectAccel(t *testing.T) {
 		})
 	}
 }
+
+func TestTSCkHz(t *testing.T) {
+	tests := []struct {
+		info string
+		want int
+	}{
+		{"processor\t: 0\ncpu MHz\t\t: 2596.138\nflags\t: fpu\n", 2596138},
+		{"cpu MHz : 3000\n", 3000000},
+		{"cpu MHz : fast\n", 0},
+		{"cpu MHz : -5\n", 0},
+		{"flags : fpu\n", 0},
+	}
+	for _, tt := range tests {
+		if got := (Host{CPUInfo: []byte(tt.info)}).TSCkHz(); got != tt.want {
+			t.Errorf("%q: %d, want %d", tt.info, got, tt.want)
+		}
+	}
+}

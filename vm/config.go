@@ -3,18 +3,30 @@ package vm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/arrowsys/arrow/guest"
 )
 
 // File descriptors QEMU inherits, in the order of exec.Cmd.ExtraFiles.
+// The drives' image files follow, then the vhost-user sockets of the
+// virtiofs shares: see [Config.driveFD] and [Config.shareFD].
 const (
 	fdConsole = 3 + iota // the guest's serial console
 	fdControl            // the guest protocol port (package guest)
 	fdQMP                // the QMP monitor
+	fdKernel             // the kernel image
+	fdInitrd             // the initramfs
+	fdFirstExtra
 )
+
+// fdPath names an inherited descriptor as a path QEMU can open.
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 // Limits on the machine's size. QEMU accepts more, but a microVM for one
 // application that asks for more is almost certainly a typo.
@@ -22,6 +34,14 @@ const (
 	MinMemoryMiB = 32
 	MaxMemoryMiB = 1 << 20
 	MaxCPUs      = 255
+)
+
+// Device slots for drives and shares. microvm has 8 virtio-mmio transports
+// without ACPI and 24 with it (a second I/O APIC); Arrow's serial port and
+// RNG take two.
+const (
+	MaxDevices     = 6
+	MaxDevicesACPI = 22
 )
 
 // Config describes one VM.
@@ -51,8 +71,113 @@ type Config struct {
 	Verbose bool
 	// RunAs, when set, are the credentials QEMU is started with: an
 	// unprivileged user (and the kvm group, for /dev/kvm) instead of the
-	// caller's. The kernel and initramfs must be readable by it.
+	// caller's. The kernel and initramfs must be readable by it (drives
+	// need not be: Arrow opens them and hands QEMU the descriptors).
 	RunAs *syscall.Credential
+	// Drives are disk images the guest sees as virtio block devices.
+	Drives []Drive
+	// Shares are host directories the guest can mount (volumes).
+	Shares []Share
+	// Virtiofsd is the virtiofsd binary serving virtiofs shares;
+	// [DefaultVirtiofsd] when empty.
+	Virtiofsd string
+}
+
+// Drive is a disk image attached as a virtio block device. The guest finds
+// it by Serial in /sys/block/vd*/serial (guest.Root.Device): the order of
+// /dev/vd* names is the kernel's probing order, not a promise.
+type Drive struct {
+	// Path is the raw image file (an erofs image from image/rootfs, say)
+	// or a block device. Arrow opens it with its own credentials and
+	// passes QEMU the open file, so a jailed QEMU needs no access to it.
+	Path string
+	// Serial is the virtio-blk serial number the guest sees: 1 to 20
+	// bytes of A-Z a-z 0-9 . _ -. Optional, but the only stable name.
+	Serial string
+	// ReadOnly opens the image read-only, for QEMU as for the guest:
+	// nothing the guest does can change it.
+	ReadOnly bool
+	// Cache is QEMU's cache mode: writeback (the default: the host page
+	// cache, shared by every VM reading the same image), none (O_DIRECT),
+	// writethrough, directsync or unsafe.
+	Cache string
+}
+
+// Share transports, as guest.Mount.FSType names them.
+const (
+	// ShareVirtiofs serves a share with virtiofsd, a process Arrow starts
+	// as itself (root) next to QEMU. Files the guest creates get the
+	// guest's uid and gid on the host. It needs root, and costs the VM a
+	// shared-memory RAM backend.
+	ShareVirtiofs = "virtiofs"
+	// Share9P serves a share from QEMU itself (virtio-9p, security model
+	// none): files the guest creates belong to the user QEMU runs as,
+	// ownership changes are ignored, and a QEMU jailed as nobody (see
+	// RunAs) can only read and write what nobody may. It works without
+	// root.
+	Share9P = "9p"
+)
+
+// Share is a host directory exported to the guest under a mount tag.
+type Share struct {
+	// Tag is the name the guest mounts it by (guest.Mount.Tag): 1 to 36
+	// bytes of A-Z a-z 0-9 . _ -, unique in the VM.
+	Tag string
+	// Path is the absolute host directory. Symbolic links in it are
+	// resolved when the VM starts.
+	Path string
+	// ReadOnly makes the share read-only on the host side: for virtiofs,
+	// virtiofsd sees the directory through a read-only bind mount in a
+	// mount namespace of its own; for 9p, QEMU refuses writes. A guest
+	// remounting it read-write gains nothing.
+	ReadOnly bool
+	// FS is the transport: [ShareVirtiofs] or [Share9P]. See [ShareFS].
+	FS string
+}
+
+// DefaultVirtiofsd is where Debian's qemu-system-common installs virtiofsd.
+const DefaultVirtiofsd = "/usr/lib/qemu/virtiofsd"
+
+// VirtiofsdPackage is the Debian package that provides [DefaultVirtiofsd].
+const VirtiofsdPackage = "qemu-system-common"
+
+// ShareFS returns the share transport this host supports best, and why:
+// virtiofs when Arrow runs as root and virtiofsd is installed, 9p
+// otherwise.
+func ShareFS() (fs, reason string) {
+	if os.Geteuid() != 0 {
+		return Share9P, "not root: virtiofsd needs root to sandbox itself and give files the guest's owners"
+	}
+	if fi, err := os.Stat(DefaultVirtiofsd); err != nil || !fi.Mode().IsRegular() {
+		return Share9P, DefaultVirtiofsd + " not found (package " + VirtiofsdPackage + ")"
+	}
+	return ShareVirtiofs, "root, and " + DefaultVirtiofsd + " is installed"
+}
+
+// virtiofs reports whether c has a virtiofs share: the guest's RAM must
+// then be shareable with virtiofsd.
+func (c Config) virtiofs() bool {
+	for _, s := range c.Shares {
+		if s.FS == ShareVirtiofs {
+			return true
+		}
+	}
+	return false
+}
+
+// driveFD is the descriptor QEMU inherits drive i's image on.
+func (c Config) driveFD(i int) int { return fdFirstExtra + i }
+
+// shareFD is the descriptor QEMU inherits share i's vhost-user socket
+// on; only virtiofs shares have one.
+func (c Config) shareFD(i int) int {
+	fd := fdFirstExtra + len(c.Drives)
+	for _, s := range c.Shares[:i] {
+		if s.FS == ShareVirtiofs {
+			fd++
+		}
+	}
+	return fd
 }
 
 // Validate checks the parts of c a user sets.
@@ -68,6 +193,61 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cpus %d: want 1 to %d", c.CPUs, MaxCPUs)
 	case c.Accel.Name != AccelKVM && c.Accel.Name != AccelTCG:
 		return fmt.Errorf("accelerator %q: want kvm or tcg", c.Accel.Name)
+	}
+	slots := MaxDevices
+	if c.ACPI {
+		slots = MaxDevicesACPI
+	}
+	if n := len(c.Drives) + len(c.Shares); n > slots {
+		return fmt.Errorf("%d drives and %d shares: the machine has room for %d in all", len(c.Drives), len(c.Shares), slots)
+	}
+	serials := make(map[string]bool, len(c.Drives))
+	for i, d := range c.Drives {
+		if err := d.validate(); err != nil {
+			return fmt.Errorf("drive %d: %w", i, err)
+		}
+		if d.Serial != "" && serials[d.Serial] {
+			return fmt.Errorf("drive %d: serial %q used twice", i, d.Serial)
+		}
+		serials[d.Serial] = true
+	}
+	tags := make(map[string]bool, len(c.Shares))
+	for _, s := range c.Shares {
+		if err := s.validate(); err != nil {
+			return err
+		}
+		if tags[s.Tag] {
+			return fmt.Errorf("share tag %q used twice", s.Tag)
+		}
+		tags[s.Tag] = true
+	}
+	return nil
+}
+
+func (d Drive) validate() error {
+	switch {
+	case !filepath.IsAbs(d.Path):
+		return fmt.Errorf("image path %q is not absolute", d.Path)
+	case d.Serial != "" && !guest.IsSerial(d.Serial):
+		return fmt.Errorf("serial %q: want 1 to 20 of A-Z a-z 0-9 . _ -", d.Serial)
+	}
+	switch d.Cache {
+	case "", "writeback", "none", "writethrough", "directsync", "unsafe":
+		return nil
+	}
+	return fmt.Errorf("cache mode %q: want writeback, none, writethrough, directsync or unsafe", d.Cache)
+}
+
+func (s Share) validate() error {
+	switch {
+	case !guest.IsMountTag(s.Tag):
+		return fmt.Errorf("share tag %q: want 1 to 36 of A-Z a-z 0-9 . _ -", s.Tag)
+	case s.FS != ShareVirtiofs && s.FS != Share9P:
+		return fmt.Errorf("share %s: transport %q: want %s or %s", s.Tag, s.FS, ShareVirtiofs, Share9P)
+	case !filepath.IsAbs(s.Path):
+		return fmt.Errorf("share %s: host path %q is not absolute", s.Tag, s.Path)
+	case strings.IndexByte(s.Path, 0) >= 0:
+		return fmt.Errorf("share %s: host path %q contains a NUL byte", s.Tag, s.Path)
 	}
 	return nil
 }
@@ -97,18 +277,22 @@ func (c Config) Args() []string {
 		accel = "tcg"
 		cpu = "max"
 	}
+	machine := "microvm,x-option-roms=off,acpi=" + onOff(c.ACPI)
+	if c.virtiofs() {
+		machine += ",memory-backend=mem"
+	}
 	args := []string{
 		// ACPI off and no option ROMs: measured faster to boot, and
 		// neither is needed by a guest that only has virtio-mmio devices.
-		"-M", "microvm,x-option-roms=off,acpi=" + onOff(c.ACPI),
+		"-M", machine,
 		"-accel", accel,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(c.MemoryMiB),
 		"-smp", strconv.Itoa(c.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-no-reboot",
-		"-kernel", c.Kernel,
-		"-initrd", c.Initrd,
+		"-kernel", fdPath(fdKernel),
+		"-initrd", fdPath(fdInitrd),
 		"-append", c.KernelCmdline(),
 		"-chardev", "socket,id=console,fd=" + strconv.Itoa(fdConsole),
 		"-serial", "chardev:console",
@@ -120,7 +304,59 @@ func (c Config) Args() []string {
 		"-mon", "chardev=qmp,mode=control",
 		"-sandbox", c.sandbox(),
 	}
+	for i, d := range c.Drives {
+		args = append(args, d.args(i, c.driveFD(i))...)
+	}
+	if c.virtiofs() {
+		// vhost-user hands virtiofsd the guest's memory: it must be a
+		// shareable memfd. vhost-user-fs also needs modern (version 2)
+		// virtio-mmio transports, where microvm defaults to legacy ones.
+		args = append(args,
+			"-object", "memory-backend-memfd,id=mem,size="+strconv.Itoa(c.MemoryMiB)+"M,share=on",
+			"-global", "virtio-mmio.force-legacy=false")
+	}
+	for i, s := range c.Shares {
+		args = append(args, s.args(i, c.shareFD(i))...)
+	}
 	return args
+}
+
+// args are QEMU's arguments for drive i, whose image QEMU inherits on fd:
+// an fd set of its own that the drive opens through /dev/fdset.
+func (d Drive) args(i, fd int) []string {
+	cache := d.Cache
+	if cache == "" {
+		cache = "writeback"
+	}
+	id := "drive" + strconv.Itoa(i)
+	set := strconv.Itoa(i + 1)
+	drive := "if=none,id=" + id + ",file=/dev/fdset/" + set + ",format=raw,cache=" + cache
+	if d.ReadOnly {
+		drive += ",readonly=on"
+	}
+	dev := "virtio-blk-device,drive=" + id
+	if d.Serial != "" {
+		dev += ",serial=" + d.Serial
+	}
+	return []string{"-add-fd", "fd=" + strconv.Itoa(fd) + ",set=" + set, "-drive", drive, "-device", dev}
+}
+
+// args are QEMU's arguments for share i; a virtiofs share's vhost-user
+// socket is inherited on fd.
+func (s Share) args(i, fd int) []string {
+	id := "share" + strconv.Itoa(i)
+	if s.FS == ShareVirtiofs {
+		return []string{
+			"-chardev", "socket,id=" + id + ",fd=" + strconv.Itoa(fd),
+			"-device", "vhost-user-fs-device,chardev=" + id + ",tag=" + s.Tag,
+		}
+	}
+	// QEMU's option syntax escapes a comma by doubling it.
+	fsdev := "local,id=" + id + ",path=" + strings.ReplaceAll(s.Path, ",", ",,") + ",security_model=none"
+	if s.ReadOnly {
+		fsdev += ",readonly=on"
+	}
+	return []string{"-fsdev", fsdev, "-device", "virtio-9p-device,fsdev=" + id + ",mount_tag=" + s.Tag}
 }
 
 // sandbox is QEMU's own seccomp filter: no obsolete system calls, no

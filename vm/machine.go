@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,17 +30,32 @@ type Machine struct {
 	console *tail
 	stderr  *tail
 
-	done    chan struct{}
+	daemons []*virtiofsd
+	exited  chan struct{} // closed once QEMU is reaped
+	done    chan struct{} // closed once QEMU and every daemon are reaped
 	waitErr error
 	copied  sync.WaitGroup
+
+	failMu     sync.Mutex
+	daemonFail error // a virtiofsd that died under a running VM
 }
+
+// daemonGrace is how long a virtiofsd that exited gives QEMU to exit too
+// before it counts as a failure: virtiofsd ends by itself when QEMU goes,
+// sometimes before QEMU is reaped.
+const daemonGrace = time.Second
 
 // Start launches QEMU for cfg. Console output is copied to console when it
 // is not nil; the last few KiB are kept either way for [Machine.ConsoleTail].
 // The QEMU process dies with the calling process (parent-death signal) and
 // is not in the caller's process group, so a terminal's ^C reaches only
 // Arrow, which decides what the guest gets.
-func Start(ctx context.Context, cfg Config, console io.Writer) (*Machine, error) {
+//
+// Drive images are opened here, with the caller's credentials, and handed
+// to QEMU open. Each virtiofs share gets a virtiofsd started here and
+// supervised with QEMU: it is killed when QEMU exits, and QEMU is killed
+// when it dies under a running VM (the guest's file system would hang).
+func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -50,54 +67,123 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (*Machine, error)
 		cfg.QEMU = q
 	}
 	var hostEnds, guestEnds []*os.File
+	var daemons []*virtiofsd
 	closeAll := func(fs []*os.File) {
 		for _, f := range fs {
 			f.Close()
 		}
 	}
+	defer func() {
+		if err != nil {
+			closeAll(hostEnds)
+			for _, d := range daemons {
+				d.kill()
+				<-d.done
+			}
+		}
+	}()
+	defer func() { closeAll(guestEnds) }() // QEMU holds its own copies once started
 	for i := 0; i < 3; i++ {
 		h, g, err := socketpair()
 		if err != nil {
-			closeAll(hostEnds)
-			closeAll(guestEnds)
 			return nil, err
 		}
 		hostEnds = append(hostEnds, h)
 		guestEnds = append(guestEnds, g)
 	}
-	defer closeAll(guestEnds) // QEMU holds its own copies once started
+	// The kernel and initramfs reach QEMU as open files (fdKernel,
+	// fdInitrd): QEMU runs as an unprivileged user that may not be able
+	// to reach them by path (a data root of mode 0700, say).
+	for _, p := range []string{cfg.Kernel, cfg.Initrd} {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("boot files: %w", err)
+		}
+		guestEnds = append(guestEnds, f)
+	}
+	for _, d := range cfg.Drives {
+		f, err := openDrive(d)
+		if err != nil {
+			return nil, err
+		}
+		guestEnds = append(guestEnds, f) // see Config.driveFD
+	}
+	if cfg.Shares, err = resolveShares(cfg.Shares); err != nil {
+		return nil, err
+	}
+	for _, s := range cfg.Shares {
+		if s.FS != ShareVirtiofs {
+			continue
+		}
+		bin := cfg.Virtiofsd
+		if bin == "" {
+			bin = DefaultVirtiofsd
+		}
+		if fi, err := os.Stat(bin); err != nil || !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("share %s: %w", s.Tag, ErrNoVirtiofsd)
+		}
+		listener, client, err := vhostUserPair()
+		if err != nil {
+			return nil, fmt.Errorf("share %s: %w", s.Tag, err)
+		}
+		guestEnds = append(guestEnds, client) // see Config.shareFD
+		d, err := startVirtiofsd(bin, s, listener)
+		listener.Close() // virtiofsd has its own copy
+		if err != nil {
+			return nil, err
+		}
+		daemons = append(daemons, d)
+	}
 
-	m := &Machine{
+	m = &Machine{
 		console: newTail(4<<10, console),
 		stderr:  newTail(4<<10, nil),
+		daemons: daemons,
+		exited:  make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	m.cmd = exec.Command(cfg.QEMU, cfg.Args()...)
-	m.cmd.ExtraFiles = guestEnds // fds 3, 4, 5: see fdConsole and friends
+	m.cmd.ExtraFiles = guestEnds // fds 3...: see fdConsole and friends
 	m.cmd.Stdin = nil
 	m.cmd.Stdout = m.stderr
 	m.cmd.Stderr = m.stderr
 	// Go sets the parent-death signal after switching credentials, so it
 	// holds for a QEMU started as RunAs.
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cfg.RunAs}
-	if err := m.cmd.Start(); err != nil {
-		closeAll(hostEnds)
+	// The parent-death signal fires when the *thread* that started QEMU
+	// exits, not the process, and the Go runtime may retire threads: QEMU
+	// is started and waited for on a goroutine locked to its thread, which
+	// therefore lives exactly as long as QEMU.
+	started := make(chan error, 1)
+	waited := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := m.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waited <- m.cmd.Wait()
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("start %s: %w", cfg.QEMU, err)
 	}
 	conns := make([]net.Conn, 0, 3)
 	for _, f := range hostEnds {
 		c, err := net.FileConn(f)
-		f.Close()
 		if err != nil {
 			for _, c := range conns {
 				c.Close()
 			}
 			_ = m.cmd.Process.Kill()
-			_ = m.cmd.Wait()
+			<-waited
 			return nil, fmt.Errorf("wrap QEMU channel: %w", err)
 		}
 		conns = append(conns, c)
 	}
+	closeAll(hostEnds) // the conns hold their own descriptors
+	hostEnds = nil
 	consoleConn := conns[0]
 	m.control, m.qmpConn = conns[1], conns[2]
 	m.copied.Add(1)
@@ -107,12 +193,21 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (*Machine, error)
 		consoleConn.Close()
 	}()
 	go func() {
-		err := m.cmd.Wait()
+		err := <-waited
+		close(m.exited)
 		// The console is fully read once QEMU is gone: its end closed.
 		m.copied.Wait()
+		// Nothing is left for the daemons to serve.
+		for _, d := range m.daemons {
+			d.kill()
+			<-d.done
+		}
 		m.waitErr = err
 		close(m.done)
 	}()
+	for _, d := range m.daemons {
+		go m.supervise(d)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -123,23 +218,103 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (*Machine, error)
 	return m, nil
 }
 
+// supervise kills the VM when d dies under it.
+func (m *Machine) supervise(d *virtiofsd) {
+	select {
+	case <-m.exited:
+		return
+	case <-d.done:
+	}
+	select {
+	case <-m.exited:
+	case <-time.After(daemonGrace):
+		m.failMu.Lock()
+		if m.daemonFail == nil {
+			m.daemonFail = d.failure()
+		}
+		m.failMu.Unlock()
+		_ = m.Kill()
+	}
+}
+
+// openDrive opens d's image the way QEMU will use it.
+func openDrive(d Drive) (*os.File, error) {
+	flag := os.O_RDWR
+	if d.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(d.Path, flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("drive: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("drive: %w", err)
+	}
+	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
+		f.Close()
+		return nil, fmt.Errorf("drive %s: not a file or a block device", d.Path)
+	}
+	return f, nil
+}
+
+// resolveShares returns shares with their paths resolved to real
+// directories, checked again after resolution.
+func resolveShares(shares []Share) ([]Share, error) {
+	out := make([]Share, len(shares))
+	for i, s := range shares {
+		p, err := filepath.EvalSymlinks(s.Path)
+		if err != nil {
+			return nil, fmt.Errorf("share %s: %w", s.Tag, err)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("share %s: %w", s.Tag, err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("share %s: %s is not a directory", s.Tag, p)
+		}
+		s.Path = p
+		if err := s.validate(); err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
 // Control is the host end of the guest protocol port.
 func (m *Machine) Control() net.Conn { return m.control }
 
 // Pid is the QEMU process's ID.
 func (m *Machine) Pid() int { return m.cmd.Process.Pid }
 
-// Done is closed when QEMU has exited.
+// Done is closed when QEMU has exited, and the virtiofsd processes serving
+// its shares with it.
 func (m *Machine) Done() <-chan struct{} { return m.done }
 
 // Wait waits for QEMU to exit and returns its error, with what QEMU printed
-// on its standard error when it failed.
+// on its standard error when it failed. A virtiofsd that died under the
+// running VM (which was then killed) is an error too.
 func (m *Machine) Wait() error {
 	<-m.done
 	m.control.Close()
 	m.qmpConn.Close()
+	m.failMu.Lock()
+	daemonFail := m.daemonFail
+	m.failMu.Unlock()
+	if daemonFail != nil {
+		return daemonFail
+	}
 	if m.waitErr != nil {
-		if msg := strings.TrimSpace(m.stderr.String()); msg != "" {
+		msg := strings.TrimSpace(m.stderr.String())
+		for _, d := range m.daemons {
+			if out := strings.TrimSpace(d.stderr.String()); out != "" {
+				msg += "\nvirtiofsd for share " + d.share.Tag + ": " + out
+			}
+		}
+		if msg = strings.TrimSpace(msg); msg != "" {
 			return fmt.Errorf("qemu: %w: %s", m.waitErr, msg)
 		}
 		return fmt.Errorf("qemu: %w", m.waitErr)

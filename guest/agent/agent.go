@@ -86,6 +86,9 @@ func (a *agent) main() (status guest.ExitStatus) {
 	if err != nil {
 		return initFailed(err)
 	}
+	if err := a.setupFS(spec); err != nil {
+		return initFailed(err)
+	}
 	a.debugf("starting %q", spec.Args)
 	return a.run(spec)
 }

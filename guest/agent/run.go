@@ -377,7 +377,8 @@ func prepare(spec *guest.Spec) error {
 }
 
 // writeIdentityFiles writes the /etc files every libc consults, unless the
-// root file system brings its own.
+// root file system brings its own. On a read-only root the image's files
+// (or their absence) stand.
 func writeIdentityFiles(hostname string) error {
 	files := []struct{ path, content string }{
 		{"/etc/hostname", hostname + "\n"},
@@ -386,7 +387,10 @@ func writeIdentityFiles(hostname string) error {
 		{"/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"},
 	}
 	if err := os.MkdirAll("/etc", 0o755); err != nil {
-		return err
+		if errors.Is(err, unix.EROFS) {
+			return nil
+		}
+		return fmt.Errorf("create /etc: %w", err)
 	}
 	for _, f := range files {
 		if f.path != "/etc/hostname" && f.path != "/etc/hosts" {
@@ -395,6 +399,9 @@ func writeIdentityFiles(hostname string) error {
 			}
 		}
 		if err := os.WriteFile(f.path, []byte(f.content), 0o644); err != nil {
+			if errors.Is(err, unix.EROFS) {
+				continue
+			}
 			return fmt.Errorf("write %s: %w", f.path, err)
 		}
 	}

@@ -1,0 +1,318 @@
+// Package rootfs builds the disk image a guest's root file system is
+// mounted from: a read-only erofs image of a directory tree (an image's
+// flattened root, as image/store materializes it).
+//
+// erofs is built in a single pass over the tree (about 0.1 s for a 40 MiB
+// tree of 900 files) and read by the guest kernel straight from the block
+// device. Images are uncompressed: the guest spends no CPU or memory on
+// decompression. (Measured under TCG, reading 40 MiB took the same time
+// from an lz4 image half the size; lz4 would trade build time, +25%, for
+// disk space.) Modes, owners, timestamps, extended attributes, symbolic
+// links, hard links, devices, FIFOs and sockets are preserved as they are
+// in the tree; files hard linked together in the tree stay one inode.
+//
+// The guest mounts the image read-only and, by default, an overlay with a
+// memory-backed upper layer on it (guest.Root): the image itself is never
+// written, so one image serves any number of VMs at once, sharing the
+// host's page cache.
+package rootfs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// FSType is the file system of the images Build writes, as guest.Root
+// names it.
+const FSType = "erofs"
+
+// Package is the Debian package that provides mkfs.erofs.
+const Package = "erofs-utils"
+
+// ErrNoMkfs is returned by [Build] when mkfs.erofs is not installed.
+var ErrNoMkfs = errors.New("mkfs.erofs not found: install it with `apt-get install " + Package + "`")
+
+// formatVersion changes whenever Build would write a different image for
+// the same tree, so that images of an older Arrow are not reused.
+const formatVersion = "arrow-rootfs-erofs-1"
+
+// Names in the cache directory.
+const (
+	imageSuffix = ".erofs"
+	tempPrefix  = ".build-"
+)
+
+// staleAge is how old an unlocked temporary image must be before Build
+// removes it as left over by a process that died.
+const staleAge = 10 * time.Minute
+
+// maxKeyLen bounds the cache key a caller may pass.
+const maxKeyLen = 1024
+
+// Build returns the path of an erofs image holding the tree at srcDir,
+// cached in cacheDir under key.
+//
+// key identifies the tree's content: the image store passes its tree
+// digest. An empty key means "compute one": see [TreeKey]. When the image
+// for key exists it is returned as it is and srcDir is not read. Otherwise
+// mkfs.erofs writes it to a temporary file in cacheDir (locked while it is
+// written), which is synced and renamed into place: readers never see a
+// partial image, and concurrent builds of one key are harmless (the last
+// rename wins, with the same content). Temporary images of builds that
+// were killed are removed.
+//
+// Images are world-readable (0644): they hold nothing the tree did not.
+// Build does not add the directories the guest mounts on (/proc, /sys,
+// /dev, /tmp, /run): a tree without them works under the default writable
+// overlay, where arrow-init creates them, but not as a read-only root.
+func Build(ctx context.Context, srcDir, cacheDir, key string) (string, error) {
+	if cacheDir == "" {
+		return "", errors.New("rootfs: no cache directory")
+	}
+	src, err := sourceDir(srcDir)
+	if err != nil {
+		return "", err
+	}
+	if key == "" {
+		if key, err = TreeKey(ctx, src); err != nil {
+			return "", err
+		}
+	}
+	if len(key) > maxKeyLen || strings.IndexByte(key, 0) >= 0 {
+		return "", fmt.Errorf("rootfs: cache key of %d bytes: want at most %d and no NUL", len(key), maxKeyLen)
+	}
+	final := filepath.Join(cacheDir, ImageName(key))
+	if fi, err := os.Lstat(final); err == nil && fi.Mode().IsRegular() {
+		return final, nil
+	}
+	mkfs, err := exec.LookPath("mkfs.erofs")
+	if err != nil {
+		return "", fmt.Errorf("rootfs: %w", ErrNoMkfs)
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return "", fmt.Errorf("rootfs: cache: %w", err)
+	}
+	removeStale(cacheDir, time.Now())
+	if err := write(ctx, mkfs, src, cacheDir, final); err != nil {
+		return "", err
+	}
+	return final, nil
+}
+
+// ImageName is the file name, in the cache directory, of the image built
+// for key.
+func ImageName(key string) string {
+	sum := sha256.Sum256([]byte(formatVersion + "\x00" + key))
+	return hex.EncodeToString(sum[:]) + imageSuffix
+}
+
+// sourceDir resolves srcDir to the directory mkfs.erofs will read.
+func sourceDir(srcDir string) (string, error) {
+	if srcDir == "" {
+		return "", errors.New("rootfs: no source directory")
+	}
+	src, err := filepath.Abs(srcDir)
+	if err == nil {
+		src, err = filepath.EvalSymlinks(src)
+	}
+	if err != nil {
+		return "", fmt.Errorf("rootfs: source: %w", err)
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return "", fmt.Errorf("rootfs: source: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("rootfs: source %s is not a directory", src)
+	}
+	return src, nil
+}
+
+// write builds the image of src into a locked temporary file in dir and
+// renames it to final.
+func write(ctx context.Context, mkfs, src, dir, final string) (err error) {
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*"+imageSuffix)
+	if err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+		tmp.Close() // also releases the lock
+	}()
+	// The lock tells removeStale that this file is being written.
+	if err := unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("rootfs: lock %s: %w", tmp.Name(), err)
+	}
+	// --preserve-mtime keeps every file's own modification time (tools
+	// such as make and Python's bytecode cache compare them); without it
+	// mkfs.erofs may round them to the build time to save inode space.
+	cmd := exec.CommandContext(ctx, mkfs, "--quiet", "--preserve-mtime", tmp.Name(), src)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("rootfs: mkfs.erofs: %w", ctx.Err())
+		}
+		return fmt.Errorf("rootfs: mkfs.erofs %s: %w: %s", src, err, strings.TrimSpace(out.String()))
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("rootfs: sync %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // makes the rename durable; best effort
+		d.Close()
+	}
+	return nil
+}
+
+// removeStale removes temporary images that no process is writing: older
+// than staleAge and not locked.
+func removeStale(dir string, now time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || now.Sub(fi.ModTime()) < staleAge {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
+}
+
+// TreeKey returns a cache key for the tree at dir computed from metadata
+// alone, without reading file contents: every entry's path, type, mode,
+// owner, size, modification and change times, inode and device numbers,
+// symbolic link target and extended attributes. Any change to a file
+// changes its change time, so an unchanged key means an unchanged tree, as
+// long as the tree stays on one file system. It costs one lstat (and one
+// listxattr) per entry.
+func TreeKey(ctx context.Context, dir string) (string, error) {
+	src, err := sourceDir(dir)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	io.WriteString(h, formatVersion+"\x00tree\x00")
+	var num [8]byte
+	putInt := func(v uint64) {
+		binary.LittleEndian.PutUint64(num[:], v)
+		h.Write(num[:])
+	}
+	putStr := func(s string) {
+		putInt(uint64(len(s)))
+		io.WriteString(h, s)
+	}
+	n := 0
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if n++; n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return &fs.PathError{Op: "lstat", Path: p, Err: err}
+		}
+		rel, _ := filepath.Rel(src, p)
+		putStr(rel)
+		putInt(uint64(st.Mode))
+		putInt(uint64(st.Uid)<<32 | uint64(st.Gid))
+		putInt(uint64(st.Size))
+		putInt(uint64(st.Mtim.Nano()))
+		putInt(uint64(st.Ctim.Nano()))
+		putInt(st.Ino)
+		putInt(st.Dev)
+		putInt(st.Rdev)
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			putStr(target)
+		}
+		xattrs, err := xattrNames(p)
+		if err != nil {
+			return err
+		}
+		putInt(uint64(len(xattrs)))
+		for _, name := range xattrs {
+			putStr(name)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("rootfs: tree key: %w", err)
+	}
+	return "tree-" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// xattrNames lists p's extended attribute names, sorted. Their values
+// need no hashing: setting one changes the change time.
+func xattrNames(p string) ([]string, error) {
+	size, err := unix.Llistxattr(p, nil)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		return nil, &fs.PathError{Op: "listxattr", Path: p, Err: err}
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, size)
+	size, err = unix.Llistxattr(p, buf)
+	if err != nil {
+		if errors.Is(err, syscall.ERANGE) {
+			return xattrNames(p) // grew in between
+		}
+		return nil, &fs.PathError{Op: "listxattr", Path: p, Err: err}
+	}
+	var names []string
+	for _, name := range bytes.Split(buf[:size], []byte{0}) {
+		if len(name) > 0 {
+			names = append(names, string(name))
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}

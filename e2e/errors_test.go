@@ -39,7 +39,7 @@ func TestBadInput(t *testing.T) {
 		{"no kernel built", nil, []string{"--root", emptyRoot, "run", "/bin/true"}, 125, "arrow kernel build"},
 		{"qemu missing", []string{"PATH=/nonexistent"}, []string{"run", "/bin/true"}, 125, "apt-get install qemu-system-x86"},
 		{"bad memory", nil, []string{"run", "--memory", "lots", "/bin/true"}, 125, "--memory"},
-		{"memory too small", nil, []string{"run", "--memory", "4M", "/bin/true"}, 125, "want 32M"},
+		{"memory too small", nil, []string{"run", "--memory", "4M", "/bin/true"}, 125, "out of range (32M"},
 		{"bad cpus", nil, []string{"run", "--cpus", "0", "/bin/true"}, 125, "--cpus"},
 		{"bad accel", nil, []string{"run", "--accel", "hvf", "/bin/true"}, 125, "want auto, kvm or tcg"},
 		{"bad user", nil, []string{"run", "-u", "alice", "/bin/true"}, 125, "--user"},

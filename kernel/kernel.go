@@ -233,6 +233,11 @@ func memoSourceVersion(root, status string, lookup VersionFunc) (string, error) 
 	return ver, nil
 }
 
+// Cached returns the kernel Arrow built into dir (a directory of
+// [KernelsDir]), so that a --kernel naming Arrow's own vmlinux is known as
+// tailored wherever it lives.
+func Cached(dir string) (Kernel, error) { return loadCached(dir) }
+
 func find(root, sourceVersion string, verErr error, frag []byte) (Kernel, error) {
 	if verErr == nil {
 		key := Key(sourceVersion, frag)

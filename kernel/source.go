@@ -96,4 +96,3 @@ func errMissingSource(path string, err error) error {
 	}
 	return fmt.Errorf("kernel source %s not found: %w", path, err)
 }
-

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"os/user"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,7 +46,8 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	if err != nil {
 		return fail(ExitArrowFailed, err)
 	}
-	accel, err := vm.DetectAccel(o.Accel, vm.LocalHost())
+	host := vm.LocalHost()
+	accel, err := vm.DetectAccel(o.Accel, host)
 	if err != nil {
 		return fail(ExitArrowFailed, err)
 	}
@@ -76,23 +77,54 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	p.timed("setup", t0)
 
 	t0 = time.Now()
-	r := &closure.Resolver{Root: "/"}
-	program, err := r.Program(ctx, o.Program)
-	if err != nil {
-		return programError(err)
+	var (
+		set  *closure.Set
+		args []string
+		gr   *guestRoot
+	)
+	switch {
+	case o.Image != "" || o.RootFS != "":
+		if len(o.Includes) > 0 {
+			return failf(ExitArrowFailed, "--include puts host files next to a host program; with an image or --rootfs, use -v")
+		}
+		if o.Image != "" {
+			gr, err = p.prepareImage(ctx, o)
+		} else {
+			gr, err = p.prepareRootFS(ctx, o)
+		}
+		if err != nil {
+			return err
+		}
+		set, args = emptySet(), gr.args
+		p.cfg.Drives = []vm.Drive{gr.drive}
+		p.timed("rootfs", t0)
+	default:
+		r := &closure.Resolver{Root: "/"}
+		program, err := r.Program(ctx, o.Program)
+		if err != nil {
+			return programError(err)
+		}
+		if set, err = r.Resolve(ctx, program, o.Includes); err != nil {
+			return programError(err)
+		}
+		args = append([]string{program}, o.Args...)
+		p.timed("closure", t0)
 	}
-	set, err := r.Resolve(ctx, program, o.Includes)
-	if err != nil {
-		return programError(err)
+	var mounts []guest.Mount
+	if p.cfg.Shares, mounts, err = volumes(o); err != nil {
+		return err
 	}
-	p.timed("closure", t0)
 
 	t0 = time.Now()
 	extra := []initramfs.Entry{{Path: "/init", Source: initPath, Mode: 0o755}}
 	if !k.Tailored {
 		// A distribution kernel: devices come through ACPI, and its
-		// virtio drivers are modules the guest must load.
+		// virtio drivers are modules the guest must load. Under TCG it
+		// may fail to calibrate the TSC and hang: tell it the rate.
 		p.cfg.ACPI = true
+		if khz := host.TSCkHz(); khz > 0 && accel.Name == vm.AccelTCG {
+			p.cfg.Cmdline = strings.TrimSpace(p.cfg.Cmdline + " tsc_early_khz=" + strconv.Itoa(khz))
+		}
 		mods, err := guestModules(k)
 		if err != nil {
 			return fail(ExitArrowFailed, fmt.Errorf("--kernel %s: %w", k.Path, err))
@@ -128,8 +160,19 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		fmt.Fprintf(o.Log, "arrow: kernel %s\narrow: initramfs %s (%d files)\n", k.Path, cpio, set.Len())
 	}
 
-	p.spec, err = o.spec(program)
-	return err
+	if gr != nil {
+		p.spec, err = o.spec(args, gr.env, gr.dir, gr.user)
+	} else {
+		p.spec, err = o.spec(args, nil, "", "")
+	}
+	if err != nil {
+		return err
+	}
+	if gr != nil {
+		p.spec.Root = gr.root
+	}
+	p.spec.Mounts = mounts
+	return p.spec.Validate()
 }
 
 // jail runs QEMU as an unprivileged user when Arrow runs as root: nobody,
@@ -187,7 +230,7 @@ func findKernel(o *Options) (kernel.Kernel, error) {
 			return k, fail(ExitArrowFailed, fmt.Errorf("--kernel: %w", err))
 		}
 		// Arrow's own kernel named by path is still Arrow's kernel.
-		if own, err := kernel.Find(o.Root); err == nil && sameFile(own.Path, k.Path) {
+		if own, err := kernel.Cached(filepath.Dir(k.Path)); err == nil && sameFile(own.Path, k.Path) {
 			return own, nil
 		}
 		return k, nil

@@ -51,6 +51,21 @@ type Options struct {
 	// Hostname is the guest's host name; the run's ID when empty.
 	Hostname string
 
+	// Image runs an image from Arrow's store (`arrow image`) instead of a
+	// host program: Args replace its command, as in docker run.
+	Image string
+	// RootFS runs Program inside this host directory, used as the root
+	// file system, instead of a closure of host files.
+	RootFS string
+	// Entrypoint replaces the image's entrypoint (and drops its command).
+	Entrypoint []string
+	// ReadOnly gives an image or RootFS no writable layer: writes outside
+	// volumes and tmpfs mounts fail. By default a tmpfs overlay takes
+	// them and vanishes with the VM.
+	ReadOnly bool
+	// Volumes are host directories mounted in the guest.
+	Volumes []Volume
+
 	// Stdin forwards In to the application; without it the application
 	// reads /dev/null.
 	Stdin bool
@@ -137,7 +152,7 @@ func (o *Options) setDefaults() error {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	if o.Dir == "" {
+	if o.Dir == "" && o.Image == "" && o.RootFS == "" {
 		wd, err := os.Getwd()
 		if err != nil {
 			return fmt.Errorf("working directory: %w", err)
@@ -154,11 +169,23 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// spec builds what arrow-init is handed.
-func (o *Options) spec(program string) (*guest.Spec, error) {
-	uid, gid, err := ParseUser(o.User)
+// spec builds what arrow-init is handed to run args. imageEnv, imageDir
+// and imageUser are the image's defaults, which the options override.
+func (o *Options) spec(args, imageEnv []string, imageDir, imageUser string) (*guest.Spec, error) {
+	user := o.User
+	if user == "" {
+		user = imageUser
+	}
+	uid, gid, err := ParseUser(user)
 	if err != nil {
 		return nil, fail(ExitArrowFailed, err)
+	}
+	dir := o.Dir
+	if dir == "" {
+		dir = imageDir
+	}
+	if dir == "" {
+		dir = "/"
 	}
 	home := "/root"
 	if uid != 0 {
@@ -173,6 +200,7 @@ func (o *Options) spec(program string) (*guest.Spec, error) {
 	if o.TTY {
 		env = append(env, "TERM=xterm")
 	}
+	env = append(env, imageEnv...)
 	for _, e := range o.Env {
 		k, _, ok := strings.Cut(e, "=")
 		if k == "" {
@@ -194,9 +222,9 @@ func (o *Options) spec(program string) (*guest.Spec, error) {
 	}
 	s := &guest.Spec{
 		Version:  guest.ProtocolVersion,
-		Args:     append([]string{program}, o.Args...),
+		Args:     args,
 		Env:      env,
-		Dir:      o.Dir,
+		Dir:      dir,
 		UID:      uid,
 		GID:      gid,
 		Hostname: hostname,

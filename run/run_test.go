@@ -3,6 +3,8 @@ package run
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -54,7 +56,7 @@ func TestSpec(t *testing.T) {
 		Hostname: "h1",
 		TTY:      true,
 	}
-	s, err := o.spec("/usr/bin/python3")
+	s, err := o.spec(append([]string{"/usr/bin/python3"}, o.Args...), nil, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +83,7 @@ func TestSpec(t *testing.T) {
 		t.Errorf("spec %+v", s)
 	}
 	o2 := Options{Dir: "/"}
-	s2, _ := o2.spec("/bin/true")
+	s2, _ := o2.spec([]string{"/bin/true"}, nil, "", "")
 	if string(s2.Seed) == string(s.Seed) {
 		t.Error("two runs got the same entropy seed")
 	}
@@ -96,7 +98,7 @@ func TestSpecRejects(t *testing.T) {
 		{Dir: "/", User: "bob"},
 		{Dir: "relative"},
 	} {
-		if _, err := o.spec("/bin/true"); err == nil || ExitCode(err) != ExitArrowFailed {
+		if _, err := o.spec([]string{"/bin/true"}, nil, "", ""); err == nil || ExitCode(err) != ExitArrowFailed {
 			t.Errorf("%+v: err %v, exit %d", o, err, ExitCode(err))
 		}
 	}
@@ -128,5 +130,26 @@ func TestResultExitCode(t *testing.T) {
 	r := Result{Status: guest.ExitStatus{Reason: guest.Signaled, Signal: 15}}
 	if r.ExitCode() != 143 {
 		t.Errorf("got %d", r.ExitCode())
+	}
+}
+
+func TestMkdirInside(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(root, "srv")); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"/proc", "/srv/app", "work/a/b", "/../../escape"} {
+		if err := mkdirInside(root, d); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+	}
+	for _, want := range []string{"proc", "work/a/b", "escape"} {
+		if fi, err := os.Lstat(filepath.Join(root, want)); err != nil || !fi.IsDir() {
+			t.Errorf("%s not created: %v", want, err)
+		}
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("created through a symlink, outside the tree: %v", ents)
 	}
 }

@@ -35,7 +35,7 @@ func execute(ctx context.Context, args []string) int {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.root, "root", "", "Arrow's data directory (default $ARROW_ROOT, /var/lib/arrow as root, else ~/.local/share/arrow)")
-	root.AddCommand(newRunCmd(g), newKernelCmd(g), newVersionCmd(g))
+	root.AddCommand(newRunCmd(g), newImageCmd(g), newKernelCmd(g), newVersionCmd(g))
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -15,31 +15,56 @@ import (
 
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/run"
+	"github.com/arrowsys/arrow/spec"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
 	var (
-		o       run.Options
-		memory  string
-		stopSec int
+		o          run.Options
+		memory     string
+		stopSec    int
+		volumes    []string
+		entrypoint string
+		specFile   string
 	)
 	cmd := &cobra.Command{
-		Use:   "run [flags] PROGRAM [ARG...]",
-		Short: "Run a program in a new microVM",
-		Long: `Run a program in a new microVM and exit with its exit status.
+		Use:   "run [flags] IMAGE|PROGRAM [ARG...]",
+		Short: "Run an image or a program in a new microVM",
+		Long: `Run an image or a program in a new microVM and exit with its exit status.
 
-PROGRAM is a host program (a path, or a name looked up in PATH): Arrow puts
-the program, its shared libraries, the files of the Debian packages it comes
-from, and any --include paths into the guest, boots Arrow's kernel and runs it.
+IMAGE is an image imported with 'arrow image import': its root file system
+becomes the guest's (read-only, under a tmpfs overlay unless --read-only),
+and its entrypoint, command, environment, working directory and user apply
+as in docker run. Otherwise the first argument is a host program (a path,
+or a name looked up in PATH): Arrow puts the program, its shared libraries,
+the files of the Debian packages it comes from, and any --include paths into
+the guest. With --rootfs DIR, PROGRAM runs inside DIR as the root file system.
 
 Exit status: the program's own; 128+N when it was killed by signal N;
 125 when Arrow failed; 126 when the program cannot be executed; 127 when it
 or a library it needs was not found.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if specFile != "" {
+				return nil // the spec file names what to run
+			}
+			return cobra.MinimumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mib, err := parseMemory(memory)
+			if specFile != "" {
+				if err := applySpecFile(cmd, &o, specFile, args); err != nil {
+					return &run.Error{Code: run.ExitArrowFailed, Err: err}
+				}
+				if !cmd.Flags().Changed("memory") && o.MemoryMiB != 0 {
+					memory = strconv.Itoa(o.MemoryMiB)
+				}
+				args = append([]string{o.Program}, o.Args...)
+				if o.Image != "" {
+					args = append([]string{o.Image}, o.Args...)
+				}
+			}
+			mib, err := spec.ParseMemory(memory)
 			if err != nil {
-				return &run.Error{Code: run.ExitArrowFailed, Err: err}
+				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--memory: %w", err)}
 			}
 			o.MemoryMiB = mib
 			if cmd.Flags().Changed("cpus") && o.CPUs < 1 {
@@ -48,6 +73,23 @@ or a library it needs was not found.`,
 			o.StopTimeout = time.Duration(stopSec) * time.Second
 			o.Program, o.Args = args[0], args[1:]
 			o.Root = g.dataRoot()
+			for _, v := range volumes {
+				vol, err := spec.ParseVolume(v)
+				if err != nil {
+					return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("-v: %w", err)}
+				}
+				o.Volumes = append(o.Volumes, run.Volume{Source: vol.Source, Target: vol.Target, ReadOnly: vol.ReadOnly})
+			}
+			if cmd.Flags().Changed("entrypoint") {
+				o.Entrypoint = strings.Fields(entrypoint)
+			}
+			// The first argument names an image when the store has one by
+			// that name (a path never does); otherwise a host program.
+			if o.RootFS == "" && o.Image == "" {
+				if _, ok := run.LookupImage(cmd.Context(), o.Root, args[0]); ok {
+					o.Image, o.Program = args[0], ""
+				}
+			}
 			o.In, o.Out, o.Err, o.Log = os.Stdin, os.Stdout, os.Stderr, os.Stderr
 
 			sigs := make(chan os.Signal, 4)
@@ -83,6 +125,11 @@ or a library it needs was not found.`,
 	f.BoolVarP(&o.Stdin, "interactive", "i", false, "forward standard input")
 	f.BoolVarP(&o.TTY, "tty", "t", false, "run on a terminal in the guest")
 	f.StringArrayVar(&o.Includes, "include", nil, "also put this host file or directory into the guest (repeatable)")
+	f.StringVarP(&specFile, "file", "f", "", "run what this spec file (arrow.yaml, or JSON) describes; flags add to it")
+	f.StringVar(&o.RootFS, "rootfs", "", "run PROGRAM in this directory as the root file system")
+	f.StringVar(&entrypoint, "entrypoint", "", "replace the image's entrypoint (words split on spaces)")
+	f.BoolVar(&o.ReadOnly, "read-only", false, "no writable layer over the image's root file system")
+	f.StringArrayVarP(&volumes, "volume", "v", nil, "mount a host directory: SRC:DST[:ro|rw] (repeatable)")
 	f.StringVar(&o.Hostname, "hostname", "", "the guest's host name (default: a random ID)")
 	f.IntVar(&o.CPUs, "cpus", run.DefaultCPUs, "number of vCPUs")
 	f.StringVarP(&memory, "memory", "m", strconv.Itoa(run.DefaultMemoryMiB)+"M", "guest memory (e.g. 256M, 1G)")
@@ -94,42 +141,6 @@ or a library it needs was not found.`,
 	f.DurationVar(&o.BootTimeout, "boot-timeout", run.DefaultBootTimeout, "fail if the guest has not booted by then")
 	f.IntVar(&stopSec, "stop-timeout", int(run.DefaultStopTimeout/time.Second), "seconds the program has to exit after SIGTERM/SIGINT/SIGHUP before its VM is stopped")
 	return cmd
-}
-
-// parseMemory parses a memory size such as 256M, 1G or 512 (MiB, as QEMU's
-// -m) into MiB.
-func parseMemory(s string) (int, error) {
-	orig := s
-	s = strings.TrimSpace(strings.ToUpper(s))
-	s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), "I")
-	mult := 1.0 // MiB
-	if s != "" {
-		switch s[len(s)-1] {
-		case 'K':
-			mult = 1.0 / 1024
-		case 'M':
-			mult = 1
-		case 'G':
-			mult = 1024
-		case 'T':
-			mult = 1024 * 1024
-		}
-		if s[len(s)-1] >= 'A' && s[len(s)-1] <= 'Z' {
-			s = s[:len(s)-1]
-		}
-	}
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n <= 0 || n != n {
-		return 0, fmt.Errorf("--memory %q: want a size such as 256M or 1G", orig)
-	}
-	mib := n * mult
-	if mib != float64(int(mib)) {
-		return 0, fmt.Errorf("--memory %q: want a whole number of MiB", orig)
-	}
-	if mib < 32 || mib > 1<<20 {
-		return 0, fmt.Errorf("--memory %q: want 32M to 1T", orig)
-	}
-	return int(mib), nil
 }
 
 // setupTerminal puts the local terminal into raw mode, so that ^C and
@@ -174,4 +185,54 @@ func setupTerminal(o *run.Options) (restore func(), resize <-chan guest.WindowSi
 		close(done)
 		_ = term.Restore(fd, state)
 	}, ch, nil
+}
+
+// applySpecFile fills o from the spec file at path. Flags given on the
+// command line win; extra arguments replace the spec's args.
+func applySpecFile(cmd *cobra.Command, o *run.Options, path string, args []string) error {
+	sp, err := spec.Load(path)
+	if err != nil {
+		return err
+	}
+	changed := cmd.Flags().Changed
+	o.Image, o.RootFS = sp.Image, sp.Rootfs
+	o.Program, o.Args = sp.Program, sp.Args
+	if o.Image == "" && o.Program == "" && len(sp.Args) > 0 && o.RootFS == "" {
+		o.Program, o.Args = sp.Args[0], sp.Args[1:]
+	}
+	if len(args) > 0 {
+		o.Args = args
+	}
+	if sp.Entrypoint != nil && !changed("entrypoint") {
+		o.Entrypoint = sp.Entrypoint
+	}
+	o.Env = append(append([]string{}, sp.Env...), o.Env...)
+	o.Includes = append(append([]string{}, sp.Include...), o.Includes...)
+	for _, v := range sp.Volumes {
+		o.Volumes = append(o.Volumes, run.Volume{Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
+	}
+	setStr := func(dst *string, flag, v string) {
+		if !changed(flag) && v != "" {
+			*dst = v
+		}
+	}
+	setStr(&o.Dir, "workdir", sp.Workdir)
+	setStr(&o.User, "user", sp.User)
+	setStr(&o.Kernel, "kernel", sp.Kernel)
+	if !changed("cpus") && sp.CPUs != 0 {
+		o.CPUs = sp.CPUs
+	}
+	if !changed("memory") && sp.MemoryMiB != 0 {
+		o.MemoryMiB = sp.MemoryMiB
+	}
+	o.ReadOnly = o.ReadOnly || sp.ReadOnly
+	o.Stdin = o.Stdin || sp.Stdin
+	o.TTY = o.TTY || sp.TTY
+	if sp.Name != "" && !changed("hostname") {
+		o.Hostname = sp.Name
+	}
+	if o.Image == "" && o.Program == "" {
+		return fmt.Errorf("%s: nothing to run", path)
+	}
+	return nil
 }

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/arrowsys/arrow/image/oci"
+	"github.com/arrowsys/arrow/image/store"
+)
+
+// imagesDir is the image store under Arrow's data root.
+func (g *globals) imagesDir() string { return filepath.Join(g.dataRoot(), "images") }
+
+func newImageCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Import and manage OCI images",
+		Long: `Images are kept in a content-addressed store that holds every distinct
+file once, whatever image or layer it came in.`,
+	}
+	open := func() (*store.Store, error) { return store.Open(g.imagesDir()) }
+
+	var name string
+	importCmd := &cobra.Command{
+		Use:   "import SOURCE",
+		Short: "Import an image: an OCI layout directory, an OCI or docker-save tarball",
+		Long: `Import an image from SOURCE: an OCI image layout directory, an OCI archive
+or a 'docker save' tarball (detected), or with an explicit transport:
+oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG].`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(args[0]); err != nil && !strings.Contains(args[0], ":") {
+				return fmt.Errorf("import %s: %w", args[0], err)
+			}
+			return importImage(cmd, open, args[0], name)
+		},
+	}
+	importCmd.Flags().StringVar(&name, "name", "", "name the image (default: the name the source carries, else the file name)")
+
+	pull := &cobra.Command{
+		Use:   "pull REFERENCE",
+		Short: "Pull an image from a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return importImage(cmd, open, "docker://"+strings.TrimPrefix(args[0], "docker://"), name)
+		},
+	}
+	pull.Flags().StringVar(&name, "name", "", "name the image (default: the reference)")
+
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List images",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			imgs, err := s.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tID\tFILES\tSIZE\tIMPORTED")
+			for _, img := range imgs {
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", orNone(img.Name()), img.ShortID(), img.Entries,
+					humanBytes(img.Size), img.Imported.Local().Format(time.DateTime))
+			}
+			return w.Flush()
+		},
+	}
+	inspect := &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Show an image's record as JSON",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			img, err := s.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(img)
+		},
+	}
+	rm := &cobra.Command{
+		Use:   "rm IMAGE...",
+		Short: "Remove images (their files go with `arrow image prune`)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				img, err := s.Remove(cmd.Context(), ref)
+				if err != nil {
+					return err
+				}
+				fmt.Println(img.ID)
+			}
+			return nil
+		},
+	}
+	prune := &cobra.Command{
+		Use:   "prune",
+		Short: "Delete stored files and blobs no image refers to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			st, err := s.Prune(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("removed %d files and %d blobs, %s\n", st.Files, st.Blobs, humanBytes(st.Bytes))
+			return nil
+		},
+	}
+	du := &cobra.Command{
+		Use:   "du",
+		Short: "Bytes stored against bytes the images would take unshared",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			u, err := s.Usage(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("images:      %d\n", u.Images)
+			fmt.Printf("stored:      %s (%d files, %d blobs)\n", humanBytes(u.StoredBytes), u.Files, u.Blobs)
+			fmt.Printf("unshared:    %s (what the images would take each on its own)\n", humanBytes(u.UnsharedBytes))
+			if u.UnsharedBytes > 0 {
+				fmt.Printf("saved:       %s (%.0f%%)\n", humanBytes(u.UnsharedBytes-u.StoredBytes),
+					100*float64(u.UnsharedBytes-u.StoredBytes)/float64(u.UnsharedBytes))
+			}
+			fmt.Printf("reclaimable: %s (arrow image prune)\n", humanBytes(u.ReclaimableBytes))
+			return nil
+		},
+	}
+	cmd.AddCommand(importCmd, pull, ls, inspect, rm, prune, du)
+	return cmd
+}
+
+func importImage(cmd *cobra.Command, open func() (*store.Store, error), src, name string) error {
+	ctx := cmd.Context()
+	s, err := open()
+	if err != nil {
+		return err
+	}
+	img, err := oci.Open(ctx, src, oci.Options{})
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	if name == "" {
+		name = defaultImageName(src, img.Reference())
+	}
+	t0 := time.Now()
+	rec, err := s.Import(ctx, img, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "imported %s (%d files, %s) in %v\n", orNone(rec.Name()), rec.Entries, humanBytes(rec.Size), time.Since(t0).Round(time.Millisecond))
+	fmt.Println(rec.ID)
+	return nil
+}
+
+// defaultImageName is the reference the source carries, else the source's
+// file name without extension.
+func defaultImageName(src, ref string) string {
+	if ref != "" && store.ValidateName(ref) == nil {
+		return ref
+	}
+	base := filepath.Base(strings.TrimSuffix(src, "/"))
+	if i := strings.Index(base, ":"); i >= 0 {
+		base = filepath.Base(base[i+1:])
+	}
+	base = strings.TrimSuffix(strings.TrimSuffix(base, ".tar"), ".tgz")
+	base = strings.ToLower(base)
+	if store.ValidateName(base) == nil {
+		return base
+	}
+	return ""
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// tarLayer builds a layer from entries: a name ending in / is a directory,
+// "->target" content a symlink, anything else a file.
+func tarLayer(t *testing.T, entries [][2]string) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		name, content := e[0], e[1]
+		var err error
+		switch {
+		case strings.HasSuffix(name, "/"):
+			err = tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755})
+		case strings.HasPrefix(content, "->"):
+			err = tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: content[2:], Mode: 0o777})
+		default:
+			if err = tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(content))}); err == nil {
+				_, err = tw.Write([]byte(content))
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// busyboxLayer is a tiny root file system: static busybox and its applets.
+func busyboxLayer(t *testing.T) v1.Layer {
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("busybox-static: %v", err)
+	}
+	entries := [][2]string{{"bin/", ""}, {"bin/busybox", string(bb)}, {"etc/", ""}, {"etc/os-release", "NAME=arrow-test\n"}}
+	for _, a := range []string{"sh", "echo", "cat", "ls", "pwd", "touch", "sync", "id"} {
+		entries = append(entries, [2]string{"bin/" + a, "->busybox"})
+	}
+	return tarLayer(t, entries)
+}
+
+// writeImage writes an OCI layout with one image of layers and cfg.
+func writeImage(t *testing.T, cfg v1.Config, layers ...v1.Layer) string {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf.OS, cf.Architecture, cf.Config = "linux", "amd64", cfg
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "layout")
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestImageRun imports an OCI image and runs it as docker run would: its
+// command, environment and working directory apply; arguments replace the
+// command; --entrypoint replaces the entrypoint.
+func TestImageRun(t *testing.T) {
+	root := t.TempDir()
+	kernel := mustKernelRoot(t, root)
+	dir := writeImage(t, v1.Config{
+		Cmd:        []string{"/bin/sh", "-c", "echo \"$GREETING from $(pwd)\"; cat /etc/os-release"},
+		Env:        []string{"PATH=/bin", "GREETING=hello"},
+		WorkingDir: "/srv/app",
+	}, busyboxLayer(t))
+	if r := arrow(t, "", "--root", root, "image", "import", "--name", "bbox", dir); r.code != 0 {
+		t.Fatalf("import: %d %s", r.code, r.stderr)
+	}
+	tests := []struct {
+		name string
+		args []string
+		out  string
+		code int
+	}{
+		{"image defaults", []string{"bbox"}, "hello from /srv/app\nNAME=arrow-test\n", 0},
+		{"args replace cmd", []string{"bbox", "/bin/echo", "replaced"}, "replaced\n", 0},
+		{"env override", []string{"-e", "GREETING=hi", "bbox"}, "hi from /srv/app\nNAME=arrow-test\n", 0},
+		{"workdir override", []string{"-w", "/tmp", "bbox", "/bin/pwd"}, "/tmp\n", 0},
+		{"entrypoint", []string{"--entrypoint", "/bin/echo", "bbox", "via", "entrypoint"}, "via entrypoint\n", 0},
+		{"exit status", []string{"bbox", "/bin/sh", "-c", "exit 4"}, "", 4},
+		{"writable overlay", []string{"bbox", "/bin/sh", "-c", "echo x > /etc/new && cat /etc/new"}, "x\n", 0},
+		{"read-only root", []string{"--read-only", "bbox", "/bin/sh", "-c", "touch /etc/new 2>/dev/null || echo refused; echo ok > /tmp/t; cat /tmp/t"}, "refused\nok\n", 0},
+		{"not in the image", []string{"bbox", "/bin/nope"}, "", 127},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := arrow(t, "", append([]string{"--root", root, "run", "--kernel", kernel}, tt.args...)...)
+			if r.code != tt.code || r.stdout != tt.out {
+				t.Fatalf("exit %d stdout %q, want %d %q; stderr %s", r.code, r.stdout, tt.code, tt.out, r.stderr)
+			}
+		})
+	}
+	// The same through a spec file: image, args, env, volume.
+	specDir := t.TempDir()
+	specFile := filepath.Join(specDir, "arrow.yaml")
+	if err := os.MkdirAll(filepath.Join(specDir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "version: 1\nimage: bbox\nargs: [/bin/sh, -c, 'echo $GREETING > /data/out; sync; echo done']\nenv: {GREETING: from-spec}\nvolumes: [./data:/data]\nmemory: 192M\n"
+	if err := os.WriteFile(specFile, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := arrow(t, "", "--root", root, "run", "--kernel", kernel, "-f", specFile); r.code != 0 || r.stdout != "done\n" {
+		t.Fatalf("spec file run: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(specDir, "data", "out")); string(b) != "from-spec\n" {
+		t.Errorf("spec file volume (relative to the file) got %q", b)
+	}
+	bad := filepath.Join(specDir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("version: 1\nimage: bbox\nmemroy: 1G\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := arrow(t, "", "--root", root, "run", "-f", bad); r.code != 125 || !strings.Contains(r.stderr, "bad.yaml:3") {
+		t.Errorf("bad spec: %d %s", r.code, r.stderr)
+	}
+
+	// The image on disk was never changed by the overlay writes.
+	r := arrow(t, "", "--root", root, "run", "--kernel", kernel, "bbox", "/bin/sh", "-c", "ls /etc")
+	if strings.Contains(r.stdout, "new") {
+		t.Errorf("a write of an earlier run persisted: %q", r.stdout)
+	}
+}
+
+// TestImageVolumes: data written and synced to a volume is on the host after
+// the VM is gone; a read-only volume refuses writes, enforced by the host.
+func TestImageVolumes(t *testing.T) {
+	root := t.TempDir()
+	kernel := mustKernelRoot(t, root)
+	dir := writeImage(t, v1.Config{Env: []string{"PATH=/bin"}}, busyboxLayer(t))
+	if r := arrow(t, "", "--root", root, "image", "import", "--name", "bbox", dir); r.code != 0 {
+		t.Fatalf("import: %s", r.stderr)
+	}
+	data, conf := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(conf, "app.conf"), []byte("setting=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := arrow(t, "", "--root", root, "run", "--kernel", kernel, "-v", data+":/data", "-v", conf+":/etc/app:ro", "bbox",
+		"/bin/sh", "-c", "cat /etc/app/app.conf; echo saved > /data/out; sync; echo tamper > /etc/app/app.conf 2>/dev/null || echo ro-refused")
+	if r.code != 0 || r.stdout != "setting=1\nro-refused\n" {
+		t.Fatalf("exit %d stdout %q stderr %s", r.code, r.stdout, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "out")); err != nil || string(b) != "saved\n" {
+		t.Errorf("volume file: %q, %v", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(conf, "app.conf")); string(b) != "setting=1\n" {
+		t.Errorf("read-only volume changed: %q", b)
+	}
+	// Volumes work for host programs too.
+	r = arrow(t, "", "--root", root, "run", "--kernel", kernel, "-v", data+":/data", "/bin/cat", "/data/out")
+	if r.code != 0 || r.stdout != "saved\n" {
+		t.Errorf("host program with a volume: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestImageDedupe: two images carrying the same files in different layer
+// orders store them once, and du says so; rm and prune free them.
+func TestImageDedupe(t *testing.T) {
+	root := t.TempDir()
+	big := func(seed byte) string { return strings.Repeat(string([]byte{'a' + seed}), 1<<20) }
+	runtime := tarLayer(t, [][2]string{{"opt/", ""}, {"opt/runtime/", ""}, {"opt/runtime/lib1", big(1)}, {"opt/runtime/lib2", big(2)}})
+	app := tarLayer(t, [][2]string{{"app/", ""}, {"app/main", big(3)}})
+	one := writeImage(t, v1.Config{Cmd: []string{"/app/main"}}, runtime, app)
+	two := writeImage(t, v1.Config{Cmd: []string{"/app/main"}, Env: []string{"X=1"}}, app, runtime)
+	for name, dir := range map[string]string{"one": one, "two": two} {
+		if r := arrow(t, "", "--root", root, "image", "import", "--name", name, dir); r.code != 0 {
+			t.Fatalf("import %s: %s", name, r.stderr)
+		}
+	}
+	r := arrow(t, "", "--root", root, "image", "du")
+	if !strings.Contains(r.stdout, "images:      2") || !strings.Contains(r.stdout, "stored:      3.0 MiB") || !strings.Contains(r.stdout, "unshared:    6.0 MiB") {
+		t.Fatalf("du:\n%s", r.stdout)
+	}
+	r = arrow(t, "", "--root", root, "image", "ls")
+	if !strings.Contains(r.stdout, "one") || !strings.Contains(r.stdout, "two") {
+		t.Fatalf("ls:\n%s", r.stdout)
+	}
+	for _, args := range [][]string{{"image", "rm", "one", "two"}, {"image", "prune"}} {
+		if r := arrow(t, "", append([]string{"--root", root}, args...)...); r.code != 0 {
+			t.Fatalf("%v: %s", args, r.stderr)
+		}
+	}
+	r = arrow(t, "", "--root", root, "image", "du")
+	if !strings.Contains(r.stdout, "images:      0") || !strings.Contains(r.stdout, "(0 files") {
+		t.Fatalf("after rm and prune:\n%s", r.stdout)
+	}
+	if r := arrow(t, "", "--root", root, "image", "inspect", "one"); r.code == 0 {
+		t.Errorf("a removed image is still there")
+	}
+}
+
+// mustKernelRoot returns the path of Arrow's kernel, for runs with a data
+// root of their own (which has no kernel of its own).
+func mustKernelRoot(t *testing.T, _ string) string {
+	t.Helper()
+	r := arrow(t, "", "kernel", "path")
+	if r.code != 0 {
+		t.Fatalf("kernel path: %s", r.stderr)
+	}
+	return strings.TrimSpace(r.stdout)
+}

@@ -15,6 +15,7 @@ packages=(
 	linux-source-6.1                      # the guest kernel's source
 	linux-image-cloud-amd64               # a stock kernel: tests boot it with --kernel
 	build-essential bison flex bc libelf-dev libssl-dev  # to build it
+	erofs-utils                           # mkfs.erofs: images become read-only guest disks
 	python3 perl                          # examples and tests run them in VMs
 	busybox-static                        # a static binary for tests
 	runc                                  # the benchmark's container baseline

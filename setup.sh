@@ -29,7 +29,7 @@ apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 GO=$(command -v go || true)
 [ -n "$GO" ] || GO=/usr/local/go/bin/go
 if ! "$GO" version >/dev/null 2>&1; then
-	echo "setup.sh: Go 1.23 or newer is needed at /usr/local/go or in PATH" >&2
+	echo "setup.sh: Go 1.26 or newer is needed at /usr/local/go or in PATH" >&2
 	exit 1
 fi
 

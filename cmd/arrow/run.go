@@ -34,7 +34,7 @@ func newRunCmd(g *globals) *cobra.Command {
 
 IMAGE is an image imported with 'arrow image import': its root file system
 becomes the guest's (read-only, under a tmpfs overlay unless --read-only),
-and its entrypoint, command, environment, working directory and user apply
+and its entrypoint, command, environment, working directory and numeric user apply
 as in docker run. Otherwise the first argument is a host program (a path,
 or a name looked up in PATH): Arrow puts the program, its shared libraries,
 the files of the Debian packages it comes from, and any --include paths into

@@ -40,6 +40,11 @@ func testMain(m *testing.M) int {
 		}
 	}
 	arrowBin = filepath.Join(dir, "arrow")
+	// Every process this run starts, QEMU included, inherits this marker:
+	// the leak checks look at this run's VMs only, not at those of
+	// another suite running on the same machine.
+	runMarker = "ARROW_E2E_RUN=" + filepath.Base(dir)
+	os.Setenv("ARROW_E2E_RUN", filepath.Base(dir))
 	// Every test boots VMs with Arrow's kernel: without it they cannot
 	// say anything, so fail them all at once with what to do.
 	if out, err := exec.Command(arrowBin, "kernel", "path").CombinedOutput(); err != nil {
@@ -83,7 +88,10 @@ func arrowEnv(t *testing.T, env []string, stdin string, args ...string) result {
 	return r
 }
 
-// qemuProcesses lists the PIDs of running QEMU processes.
+// runMarker is the environment entry that marks this run's processes.
+var runMarker string
+
+// qemuProcesses lists the PIDs of this run's QEMU processes.
 func qemuProcesses(t *testing.T) map[string]bool {
 	t.Helper()
 	pids := map[string]bool{}
@@ -93,7 +101,11 @@ func qemuProcesses(t *testing.T) map[string]bool {
 	}
 	for _, e := range ents {
 		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err == nil && strings.HasPrefix(string(comm), "qemu-system") {
+		if err != nil || !strings.HasPrefix(string(comm), "qemu-system") {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && bytes.Contains(append(env, 0), []byte(runMarker+"\x00")) {
 			pids[e.Name()] = true
 		}
 	}

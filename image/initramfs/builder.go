@@ -18,15 +18,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
 )
 
 // keyVersion changes whenever the archive layout for the same inputs
 // changes, so that archives of an older Arrow are not reused.
 const keyVersion = "arrow-initramfs-1"
-
-// tempPrefix starts the names of archives being written.
-const tempPrefix = ".build-"
 
 // sumPrefix starts the names of memoized content sums.
 const sumPrefix = ".sum-"
@@ -103,7 +101,7 @@ func (b *Builder) Build(ctx context.Context, set *closure.Set, extra ...Entry) (
 	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
 		return "", fmt.Errorf("initramfs cache: %w", err)
 	}
-	removeStale(b.Dir, time.Now())
+	cachefile.RemoveStale(b.Dir, staleAge, time.Now())
 	if err := write(ctx, b.Dir, final, items); err != nil {
 		return "", err
 	}
@@ -255,7 +253,7 @@ func contentIdent(h hash.Hash, dir, source string) error {
 	h.Write(sum)
 	// Best effort: a failure to memoize costs the next run a hash.
 	if err := os.MkdirAll(dir, 0o755); err == nil {
-		if tmp, err := os.CreateTemp(dir, tempPrefix+"*.tmp"); err == nil {
+		if tmp, err := os.CreateTemp(dir, cachefile.TempPrefix+"*.tmp"); err == nil {
 			_, werr := tmp.Write(sum)
 			cerr := tmp.Close()
 			if werr != nil || cerr != nil || os.Rename(tmp.Name(), memo) != nil {
@@ -268,76 +266,32 @@ func contentIdent(h hash.Hash, dir, source string) error {
 
 // write writes items to a temporary file in dir, locked while it is
 // written, syncs it and renames it to final.
-func write(ctx context.Context, dir, final string, items []*item) (err error) {
-	tmp, err := os.CreateTemp(dir, tempPrefix+"*.tmp")
+func write(ctx context.Context, dir, final string, items []*item) error {
+	tmp, err := cachefile.Create(dir, ".tmp")
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-		tmp.Close() // also releases the lock
-	}()
-	// The lock tells removeStale this file is being written.
-	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("initramfs: lock %s: %w", tmp.Name(), err)
 	}
 	w := NewWriter(tmp)
 	for i, it := range items {
 		if i%64 == 0 {
 			if err := ctx.Err(); err != nil {
+				tmp.Abort()
 				return err
 			}
 		}
 		if err := w.WriteEntry(it.Entry); err != nil {
+			tmp.Abort()
 			return fmt.Errorf("initramfs: %w", err)
 		}
 	}
 	if err := w.Close(); err != nil {
+		tmp.Abort()
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Publish(final, 0o644); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("initramfs: sync %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("initramfs: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the rename durable; best effort
-		d.Close()
 	}
 	return nil
-}
-
-// removeStale removes temporary archives that no process is writing: older
-// than staleAge and not locked.
-func removeStale(dir string, now time.Time) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil || now.Sub(fi.ModTime()) < staleAge {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			os.Remove(p)
-		}
-		f.Close()
-	}
 }
 
 // Usage returns the number of archives in Dir and their total size.
@@ -376,7 +330,7 @@ func (b *Builder) Prune(maxAge time.Duration) (removed int, freed int64, err err
 		return 0, 0, fmt.Errorf("initramfs cache: %w", err)
 	}
 	now := time.Now()
-	removeStale(b.Dir, now)
+	cachefile.RemoveStale(b.Dir, staleAge, now)
 	for _, e := range entries {
 		name := e.Name()
 		if !strings.HasSuffix(name, ".cpio") && !strings.HasPrefix(name, sumPrefix) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
 )
 
@@ -266,7 +267,7 @@ func TestBuildAtomic(t *testing.T) {
 	}
 	ents, _ := os.ReadDir(cache)
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
+		if strings.HasPrefix(e.Name(), cachefile.TempPrefix) {
 			t.Errorf("temporary file %s left", e.Name())
 		}
 	}
@@ -287,9 +288,9 @@ func TestRemoveStale(t *testing.T) {
 		}
 		return p
 	}
-	dead := mk(tempPrefix+"dead.tmp", time.Hour)
-	young := mk(tempPrefix+"young.tmp", time.Second)
-	busy := mk(tempPrefix+"busy.tmp", time.Hour)
+	dead := mk(cachefile.TempPrefix+"dead.tmp", time.Hour)
+	young := mk(cachefile.TempPrefix+"young.tmp", time.Second)
+	busy := mk(cachefile.TempPrefix+"busy.tmp", time.Hour)
 	archive := mk("0123.cpio", time.Hour)
 	f, err := os.Open(busy)
 	if err != nil {
@@ -299,7 +300,7 @@ func TestRemoveStale(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	removeStale(dir, time.Now())
+	cachefile.RemoveStale(dir, staleAge, time.Now())
 	for p, want := range map[string]bool{dead: false, young: true, busy: true, archive: true} {
 		if _, err := os.Stat(p); (err == nil) != want {
 			t.Errorf("%s: exists %v, want %v", filepath.Base(p), err == nil, want)

@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/arrowsys/arrow/image/cachefile"
 )
 
 // FSType is the file system of the images Build writes, as guest.Root
@@ -52,11 +54,8 @@ var ErrNoMkfs = errors.New("mkfs.erofs not found: install it with `apt-get insta
 // the same tree, so that images of an older Arrow are not reused.
 const formatVersion = "arrow-rootfs-erofs-1"
 
-// Names in the cache directory.
-const (
-	imageSuffix = ".erofs"
-	tempPrefix  = ".build-"
-)
+// imageSuffix ends the names of images in the cache directory.
+const imageSuffix = ".erofs"
 
 // staleAge is how old an unlocked temporary image must be before Build
 // removes it as left over by a process that died.
@@ -108,7 +107,7 @@ func Build(ctx context.Context, srcDir, cacheDir, key string) (string, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("rootfs: cache: %w", err)
 	}
-	removeStale(cacheDir, time.Now())
+	cachefile.RemoveStale(cacheDir, staleAge, time.Now())
 	if err := write(ctx, mkfs, src, cacheDir, final); err != nil {
 		return "", err
 	}
@@ -146,20 +145,10 @@ func sourceDir(srcDir string) (string, error) {
 
 // write builds the image of src into a locked temporary file in dir and
 // renames it to final.
-func write(ctx context.Context, mkfs, src, dir, final string) (err error) {
-	tmp, err := os.CreateTemp(dir, tempPrefix+"*"+imageSuffix)
+func write(ctx context.Context, mkfs, src, dir, final string) error {
+	tmp, err := cachefile.Create(dir, imageSuffix)
 	if err != nil {
 		return fmt.Errorf("rootfs: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-		tmp.Close() // also releases the lock
-	}()
-	// The lock tells removeStale that this file is being written.
-	if err := unix.Flock(int(tmp.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return fmt.Errorf("rootfs: lock %s: %w", tmp.Name(), err)
 	}
 	// --preserve-mtime keeps every file's own modification time (tools
 	// such as make and Python's bytecode cache compare them); without it
@@ -168,52 +157,16 @@ func write(ctx context.Context, mkfs, src, dir, final string) (err error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
+		tmp.Abort()
 		if ctx.Err() != nil {
 			return fmt.Errorf("rootfs: mkfs.erofs: %w", ctx.Err())
 		}
 		return fmt.Errorf("rootfs: mkfs.erofs %s: %w: %s", src, err, strings.TrimSpace(out.String()))
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Publish(final, 0o644); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("rootfs: sync %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("rootfs: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // makes the rename durable; best effort
-		d.Close()
 	}
 	return nil
-}
-
-// removeStale removes temporary images that no process is writing: older
-// than staleAge and not locked.
-func removeStale(dir string, now time.Time) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil || now.Sub(fi.ModTime()) < staleAge {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			os.Remove(p)
-		}
-		f.Close()
-	}
 }
 
 // TreeKey returns a cache key for the tree at dir computed from metadata

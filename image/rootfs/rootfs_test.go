@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/image/cachefile"
 	"golang.org/x/sys/unix"
 )
 
@@ -192,23 +193,23 @@ func TestRemoveStale(t *testing.T) {
 	dir := t.TempDir()
 	old := time.Now().Add(-2 * staleAge)
 	names := map[string]bool{ // name: whether it must survive
-		tempPrefix + "dead.erofs":   false,
-		tempPrefix + "locked.erofs": true,
-		tempPrefix + "young.erofs":  true,
-		"image.erofs":               true,
+		cachefile.TempPrefix + "dead.erofs":   false,
+		cachefile.TempPrefix + "locked.erofs": true,
+		cachefile.TempPrefix + "young.erofs":  true,
+		"image.erofs":                         true,
 	}
 	for name := range names {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if name != tempPrefix+"young.erofs" {
+		if name != cachefile.TempPrefix+"young.erofs" {
 			if err := os.Chtimes(p, old, old); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	f, err := os.Open(filepath.Join(dir, tempPrefix+"locked.erofs"))
+	f, err := os.Open(filepath.Join(dir, cachefile.TempPrefix+"locked.erofs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestRemoveStale(t *testing.T) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	removeStale(dir, time.Now())
+	cachefile.RemoveStale(dir, staleAge, time.Now())
 	for name, keep := range names {
 		_, err := os.Stat(filepath.Join(dir, name))
 		if (err == nil) != keep {

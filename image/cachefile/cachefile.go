@@ -1,0 +1,103 @@
+// Package cachefile publishes files into a cache directory atomically.
+//
+// A file is written under a temporary name, locked with flock while it is
+// written, synced and renamed into place, and the directory is synced: a
+// reader never sees a partial file, and a crash leaves at most a temporary
+// file. [RemoveStale] deletes temporary files that are old enough and that
+// no process holds locked, which is how the leftovers of a killed writer
+// go. The initramfs and root-disk caches both work this way.
+package cachefile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TempPrefix starts the names of files being written.
+const TempPrefix = ".build-"
+
+// Temp is a file being written for a cache directory.
+type Temp struct {
+	*os.File
+	dir string
+}
+
+// Create creates and locks a temporary file in dir whose name ends with
+// suffix.
+func Create(dir, suffix string) (*Temp, error) {
+	f, err := os.CreateTemp(dir, TempPrefix+"*"+suffix)
+	if err != nil {
+		return nil, err
+	}
+	// The lock tells RemoveStale that this file is being written.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return &Temp{File: f, dir: dir}, nil
+}
+
+// Publish gives the file mode, syncs it and renames it to final (in the
+// same directory), then syncs the directory so that the rename is durable.
+// The file is closed either way; on error it is removed.
+func (t *Temp) Publish(final string, mode os.FileMode) (err error) {
+	defer func() {
+		t.File.Close() // also releases the lock
+		if err != nil {
+			os.Remove(t.Name())
+		}
+	}()
+	if err := t.Chmod(mode); err != nil {
+		return err
+	}
+	if err := t.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", t.Name(), err)
+	}
+	if err := os.Rename(t.Name(), final); err != nil {
+		return err
+	}
+	if d, err := os.Open(t.dir); err == nil {
+		_ = d.Sync() // best effort: the file is complete either way
+		d.Close()
+	}
+	return nil
+}
+
+// Abort closes and removes the file.
+func (t *Temp) Abort() {
+	t.File.Close()
+	os.Remove(t.Name())
+}
+
+// RemoveStale removes temporary files in dir that no process is writing:
+// older than age and not locked.
+func RemoveStale(dir string, age time.Duration, now time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), TempPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || now.Sub(fi.ModTime()) < age {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
+}

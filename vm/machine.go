@@ -336,23 +336,6 @@ func (m *Machine) Kill() error {
 	return err
 }
 
-// Shutdown asks QEMU to quit through QMP and waits up to timeout for it to
-// exit, then kills it. The guest gets no chance to flush anything: use the
-// guest protocol for a graceful stop.
-func (m *Machine) Shutdown(timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if q, err := m.QMP(ctx); err == nil {
-		_, _ = q.Execute(ctx, "quit", nil)
-	}
-	select {
-	case <-m.done:
-		return nil
-	case <-ctx.Done():
-		return m.Kill()
-	}
-}
-
 // QMP returns the machine's QMP client, negotiating capabilities on first
 // use so that runs that never need QMP do not pay for it.
 func (m *Machine) QMP(ctx context.Context) (*QMP, error) {

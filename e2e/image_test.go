@@ -235,3 +235,130 @@ func mustKernelRoot(t *testing.T, _ string) string {
 	}
 	return strings.TrimSpace(r.stdout)
 }
+
+// usersLayer gives an image a user database.
+func usersLayer(t *testing.T) v1.Layer {
+	return tarLayer(t, [][2]string{
+		{"etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\nbob:x:1001:100::/home/bob:/bin/sh\n"},
+		{"etc/group", "root:x:0:\nwheel:x:10:root,app\nusers:x:100:app,bob\nstaff:x:50:\napp:x:1000:\n"},
+	})
+}
+
+// TestImageUser: user and group names resolve in the image's own
+// /etc/passwd and /etc/group, as docker run resolves them; HOME comes
+// from /etc/passwd; an unknown name fails before anything is built.
+func TestImageUser(t *testing.T) {
+	root := t.TempDir()
+	kernel := mustKernelRoot(t, root)
+	dir := writeImage(t, v1.Config{Env: []string{"PATH=/bin"}, User: "app", Cmd: []string{"/bin/sh", "-c", `echo $(id -u) $(id -g) $(id -G) $HOME`}},
+		busyboxLayer(t), usersLayer(t))
+	if r := arrow(t, "", "--root", root, "image", "import", "--name", "users", dir); r.code != 0 {
+		t.Fatalf("import: %s", r.stderr)
+	}
+	// Unknown names first: nothing is built for them.
+	for _, user := range []string{"mallory", "app:nogroup"} {
+		r := arrow(t, "", "--root", root, "run", "--kernel", kernel, "-u", user, "users")
+		if r.code != 125 || !strings.Contains(r.stderr, "unknown user") || !strings.Contains(r.stderr, strings.TrimPrefix(user, "app:")) {
+			t.Errorf("-u %s: exit %d, stderr %s", user, r.code, r.stderr)
+		}
+	}
+	if disks, _ := filepath.Glob(filepath.Join(root, "rootfs", "*.erofs")); len(disks) != 0 {
+		t.Errorf("a failed run left root disks: %v", disks)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, ".materialize-*")); len(left) != 0 {
+		t.Errorf("a failed run left %v", left)
+	}
+	tests := []struct {
+		name string
+		args []string
+		out  string
+	}{
+		{"image user by name", nil, "1000 1000 1000 10 100 /home/app\n"},
+		{"--user name", []string{"-u", "bob"}, "1001 100 100 /home/bob\n"},
+		{"--user name:group", []string{"-u", "app:staff"}, "1000 50 50 /home/app\n"},
+		{"--user name:gid", []string{"-u", "bob:7"}, "1001 7 7 /home/bob\n"},
+		{"--user uid:group", []string{"-u", "1234:staff"}, "1234 50 50 /\n"},
+		{"--user uid with an entry", []string{"-u", "1001"}, "1001 100 100 /home/bob\n"},
+		{"--user uid:gid", []string{"-u", "4321:4322"}, "4321 4322 4322 /\n"},
+		{"--user root", []string{"-u", "root"}, "0 0 0 10 /root\n"},
+		{"HOME from -e wins", []string{"-e", "HOME=/elsewhere"}, "1000 1000 1000 10 100 /elsewhere\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append([]string{"--root", root, "run", "--kernel", kernel}, tt.args...), "users")
+			r := arrow(t, "", args...)
+			if r.code != 0 || r.stdout != tt.out {
+				t.Fatalf("exit %d stdout %q, want %q; stderr %s", r.code, r.stdout, tt.out, r.stderr)
+			}
+		})
+	}
+	// A host program takes numbers only: it has no user database.
+	if r := arrow(t, "", "--root", root, "run", "--kernel", kernel, "-u", "app", "/bin/true"); r.code != 125 || !strings.Contains(r.stderr, "host program takes numeric IDs") {
+		t.Errorf("host program with a user name: %d %s", r.code, r.stderr)
+	}
+}
+
+// TestImageSources: a spec file's image may be a path (an OCI layout, a
+// tarball), imported on demand, or a registry reference, pulled when not
+// in the store; `arrow run` takes a layout directory too. rm and prune
+// take the root disks with the images.
+func TestImageSources(t *testing.T) {
+	root := t.TempDir()
+	kernel := mustKernelRoot(t, root)
+	layoutDir := writeImage(t, v1.Config{Env: []string{"PATH=/bin"}, Cmd: []string{"/bin/echo", "from the layout"}}, busyboxLayer(t))
+	specDir := t.TempDir()
+	if err := os.Rename(layoutDir, filepath.Join(specDir, "layout")); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, content string) string {
+		p := filepath.Join(specDir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  string
+		err  string
+	}{
+		{"spec: relative layout path", []string{"-f", write("a.yaml", "version: 1\nimage: ./layout\n")}, 0, "from the layout\n", ""},
+		{"spec: again, imported already", []string{"-f", write("b.yaml", "version: 1\nimage: oci:./layout\nargs: [/bin/echo, again]\n")}, 0, "again\n", ""},
+		{"spec: missing path", []string{"-f", write("c.yaml", "version: 1\nimage: ./nope\n")}, 125, "", "no such file"},
+		{"spec: unreachable registry", []string{"-f", write("d.yaml", "version: 1\nimage: 127.0.0.1:1/x:y\n")}, 125, "", "registry unreachable"},
+		{"command line: layout directory", []string{filepath.Join(specDir, "layout"), "/bin/echo", "cli"}, 0, "cli\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := arrow(t, "", append([]string{"--root", root, "run", "--kernel", kernel}, tt.args...)...)
+			if r.code != tt.code || r.stdout != tt.out || !strings.Contains(r.stderr, tt.err) {
+				t.Fatalf("exit %d stdout %q stderr %q; want %d %q %q", r.code, r.stdout, r.stderr, tt.code, tt.out, tt.err)
+			}
+		})
+	}
+	// One image, stored once under its source's name; one root disk.
+	r := arrow(t, "", "--root", root, "image", "ls")
+	if n := strings.Count(r.stdout, "oci:"+filepath.Join(specDir, "layout")); n != 1 {
+		t.Errorf("image ls:\n%s", r.stdout)
+	}
+	disks, _ := filepath.Glob(filepath.Join(root, "rootfs", "*.erofs"))
+	if len(disks) != 1 {
+		t.Fatalf("root disks %v, want one", disks)
+	}
+	// prune keeps the disk of a stored image; rm takes it.
+	if r := arrow(t, "", "--root", root, "image", "prune"); r.code != 0 {
+		t.Fatalf("prune: %s", r.stderr)
+	}
+	if _, err := os.Stat(disks[0]); err != nil {
+		t.Fatalf("prune removed a stored image's disk: %v", err)
+	}
+	r = arrow(t, "", "--root", root, "image", "rm", "oci:"+filepath.Join(specDir, "layout"))
+	if r.code != 0 || !strings.Contains(r.stdout, "removed 1 root disks") {
+		t.Fatalf("rm: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(disks[0]); err == nil {
+		t.Error("rm left the image's root disk")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -19,6 +20,51 @@ import (
 // kernel, say) builds them as modules.
 func GuestModules() []string {
 	return []string{"virtio_mmio", "virtio_console", "virtio_rng"}
+}
+
+// Features are what a run asks of the guest kernel besides Arrow's
+// control devices: the drivers it needs for them depend on it.
+type Features struct {
+	// RootFS is the file system of a root disk on virtio-blk ("erofs",
+	// "squashfs" or "ext4"); empty when the application runs from the
+	// initramfs.
+	RootFS string
+	// Overlay says that a writable overlay goes over the root disk.
+	Overlay bool
+	// Shares are the transports of the run's volumes: "virtiofs" or
+	// "9p" (see vm.ShareFS).
+	Shares []string
+}
+
+// RunModules returns the modules, by name, a guest kernel needs for a run
+// with f: [GuestModules]; for a root disk virtio_blk, its file system and,
+// with an overlay, overlay; for volumes virtiofs, or 9p and 9pnet_virtio.
+// Each comes once, in that order; [ResolveModules] adds what they depend
+// on and leaves out what the kernel has built in.
+func RunModules(f Features) []string {
+	names := GuestModules()
+	add := func(more ...string) {
+		for _, m := range more {
+			if !slices.Contains(names, m) {
+				names = append(names, m)
+			}
+		}
+	}
+	if f.RootFS != "" {
+		add("virtio_blk", f.RootFS)
+		if f.Overlay {
+			add("overlay")
+		}
+	}
+	for _, fs := range f.Shares {
+		switch fs {
+		case "virtiofs":
+			add("virtiofs")
+		case "9p":
+			add("9p", "9pnet_virtio")
+		}
+	}
+	return names
 }
 
 // ModulesDir is where a kernel release's modules live on the host.

@@ -36,6 +36,9 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 	if err != nil {
 		return res, fail(ExitArrowFailed, err)
 	}
+	if o.Started != nil {
+		o.Started(m.Pid())
+	}
 	// Whatever happens below, QEMU does not outlive the run.
 	defer func() {
 		_ = m.Kill()
@@ -54,6 +57,9 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 		return res, err
 	}
 	res.Phases = append(res.Phases, Phase{"boot", time.Since(t0)})
+	if o.Ready != nil {
+		o.Ready()
+	}
 	t1 := time.Now()
 	if p.spec.Stdin {
 		go s.forwardStdin()

@@ -1,15 +1,22 @@
 package run
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	reference "github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/closure"
+	"github.com/arrowsys/arrow/image/oci"
 	"github.com/arrowsys/arrow/image/rootfs"
 	"github.com/arrowsys/arrow/image/store"
 	"github.com/arrowsys/arrow/vm"
@@ -30,19 +37,33 @@ const rootSerial = "arrow-root"
 type guestRoot struct {
 	drive vm.Drive
 	root  *guest.Root
+	// disk holds the drive's image in the cache until the run ends.
+	disk *rootfs.Disk
 	// From the image's config; empty for --rootfs.
 	args []string
 	env  []string
 	dir  string
-	user string
+	// cred is who the application runs as.
+	cred credentials
 }
 
 // ImagesDir is the image store under Arrow's data root.
 func ImagesDir(root string) string { return filepath.Join(root, "images") }
 
+// RootDisksDir is the cache of images' root disks under Arrow's data root.
+func RootDisksDir(root string) string { return filepath.Join(root, "rootfs") }
+
+// dirDisksDir is the cache of --rootfs directories' disks: apart from the
+// images' disks, which are pruned by the images they belong to.
+func dirDisksDir(root string) string { return filepath.Join(RootDisksDir(root), "dirs") }
+
+// RootDiskMaxAge is how long a root disk nothing used is kept.
+const RootDiskMaxAge = 30 * 24 * time.Hour
+
 // LookupImage returns the image ref names in the store under root, and
 // whether there is one. Program names and image names share `arrow run`'s
-// first argument: a path never names an image.
+// first argument: a path never names an image in the store (see
+// [IsImageSource] for paths that are images).
 func LookupImage(ctx context.Context, root, ref string) (store.Image, bool) {
 	if ref == "" || strings.HasPrefix(ref, "/") || strings.HasPrefix(ref, ".") {
 		return store.Image{}, false
@@ -58,6 +79,154 @@ func LookupImage(ctx context.Context, root, ref string) (store.Image, bool) {
 	return img, err == nil
 }
 
+// pathTransports are the image sources that name a path.
+var pathTransports = []string{"oci:", "oci-archive:", "docker-archive:"}
+
+// IsImageSource reports whether arg, the first argument of `arrow run`,
+// names an image to import or pull rather than a host program: an explicit
+// transport (oci:DIR, oci-archive:FILE, docker-archive:FILE, docker://REF),
+// an OCI image layout directory (one holding an oci-layout file), or an
+// image archive (a tar file, possibly compressed, with no execute bit:
+// it cannot be a program).
+func IsImageSource(arg string) bool {
+	if strings.HasPrefix(arg, "docker://") {
+		return true
+	}
+	for _, t := range pathTransports {
+		if strings.HasPrefix(arg, t) {
+			return true
+		}
+	}
+	fi, err := os.Stat(arg)
+	switch {
+	case err != nil:
+		return false
+	case fi.IsDir():
+		_, err := os.Stat(filepath.Join(arg, "oci-layout"))
+		return err == nil
+	case !fi.Mode().IsRegular() || fi.Mode()&0o111 != 0:
+		return false
+	}
+	return isArchive(arg)
+}
+
+// isArchive reports whether the file at p starts like a tar file, or a
+// gzip, zstd or bzip2 stream (a compressed one).
+func isArchive(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 512)
+	n, _ := io.ReadFull(f, b)
+	b = b[:n]
+	switch {
+	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}), bytes.HasPrefix(b, []byte{0x28, 0xb5, 0x2f, 0xfd}), bytes.HasPrefix(b, []byte("BZh")):
+		return true
+	case n >= 262 && string(b[257:262]) == "ustar":
+		return true
+	}
+	return false
+}
+
+// findImage returns the image ref names, bringing it into the store when
+// it is not there: a path (an OCI layout directory or an archive, with or
+// without an oci:, oci-archive: or docker-archive: prefix) is imported,
+// which is cheap when the store has the image already; anything else is
+// an image of the store, or else a registry reference, pulled.
+func findImage(ctx context.Context, s *store.Store, ref string, log io.Writer) (store.Image, error) {
+	src, isPath := imagePath(ref)
+	if isPath {
+		img, err := importImage(ctx, s, src)
+		if err != nil {
+			return img, failf(ExitArrowFailed, "image %s: %w", ref, err)
+		}
+		return img, nil
+	}
+	name, explicit := strings.CutPrefix(ref, "docker://")
+	img, err := s.Get(ctx, name)
+	if err == nil || !errors.Is(err, store.ErrNotFound) {
+		if err != nil {
+			return img, failf(ExitArrowFailed, "image %s: %w", ref, err)
+		}
+		return img, nil
+	}
+	r, perr := reference.ParseReference(name)
+	if perr != nil {
+		if explicit {
+			return img, failf(ExitArrowFailed, "image %s: %w", ref, perr)
+		}
+		return img, failf(ExitArrowFailed, "image %s: not in the store, and not a registry reference (%w)", ref, perr)
+	}
+	// `arrow image pull` names images by the full reference.
+	if img, err := s.Get(ctx, r.Name()); err == nil {
+		return img, nil
+	}
+	fmt.Fprintf(log, "arrow: image %s is not in the store: pulling %s\n", ref, r.Name())
+	src2, err := oci.FromRegistry(ctx, name, oci.Options{})
+	if err != nil {
+		return img, failf(ExitArrowFailed, "image %s: not in the store, and pulling it failed: %w", ref, err)
+	}
+	defer src2.Close()
+	img, err = s.Import(ctx, src2, "")
+	if err != nil {
+		return img, failf(ExitArrowFailed, "image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+// imagePath returns the image source ref names as a path, made absolute,
+// and whether it is one.
+func imagePath(ref string) (string, bool) {
+	for _, t := range pathTransports {
+		if rest, ok := strings.CutPrefix(ref, t); ok {
+			if abs, err := filepath.Abs(rest); err == nil && rest != "" {
+				rest = abs
+			}
+			return t + rest, true
+		}
+	}
+	if strings.HasPrefix(ref, "/") || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "../") || ref == "." || ref == ".." {
+		abs, err := filepath.Abs(ref)
+		if err != nil {
+			return ref, true
+		}
+		return abs, true
+	}
+	return "", false
+}
+
+// importImage imports the image at src (a path, or a path with a
+// transport) under the name of its source ("oci:/path/to/layout").
+func importImage(ctx context.Context, s *store.Store, src string) (store.Image, error) {
+	if _, err := os.Stat(src); err != nil && !strings.Contains(src, ":") {
+		return store.Image{}, err
+	}
+	img, err := oci.Open(ctx, src, oci.Options{})
+	if err != nil {
+		return store.Image{}, err
+	}
+	defer img.Close()
+	return s.Import(ctx, img, "")
+}
+
+// storeUserDB reads img's /etc/passwd and /etc/group from the store.
+func storeUserDB(ctx context.Context, s *store.Store, img store.Image) (*userDB, error) {
+	var files [2][]byte
+	for i, name := range []string{"/etc/passwd", "/etc/group"} {
+		b, err := s.ReadFile(ctx, img, name, maxIdentityFile)
+		switch {
+		case err == nil:
+			files[i] = b
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return nil, err
+		}
+	}
+	return newUserDB(files[0], files[1]), nil
+}
+
 // prepareImage builds (or reuses) the disk holding image o.Image's root
 // file system and works out its command line like docker run does.
 func (p *prepared) prepareImage(ctx context.Context, o *Options) (*guestRoot, error) {
@@ -65,49 +234,41 @@ func (p *prepared) prepareImage(ctx context.Context, o *Options) (*guestRoot, er
 	if err != nil {
 		return nil, fail(ExitArrowFailed, err)
 	}
-	img, err := s.Get(ctx, o.Image)
+	img, err := findImage(ctx, s, o.Image, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	// The user first: an unknown name fails before any disk is built.
+	db, err := storeUserDB(ctx, s, img)
+	if err != nil {
+		return nil, failf(ExitArrowFailed, "image %s: user database: %w", o.Image, err)
+	}
+	cred, err := userCredentials(o, img.Config.User, "image "+o.Image, db)
+	if err != nil {
+		return nil, err
+	}
+	key := img.Tree.Encoded()
+	cache := RootDisksDir(o.Root)
+	path := filepath.Join(cache, rootfs.ImageName(key))
+	disk, err := rootfs.Hold(path)
+	// A prune may remove a disk between its build and its hold: build it
+	// once more then.
+	for try := 0; errors.Is(err, fs.ErrNotExist) && try < 2; try++ {
+		if err := buildImageDisk(ctx, s, img, o, cache, key); err != nil {
+			return nil, err
+		}
+		disk, err = rootfs.Hold(path)
+	}
 	if err != nil {
 		return nil, failf(ExitArrowFailed, "image %s: %w", o.Image, err)
 	}
-	key := img.Tree.Encoded()
-	cache := filepath.Join(o.Root, "rootfs")
-	disk := filepath.Join(cache, rootfs.ImageName(key))
-	if _, err := os.Stat(disk); err != nil {
-		// First run of this image: flatten it from the store and build
-		// its disk, next to the store so that files are hard links.
-		tmp, err := os.MkdirTemp(o.Root, ".materialize-")
-		if err != nil {
-			return nil, fail(ExitArrowFailed, err)
-		}
-		defer os.RemoveAll(tmp)
-		dst := filepath.Join(tmp, "root")
-		if _, err := s.Materialize(ctx, img, dst, store.MaterializeOptions{}); err != nil {
-			return nil, failf(ExitArrowFailed, "image %s: %w", o.Image, err)
-		}
-		// The mount points arrow-init needs, so that --read-only works
-		// with images that lack them (most do: docker creates them).
-		// So is the working directory, as docker creates it.
-		for _, d := range []string{"proc", "sys", "dev", "tmp", "run", img.Config.WorkingDir} {
-			if d == "" || strings.Contains(d, "..") {
-				continue
-			}
-			if err := mkdirInside(dst, d); err != nil {
-				return nil, fail(ExitArrowFailed, err)
-			}
-		}
-		if disk, err = rootfs.Build(ctx, dst, cache, key); err != nil {
-			return nil, failf(ExitArrowFailed, "image %s: %w", o.Image, err)
-		}
-		if o.Debug {
-			fmt.Fprintf(o.Log, "arrow: built root disk %s\n", disk)
-		}
-	}
 	gr := &guestRoot{
-		drive: vm.Drive{Path: disk, Serial: rootSerial, ReadOnly: true},
-		root:  &guest.Root{Device: rootSerial, FSType: "erofs", ReadOnly: o.ReadOnly},
+		drive: vm.Drive{Path: disk.Path, Serial: rootSerial, ReadOnly: true},
+		root:  &guest.Root{Device: rootSerial, FSType: rootfs.FSType, ReadOnly: o.ReadOnly},
+		disk:  disk,
 		env:   img.Config.Env,
 		dir:   img.Config.WorkingDir,
-		user:  img.Config.User,
+		cred:  cred,
 	}
 	// docker run: ARGS replace Cmd; --entrypoint replaces Entrypoint and
 	// drops Cmd.
@@ -120,9 +281,43 @@ func (p *prepared) prepareImage(ctx context.Context, o *Options) (*guestRoot, er
 	}
 	gr.args = append(append([]string{}, entrypoint...), cmd...)
 	if len(gr.args) == 0 {
+		disk.Close()
 		return nil, failf(ExitArrowFailed, "image %s has no entrypoint or command: give one", o.Image)
 	}
 	return gr, nil
+}
+
+// buildImageDisk flattens img from the store and builds its disk in cache.
+func buildImageDisk(ctx context.Context, s *store.Store, img store.Image, o *Options, cache, key string) error {
+	// Next to the store, so that files are hard links.
+	tmp, err := os.MkdirTemp(o.Root, ".materialize-")
+	if err != nil {
+		return fail(ExitArrowFailed, err)
+	}
+	defer os.RemoveAll(tmp)
+	dst := filepath.Join(tmp, "root")
+	if _, err := s.Materialize(ctx, img, dst, store.MaterializeOptions{}); err != nil {
+		return failf(ExitArrowFailed, "image %s: %w", o.Image, err)
+	}
+	// The mount points arrow-init needs, so that --read-only works
+	// with images that lack them (most do: docker creates them).
+	// So is the working directory, as docker creates it.
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "run", img.Config.WorkingDir} {
+		if d == "" || strings.Contains(d, "..") {
+			continue
+		}
+		if err := mkdirInside(dst, d); err != nil {
+			return fail(ExitArrowFailed, err)
+		}
+	}
+	disk, err := rootfs.Build(ctx, dst, cache, key)
+	if err != nil {
+		return failf(ExitArrowFailed, "image %s: %w", o.Image, err)
+	}
+	if o.Debug {
+		fmt.Fprintf(o.Log, "arrow: built root disk %s\n", disk)
+	}
+	return nil
 }
 
 // prepareRootFS builds (or reuses) a disk from the directory o.RootFS.
@@ -137,23 +332,78 @@ func (p *prepared) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, e
 	if err != nil {
 		return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
 	}
+	db, err := readDirUserDB(dir)
+	if err != nil {
+		return nil, failf(ExitArrowFailed, "--rootfs %s: user database: %w", o.RootFS, err)
+	}
+	cred, err := userCredentials(o, "", "--rootfs "+o.RootFS, db)
+	if err != nil {
+		return nil, err
+	}
 	key, err := rootfs.TreeKey(ctx, dir)
 	if err != nil {
 		return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
 	}
-	disk, err := rootfs.Build(ctx, dir, filepath.Join(o.Root, "rootfs"), key)
+	cache := dirDisksDir(o.Root)
+	var disk *rootfs.Disk
+	err = fs.ErrNotExist
+	for try := 0; errors.Is(err, fs.ErrNotExist) && try < 2; try++ {
+		var path string
+		if path, err = rootfs.Build(ctx, dir, cache, key); err != nil {
+			return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
+		}
+		disk, err = rootfs.Hold(path)
+	}
 	if err != nil {
 		return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
+	}
+	// Every change to a directory makes a new disk: the old ones go
+	// after a month unused.
+	if _, err := rootfs.Prune(cache, nil, RootDiskMaxAge); err != nil && o.Debug {
+		fmt.Fprintf(o.Log, "arrow: pruning the --rootfs disk cache: %v\n", err)
 	}
 	args := append([]string{o.Program}, o.Args...)
 	if o.Entrypoint != nil {
 		args = append(append([]string{}, o.Entrypoint...), args...)
 	}
 	return &guestRoot{
-		drive: vm.Drive{Path: disk, Serial: rootSerial, ReadOnly: true},
-		root:  &guest.Root{Device: rootSerial, FSType: "erofs", ReadOnly: o.ReadOnly},
+		drive: vm.Drive{Path: disk.Path, Serial: rootSerial, ReadOnly: true},
+		root:  &guest.Root{Device: rootSerial, FSType: rootfs.FSType, ReadOnly: o.ReadOnly},
+		disk:  disk,
 		args:  args,
+		cred:  cred,
 	}, nil
+}
+
+// PruneRootDisks removes the cached root disks of images the store under
+// root no longer has, and disks not used within maxAge (see rootfs.Prune;
+// a disk in use by a run stays). A removed disk of a stored image is
+// rebuilt by its next run.
+func PruneRootDisks(ctx context.Context, root string, maxAge time.Duration) (rootfs.PruneStats, error) {
+	var total rootfs.PruneStats
+	if _, err := os.Stat(RootDisksDir(root)); err != nil {
+		return total, nil
+	}
+	s, err := store.Open(ImagesDir(root))
+	if err != nil {
+		return total, err
+	}
+	imgs, err := s.List(ctx)
+	if err != nil {
+		return total, err
+	}
+	wanted := make(map[string]bool, len(imgs))
+	for _, img := range imgs {
+		wanted[rootfs.ImageName(img.Tree.Encoded())] = true
+	}
+	st, err := rootfs.Prune(RootDisksDir(root), func(name string) bool { return wanted[name] }, maxAge)
+	if err != nil {
+		return st, err
+	}
+	dirs, err := rootfs.Prune(dirDisksDir(root), nil, maxAge)
+	st.Images += dirs.Images
+	st.Bytes += dirs.Bytes
+	return st, err
 }
 
 // volumes turns o.Volumes into the VM's shares and the guest's mounts.

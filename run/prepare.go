@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path"
@@ -25,6 +26,16 @@ type prepared struct {
 	cfg    vm.Config
 	spec   *guest.Spec
 	phases []Phase
+	// held are what the run keeps open until it ends (its root disk).
+	held []io.Closer
+}
+
+// release closes what the run held.
+func (p *prepared) release() {
+	for _, c := range p.held {
+		c.Close()
+	}
+	p.held = nil
 }
 
 func (p *prepared) timed(name string, t0 time.Time) {
@@ -81,6 +92,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		set  *closure.Set
 		args []string
 		gr   *guestRoot
+		cred credentials
 	)
 	switch {
 	case o.Image != "" || o.RootFS != "":
@@ -95,10 +107,15 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		if err != nil {
 			return err
 		}
+		p.held = append(p.held, gr.disk)
 		set, args = emptySet(), gr.args
 		p.cfg.Drives = []vm.Drive{gr.drive}
 		p.timed("rootfs", t0)
 	default:
+		// A host program's guest has no user database: numbers only.
+		if cred, err = userCredentials(o, "", "", nil); err != nil {
+			return err
+		}
 		r := &closure.Resolver{Root: "/"}
 		program, err := r.Program(ctx, o.Program)
 		if err != nil {
@@ -125,7 +142,14 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		if khz := host.TSCkHz(); khz > 0 && accel.Name == vm.AccelTCG {
 			p.cfg.Cmdline = strings.TrimSpace(p.cfg.Cmdline + " tsc_early_khz=" + strconv.Itoa(khz))
 		}
-		mods, err := guestModules(k)
+		feats := kernel.Features{}
+		if gr != nil {
+			feats.RootFS, feats.Overlay = gr.root.FSType, !gr.root.ReadOnly
+		}
+		for _, sh := range p.cfg.Shares {
+			feats.Shares = append(feats.Shares, sh.FS)
+		}
+		mods, err := guestModules(k, feats)
 		if err != nil {
 			return fail(ExitArrowFailed, fmt.Errorf("--kernel %s: %w", k.Path, err))
 		}
@@ -161,9 +185,9 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	}
 
 	if gr != nil {
-		p.spec, err = o.spec(args, gr.env, gr.dir, gr.user)
+		p.spec, err = o.spec(args, gr.env, gr.dir, gr.cred)
 	} else {
-		p.spec, err = o.spec(args, nil, "", "")
+		p.spec, err = o.spec(args, nil, "", cred)
 	}
 	if err != nil {
 		return err
@@ -207,11 +231,11 @@ const initramfsMaxAge = 30 * 24 * time.Hour
 // jailUser is who QEMU runs as when Arrow runs as root.
 const jailUser = "nobody"
 
-// guestModules returns the modules kernel k needs for Arrow's devices.
-// A kernel whose modules are not installed on the host gets none: it works
-// when it has the drivers built in, and otherwise its guest reports that
-// the control port is missing.
-func guestModules(k kernel.Kernel) ([]kernel.Module, error) {
+// guestModules returns the modules kernel k needs for Arrow's devices and
+// for what the run uses (f). A kernel whose modules are not installed on
+// the host gets none: it works when it has the drivers built in, and
+// otherwise its guest reports that the control port is missing.
+func guestModules(k kernel.Kernel, f kernel.Features) ([]kernel.Module, error) {
 	if k.Release == "" {
 		return nil, nil
 	}
@@ -219,7 +243,7 @@ func guestModules(k kernel.Kernel) ([]kernel.Module, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, nil
 	}
-	return kernel.ResolveModules(dir, kernel.GuestModules())
+	return kernel.ResolveModules(dir, kernel.RunModules(f))
 }
 
 // findKernel returns the user's --kernel, checked, or Arrow's own.

@@ -11,10 +11,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,7 +43,11 @@ type Options struct {
 	// directory when empty, so that relative paths mean what they mean on
 	// the host.
 	Dir string
-	// User is "uid[:gid]" (numbers, or root).
+	// User is who the application runs as: "name", "uid", "name:group",
+	// "uid:gid", "name:gid" or "uid:group", as docker run's --user. Names
+	// are looked up in the image's (or RootFS's) /etc/passwd and
+	// /etc/group; a host program takes numbers (or root). Empty means
+	// the image's user, else root.
 	User string
 	// Includes are extra host files and directories put into the guest at
 	// their own paths.
@@ -51,8 +55,12 @@ type Options struct {
 	// Hostname is the guest's host name; the run's ID when empty.
 	Hostname string
 
-	// Image runs an image from Arrow's store (`arrow image`) instead of a
-	// host program: Args replace its command, as in docker run.
+	// Image runs an image instead of a host program: Args replace its
+	// command, as in docker run. It is an image of Arrow's store (`arrow
+	// image`), else a path (an OCI layout directory or archive, with or
+	// without an oci:, oci-archive: or docker-archive: prefix), imported
+	// into the store, else a registry reference (docker:// optional),
+	// pulled into it.
 	Image string
 	// RootFS runs Program inside this host directory, used as the root
 	// file system, instead of a closure of host files.
@@ -103,12 +111,20 @@ type Options struct {
 
 	In       io.Reader
 	Out, Err io.Writer
-	// Log receives Arrow's own diagnostics (with Debug or Console).
+	// Log receives Arrow's own diagnostics (with Debug or Console), and
+	// news of an image being pulled.
 	Log io.Writer
 	// Signals are forwarded to the application.
 	Signals <-chan os.Signal
 	// Resize carries terminal size changes in TTY mode.
 	Resize <-chan guest.WindowSize
+
+	// Started, when set, is called with the QEMU process's ID as soon as
+	// the VM process exists (a supervisor puts it into a cgroup).
+	Started func(pid int)
+	// Ready, when set, is called when arrow-init has started the
+	// application.
+	Ready func()
 }
 
 // Result is how a run ended.
@@ -169,17 +185,9 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// spec builds what arrow-init is handed to run args. imageEnv, imageDir
-// and imageUser are the image's defaults, which the options override.
-func (o *Options) spec(args, imageEnv []string, imageDir, imageUser string) (*guest.Spec, error) {
-	user := o.User
-	if user == "" {
-		user = imageUser
-	}
-	uid, gid, err := ParseUser(user)
-	if err != nil {
-		return nil, fail(ExitArrowFailed, err)
-	}
+// spec builds what arrow-init is handed to run args as cred. imageEnv and
+// imageDir are the image's defaults, which the options override.
+func (o *Options) spec(args, imageEnv []string, imageDir string, cred credentials) (*guest.Spec, error) {
 	dir := o.Dir
 	if dir == "" {
 		dir = imageDir
@@ -187,11 +195,7 @@ func (o *Options) spec(args, imageEnv []string, imageDir, imageUser string) (*gu
 	if dir == "" {
 		dir = "/"
 	}
-	home := "/root"
-	if uid != 0 {
-		home = "/"
-	}
-	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	hostname := o.Hostname
 	if hostname == "" {
 		hostname = newID()
@@ -216,6 +220,19 @@ func (o *Options) spec(args, imageEnv []string, imageDir, imageUser string) (*gu
 		}
 		env = append(env, e)
 	}
+	env = mergeEnv(env)
+	// As docker: HOME from /etc/passwd unless the image or -e set it.
+	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "HOME=") }) {
+		home := cred.home
+		switch {
+		case home != "":
+		case cred.uid == 0:
+			home = "/root"
+		default:
+			home = "/"
+		}
+		env = append(env, "HOME="+home)
+	}
 	seed := make([]byte, 64)
 	if _, err := rand.Read(seed); err != nil {
 		return nil, fmt.Errorf("entropy for the guest: %w", err)
@@ -225,8 +242,9 @@ func (o *Options) spec(args, imageEnv []string, imageDir, imageUser string) (*gu
 		Args:     args,
 		Env:      env,
 		Dir:      dir,
-		UID:      uid,
-		GID:      gid,
+		UID:      cred.uid,
+		GID:      cred.gid,
+		Groups:   cred.groups,
 		Hostname: hostname,
 		Stdin:    o.Stdin,
 		TTY:      o.TTY,
@@ -242,44 +260,37 @@ func (o *Options) spec(args, imageEnv []string, imageDir, imageUser string) (*gu
 	return s, nil
 }
 
-// ParseUser parses "uid[:gid]". Names other than root are not resolved:
-// the guest has no user database of the host's.
-func ParseUser(s string) (uid, gid uint32, err error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	u, g, hasGID := strings.Cut(s, ":")
-	uid, err = parseID(u)
-	if err != nil {
-		return 0, 0, fmt.Errorf("--user %q: %w", s, err)
-	}
-	gid = uid
-	if hasGID {
-		if gid, err = parseID(g); err != nil {
-			return 0, 0, fmt.Errorf("--user %q: %w", s, err)
+// mergeEnv keeps one entry per variable: the last one given, at the place
+// of the first. (A later value must win in the guest, and a libc's getenv
+// returns the first.)
+func mergeEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	at := make(map[string]int, len(env))
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		if i, ok := at[k]; ok {
+			out[i] = e
+			continue
 		}
+		at[k] = len(out)
+		out = append(out, e)
 	}
-	return uid, gid, nil
+	return out
 }
 
-func parseID(s string) (uint32, error) {
-	if s == "root" {
-		return 0, nil
+// userCredentials resolves the user a run asks for (--user, else the
+// image's) against db, with the exit status and message `arrow run`
+// reports. what names the image or root file system in messages.
+func userCredentials(o *Options, imageUser, what string, db *userDB) (credentials, error) {
+	user, from := o.User, "--user"
+	if user == "" && imageUser != "" {
+		user, from = imageUser, what+": user (from its config)"
 	}
-	var n uint64
-	if s == "" || len(s) > 10 {
-		return 0, errors.New("want a numeric ID")
+	c, err := resolveUser(user, db)
+	if err != nil {
+		return c, failf(ExitArrowFailed, "%s %q: %w", from, user, err)
 	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, errors.New("want a numeric ID (user names are not resolved)")
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	if n > 1<<32-2 {
-		return 0, errors.New("ID out of range")
-	}
-	return uint32(n), nil
+	return c, nil
 }
 
 // Run runs the application described by o and returns how it ended. The
@@ -290,6 +301,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fail(ExitArrowFailed, err)
 	}
 	p := &prepared{}
+	defer p.release()
 	if err := p.prepare(ctx, &o); err != nil {
 		return Result{Phases: p.phases}, err
 	}

@@ -12,7 +12,7 @@
 //	  GREETING: hello
 //	  DEBUG: "1"
 //	workdir: /www
-//	user: "1000:1000"           # uid[:gid], numbers or root
+//	user: "1000:1000"           # NAME|UID[:GROUP|GID], names from the image's /etc/passwd
 //	include: [./index.html]     # host files put into the guest at their host paths
 //	volumes:
 //	  - ./data:/data            # SOURCE:TARGET[:ro|rw]
@@ -47,7 +47,10 @@
 //     oci-archive:FILE[:TAG], docker-archive:FILE[:TAG], or the path of
 //     an image layout directory or archive, which must start with /, ./
 //     or ../ (anything else is a reference). entrypoint and args replace
-//     the image's Entrypoint and Cmd; an empty list clears them.
+//     the image's Entrypoint and Cmd; an empty list clears them. When
+//     Arrow runs the spec, a name the image store has is that image; a
+//     path is imported into the store (cheap when it is there already);
+//     another reference is pulled from its registry.
 //   - program: a host program, as `arrow run PROGRAM` takes it: a name
 //     looked up in the host's PATH, or a path. Arrow puts it and what it
 //     needs into the guest. args are its arguments; entrypoint is not
@@ -66,7 +69,9 @@
 //	                            names are not empty and hold no '='; every variable
 //	                            has a value (host variables are not passed through)
 //	workdir     string          an absolute guest path
-//	user        string          uid[:gid], each a number or root
+//	user        string          NAME|UID[:GROUP|GID]: a number is an ID, anything
+//	                            else a name, looked up in the image's (or rootfs's)
+//	                            /etc/passwd and /etc/group when the application starts
 //	include     list of paths   host files and directories
 //	volumes     list            SOURCE:TARGET[:ro|rw], or {source, target, readonly}
 //	ports       list of strings [IP:]HOST:GUEST[/tcp|udp]

@@ -372,19 +372,96 @@ func ParseRestart(s string) (RestartPolicy, error) {
 	return RestartPolicy{Name: name, MaxRetries: n}, nil
 }
 
-// checkUser accepts uid[:gid], each a number or root.
-func checkUser(s string) error {
-	u, g, hasGID := strings.Cut(s, ":")
-	if !isID(u) || (hasGID && !isID(g)) {
-		return fmt.Errorf("%s: want uid[:gid], numbers or root (names are not resolved)", quote(s))
+// User is who an application runs as, as --user and the user field give
+// it (docker's syntax): a user and an optional group, each a name or a
+// number. Names are resolved later, in the image's own /etc/passwd and
+// /etc/group.
+type User struct {
+	// Name is the user's name; empty when the user is given by UID.
+	Name string
+	// UID is the user's ID when Name is empty.
+	UID uint32
+	// Group is the group's name; empty when the group is given by GID or
+	// not given.
+	Group string
+	// GID is the group's ID when HasGroup is set and Group is empty.
+	GID uint32
+	// HasGroup says whether a group was given.
+	HasGroup bool
+}
+
+// maxUserNameLen bounds user and group names.
+const maxUserNameLen = 256
+
+// ParseUser parses a user: "name", "uid", "name:group", "uid:gid",
+// "name:gid" or "uid:group". A part made of digits is an ID (0 to
+// 4294967294); anything else is a name: 1 to 256 printable ASCII
+// characters other than ':', '/' and spaces, not starting with '-'.
+func ParseUser(s string) (User, error) {
+	var u User
+	name, group, hasGroup := strings.Cut(s, ":")
+	var err error
+	if u.Name, u.UID, err = parseUserPart(name); err != nil {
+		return User{}, fmt.Errorf("%s: user %w (want NAME|UID[:GROUP|GID])", quote(s), err)
 	}
-	return nil
+	if hasGroup {
+		u.HasGroup = true
+		if u.Group, u.GID, err = parseUserPart(group); err != nil {
+			return User{}, fmt.Errorf("%s: group %w (want NAME|UID[:GROUP|GID])", quote(s), err)
+		}
+	}
+	return u, nil
+}
+
+// String formats u as ParseUser reads it.
+func (u User) String() string {
+	s := u.Name
+	if s == "" {
+		s = strconv.FormatUint(uint64(u.UID), 10)
+	}
+	switch {
+	case !u.HasGroup:
+	case u.Group != "":
+		s += ":" + u.Group
+	default:
+		s += ":" + strconv.FormatUint(uint64(u.GID), 10)
+	}
+	return s
+}
+
+// parseUserPart parses one side of a user: an ID, or a name.
+func parseUserPart(s string) (string, uint32, error) {
+	if s == "" {
+		return "", 0, errors.New("is empty")
+	}
+	if isDigits(s) {
+		if !isID(s) {
+			return "", 0, fmt.Errorf("ID %s is out of range (0 to 4294967294)", s)
+		}
+		n, _ := strconv.ParseUint(s, 10, 32)
+		return "", uint32(n), nil
+	}
+	if len(s) > maxUserNameLen {
+		return "", 0, fmt.Errorf("name of %d bytes: at most %d", len(s), maxUserNameLen)
+	}
+	if s[0] == '-' {
+		return "", 0, fmt.Errorf("name %s starts with '-'", quote(s))
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == ':' || c == '/' {
+			return "", 0, fmt.Errorf("name %s: only printable ASCII other than ':', '/' and spaces", quote(s))
+		}
+	}
+	return s, 0, nil
+}
+
+// checkUser accepts what ParseUser does.
+func checkUser(s string) error {
+	_, err := ParseUser(s)
+	return err
 }
 
 func isID(s string) bool {
-	if s == "root" {
-		return true
-	}
 	if !isDigits(s) || len(s) > 10 {
 		return false
 	}

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -192,6 +193,17 @@ func TestChecks(t *testing.T) {
 		{"user", checkUser, ":1000", false},
 		{"user", checkUser, "1:2:3", false},
 		{"user", checkUser, "-1", false},
+		{"user", checkUser, "alice", true},
+		{"user", checkUser, "alice:staff", true},
+		{"user", checkUser, "alice:50", true},
+		{"user", checkUser, "1000:staff", true},
+		{"user", checkUser, "www-data", true},
+		{"user", checkUser, "a b", false},
+		{"user", checkUser, "a/b", false},
+		{"user", checkUser, "al\x00ice", false},
+		{"user", checkUser, "élise", false},
+		{"user", checkUser, strings.Repeat("a", 256), true},
+		{"user", checkUser, strings.Repeat("a", 257), false},
 		{"name", checkName, "a", true},
 		{"name", checkName, "web-1", true},
 		{"name", checkName, "0abc", true},
@@ -205,6 +217,33 @@ func TestChecks(t *testing.T) {
 	for _, tt := range tests {
 		if err := tt.check(tt.in); (err == nil) != tt.ok {
 			t.Errorf("%s %q: error %v, want ok=%v", tt.name, tt.in, err, tt.ok)
+		}
+	}
+}
+
+func TestParseUser(t *testing.T) {
+	tests := []struct {
+		in   string
+		want User
+	}{
+		{"root", User{Name: "root"}},
+		{"0", User{}},
+		{"1000", User{UID: 1000}},
+		{"alice", User{Name: "alice"}},
+		{"alice:staff", User{Name: "alice", Group: "staff", HasGroup: true}},
+		{"alice:50", User{Name: "alice", GID: 50, HasGroup: true}},
+		{"1000:staff", User{UID: 1000, Group: "staff", HasGroup: true}},
+		{"1000:0", User{UID: 1000, HasGroup: true}},
+		{"4294967294:4294967294", User{UID: 4294967294, GID: 4294967294, HasGroup: true}},
+	}
+	for _, tt := range tests {
+		got, err := ParseUser(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseUser(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			continue
+		}
+		if s := got.String(); s != tt.in {
+			t.Errorf("ParseUser(%q).String() = %q", tt.in, s)
 		}
 	}
 }

@@ -61,7 +61,7 @@ type Spec struct {
 	Env []string
 	// Workdir is the absolute guest working directory.
 	Workdir string
-	// User is uid[:gid], numbers or root.
+	// User is NAME|UID[:GROUP|GID], as [ParseUser] reads it.
 	User string
 	// Include are host files and directories put into the guest at their
 	// host paths.

@@ -252,10 +252,12 @@ func TestParseInvalid(t *testing.T) {
 			`arrow.yaml:6: args[2]: "a\x00b" contains a NUL byte`}},
 		{"workdir", head + "workdir: app\n", []string{
 			`arrow.yaml:3: workdir: "app" is not an absolute path`}},
-		{"user", head + "user: nobody\n", []string{
-			`arrow.yaml:3: user: "nobody": want uid[:gid], numbers or root (names are not resolved)`}},
+		{"user", head + "user: 'no body'\n", []string{
+			`arrow.yaml:3: user: "no body": user name "no body": only printable ASCII other than ':', '/' and spaces (want NAME|UID[:GROUP|GID])`}},
 		{"user gid", head + "user: '1000:'\n", []string{
-			`arrow.yaml:3: user: "1000:": want uid[:gid], numbers or root (names are not resolved)`}},
+			`arrow.yaml:3: user: "1000:": group is empty (want NAME|UID[:GROUP|GID])`}},
+		{"user range", head + "user: 4294967295\n", []string{
+			`arrow.yaml:3: user: "4294967295": user ID 4294967295 is out of range (0 to 4294967294) (want NAME|UID[:GROUP|GID])`}},
 		{"include item", head + "include:\n  - ./a\n  - ''\n", []string{
 			`arrow.yaml:5: include[1]: "" is not a path`}},
 		{"cpus range", head + "cpus: 256\n", []string{

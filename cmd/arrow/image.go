@@ -13,6 +13,7 @@ import (
 
 	"github.com/arrowsys/arrow/image/oci"
 	"github.com/arrowsys/arrow/image/store"
+	"github.com/arrowsys/arrow/run"
 )
 
 // imagesDir is the image store under Arrow's data root.
@@ -96,7 +97,7 @@ oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG].`,
 	}
 	rm := &cobra.Command{
 		Use:   "rm IMAGE...",
-		Short: "Remove images (their files go with `arrow image prune`)",
+		Short: "Remove images and their root disks (their files go with `arrow image prune`)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := open()
@@ -110,13 +111,18 @@ oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG].`,
 				}
 				fmt.Println(img.ID)
 			}
-			return nil
+			// Their root disks go now: they are rebuilt from the store
+			// if the images come back.
+			return pruneDisks(cmd, g)
 		},
 	}
 	prune := &cobra.Command{
 		Use:   "prune",
-		Short: "Delete stored files and blobs no image refers to",
-		Args:  cobra.NoArgs,
+		Short: "Delete stored files and blobs no image refers to, and unused root disks",
+		Long: `Delete the stored files and blobs no image refers to, the root disks
+(built by 'arrow run' from images) of images no longer stored, and root
+disks not used for 30 days. Disks in use by a running VM stay.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := open()
 			if err != nil {
@@ -127,7 +133,7 @@ oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG].`,
 				return err
 			}
 			fmt.Printf("removed %d files and %d blobs, %s\n", st.Files, st.Blobs, humanBytes(st.Bytes))
-			return nil
+			return pruneDisks(cmd, g)
 		},
 	}
 	du := &cobra.Command{
@@ -156,6 +162,19 @@ oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG].`,
 	}
 	cmd.AddCommand(importCmd, pull, ls, inspect, rm, prune, du)
 	return cmd
+}
+
+// pruneDisks removes the root disks of images no longer stored and those
+// unused for run.RootDiskMaxAge, and says so when it removed any.
+func pruneDisks(cmd *cobra.Command, g *globals) error {
+	st, err := run.PruneRootDisks(cmd.Context(), g.dataRoot(), run.RootDiskMaxAge)
+	if err != nil {
+		return err
+	}
+	if st.Images > 0 {
+		fmt.Printf("removed %d root disks, %s\n", st.Images, humanBytes(st.Bytes))
+	}
+	return nil
 }
 
 func importImage(cmd *cobra.Command, open func() (*store.Store, error), src, name string) error {

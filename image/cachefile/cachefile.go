@@ -101,3 +101,17 @@ func RemoveStale(dir string, age time.Duration, now time.Time) {
 		f.Close()
 	}
 }
+
+// WriteFile atomically replaces path with data: written to a temporary
+// file in the same directory, synced and renamed over path.
+func WriteFile(path string, data []byte, mode os.FileMode) error {
+	t, err := Create(filepath.Dir(path), ".tmp")
+	if err != nil {
+		return err
+	}
+	if _, err := t.Write(data); err != nil {
+		t.Abort()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return t.Publish(path, mode)
+}

@@ -269,3 +269,136 @@ func xattrNames(p string) ([]string, error) {
 	sort.Strings(names)
 	return names, nil
 }
+
+// Disk is an image of the cache held in use: [Prune] leaves it alone
+// until it is closed.
+type Disk struct {
+	// Path is the image's path.
+	Path string
+	f    *os.File
+}
+
+// Hold opens the image at path (in a cache directory Build writes) and
+// holds it for use until Close: [Prune] does not remove a held image. It
+// also marks the image used now, by its access time. An error wrapping
+// fs.ErrNotExist means the image is not there, or was just pruned: build
+// it again.
+func Hold(path string) (*Disk, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs: %w", err)
+	}
+	// Shared: any number of runs hold an image; Prune takes it
+	// exclusively, briefly, to remove it.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("rootfs: lock %s: %w", path, err)
+	}
+	// Prune may have removed it between the open and the lock.
+	held, err1 := f.Stat()
+	now, err2 := os.Lstat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		f.Close()
+		return nil, fmt.Errorf("rootfs: %s: %w (pruned meanwhile)", path, fs.ErrNotExist)
+	}
+	// Best effort: a file system mounted noatime, or an image another
+	// user built, keeps its times.
+	_ = unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_OMIT}}, 0)
+	return &Disk{Path: path, f: f}, nil
+}
+
+// Close releases the image.
+func (d *Disk) Close() error { return d.f.Close() }
+
+// PruneStats say what [Prune] removed.
+type PruneStats struct {
+	// Images is the number of images removed.
+	Images int
+	// Bytes is their total size.
+	Bytes int64
+}
+
+// Prune removes from cacheDir the images keep rejects and those not used
+// within maxAge, except the images held (see [Hold]), and the temporary
+// files of builds that died. keep is given each image's file name (see
+// [ImageName]); a nil keep keeps every name, so that age alone decides.
+// An image's last use is the latest of its modification time (when it
+// was built) and its access time (when it was last held or read). A
+// removed image is rebuilt when needed again.
+func Prune(cacheDir string, keep func(name string) bool, maxAge time.Duration) (PruneStats, error) {
+	var st PruneStats
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return st, nil
+		}
+		return st, fmt.Errorf("rootfs: prune: %w", err)
+	}
+	now := time.Now()
+	cachefile.RemoveStale(cacheDir, staleAge, now)
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, imageSuffix) || strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
+			continue
+		}
+		wanted := keep == nil || keep(name)
+		if fi, err := e.Info(); err == nil && wanted && (maxAge <= 0 || now.Sub(lastUse(fi)) < maxAge) {
+			continue // the common case, settled without opening it
+		}
+		removed, size, err := pruneImage(filepath.Join(cacheDir, name), wanted, maxAge, now)
+		if err != nil {
+			return st, err
+		}
+		if removed {
+			st.Images++
+			st.Bytes += size
+		}
+	}
+	return st, nil
+}
+
+// pruneImage removes the image at p unless it is held or, when wanted, it
+// was used within maxAge.
+func pruneImage(p string, wanted bool, maxAge time.Duration, now time.Time) (bool, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, 0, nil
+		}
+		return false, 0, fmt.Errorf("rootfs: prune: %w", err)
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return false, 0, nil // held by a run
+	}
+	// Look again under the lock: a run may have held and used it in
+	// between, or it may have been replaced.
+	fi, err := f.Stat()
+	if err != nil {
+		return false, 0, fmt.Errorf("rootfs: prune: %w", err)
+	}
+	if cur, err := os.Lstat(p); err != nil || !os.SameFile(fi, cur) {
+		return false, 0, nil
+	}
+	if wanted && (maxAge <= 0 || now.Sub(lastUse(fi)) < maxAge) {
+		return false, 0, nil
+	}
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, 0, nil
+		}
+		return false, 0, fmt.Errorf("rootfs: prune: %w", err)
+	}
+	return true, fi.Size(), nil
+}
+
+// lastUse is the later of fi's modification and access times.
+func lastUse(fi fs.FileInfo) time.Time {
+	used := fi.ModTime()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if at := time.Unix(st.Atim.Sec, st.Atim.Nsec); at.After(used) {
+			used = at
+		}
+	}
+	return used
+}

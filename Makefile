@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PREFIX   ?= /usr/local
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all arrow arrow-init install kernel test unit lint bench clean
+.PHONY: all arrow arrow-init install install-systemd kernel test unit lint bench clean
 
 all: arrow arrow-init
 
@@ -22,6 +22,11 @@ arrow-init:
 install: all
 	install -D -m 0755 bin/arrow $(DESTDIR)$(PREFIX)/bin/arrow
 	install -D -m 0755 bin/arrow-init $(DESTDIR)$(PREFIX)/libexec/arrow/arrow-init
+
+# arrowd as a systemd service (the unit runs $(PREFIX)/bin/arrow daemon).
+install-systemd: install
+	install -D -m 0644 systemd/arrowd.service $(DESTDIR)/etc/systemd/system/arrowd.service
+	-systemctl daemon-reload
 
 kernel: arrow
 	bin/arrow kernel build

@@ -35,13 +35,19 @@ func execute(ctx context.Context, args []string) int {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.root, "root", "", "Arrow's data directory (default $ARROW_ROOT, /var/lib/arrow as root, else ~/.local/share/arrow)")
-	root.AddCommand(newRunCmd(g), newImageCmd(g), newKernelCmd(g), newVersionCmd(g))
+	root.PersistentFlags().StringVar(&g.socket, "socket", "", "arrowd's API socket (default $ARROW_SOCKET, /run/arrow/arrow.sock as root)")
+	root.AddCommand(newRunCmd(g), newImageCmd(g), newKernelCmd(g), newVersionCmd(g),
+		newDaemonCmd(g), newShimCmd(),
+		newPsCmd(g), newLogsCmd(g), newStopCmd(g), newStartCmd(g), newRestartCmd(g), newKillCmd(g),
+		newRmCmd(g), newWaitCmd(g), newInspectCmd(g), newStatsCmd(g), newEventsCmd(g), newAttachCmd(g))
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return g.exit
 	}
-	fmt.Fprintln(os.Stderr, "arrow:", err)
+	if !errors.Is(err, errSilent) {
+		fmt.Fprintln(os.Stderr, "arrow:", err)
+	}
 	var ee *run.Error
 	if errors.As(err, &ee) {
 		return ee.Code
@@ -52,7 +58,8 @@ func execute(ctx context.Context, args []string) int {
 
 // globals are the flags and results shared by all commands.
 type globals struct {
-	root string
+	root   string
+	socket string
 	// exit is the status a command that succeeded as a command wants the
 	// process to end with (arrow run: the application's).
 	exit int

@@ -26,19 +26,28 @@ func newRunCmd(g *globals) *cobra.Command {
 		volumes    []string
 		entrypoint string
 		specFile   string
+		det        detachFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] IMAGE|PROGRAM [ARG...]",
 		Short: "Run an image or a program in a new microVM",
 		Long: `Run an image or a program in a new microVM and exit with its exit status.
 
-IMAGE is an image imported with 'arrow image import': its root file system
-becomes the guest's (read-only, under a tmpfs overlay unless --read-only),
-and its entrypoint, command, environment, working directory and numeric user apply
-as in docker run. Otherwise the first argument is a host program (a path,
-or a name looked up in PATH): Arrow puts the program, its shared libraries,
-the files of the Debian packages it comes from, and any --include paths into
-the guest. With --rootfs DIR, PROGRAM runs inside DIR as the root file system.
+IMAGE is an image of the store ('arrow image import', 'arrow image pull'),
+or an image to import first: an OCI image layout directory, an image
+archive (a 'docker save' or OCI tarball), oci:DIR, oci-archive:FILE,
+docker-archive:FILE, or docker://REF to pull from a registry. Its root file
+system becomes the guest's (read-only, under a tmpfs overlay unless
+--read-only), and its entrypoint, command, environment, working directory
+and user apply as in docker run (user and group names are looked up in the
+image's /etc/passwd and /etc/group). Otherwise the first argument is a host
+program (a path, or a name looked up in PATH): Arrow puts the program, its
+shared libraries, the files of the Debian packages it comes from, and any
+--include paths into the guest. With --rootfs DIR, PROGRAM runs inside DIR
+as the root file system.
+
+With -f, the spec file's image may also be a path or a registry reference:
+a reference not in the store is pulled.
 
 Exit status: the program's own; 128+N when it was killed by signal N;
 125 when Arrow failed; 126 when the program cannot be executed; 127 when it
@@ -86,9 +95,15 @@ or a library it needs was not found.`,
 			// The first argument names an image when the store has one by
 			// that name (a path never does); otherwise a host program.
 			if o.RootFS == "" && o.Image == "" {
-				if _, ok := run.LookupImage(cmd.Context(), o.Root, args[0]); ok {
+				if _, ok := run.LookupImage(cmd.Context(), o.Root, args[0]); ok || run.IsImageSource(args[0]) {
 					o.Image, o.Program = args[0], ""
 				}
+			}
+			if err := det.check(cmd); err != nil {
+				return &run.Error{Code: run.ExitArrowFailed, Err: err}
+			}
+			if det.detach {
+				return runDetached(cmd, g, &o, &det)
 			}
 			o.In, o.Out, o.Err, o.Log = os.Stdin, os.Stdout, os.Stderr, os.Stderr
 
@@ -116,12 +131,13 @@ or a library it needs was not found.`,
 			return nil
 		},
 	}
+	det.add(cmd)
 	f := cmd.Flags()
 	// Everything after PROGRAM belongs to PROGRAM.
 	f.SetInterspersed(false)
 	f.StringArrayVarP(&o.Env, "env", "e", nil, "set an environment variable (KEY=value, or KEY to pass the host's value)")
 	f.StringVarP(&o.Dir, "workdir", "w", "", "working directory in the guest (default: the current directory)")
-	f.StringVarP(&o.User, "user", "u", "", "run as uid[:gid]")
+	f.StringVarP(&o.User, "user", "u", "", "run as NAME|UID[:GROUP|GID] (names from the image's /etc/passwd and /etc/group)")
 	f.BoolVarP(&o.Stdin, "interactive", "i", false, "forward standard input")
 	f.BoolVarP(&o.TTY, "tty", "t", false, "run on a terminal in the guest")
 	f.StringArrayVar(&o.Includes, "include", nil, "also put this host file or directory into the guest (repeatable)")

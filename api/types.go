@@ -1,0 +1,221 @@
+// Package api defines Arrow's service API: the resources arrowd serves over
+// HTTP/JSON on its Unix socket (under /v1), and the errors it answers with.
+// The same types are the wire format of the Go client (api/client) and of
+// the OpenAPI description in api/openapi.yaml.
+//
+// The package holds data only, no behaviour beyond validation, so that
+// clients need nothing of the daemon to speak to it.
+package api
+
+import (
+	"time"
+)
+
+// Version is the API version, the first element of every path.
+const Version = "v1"
+
+// MaxRequestBytes bounds a request body; larger bodies are refused with
+// 413 before they are decoded.
+const MaxRequestBytes = 1 << 20
+
+// Config is what to run in an arrow, the serialisable part of `arrow run`'s
+// flags. Paths are absolute: the daemon does not share the client's
+// working directory or PATH, so the client resolves them.
+type Config struct {
+	// Image is an image in the store (name, ID or path); or else
+	// Program, a host program, runs; with RootFS, inside that directory.
+	Image   string `json:"image,omitempty"`
+	Program string `json:"program,omitempty"`
+	RootFS  string `json:"rootfs,omitempty"`
+	// Args are the program's arguments, or replace the image's command.
+	Args       []string `json:"args,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Env        []string `json:"env,omitempty"`
+	Dir        string   `json:"workdir,omitempty"`
+	User       string   `json:"user,omitempty"`
+	Includes   []string `json:"include,omitempty"`
+	Hostname   string   `json:"hostname,omitempty"`
+	ReadOnly   bool     `json:"read_only,omitempty"`
+	Volumes    []Volume `json:"volumes,omitempty"`
+	// Stdin keeps the application's standard input open for `attach`.
+	Stdin bool `json:"stdin,omitempty"`
+
+	MemoryMiB  int    `json:"memory_mib,omitempty"`
+	CPUs       int    `json:"cpus,omitempty"`
+	Kernel     string `json:"kernel,omitempty"`
+	KernelArgs string `json:"kernel_args,omitempty"`
+	Accel      string `json:"accel,omitempty"`
+	// BootTimeout and StopTimeout are in seconds (0: the defaults).
+	BootTimeout float64 `json:"boot_timeout,omitempty"`
+	StopTimeout float64 `json:"stop_timeout,omitempty"`
+}
+
+// Volume is a host directory mounted in the guest.
+type Volume struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// CreateRequest asks the daemon to create an arrow and start it.
+type CreateRequest struct {
+	// Name is unique among arrows; one is made up when empty.
+	Name    string            `json:"name,omitempty"`
+	Config  Config            `json:"config"`
+	Restart RestartPolicy     `json:"restart,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// CreateResponse answers a [CreateRequest].
+type CreateResponse struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// RestartPolicy says when the daemon starts an arrow again after it ends:
+// "no" (or empty), "on-failure" (a non-zero exit status; MaxRetries bounds
+// the restarts when positive), "always", or "unless-stopped". Arrows that
+// a user stopped are never restarted. Restarts back off exponentially.
+type RestartPolicy struct {
+	Name       string `json:"name,omitempty"`
+	MaxRetries int    `json:"max_retries,omitempty"`
+}
+
+// State is where an arrow is in its life.
+type State string
+
+// The states of an arrow.
+const (
+	// Created: recorded, not started (yet, or again after a daemon crash
+	// before its supervisor came up).
+	Created State = "created"
+	// Starting: its VM is booting.
+	Starting State = "starting"
+	// Running: arrow-init started the application.
+	Running State = "running"
+	// Restarting: it ended and the restart policy will start it again.
+	Restarting State = "restarting"
+	// Exited: it ended, on its own, stopped, or killed.
+	Exited State = "exited"
+)
+
+// Arrow is everything the daemon knows of one arrow (`arrow inspect`).
+type Arrow struct {
+	ID      string            `json:"id"`
+	Name    string            `json:"name"`
+	Config  Config            `json:"config"`
+	Restart RestartPolicy     `json:"restart"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Created time.Time         `json:"created"`
+
+	State      State     `json:"state"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// ExitCode is the status of the last run, as `arrow run` would exit.
+	ExitCode int `json:"exit_code"`
+	// Error explains an exit status Arrow gave rather than the application.
+	Error string `json:"error,omitempty"`
+	// OOMKilled: the last run ended because its VM exceeded its memory.
+	OOMKilled bool `json:"oom_killed,omitempty"`
+	// Restarts counts the restarts by the restart policy.
+	Restarts int `json:"restarts"`
+	// StoppedByUser: `arrow stop` or `kill` ended the last run; the
+	// restart policy does not apply.
+	StoppedByUser bool `json:"stopped_by_user,omitempty"`
+
+	// Pid is the VM's QEMU process while the arrow runs; ShimPid the
+	// process that supervises it.
+	Pid     int    `json:"pid,omitempty"`
+	ShimPid int    `json:"shim_pid,omitempty"`
+	Accel   string `json:"accel,omitempty"`
+	// BootSeconds is the time from start to the application's start.
+	BootSeconds float64 `json:"boot_seconds,omitempty"`
+
+	// Paths of the arrow's files on the host.
+	Dir     string `json:"dir"`
+	LogPath string `json:"log_path"`
+	Cgroup  string `json:"cgroup,omitempty"`
+}
+
+// Command is the arrow's command line as `arrow ps` shows it.
+func (a *Arrow) Command() []string {
+	var c []string
+	switch {
+	case len(a.Config.Entrypoint) > 0:
+		c = append(c, a.Config.Entrypoint...)
+	case a.Config.Program != "":
+		c = append(c, a.Config.Program)
+	}
+	return append(c, a.Config.Args...)
+}
+
+// Source is what the arrow runs: its image, or its program.
+func (a *Arrow) Source() string {
+	if a.Config.Image != "" {
+		return a.Config.Image
+	}
+	if a.Config.RootFS != "" {
+		return a.Config.RootFS
+	}
+	return a.Config.Program
+}
+
+// WaitResponse answers a wait: the exit status of the run that ended.
+type WaitResponse struct {
+	ExitCode int    `json:"exit_code"`
+	Error    string `json:"error,omitempty"`
+}
+
+// LogEntry is one line of an arrow's output in a log stream.
+type LogEntry struct {
+	Time   time.Time `json:"time"`
+	Stream string    `json:"stream"`
+	// Line is the line without its newline (bytes that are not UTF-8
+	// become U+FFFD); Partial when no newline ended it.
+	Line    string `json:"line"`
+	Partial bool   `json:"partial,omitempty"`
+}
+
+// Stats are one sample of an arrow's resource use.
+type Stats struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// CPUPercent is the VM's use of one host CPU over the sample
+	// interval (200 is two whole CPUs).
+	CPUPercent float64 `json:"cpu_percent"`
+	// MemoryBytes is the resident memory of the VM's processes;
+	// MemoryLimit the cgroup's limit (0: none).
+	MemoryBytes int64 `json:"memory_bytes"`
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	Pids        int   `json:"pids,omitempty"`
+}
+
+// Event is something that happened to an arrow (`arrow events`).
+type Event struct {
+	Time time.Time `json:"time"`
+	// Type is create, start, die, stop, kill, restart, oom or destroy.
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// ExitCode is set on die.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Detail is free text (the signal of a kill, the error of a die).
+	Detail string `json:"detail,omitempty"`
+}
+
+// Info describes the daemon (`GET /v1/info`).
+type Info struct {
+	Version string `json:"version"`
+	Root    string `json:"root"`
+	// Accel is the accelerator new arrows get, and why.
+	Accel       string `json:"accel"`
+	AccelReason string `json:"accel_reason,omitempty"`
+	Arrows      int    `json:"arrows"`
+	Running     int    `json:"running"`
+	Cgroups     string `json:"cgroups,omitempty"`
+}
+
+// Error is the body of every response with a status of 400 or more.
+type Error struct {
+	Message string `json:"message"`
+}

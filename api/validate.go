@@ -1,0 +1,158 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Restart policy names.
+const (
+	RestartNo            = "no"
+	RestartOnFailure     = "on-failure"
+	RestartAlways        = "always"
+	RestartUnlessStopped = "unless-stopped"
+)
+
+// Limits on what a request may ask for. They keep a single request from
+// making the daemon allocate or store unbounded amounts.
+const (
+	maxNameLen   = 128
+	maxArgs      = 4096
+	maxArgBytes  = 128 << 10
+	maxLabels    = 256
+	maxVolumes   = 64
+	maxMemoryMiB = 1 << 20
+	maxCPUs      = 256
+	maxRetries   = 1 << 20
+)
+
+// ValidName reports whether name may name an arrow: as in docker, a
+// letter or digit, then letters, digits, '_', '.' or '-'.
+func ValidName(name string) bool {
+	if name == "" || len(name) > maxNameLen {
+		return false
+	}
+	for i, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks a request before anything is created, so that a bad one
+// changes nothing. Its errors name the offending field.
+func (r *CreateRequest) Validate() error {
+	if r.Name != "" && !ValidName(r.Name) {
+		return fmt.Errorf("name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", r.Name, maxNameLen)
+	}
+	if err := r.Restart.Validate(); err != nil {
+		return err
+	}
+	if len(r.Labels) > maxLabels {
+		return fmt.Errorf("labels: at most %d", maxLabels)
+	}
+	for k, v := range r.Labels {
+		if k == "" || len(k)+len(v) > 4096 {
+			return fmt.Errorf("label %.40q: want a non-empty key and at most 4 KiB", k)
+		}
+	}
+	return r.Config.Validate()
+}
+
+// Validate checks a restart policy.
+func (p RestartPolicy) Validate() error {
+	switch p.Name {
+	case "", RestartNo, RestartAlways, RestartUnlessStopped:
+		if p.MaxRetries != 0 {
+			return fmt.Errorf("restart: only %s takes a retry count", RestartOnFailure)
+		}
+	case RestartOnFailure:
+		if p.MaxRetries < 0 || p.MaxRetries > maxRetries {
+			return fmt.Errorf("restart: retry count %d out of range", p.MaxRetries)
+		}
+	default:
+		return fmt.Errorf("restart: %q is not a policy (want no, on-failure[:N], always or unless-stopped)", p.Name)
+	}
+	return nil
+}
+
+// String formats p as --restart takes it.
+func (p RestartPolicy) String() string {
+	if p.Name == "" {
+		return RestartNo
+	}
+	if p.Name == RestartOnFailure && p.MaxRetries > 0 {
+		return fmt.Sprintf("%s:%d", p.Name, p.MaxRetries)
+	}
+	return p.Name
+}
+
+// Validate checks what a config can be checked for without the host: one
+// thing to run, absolute paths, sizes in range.
+func (c *Config) Validate() error {
+	switch {
+	case c.Image != "" && (c.Program != "" || c.RootFS != ""):
+		return errors.New("config: image, or program (with or without rootfs), not both")
+	case c.Image == "" && c.Program == "" && len(c.Entrypoint) == 0:
+		return errors.New("config: nothing to run: want image or program")
+	}
+	for field, p := range map[string]string{"program": c.Program, "rootfs": c.RootFS, "workdir": c.Dir, "kernel": c.Kernel} {
+		if p != "" && !filepath.IsAbs(p) && !(field == "program" && c.RootFS == "" && !strings.Contains(p, "/")) {
+			return fmt.Errorf("config: %s %q: want an absolute path", field, p)
+		}
+	}
+	n := len(c.Args) + len(c.Entrypoint) + len(c.Env) + len(c.Includes)
+	if n > maxArgs {
+		return fmt.Errorf("config: at most %d args, entrypoint words, env entries and includes together", maxArgs)
+	}
+	size := 0
+	for _, list := range [][]string{c.Args, c.Entrypoint, c.Env, c.Includes} {
+		for _, s := range list {
+			size += len(s)
+			if strings.IndexByte(s, 0) >= 0 {
+				return errors.New("config: a NUL byte in an argument, environment entry or include")
+			}
+		}
+	}
+	if size > maxArgBytes {
+		return fmt.Errorf("config: args, env and includes exceed %d bytes", maxArgBytes)
+	}
+	for _, e := range c.Env {
+		if k, _, _ := strings.Cut(e, "="); k == "" || !strings.Contains(e, "=") {
+			return fmt.Errorf("config: env %q: want KEY=value", e)
+		}
+	}
+	for _, p := range c.Includes {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("config: include %q: want an absolute path", p)
+		}
+	}
+	if len(c.Volumes) > maxVolumes {
+		return fmt.Errorf("config: at most %d volumes", maxVolumes)
+	}
+	for _, v := range c.Volumes {
+		if !filepath.IsAbs(v.Source) || !filepath.IsAbs(v.Target) {
+			return fmt.Errorf("config: volume %s:%s: want absolute paths", v.Source, v.Target)
+		}
+	}
+	switch {
+	case c.MemoryMiB < 0 || c.MemoryMiB > maxMemoryMiB:
+		return fmt.Errorf("config: memory %d MiB out of range", c.MemoryMiB)
+	case c.CPUs < 0 || c.CPUs > maxCPUs:
+		return fmt.Errorf("config: cpus %d out of range", c.CPUs)
+	case c.BootTimeout < 0 || c.StopTimeout < 0:
+		return errors.New("config: negative timeout")
+	}
+	switch c.Accel {
+	case "", "auto", "kvm", "tcg":
+	default:
+		return fmt.Errorf("config: accel %q: want auto, kvm or tcg", c.Accel)
+	}
+	return nil
+}

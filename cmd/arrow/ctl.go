@@ -1,0 +1,548 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/api/client"
+	"github.com/arrowsys/arrow/run"
+)
+
+// The commands that manage detached arrows through arrowd.
+
+// eachArrow runs fn for each named arrow, reporting failures per arrow as
+// docker does, and fails if any failed.
+func eachArrow(refs []string, fn func(ref string) error) error {
+	var failed int
+	for _, ref := range refs {
+		if err := fn(ref); err != nil {
+			fmt.Fprintf(os.Stderr, "arrow: %s: %v\n", ref, err)
+			failed++
+			continue
+		}
+	}
+	if failed > 0 {
+		return errSilent
+	}
+	return nil
+}
+
+// errSilent fails a command whose errors were already printed.
+var errSilent = errors.New("")
+
+func newPsCmd(g *globals) *cobra.Command {
+	var (
+		all    bool
+		quiet  bool
+		format string
+	)
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List arrows",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			list, err := c.List(cmd.Context(), all)
+			if err != nil {
+				return err
+			}
+			switch {
+			case format == "json":
+				return printJSON(list)
+			case format != "" && format != "table":
+				return fmt.Errorf("--format %q: want table or json", format)
+			case quiet:
+				for _, a := range list {
+					fmt.Println(shortID(a.ID))
+				}
+				return nil
+			}
+			now := time.Now()
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tIMAGE/PROGRAM\tCOMMAND\tSTATUS\tACCEL")
+			for _, a := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", shortID(a.ID), a.Name, ellipsis(a.Source(), 30),
+					ellipsis(fmt.Sprintf("%q", strings.Join(a.Command(), " ")), 32), status(a, now), a.Accel)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "show all arrows (default: running ones)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only IDs")
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	return cmd
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func ellipsis(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+// status is an arrow's STATUS column, worded as docker's.
+func status(a api.Arrow, now time.Time) string {
+	switch a.State {
+	case api.Running:
+		return "Up " + humanDuration(now.Sub(a.StartedAt))
+	case api.Starting:
+		return "Starting"
+	case api.Restarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", a.ExitCode, humanDuration(now.Sub(a.FinishedAt)))
+	case api.Exited:
+		s := fmt.Sprintf("Exited (%d) %s ago", a.ExitCode, humanDuration(now.Sub(a.FinishedAt)))
+		if a.OOMKilled {
+			s += " (OOM)"
+		}
+		return s
+	}
+	return "Created"
+}
+
+// humanDuration words d as docker's ps does.
+func humanDuration(d time.Duration) string {
+	switch s := int(d.Seconds()); {
+	case s < 1:
+		return "Less than a second"
+	case s == 1:
+		return "1 second"
+	case s < 60:
+		return fmt.Sprintf("%d seconds", s)
+	}
+	switch m := int(d.Minutes()); {
+	case m == 1:
+		return "About a minute"
+	case m < 60:
+		return fmt.Sprintf("%d minutes", m)
+	}
+	switch h := int(d.Round(time.Hour).Hours()); {
+	case h == 1:
+		return "About an hour"
+	case h < 48:
+		return fmt.Sprintf("%d hours", h)
+	case h < 24*7*2:
+		return fmt.Sprintf("%d days", h/24)
+	case h < 24*30*2:
+		return fmt.Sprintf("%d weeks", h/24/7)
+	case h < 24*365*2:
+		return fmt.Sprintf("%d months", h/24/30)
+	default:
+		return fmt.Sprintf("%d years", h/24/365)
+	}
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var (
+		o          client.LogsOptions
+		timestamps bool
+		tail       string
+	)
+	cmd := &cobra.Command{
+		Use:   "logs [flags] ARROW",
+		Short: "Show an arrow's output",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Tail = -1
+			if tail != "all" {
+				if _, err := fmt.Sscanf(tail, "%d", &o.Tail); err != nil || o.Tail < 0 {
+					return fmt.Errorf("--tail %q: want a number or all", tail)
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			return c.Logs(ctx, args[0], o, func(e api.LogEntry) error {
+				w := os.Stdout
+				if e.Stream == "stderr" {
+					w = os.Stderr
+				}
+				var b []byte
+				if timestamps {
+					b = append(b, e.Time.Format(time.RFC3339Nano)...)
+					b = append(b, ' ')
+				}
+				b = append(b, e.Line...)
+				if !e.Partial {
+					b = append(b, '\n')
+				}
+				_, err := w.Write(b)
+				return err
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.Follow, "follow", "f", false, "follow the output until the arrow ends")
+	f.StringVar(&o.Since, "since", "", "only lines since then: a duration (10m), RFC 3339 time or Unix seconds")
+	f.BoolVarP(&timestamps, "timestamps", "t", false, "prefix each line with its time")
+	f.StringVarP(&tail, "tail", "n", "all", "only the last N lines")
+	return cmd
+}
+
+// timeoutFlag adds -t/--time, the seconds before SIGKILL.
+func timeoutFlag(cmd *cobra.Command) func() *time.Duration {
+	sec := cmd.Flags().IntP("time", "t", 10, "seconds to wait for the application to exit before killing it")
+	return func() *time.Duration {
+		if !cmd.Flags().Changed("time") {
+			return nil // the arrow's own --stop-timeout
+		}
+		d := time.Duration(*sec) * time.Second
+		return &d
+	}
+}
+
+func newStopCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "stop [flags] ARROW...",
+		Short: "Stop arrows: SIGTERM, then SIGKILL after the timeout",
+		Args:  cobra.MinimumNArgs(1),
+	}
+	timeout := timeoutFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := g.connect(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return eachArrow(args, func(ref string) error {
+			if err := c.Stop(cmd.Context(), ref, timeout()); err != nil {
+				return err
+			}
+			fmt.Println(ref)
+			return nil
+		})
+	}
+	return cmd
+}
+
+func newRestartCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "restart [flags] ARROW...",
+		Short: "Stop arrows and start them again",
+		Args:  cobra.MinimumNArgs(1),
+	}
+	timeout := timeoutFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := g.connect(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return eachArrow(args, func(ref string) error {
+			a, err := c.Restart(cmd.Context(), ref, timeout())
+			if err != nil {
+				return err
+			}
+			if a.State == api.Exited && a.Error != "" {
+				return fmt.Errorf("did not start: %s", a.Error)
+			}
+			fmt.Println(ref)
+			return nil
+		})
+	}
+	return cmd
+}
+
+func newStartCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "start ARROW...",
+		Short: "Start stopped arrows",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return eachArrow(args, func(ref string) error {
+				a, err := c.Start(cmd.Context(), ref)
+				if err != nil {
+					return err
+				}
+				if a.State == api.Exited && a.Error != "" {
+					return fmt.Errorf("did not start: %s", a.Error)
+				}
+				fmt.Println(ref)
+				return nil
+			})
+		},
+	}
+}
+
+func newKillCmd(g *globals) *cobra.Command {
+	var sig string
+	cmd := &cobra.Command{
+		Use:   "kill [flags] ARROW...",
+		Short: "Send a signal to arrows' applications (default SIGKILL)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := api.ParseSignal(sig); err != nil {
+				return err
+			}
+			c, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return eachArrow(args, func(ref string) error {
+				if err := c.Kill(cmd.Context(), ref, sig); err != nil {
+					return err
+				}
+				fmt.Println(ref)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&sig, "signal", "s", "KILL", "signal to send (name or number)")
+	return cmd
+}
+
+func newRmCmd(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rm [flags] ARROW...",
+		Short: "Remove arrows, their logs and files",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return eachArrow(args, func(ref string) error {
+				if err := c.Remove(cmd.Context(), ref, force); err != nil {
+					return err
+				}
+				fmt.Println(ref)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running arrow first")
+	return cmd
+}
+
+func newWaitCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "wait ARROW...",
+		Short: "Wait for arrows to end and print their exit statuses",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return eachArrow(args, func(ref string) error {
+				w, err := c.Wait(cmd.Context(), ref)
+				if err != nil {
+					return err
+				}
+				fmt.Println(w.ExitCode)
+				return nil
+			})
+		},
+	}
+}
+
+func newInspectCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect ARROW...",
+		Short: "Show everything arrowd knows of arrows, as JSON",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var out []api.Arrow
+			err = eachArrow(args, func(ref string) error {
+				a, err := c.Inspect(cmd.Context(), ref)
+				if err == nil {
+					out = append(out, a)
+				}
+				return err
+			})
+			if perr := printJSON(out); perr != nil {
+				return perr
+			}
+			return err
+		},
+	}
+}
+
+func newStatsCmd(g *globals) *cobra.Command {
+	var noStream bool
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Show the CPU and memory use of running arrows",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			if noStream {
+				s, err := c.Stats(ctx)
+				if err != nil {
+					return err
+				}
+				return printStats(os.Stdout, s, false)
+			}
+			return c.StatsStream(ctx, func(s []api.Stats) error { return printStats(os.Stdout, s, true) })
+		},
+	}
+	cmd.Flags().BoolVar(&noStream, "no-stream", false, "print one sample and exit")
+	return cmd
+}
+
+func printStats(w io.Writer, stats []api.Stats, clear bool) error {
+	if clear {
+		fmt.Fprint(w, "\033[2J\033[H")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tPIDS")
+	for _, s := range stats {
+		limit := "-"
+		if s.MemoryLimit > 0 {
+			limit = mib(s.MemoryLimit)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.2f%%\t%s / %s\t%d\n", shortID(s.ID), s.Name, s.CPUPercent, mib(s.MemoryBytes), limit, s.Pids)
+	}
+	return tw.Flush()
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }
+
+func newEventsCmd(g *globals) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Print arrows' events (create, start, die, stop, kill, restart, oom, destroy) as they happen",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(os.Stdout)
+			return c.Events(ctx, func(e api.Event) error {
+				if format == "json" {
+					return enc.Encode(e)
+				}
+				line := fmt.Sprintf("%s arrow %s %s (name=%s", e.Time.Format(time.RFC3339Nano), e.Type, e.ID, e.Name)
+				if e.ExitCode != nil {
+					line += fmt.Sprintf(", exitCode=%d", *e.ExitCode)
+				}
+				if e.Detail != "" {
+					line += ", " + e.Detail
+				}
+				_, err := fmt.Println(line + ")")
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "", "json for one JSON object per line")
+	return cmd
+}
+
+func newAttachCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "attach ARROW",
+		Short: "Attach to a running arrow's output (and input, if it was started with -i)",
+		Long: `Attach to a running arrow: its output appears here and, if it was started
+with -i, this terminal's input goes to it. Detach with ^C: the arrow goes on.
+When the arrow ends, attach exits with its exit status.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			conn, br, err := c.Attach(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			go func() { _, _ = io.Copy(conn, os.Stdin) }()
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			done := make(chan error, 1)
+			go func() {
+				for {
+					s, p, err := api.ReadFrame(br)
+					if err != nil {
+						if errors.Is(err, io.EOF) {
+							err = nil
+						}
+						done <- err
+						return
+					}
+					w := os.Stdout
+					if s == api.StreamStderr {
+						w = os.Stderr
+					}
+					_, _ = w.Write(p)
+				}
+			}()
+			select {
+			case <-sigs:
+				return nil // detach; the arrow runs on
+			case err := <-done:
+				if err != nil {
+					return err
+				}
+			}
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			w, err := c.Wait(wctx, args[0])
+			if err != nil {
+				return err
+			}
+			if w.Error != "" {
+				fmt.Fprintln(os.Stderr, "arrow:", w.Error)
+			}
+			g.exit = w.ExitCode
+			return nil
+		},
+	}
+}
+
+// detachedExit maps an arrow that ended before its application started to
+// the exit status `arrow run` would have given.
+func detachedExit(a api.Arrow) error {
+	if a.State != api.Exited || a.Error == "" {
+		return nil
+	}
+	return &run.Error{Code: a.ExitCode, Err: errors.New(a.Error)}
+}

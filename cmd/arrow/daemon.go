@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/arrowsys/arrow/api/client"
+	"github.com/arrowsys/arrow/daemon"
+	"github.com/arrowsys/arrow/shim"
+)
+
+// socketPath is the daemon's API socket: --socket, $ARROW_SOCKET,
+// /run/arrow/arrow.sock as root, else in the user's runtime directory.
+func (g *globals) socketPath() string {
+	if g.socket != "" {
+		return g.socket
+	}
+	if s := os.Getenv("ARROW_SOCKET"); s != "" {
+		return s
+	}
+	if os.Geteuid() == 0 {
+		return "/run/arrow/arrow.sock"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "arrow", "arrow.sock")
+	}
+	return filepath.Join(os.TempDir(), "arrow-"+strconv.Itoa(os.Geteuid()), "arrow.sock")
+}
+
+func newDaemonCmd(g *globals) *cobra.Command {
+	var (
+		cgroupParent string
+		logMaxSize   string
+		logMaxFiles  int
+		metricsAddr  string
+		overhead     int
+		tlsListen    string
+		tlsCert      string
+		tlsKey       string
+		tlsCA        string
+	)
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run arrowd, the service that owns detached arrows",
+		Long: `Run arrowd in the foreground: it serves the API on --socket, runs each
+detached arrow under a supervisor process of its own, keeps their state and
+logs under the data root, and applies their restart policies.
+
+Stopping arrowd (SIGTERM, SIGINT, or kill -9) does not stop the arrows: the
+next arrowd on the same data root takes them over. 'arrow run -d' and the
+other commands that need arrowd start one when none answers.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			maxSize, err := parseSize(logMaxSize)
+			if err != nil {
+				return fmt.Errorf("--log-max-size: %w", err)
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			sock := g.socketPath()
+			d, err := daemon.New(daemon.Config{
+				Root: g.dataRoot(), RunDir: filepath.Dir(sock), Exe: exe, Version: version,
+				Log: os.Stderr, CgroupParent: cgroupParent,
+				LogMaxSize: maxSize, LogMaxFiles: logMaxFiles, VMOverheadMiB: overhead,
+			})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			ln, err := daemon.Listen(sock)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			if metricsAddr != "" {
+				mln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return fmt.Errorf("--metrics-addr: %w", err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry(), promhttp.HandlerOpts{}))
+				msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				go func() { _ = msrv.Serve(mln) }()
+				defer msrv.Close()
+			}
+			if tlsListen != "" {
+				tln, err := daemon.ListenTLS(tlsListen, tlsCert, tlsKey, tlsCA)
+				if err != nil {
+					return fmt.Errorf("--tls-listen: %w", err)
+				}
+				go func() { _ = d.Serve(ctx, tln) }()
+				fmt.Fprintf(os.Stderr, "arrowd: also serving %s (mutual TLS)\n", tln.Addr())
+			}
+			fmt.Fprintf(os.Stderr, "arrowd %s: serving %s (data root %s)\n", version, sock, g.dataRoot())
+			return d.Serve(ctx, ln)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cgroupParent, "cgroup-parent", "arrow", "cgroup under which each arrow's VM gets its own (empty: no cgroups)")
+	f.StringVar(&logMaxSize, "log-max-size", "10M", "rotate an arrow's log at this size")
+	f.IntVar(&logMaxFiles, "log-max-files", 3, "log files kept per arrow, the current one included")
+	f.IntVar(&overhead, "vm-overhead", daemon.DefaultVMOverheadMiB, "MiB allowed to each VM's QEMU on top of --memory in its cgroup limit")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9323); always at /metrics on the socket")
+	f.StringVar(&tlsListen, "tls-listen", "", "also serve the API on this TCP address, with mutual TLS only")
+	f.StringVar(&tlsCert, "tls-cert", "", "the daemon's TLS certificate (PEM)")
+	f.StringVar(&tlsKey, "tls-key", "", "the key of --tls-cert (PEM)")
+	f.StringVar(&tlsCA, "tls-ca", "", "CA certificate (PEM) that must have signed clients' certificates")
+	return cmd
+}
+
+// newShimCmd is the supervisor of one detached arrow, started by arrowd.
+func newShimCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "shim DIR",
+		Short:  "Supervise one detached arrow (started by arrowd)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ready := os.NewFile(3, "ready")
+			if ready == nil {
+				return errors.New("shim: no ready pipe (fd 3): arrowd starts shims")
+			}
+			return shim.Serve(cmd.Context(), args[0], ready)
+		},
+	}
+}
+
+// connect returns a client of the daemon, starting one when none answers.
+func (g *globals) connect(ctx context.Context) (*client.Client, error) {
+	sock := g.socketPath()
+	c := client.New(sock)
+	if err := c.Ping(ctx); err == nil {
+		return c, nil
+	} else if !errors.Is(err, client.ErrUnreachable) {
+		return nil, err
+	}
+	if err := g.startDaemon(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := c.Ping(ctx)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("started arrowd, but it does not answer on %s (see %s): %w", sock, filepath.Join(g.dataRoot(), "arrowd.log"), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startDaemon starts `arrow daemon` in the background, detached from the
+// terminal, logging to arrowd.log in the data root.
+func (g *globals) startDaemon() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	root := g.dataRoot()
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(filepath.Join(root, "arrowd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(exe, "--root", root, "--socket", g.socketPath(), "daemon")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start arrowd: %w", err)
+	}
+	// Not waited for: it outlives this command. Its exit is reaped by
+	// init once this process ends.
+	return cmd.Process.Release()
+}
+
+// parseSize parses a byte count with an optional K, M or G suffix (powers
+// of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"), strings.HasSuffix(s, "k"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
+		mult, s = 1<<20, s[:len(s)-1]
+	case strings.HasSuffix(s, "G"), strings.HasSuffix(s, "g"):
+		mult, s = 1<<30, s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 || n > 1<<40/mult {
+		return 0, fmt.Errorf("%q: want a size such as 512K, 10M or 1G", s)
+	}
+	return n * mult, nil
+}

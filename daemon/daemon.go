@@ -1,0 +1,219 @@
+// Package daemon is arrowd, the Arrow System service: it owns the detached
+// arrows of one data root, runs each under a shim (package shim), keeps
+// their state in a crash-safe store, applies restart policies, confines
+// their VMs in cgroups, and serves the API of package api over HTTP.
+//
+// The daemon holds no VM itself. Everything it knows is either in its
+// store or obtainable from a shim's socket and files, so that `kill -9` of
+// arrowd loses nothing: the next arrowd reads the store, finds the shims
+// still running by PID and start time, and learns how the others ended
+// from the exit records they left.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/cgroup"
+	"github.com/arrowsys/arrow/shim"
+	"github.com/arrowsys/arrow/vm"
+)
+
+// Config configures a daemon.
+type Config struct {
+	// Root is Arrow's data root: the state database, each arrow's
+	// directory (launch description, logs, exit record), images, kernels.
+	Root string
+	// RunDir holds the sockets: the API's and every shim's.
+	RunDir string
+	// Exe is the Arrow binary started as `Exe shim DIR` for each arrow.
+	Exe string
+	// Version is reported by GET /v1/info.
+	Version string
+	// Log receives the daemon's own diagnostics.
+	Log io.Writer
+	// CgroupParent is the cgroup under which each arrow gets its own
+	// ("arrow"); empty disables cgroups.
+	CgroupParent string
+	// VMOverheadMiB is added to an arrow's memory for its cgroup limit;
+	// DefaultVMOverheadMiB when 0.
+	VMOverheadMiB int
+	// LogMaxSize and LogMaxFiles bound each arrow's log.
+	LogMaxSize  int64
+	LogMaxFiles int
+}
+
+// Errors the API maps to statuses.
+var (
+	ErrNotFound   = errors.New("no such arrow")
+	ErrConflict   = errors.New("conflict")
+	ErrInvalid    = errors.New("invalid request")
+	ErrNotRunning = errors.New("not running")
+)
+
+// Daemon is a running arrowd.
+type Daemon struct {
+	cfg     Config
+	st      *store
+	cg      *cgroup.Manager // nil: no cgroups here
+	accel   vm.Accel
+	events  *broker
+	metrics *metrics
+
+	// ctx ends with the daemon; background work (monitors, restarts)
+	// stops with it, arrows do not.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	arrows map[string]*arrow
+}
+
+// arrow is the daemon's in-memory handle on one arrow.
+type arrow struct {
+	// op serialises the operations that start or end runs (start, stop,
+	// kill, remove, restart) on this arrow.
+	op sync.Mutex
+
+	// Guarded by Daemon.mu:
+	rec     *record
+	run     *runState   // the current run, nil when none
+	timer   *time.Timer // pending restart
+	removed bool
+}
+
+// runState is one run of an arrow: one shim.
+type runState struct {
+	client *shim.Client
+	proc   *shim.Process // nil when an earlier daemon started the shim
+	exited chan struct{} // closed when the run ended
+}
+
+// New opens the daemon's state and finds the arrows a previous daemon
+// left. Call [Daemon.Close] when done.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.VMOverheadMiB == 0 {
+		cfg.VMOverheadMiB = DefaultVMOverheadMiB
+	}
+	for _, dir := range []string{cfg.Root, cfg.RunDir, filepath.Join(cfg.Root, "arrows")} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("arrowd: %w", err)
+		}
+	}
+	st, err := openStore(filepath.Join(cfg.Root, "arrowd.db"))
+	if err != nil {
+		return nil, fmt.Errorf("arrowd: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Daemon{cfg: cfg, st: st, events: newBroker(), ctx: ctx, cancel: cancel, arrows: make(map[string]*arrow)}
+	d.metrics = newMetrics(d)
+	d.accel, _ = vm.DetectAccel("auto", vm.LocalHost())
+	if cfg.CgroupParent != "" {
+		if m, err := cgroup.New(cfg.CgroupParent); err == nil {
+			d.cg = m
+		} else {
+			fmt.Fprintf(cfg.Log, "arrowd: cgroups unavailable, running without resource limits: %v\n", err)
+		}
+	}
+	d.recover()
+	return d, nil
+}
+
+// Close stops the daemon's own work. Arrows keep running; a new daemon on
+// the same root takes them over.
+func (d *Daemon) Close() error {
+	d.cancel()
+	d.mu.Lock()
+	for _, a := range d.arrows {
+		if a.timer != nil && a.timer.Stop() {
+			d.wg.Done()
+		}
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+	return d.st.close()
+}
+
+func (d *Daemon) arrowDir(id string) string { return filepath.Join(d.cfg.Root, "arrows", id) }
+
+func (d *Daemon) socketPath(id string) string { return filepath.Join(d.cfg.RunDir, id+".sock") }
+
+// recover loads the store and reattaches to the arrows' shims.
+func (d *Daemon) recover() {
+	recs, errs := d.st.all()
+	for _, err := range errs {
+		fmt.Fprintf(d.cfg.Log, "arrowd: %v\n", err)
+	}
+	for _, r := range recs {
+		a := &arrow{rec: r}
+		d.arrows[r.ID] = a
+		switch r.State {
+		case api.Starting, api.Running:
+			rs := &runState{client: shim.NewClient(r.Socket), exited: make(chan struct{})}
+			a.run = rs
+			if processAlive(r.ShimPid, r.ShimStart) {
+				d.goMonitor(a, rs, r.ShimPid, r.ShimStart)
+				continue
+			}
+			// It ended while no daemon watched: its exit record says how.
+			d.finished(a, rs, d.exitOf(r.ID))
+		case api.Restarting:
+			d.scheduleRestart(a, backoff(r.Failures))
+		}
+	}
+}
+
+// exitOf reads the exit record of an arrow whose shim is gone.
+func (d *Daemon) exitOf(id string) *shim.Exit {
+	e, err := shim.ReadExit(d.arrowDir(id))
+	if err != nil {
+		return &shim.Exit{ExitCode: 255, FinishedAt: time.Now(), Error: "its supervisor ended without recording an exit status (killed, or the host restarted)"}
+	}
+	return e
+}
+
+// newID returns a 256-bit random ID, hex.
+func newID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// snapshot copies an arrow's record for a reader.
+func (d *Daemon) snapshot(a *arrow) api.Arrow {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return a.rec.Arrow
+}
+
+// update changes an arrow's record and commits it.
+func (d *Daemon) update(a *arrow, f func(r *record)) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.updateLocked(a, f)
+}
+
+func (d *Daemon) updateLocked(a *arrow, f func(r *record)) error {
+	if a.removed {
+		return ErrNotFound
+	}
+	f(a.rec)
+	if err := d.st.put(a.rec); err != nil {
+		fmt.Fprintf(d.cfg.Log, "arrowd: save %s: %v\n", a.rec.ID, err)
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}

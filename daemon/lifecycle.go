@@ -1,0 +1,630 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/cgroup"
+	"github.com/arrowsys/arrow/run"
+	"github.com/arrowsys/arrow/shim"
+)
+
+// Restart back-off: the first restart comes after backoffMin, each further
+// consecutive failure doubles it up to backoffMax. A run that lasted
+// stableRun resets the count.
+const (
+	backoffMin = 100 * time.Millisecond
+	backoffMax = 30 * time.Second
+	stableRun  = 10 * time.Second
+)
+
+// DefaultVMOverheadMiB is what a VM's QEMU needs on top of guest memory
+// (its own code and heap, TCG's translation cache), allowed for in the
+// cgroup limit.
+const DefaultVMOverheadMiB = 192
+
+func backoff(failures int) time.Duration {
+	d := backoffMin
+	for i := 1; i < failures && d < backoffMax; i++ {
+		d *= 2
+	}
+	return min(d, backoffMax)
+}
+
+// Create records a new arrow and starts it. It returns once the
+// application started, or the run ended before it could (then the arrow is
+// Exited and says why).
+func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow, error) {
+	if err := req.Validate(); err != nil {
+		return api.Arrow{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if req.Restart.Name == "" {
+		req.Restart.Name = api.RestartNo
+	}
+	id := newID()
+	dir := d.arrowDir(id)
+	r := &record{Arrow: api.Arrow{
+		ID: id, Name: req.Name, Config: req.Config, Restart: req.Restart, Labels: req.Labels,
+		Created: time.Now().UTC(), State: api.Created,
+		Dir: dir, LogPath: filepath.Join(dir, shim.LogFile),
+	}}
+	a := &arrow{rec: r}
+
+	d.mu.Lock()
+	if r.Name == "" {
+		r.Name = d.freeNameLocked()
+	} else if d.byNameLocked(r.Name) != nil {
+		d.mu.Unlock()
+		return api.Arrow{}, fmt.Errorf("%w: the name %q is in use by another arrow", ErrConflict, r.Name)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		d.mu.Unlock()
+		return api.Arrow{}, fmt.Errorf("arrow directory: %w", err)
+	}
+	if err := d.st.put(r); err != nil {
+		d.mu.Unlock()
+		os.RemoveAll(dir)
+		return api.Arrow{}, fmt.Errorf("save state: %w", err)
+	}
+	d.arrows[id] = a
+	d.mu.Unlock()
+	d.emit(a, "create", nil, "")
+
+	a.op.Lock()
+	rs, err := d.start(ctx, a)
+	a.op.Unlock()
+	if err != nil {
+		return d.snapshot(a), err
+	}
+	d.awaitStarted(ctx, a, rs)
+	return d.snapshot(a), nil
+}
+
+// awaitStarted returns once the run rs left Starting.
+func (d *Daemon) awaitStarted(ctx context.Context, a *arrow, rs *runState) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		st := a.rec.State
+		same := a.run == rs
+		d.mu.Unlock()
+		if st != api.Starting || !same {
+			return
+		}
+		select {
+		case <-rs.exited:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// start starts a run of a (whose op lock the caller holds).
+func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
+	d.mu.Lock()
+	if a.removed {
+		d.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	if a.run != nil {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s is already running", ErrConflict, a.rec.Name)
+	}
+	if a.timer != nil && a.timer.Stop() {
+		d.wg.Done()
+	}
+	a.timer = nil
+	r := a.rec
+	id, cfg := r.ID, r.Config
+	d.mu.Unlock()
+
+	dir := d.arrowDir(id)
+	if err := shim.ClearExit(dir); err != nil {
+		return nil, d.startFailed(a, fmt.Errorf("clear the last exit: %w", err))
+	}
+	l := &shim.Launch{
+		ID: id, Config: cfg, Root: d.cfg.Root, Socket: d.socketPath(id),
+		LogMaxSize: d.cfg.LogMaxSize, LogMaxFiles: d.cfg.LogMaxFiles,
+	}
+	if d.cg != nil {
+		mem := cfg.MemoryMiB
+		if mem == 0 {
+			mem = run.DefaultMemoryMiB
+		}
+		cpus := cfg.CPUs
+		if cpus == 0 {
+			cpus = run.DefaultCPUs
+		}
+		g, err := d.cg.Create(id, cgroup.Limits{MemoryBytes: int64(mem+d.cfg.VMOverheadMiB) << 20, CPUs: float64(cpus)})
+		if err != nil {
+			fmt.Fprintf(d.cfg.Log, "arrowd: %s: cgroup: %v (no limits)\n", id[:12], err)
+		} else {
+			l.Cgroup, l.CgroupParent = id, d.cfg.CgroupParent
+			_ = d.update(a, func(r *record) { r.Cgroup = g.Path() })
+		}
+	}
+	if err := shim.WriteLaunch(dir, l); err != nil {
+		return nil, d.startFailed(a, fmt.Errorf("write launch: %w", err))
+	}
+	p, err := shim.Start(ctx, d.cfg.Exe, []string{"shim", dir}, dir)
+	if err != nil {
+		return nil, d.startFailed(a, err)
+	}
+	rs := &runState{client: shim.NewClient(l.Socket), proc: p, exited: make(chan struct{})}
+	start := processStart(p.Pid())
+	d.mu.Lock()
+	a.run = rs
+	err = d.updateLocked(a, func(r *record) {
+		r.State = api.Starting
+		r.ShimPid, r.ShimStart, r.Socket = p.Pid(), start, l.Socket
+		r.Pid, r.ExitCode, r.Error, r.OOMKilled = 0, 0, "", false
+		r.StoppedByUser = false
+		r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
+	})
+	d.mu.Unlock()
+	if err != nil {
+		_ = rs.client.Signal(context.Background(), syscall.SIGKILL)
+	}
+	d.emit(a, "start", nil, "")
+	d.goMonitor(a, rs, p.Pid(), start)
+	return rs, nil
+}
+
+// startFailed records a run that could not start.
+func (d *Daemon) startFailed(a *arrow, err error) error {
+	_ = d.update(a, func(r *record) {
+		r.State, r.ExitCode, r.Error, r.FinishedAt = api.Exited, run.ExitArrowFailed, err.Error(), time.Now().UTC()
+	})
+	d.removeCgroup(a.rec.ID)
+	return err
+}
+
+// goMonitor follows the run rs to its end.
+func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		st, err := rs.client.WaitRunning(d.ctx)
+		if d.ctx.Err() != nil {
+			return
+		}
+		if err == nil && st.State == api.Running {
+			if st.Accel == "" {
+				st.Accel = d.accelOf(a)
+			}
+			observed := false
+			_ = d.update(a, func(r *record) {
+				if a.run == rs && r.State == api.Starting {
+					r.State, r.StartedAt, r.Pid, r.BootSeconds, r.Accel = api.Running, st.StartedAt.UTC(), st.Pid, st.BootSeconds, st.Accel
+					observed = true
+				}
+			})
+			if observed {
+				d.metrics.startLatency.Observe(st.BootSeconds)
+			}
+		}
+		var exit *shim.Exit
+		for {
+			st, err := rs.client.Wait(d.ctx)
+			if d.ctx.Err() != nil {
+				return // the daemon stops; the arrow runs on
+			}
+			if err == nil && st.Exit != nil {
+				exit = st.Exit
+				break
+			}
+			if !processAlive(shimPid, shimStart) {
+				break
+			}
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-d.ctx.Done():
+				return
+			}
+		}
+		if rs.proc != nil {
+			<-rs.proc.Done
+		}
+		if exit == nil {
+			exit = d.exitOf(a.rec.ID)
+		}
+		d.finished(a, rs, exit)
+	}()
+}
+
+// finished records the end of run rs and applies the restart policy.
+func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
+	d.mu.Lock()
+	if a.run != rs || a.removed {
+		d.mu.Unlock()
+		return
+	}
+	a.run = nil
+	r := a.rec
+	ranFor := e.FinishedAt.Sub(r.StartedAt)
+	if r.StartedAt.IsZero() {
+		ranFor = 0
+	}
+	if e.ExitCode == 0 || ranFor >= stableRun {
+		r.Failures = 0
+	} else {
+		r.Failures++
+	}
+	restart := d.shouldRestart(r, e.ExitCode, e.OOMKilled)
+	_ = d.updateLocked(a, func(r *record) {
+		r.State, r.ExitCode, r.Error, r.OOMKilled = api.Exited, e.ExitCode, e.Error, e.OOMKilled
+		r.FinishedAt = e.FinishedAt.UTC()
+		r.Pid, r.ShimPid, r.ShimStart = 0, 0, 0
+		if e.Accel != "" {
+			r.Accel = e.Accel
+		}
+		if restart {
+			r.State = api.Restarting
+			r.Restarts++
+		}
+	})
+	close(rs.exited)
+	failures, id := r.Failures, r.ID
+	d.mu.Unlock()
+
+	d.removeCgroup(id)
+	os.Remove(d.socketPath(id))
+	code := e.ExitCode
+	d.emit(a, "die", &code, e.Error)
+	if e.OOMKilled {
+		d.emit(a, "oom", nil, "")
+	}
+	if restart {
+		d.metrics.restarts.Inc()
+		d.scheduleRestart(a, backoff(failures))
+	}
+}
+
+// shouldRestart applies r's restart policy to a run that ended with code;
+// oom when the host killed its VM for exceeding the memory limit.
+func (d *Daemon) shouldRestart(r *record, code int, oom bool) bool {
+	if r.StoppedByUser || d.ctx.Err() != nil {
+		return false
+	}
+	if oom {
+		// It would only be killed again: report it and leave it.
+		return false
+	}
+	switch r.Restart.Name {
+	case api.RestartAlways, api.RestartUnlessStopped:
+		return true
+	case api.RestartOnFailure:
+		return code != 0 && (r.Restart.MaxRetries == 0 || r.Restarts < r.Restart.MaxRetries)
+	}
+	return false
+}
+
+// scheduleRestart starts a again after delay, unless it was stopped or
+// removed meanwhile.
+func (d *Daemon) scheduleRestart(a *arrow, delay time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if a.timer != nil && a.timer.Stop() {
+		d.wg.Done()
+	}
+	d.wg.Add(1)
+	a.timer = time.AfterFunc(delay, func() {
+		defer d.wg.Done()
+		if d.ctx.Err() != nil {
+			return
+		}
+		a.op.Lock()
+		defer a.op.Unlock()
+		d.mu.Lock()
+		still := !a.removed && a.rec.State == api.Restarting && a.run == nil
+		d.mu.Unlock()
+		if !still {
+			return
+		}
+		if _, err := d.start(d.ctx, a); err != nil {
+			fmt.Fprintf(d.cfg.Log, "arrowd: restart %s: %v\n", a.rec.Name, err)
+			return
+		}
+		d.emit(a, "restart", nil, "")
+	})
+}
+
+// cancelRestart turns a pending restart into Exited; the caller holds d.mu.
+func (d *Daemon) cancelRestartLocked(a *arrow) bool {
+	if a.rec.State != api.Restarting || a.run != nil {
+		return false
+	}
+	if a.timer != nil && a.timer.Stop() {
+		d.wg.Done()
+	}
+	a.timer = nil
+	_ = d.updateLocked(a, func(r *record) { r.State, r.StoppedByUser = api.Exited, true })
+	return true
+}
+
+func (d *Daemon) removeCgroup(id string) {
+	if d.cg == nil {
+		return
+	}
+	g, err := d.cg.Open(id)
+	if err != nil {
+		return
+	}
+	if err := g.Remove(); err != nil {
+		fmt.Fprintf(d.cfg.Log, "arrowd: %s: remove cgroup: %v\n", id[:12], err)
+	}
+}
+
+// Stop stops the arrow: SIGTERM to the application, SIGKILL after timeout,
+// and returns once it ended. Stopping an arrow that is not running is not
+// an error, as in docker.
+func (d *Daemon) Stop(ctx context.Context, ref string, timeout time.Duration) error {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	return d.stopLocked(ctx, a, timeout)
+}
+
+func (d *Daemon) stopLocked(ctx context.Context, a *arrow, timeout time.Duration) error {
+	d.mu.Lock()
+	if d.cancelRestartLocked(a) {
+		d.mu.Unlock()
+		return nil
+	}
+	rs := a.run
+	if rs == nil {
+		d.mu.Unlock()
+		return nil
+	}
+	_ = d.updateLocked(a, func(r *record) { r.StoppedByUser = true })
+	d.mu.Unlock()
+	d.emit(a, "stop", nil, "")
+	if err := rs.client.Stop(ctx, timeout); err != nil && !shim.IsGone(err) {
+		return err
+	}
+	// The shim kills the VM at the latest killGrace after the timeout;
+	// allow for that and for QEMU's exit.
+	wait := time.NewTimer(timeout + 15*time.Second)
+	defer wait.Stop()
+	select {
+	case <-rs.exited:
+		return nil
+	case <-wait.C:
+		return fmt.Errorf("%s did not stop within %v of SIGKILL", a.rec.Name, 15*time.Second)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kill sends sig to the arrow's application. A terminating signal counts
+// as a user's stop: the restart policy does not bring the arrow back.
+func (d *Daemon) Kill(ctx context.Context, ref string, sig syscall.Signal) error {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	d.mu.Lock()
+	terminating := sig == syscall.SIGKILL || sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
+	if terminating && d.cancelRestartLocked(a) {
+		d.mu.Unlock()
+		return nil
+	}
+	rs := a.run
+	if rs == nil {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: %s is not running", ErrConflict, a.rec.Name)
+	}
+	if terminating {
+		_ = d.updateLocked(a, func(r *record) { r.StoppedByUser = true })
+	}
+	d.mu.Unlock()
+	d.emit(a, "kill", nil, sig.String())
+	return rs.client.Signal(ctx, sig)
+}
+
+// StartExisting starts an arrow that is not running (`arrow start`).
+func (d *Daemon) StartExisting(ctx context.Context, ref string) (api.Arrow, error) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return api.Arrow{}, err
+	}
+	a.op.Lock()
+	d.mu.Lock()
+	if a.rec.State == api.Restarting && a.run == nil {
+		if a.timer != nil && a.timer.Stop() {
+			d.wg.Done()
+		}
+		a.timer = nil
+	}
+	d.mu.Unlock()
+	rs, err := d.start(ctx, a)
+	a.op.Unlock()
+	if err != nil {
+		return d.snapshot(a), err
+	}
+	d.awaitStarted(ctx, a, rs)
+	return d.snapshot(a), nil
+}
+
+// Restart stops the arrow (if it runs) and starts it again.
+func (d *Daemon) Restart(ctx context.Context, ref string, timeout time.Duration) (api.Arrow, error) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return api.Arrow{}, err
+	}
+	a.op.Lock()
+	if err := d.stopLocked(ctx, a, timeout); err != nil {
+		a.op.Unlock()
+		return d.snapshot(a), err
+	}
+	rs, err := d.start(ctx, a)
+	a.op.Unlock()
+	if err != nil {
+		return d.snapshot(a), err
+	}
+	d.emit(a, "restart", nil, "")
+	d.awaitStarted(ctx, a, rs)
+	return d.snapshot(a), nil
+}
+
+// Remove deletes a stopped arrow, its logs and files; with force a running
+// one is killed first.
+func (d *Daemon) Remove(ctx context.Context, ref string, force bool) error {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	d.mu.Lock()
+	d.cancelRestartLocked(a)
+	rs := a.run
+	d.mu.Unlock()
+	if rs != nil {
+		if !force {
+			return fmt.Errorf("%w: %s is running: stop it first, or remove with force", ErrConflict, a.rec.Name)
+		}
+		if err := d.stopLocked(ctx, a, 0); err != nil {
+			return err
+		}
+	}
+	d.mu.Lock()
+	id := a.rec.ID
+	if err := d.st.delete(id); err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("remove state: %w", err)
+	}
+	a.removed = true
+	delete(d.arrows, id)
+	d.mu.Unlock()
+	d.removeCgroup(id)
+	os.Remove(d.socketPath(id))
+	if err := os.RemoveAll(d.arrowDir(id)); err != nil {
+		fmt.Fprintf(d.cfg.Log, "arrowd: remove %s: %v\n", d.arrowDir(id), err)
+	}
+	d.emit(a, "destroy", nil, "")
+	return nil
+}
+
+// Wait waits for the arrow's current run to end (at once when none runs)
+// and returns its exit status.
+func (d *Daemon) Wait(ctx context.Context, ref string) (api.WaitResponse, error) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return api.WaitResponse{}, err
+	}
+	d.mu.Lock()
+	rs := a.run
+	d.mu.Unlock()
+	if rs != nil {
+		select {
+		case <-rs.exited:
+		case <-ctx.Done():
+			return api.WaitResponse{}, ctx.Err()
+		}
+	}
+	s := d.snapshot(a)
+	return api.WaitResponse{ExitCode: s.ExitCode, Error: s.Error}, nil
+}
+
+// Get returns the arrow ref names.
+func (d *Daemon) Get(ref string) (api.Arrow, error) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return api.Arrow{}, err
+	}
+	return d.snapshot(a), nil
+}
+
+// List returns the arrows, newest first; only the running ones (starting,
+// running, restarting) unless all.
+func (d *Daemon) List(all bool) []api.Arrow {
+	d.mu.Lock()
+	out := make([]api.Arrow, 0, len(d.arrows))
+	for _, a := range d.arrows {
+		if all || a.rec.State != api.Exited && a.rec.State != api.Created {
+			out = append(out, a.rec.Arrow)
+		}
+	}
+	d.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out
+}
+
+// resolve finds an arrow by full ID, name, or unique ID prefix.
+func (d *Daemon) resolve(ref string) (*arrow, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("%w: empty", ErrNotFound)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if a, ok := d.arrows[ref]; ok {
+		return a, nil
+	}
+	if a := d.byNameLocked(ref); a != nil {
+		return a, nil
+	}
+	var found *arrow
+	for id, a := range d.arrows {
+		if strings.HasPrefix(id, ref) {
+			if found != nil {
+				return nil, fmt.Errorf("%w: %q matches more than one arrow: give more of the ID", ErrInvalid, ref)
+			}
+			found = a
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, ref)
+	}
+	return found, nil
+}
+
+func (d *Daemon) byNameLocked(name string) *arrow {
+	for _, a := range d.arrows {
+		if a.rec.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// freeNameLocked makes up an unused name, as docker does.
+func (d *Daemon) freeNameLocked() string {
+	for {
+		n := randomName()
+		if d.byNameLocked(n) == nil {
+			return n
+		}
+	}
+}
+
+// IsNotFound reports whether err is about an unknown arrow.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// accelOf is the accelerator a's VM runs under: the one it asked for, or
+// the one detection picks.
+func (d *Daemon) accelOf(a *arrow) string {
+	d.mu.Lock()
+	want := a.rec.Config.Accel
+	d.mu.Unlock()
+	if want == "kvm" || want == "tcg" {
+		return want
+	}
+	return d.accel.Name
+}

@@ -1,0 +1,180 @@
+package shim
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+)
+
+// Process is a shim the caller started.
+type Process struct {
+	cmd *exec.Cmd
+	// Done is closed when the shim process has exited and been reaped.
+	Done chan struct{}
+}
+
+// Pid is the shim's process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Start starts a shim for the arrow in dir: exe (Arrow's own binary) with
+// args (which must make it call [Serve] on dir), in a session of its own so
+// that it outlives the caller and no terminal signal reaches it. It returns
+// once the shim listens, or with the reason it could not start.
+func Start(ctx context.Context, exe string, args []string, dir string) (*Process, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Dir = dir
+	cmd.ExtraFiles = []*os.File{pw} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The shim's own diagnostics (a panic, say) go to a file of the arrow's.
+	if f, err := os.OpenFile(dir+"/shim.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+		cmd.Stdout, cmd.Stderr = f, f
+		defer f.Close()
+	}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	pw.Close()
+	p := &Process{cmd: cmd, Done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.Done)
+	}()
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(pr).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	select {
+	case s := <-line:
+		if s == "ok" {
+			return p, nil
+		}
+		_ = cmd.Process.Kill()
+		<-p.Done
+		if s == "" {
+			s = "exited before it was ready (see " + dir + "/shim.log)"
+		}
+		return nil, fmt.Errorf("shim: %s", s)
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-p.Done
+		return nil, ctx.Err()
+	}
+}
+
+// Client talks to a shim over its socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the shim listening on socket.
+func NewClient(socket string) *Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &Client{socket: socket, hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", socket)
+		},
+		DisableKeepAlives: true,
+	}}}
+}
+
+// Status asks the shim how its run is going.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var st Status
+	return &st, c.do(ctx, http.MethodGet, "/status", &st)
+}
+
+// Wait blocks until the run ended and returns its final status.
+func (c *Client) Wait(ctx context.Context) (*Status, error) {
+	var st Status
+	return &st, c.do(ctx, http.MethodGet, "/wait", &st)
+}
+
+// WaitRunning blocks until the application started, or the run ended
+// before it did, and returns the status then.
+func (c *Client) WaitRunning(ctx context.Context) (*Status, error) {
+	var st Status
+	return &st, c.do(ctx, http.MethodGet, "/wait?for=running", &st)
+}
+
+// Signal sends sig to the application; SIGKILL also kills the VM if the
+// guest does not end the application promptly.
+func (c *Client) Signal(ctx context.Context, sig syscall.Signal) error {
+	return c.do(ctx, http.MethodPost, fmt.Sprintf("/signal?signal=%d", int(sig)), nil)
+}
+
+// Stop sends SIGTERM, and kills the application after timeout.
+func (c *Client) Stop(ctx context.Context, timeout time.Duration) error {
+	return c.do(ctx, http.MethodPost, fmt.Sprintf("/stop?timeout=%g", timeout.Seconds()), nil)
+}
+
+// Attach opens an attach stream: frames of output to read (see
+// [api.ReadFrame]) and input to write.
+func (c *Client) Attach(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errNotRunning, err)
+	}
+	if _, err := io.WriteString(conn, "GET /attach HTTP/1.1\r\nHost: shim\r\n\r\n"); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("shim attach: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		conn.Close()
+		return nil, nil, fmt.Errorf("shim attach: %s", resp.Status)
+	}
+	return conn, br, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://shim"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNotRunning, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		var e api.Error
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
+		return fmt.Errorf("shim: %s: %s", resp.Status, e.Message)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, api.MaxRequestBytes)).Decode(out); err != nil {
+		return fmt.Errorf("%w: %w", errNotRunning, err)
+	}
+	return nil
+}
+
+// IsGone reports whether err means the shim is not there to answer.
+func IsGone(err error) bool { return err != nil && errors.Is(err, errNotRunning) }

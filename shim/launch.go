@@ -1,0 +1,168 @@
+// Package shim is the supervisor of one detached arrow: a small process of
+// its own (`arrow shim`, started by arrowd) that runs the arrow's VM with
+// package run, writes its output to the arrow's log, and answers the
+// daemon on a Unix socket (status, wait, signal, stop, attach).
+//
+// Why a process per arrow: the VM's channels (console, control, QMP) are
+// socket pairs inherited by QEMU, and whoever holds the other ends must
+// live as long as the VM. If that were arrowd, restarting or crashing the
+// daemon would end every arrow. The shim holds them instead; arrowd can
+// come and go and finds the shims again through their sockets. (containerd
+// and CRI-O do the same with containerd-shim and conmon.)
+//
+// A shim's files: the launch description the daemon writes (launch.json),
+// the log, and the exit record the shim writes last (exit.json), all in the
+// arrow's directory; its socket lives in the daemon's runtime directory,
+// where paths are short enough for a socket address.
+package shim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/image/cachefile"
+	"github.com/arrowsys/arrow/run"
+)
+
+// Launch is what the daemon tells a shim to run.
+type Launch struct {
+	ID     string     `json:"id"`
+	Config api.Config `json:"config"`
+	// Root is Arrow's data root (kernels, images, caches).
+	Root string `json:"root"`
+	// Socket is where the shim listens.
+	Socket string `json:"socket"`
+	// Cgroup names the cgroup (created by the daemon) the VM's process
+	// joins; empty for none.
+	Cgroup string `json:"cgroup,omitempty"`
+	// CgroupParent is the cgroup manager's parent group.
+	CgroupParent string `json:"cgroup_parent,omitempty"`
+	// LogMaxSize and LogMaxFiles bound the log and its rotations.
+	LogMaxSize  int64 `json:"log_max_size,omitempty"`
+	LogMaxFiles int   `json:"log_max_files,omitempty"`
+}
+
+// Exit is how a run ended, written by the shim as its last act.
+type Exit struct {
+	ExitCode   int       `json:"exit_code"`
+	Error      string    `json:"error,omitempty"`
+	OOMKilled  bool      `json:"oom_killed,omitempty"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at"`
+	Accel      string    `json:"accel,omitempty"`
+}
+
+// Status is a running shim's answer to GET /status.
+type Status struct {
+	State api.State `json:"state"`
+	// Pid is QEMU's process ID once started.
+	Pid         int       `json:"pid,omitempty"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	BootSeconds float64   `json:"boot_seconds,omitempty"`
+	Accel       string    `json:"accel,omitempty"`
+	// Exit is set once the run ended.
+	Exit *Exit `json:"exit,omitempty"`
+}
+
+// Files of an arrow's directory.
+const (
+	LaunchFile = "launch.json"
+	ExitFile   = "exit.json"
+	LogFile    = "output.log"
+)
+
+// WriteLaunch atomically writes l to dir's launch file.
+func WriteLaunch(dir string, l *Launch) error {
+	return writeJSON(filepath.Join(dir, LaunchFile), l)
+}
+
+// ReadLaunch reads dir's launch file.
+func ReadLaunch(dir string) (*Launch, error) {
+	var l Launch
+	if err := readJSON(filepath.Join(dir, LaunchFile), &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// ReadExit reads the exit record a shim left in dir; an error wrapping
+// fs.ErrNotExist when it left none (it still runs, or it was killed).
+func ReadExit(dir string) (*Exit, error) {
+	var e Exit
+	if err := readJSON(filepath.Join(dir, ExitFile), &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// ClearExit removes dir's exit record before the arrow starts again.
+func ClearExit(dir string) error {
+	err := os.Remove(filepath.Join(dir, ExitFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return cachefile.WriteFile(path, b, 0o600)
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if len(b) > api.MaxRequestBytes {
+		return fmt.Errorf("%s: too large", path)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// Options turns a config into the options of a run, without streams.
+func Options(c *api.Config, root string) run.Options {
+	o := run.Options{
+		Program:    c.Program,
+		Args:       c.Args,
+		Env:        c.Env,
+		Dir:        c.Dir,
+		User:       c.User,
+		Includes:   c.Includes,
+		Hostname:   c.Hostname,
+		Image:      c.Image,
+		RootFS:     c.RootFS,
+		Entrypoint: c.Entrypoint,
+		ReadOnly:   c.ReadOnly,
+		Stdin:      c.Stdin,
+		MemoryMiB:  c.MemoryMiB,
+		CPUs:       c.CPUs,
+		Kernel:     c.Kernel,
+		KernelArgs: c.KernelArgs,
+		Accel:      c.Accel,
+		Root:       root,
+	}
+	for _, v := range c.Volumes {
+		o.Volumes = append(o.Volumes, run.Volume{Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
+	}
+	if o.Dir == "" && o.Image == "" && o.RootFS == "" {
+		// Not the shim's working directory, which is the arrow's own.
+		o.Dir = "/"
+	}
+	o.BootTimeout = seconds(c.BootTimeout)
+	o.StopTimeout = seconds(c.StopTimeout)
+	return o
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -1,0 +1,323 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/cgroup"
+	"github.com/arrowsys/arrow/logs"
+	"github.com/arrowsys/arrow/run"
+)
+
+// forever stands in for run's own stop timeout: a shim times stops itself,
+// per request (`arrow stop -t`).
+const forever = 100 * 365 * 24 * time.Hour
+
+// killGrace is how long a SIGKILL forwarded to the application may take to
+// end it before the VM itself is killed.
+const killGrace = 2 * time.Second
+
+// Serve is the body of a shim process: it runs the arrow described in dir
+// and serves its socket until the run ends, then records how it ended. It
+// writes "ok\n" to ready once the socket accepts connections (or the
+// reason it could not start) and closes it. A stop signal to the shim
+// (SIGTERM, SIGINT) stops the arrow as `arrow stop` would.
+func Serve(ctx context.Context, dir string, ready io.WriteCloser) error {
+	s, err := newServer(dir)
+	if err != nil {
+		fmt.Fprintf(ready, "%v\n", err)
+		ready.Close()
+		return err
+	}
+	defer s.close()
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+	return s.run(ctx)
+}
+
+// server is one shim's state.
+type server struct {
+	dir    string
+	launch *Launch
+	ln     net.Listener
+	log    *logs.Writer
+	sigs   chan os.Signal
+	stdin  *io.PipeWriter
+	stdinR *io.PipeReader
+	out    *fanout
+	group  *cgroup.Group
+
+	mu       sync.Mutex
+	status   Status
+	done     chan struct{} // closed when the run ended and exit.json is written
+	ready    chan struct{} // closed when the application started, or the run ended
+	once     sync.Once
+	stopping bool
+}
+
+func newServer(dir string) (*server, error) {
+	l, err := ReadLaunch(dir)
+	if err != nil {
+		return nil, fmt.Errorf("shim: %w", err)
+	}
+	lw, err := logs.Create(filepath.Join(dir, LogFile), logs.WriterOptions{MaxSize: l.LogMaxSize, MaxFiles: l.LogMaxFiles})
+	if err != nil {
+		return nil, fmt.Errorf("shim: log: %w", err)
+	}
+	_ = os.Remove(l.Socket) // a dead shim's
+	ln, err := net.Listen("unix", l.Socket)
+	if err != nil {
+		lw.Close()
+		return nil, fmt.Errorf("shim: %w", err)
+	}
+	_ = os.Chmod(l.Socket, 0o600)
+	pr, pw := io.Pipe()
+	s := &server{
+		dir: dir, launch: l, ln: ln, log: lw,
+		sigs:  make(chan os.Signal, 8),
+		stdin: pw, stdinR: pr,
+		out:    newFanout(),
+		status: Status{State: api.Starting},
+		done:   make(chan struct{}),
+		ready:  make(chan struct{}),
+	}
+	if l.Cgroup != "" {
+		m, err := cgroup.New(l.CgroupParent)
+		if err == nil {
+			s.group, err = m.Open(l.Cgroup)
+		}
+		if err != nil {
+			fmt.Fprintf(lw.Stream(logs.Stderr), "arrow: cgroup %s: %v (running without limits)\n", l.Cgroup, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *server) close() {
+	s.ln.Close()
+	os.Remove(s.launch.Socket)
+	s.log.Close()
+}
+
+// run runs the VM to its end while serving the socket.
+func (s *server) run(ctx context.Context) error {
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(s.ln) }()
+
+	stop := make(chan os.Signal, 1)
+	signalNotify(stop)
+	go func() {
+		select {
+		case <-stop:
+			s.stop(time.Duration(s.launch.Config.StopTimeout * float64(time.Second)))
+		case <-s.done:
+		}
+	}()
+
+	o := Options(&s.launch.Config, s.launch.Root)
+	stdout, stderr := s.log.Stream(logs.Stdout), s.log.Stream(logs.Stderr)
+	o.Out = io.MultiWriter(stdout, s.out.stream(api.StreamStdout))
+	o.Err = io.MultiWriter(stderr, s.out.stream(api.StreamStderr))
+	o.Log = stderr
+	o.In = s.stdinR
+	o.Signals = s.sigs
+	o.StopTimeout = forever
+	t0 := time.Now()
+	o.Started = func(pid int) {
+		if s.group != nil {
+			if err := s.group.Add(pid); err != nil {
+				fmt.Fprintf(stderr, "arrow: cgroup: %v\n", err)
+			}
+		}
+		s.mu.Lock()
+		s.status.Pid = pid
+		s.mu.Unlock()
+	}
+	o.Ready = func() {
+		s.mu.Lock()
+		s.status.State = api.Running
+		s.status.StartedAt = time.Now()
+		s.status.BootSeconds = time.Since(t0).Seconds()
+		s.mu.Unlock()
+		s.once.Do(func() { close(s.ready) })
+	}
+	res, err := run.Run(ctx, o)
+
+	e := &Exit{ExitCode: res.ExitCode(), FinishedAt: time.Now(), Accel: res.Accel.Name}
+	if err != nil {
+		e.ExitCode = run.ExitCode(err)
+		e.Error = err.Error()
+		fmt.Fprintf(stderr, "arrow: %v\n", err)
+	} else if res.Status.Message != "" {
+		e.Error = res.Status.Message
+	}
+	if s.group != nil {
+		if st, serr := s.group.Stats(); serr == nil && st.OOMKills > 0 {
+			// The host killed QEMU: report it as docker reports an OOM
+			// kill, whatever the broken-off run made of it.
+			e.OOMKilled, e.ExitCode = true, 128+int(syscall.SIGKILL)
+			e.Error = "the VM exceeded its memory limit (--memory plus the VM's overhead) and was killed by the host"
+		}
+	}
+	s.mu.Lock()
+	e.StartedAt = s.status.StartedAt
+	s.status.State = api.Exited
+	s.status.Pid = 0
+	s.status.Exit = e
+	s.mu.Unlock()
+	s.out.close()
+	werr := writeJSON(filepath.Join(s.dir, ExitFile), e)
+	close(s.done)
+	s.once.Do(func() { close(s.ready) })
+	// Give a daemon waiting on the socket a moment to hear the end from
+	// the shim itself; it reads exit.json otherwise.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	if werr != nil {
+		return fmt.Errorf("shim: record the exit: %w", werr)
+	}
+	return nil
+}
+
+// stop sends SIGTERM, then SIGKILL after timeout, then kills the VM.
+func (s *server) stop(timeout time.Duration) {
+	s.mu.Lock()
+	already := s.stopping
+	s.stopping = true
+	s.mu.Unlock()
+	if already {
+		return
+	}
+	s.signal(syscall.SIGTERM)
+	go func() {
+		select {
+		case <-s.done:
+			return
+		case <-time.After(timeout):
+		}
+		s.kill()
+	}()
+}
+
+// kill ends the application with SIGKILL in the guest and, should the
+// guest not report its end in time, kills the VM (run kills it on a
+// repeated signal).
+func (s *server) kill() {
+	s.signal(syscall.SIGKILL)
+	go func() {
+		select {
+		case <-s.done:
+		case <-time.After(killGrace):
+			s.signal(syscall.SIGKILL)
+		}
+	}()
+}
+
+func (s *server) signal(sig os.Signal) {
+	select {
+	case s.sigs <- sig:
+	case <-s.done:
+	}
+}
+
+func (s *server) snapshot() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		writeReply(w, http.StatusOK, s.snapshot())
+	})
+	mux.HandleFunc("GET /wait", func(w http.ResponseWriter, r *http.Request) {
+		// ?for=running returns once the application started (or the run
+		// ended before it could); otherwise once the run ended.
+		until := s.done
+		if r.URL.Query().Get("for") == "running" {
+			until = s.ready
+		}
+		select {
+		case <-until:
+			writeReply(w, http.StatusOK, s.snapshot())
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("POST /signal", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("signal"))
+		if err != nil || n <= 0 || n > 64 {
+			writeReply(w, http.StatusBadRequest, api.Error{Message: "signal: want a number from 1 to 64"})
+			return
+		}
+		if syscall.Signal(n) == syscall.SIGKILL {
+			s.kill()
+		} else {
+			s.signal(syscall.Signal(n))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		t, err := strconv.ParseFloat(r.URL.Query().Get("timeout"), 64)
+		if err != nil || t < 0 {
+			writeReply(w, http.StatusBadRequest, api.Error{Message: "timeout: want seconds"})
+			return
+		}
+		s.stop(time.Duration(t * float64(time.Second)))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /attach", s.attach)
+	return mux
+}
+
+// attach streams the application's output to the client as frames and
+// its input, with Stdin, to the application, until the run ends or the
+// client goes.
+func (s *server) attach(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	conn, brw, err := rc.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	sub := s.out.subscribe()
+	defer s.out.unsubscribe(sub)
+	if s.launch.Config.Stdin {
+		go func() {
+			// The client's end of input ends this attach's input, not the
+			// application's: another attach may follow (as docker).
+			_, _ = io.Copy(s.stdin, brw)
+		}()
+	}
+	for f := range sub {
+		if err := api.WriteFrame(conn, f.stream, f.data); err != nil {
+			return
+		}
+	}
+}
+
+func writeReply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// errNotRunning is returned by clients for a shim that is gone.
+var errNotRunning = errors.New("shim not running")

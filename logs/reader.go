@@ -173,30 +173,59 @@ func (r *reader) catchUp() error {
 }
 
 // openOldest opens the oldest file of the log, if there is one.
+//
+// It takes the one with the highest index, and makes sure that no
+// rotation made another older one appear above it meanwhile: after the open
+// it looks for a file at the next two indices, in that order (a rotation
+// under way leaves a gap of one), then checks that the one opened did not
+// move, which means that the others moved at most once.
 func (r *reader) openOldest() (*os.File, os.FileInfo, error) {
-	max, err := rotated(r.path)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, nil, nil
+	for try := 0; ; try++ {
+		if err := r.ctx.Err(); err != nil {
+			return nil, nil, err
 		}
-		return nil, nil, fmt.Errorf("read log %s: %w", r.path, err)
-	}
-	for i := max; i >= 0; i-- {
-		f, err := os.Open(name(r.path, i))
+		max, err := rotated(r.path)
 		if err != nil {
 			if os.IsNotExist(err) {
-				continue
+				return nil, nil, nil
 			}
-			return nil, nil, fmt.Errorf("read log: %w", err)
+			return nil, nil, fmt.Errorf("read log %s: %w", r.path, err)
+		}
+		i := max + 1
+		var f *os.File
+		for ; i >= 0; i-- {
+			if f, err = os.Open(name(r.path, i)); err == nil {
+				break
+			}
+			if !os.IsNotExist(err) {
+				return nil, nil, fmt.Errorf("read log: %w", err)
+			}
+		}
+		if f == nil {
+			return nil, nil, nil
 		}
 		fi, err := f.Stat()
 		if err != nil {
 			f.Close()
 			return nil, nil, fmt.Errorf("read log: %w", err)
 		}
-		return f, fi, nil
+		if try >= giveUpTries || !exists(name(r.path, i+1)) && !exists(name(r.path, i+2)) && isFile(name(r.path, i), fi) {
+			return f, fi, nil
+		}
+		f.Close()
 	}
-	return nil, nil, nil
+}
+
+// exists reports whether there is a file at path.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// isFile reports whether fi is the file at path.
+func isFile(path string, fi os.FileInfo) bool {
+	st, err := os.Stat(path)
+	return err == nil && os.SameFile(st, fi)
 }
 
 // successor opens the file written after r.f, which has been rotated. It

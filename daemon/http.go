@@ -114,7 +114,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
 		return false
 	}
-	if dec.More() {
+	// Nothing but white space may follow (More misses a stray '}' or ']').
+	if _, err := dec.Token(); err != io.EOF {
 		writeError(w, http.StatusBadRequest, "malformed JSON body: more than one value")
 		return false
 	}

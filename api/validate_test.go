@@ -1,0 +1,229 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestValidName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true},
+		{"web", true},
+		{"Web-1.prod_2", true},
+		{"0day", true},
+		{strings.Repeat("a", 128), true},
+		{"", false},
+		{strings.Repeat("a", 129), false},
+		{"-web", false},
+		{"_web", false},
+		{".web", false},
+		{"web server", false},
+		{"web/1", false},
+		{"../etc", false},
+		{"web\x00", false},
+		{"\x00", false},
+		{"wéb", false},
+		{"web\n", false},
+		{"a:b", false},
+	} {
+		if got := ValidName(tc.name); got != tc.ok {
+			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
+
+func TestRestartPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		p    RestartPolicy
+		ok   bool
+		want string // String()
+	}{
+		{RestartPolicy{}, true, "no"},
+		{RestartPolicy{Name: "no"}, true, "no"},
+		{RestartPolicy{Name: "always"}, true, "always"},
+		{RestartPolicy{Name: "unless-stopped"}, true, "unless-stopped"},
+		{RestartPolicy{Name: "on-failure"}, true, "on-failure"},
+		{RestartPolicy{Name: "on-failure", MaxRetries: 3}, true, "on-failure:3"},
+		{RestartPolicy{Name: "on-failure", MaxRetries: 1 << 20}, true, "on-failure:1048576"},
+		{RestartPolicy{Name: "on-failure", MaxRetries: 1<<20 + 1}, false, ""},
+		{RestartPolicy{Name: "on-failure", MaxRetries: -1}, false, ""},
+		{RestartPolicy{Name: "always", MaxRetries: 1}, false, ""},
+		{RestartPolicy{Name: "no", MaxRetries: 1}, false, ""},
+		{RestartPolicy{MaxRetries: 2}, false, ""},
+		{RestartPolicy{Name: "sometimes"}, false, ""},
+		{RestartPolicy{Name: "Always"}, false, ""},
+		{RestartPolicy{Name: "on-failure:3"}, false, ""},
+	} {
+		err := tc.p.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%+v.Validate() = %v, want ok %v", tc.p, err, tc.ok)
+		}
+		if tc.ok {
+			if got := tc.p.String(); got != tc.want {
+				t.Errorf("%+v.String() = %q, want %q", tc.p, got, tc.want)
+			}
+		} else if err != nil && !strings.HasPrefix(err.Error(), "restart: ") {
+			t.Errorf("%+v: error %q does not name the field", tc.p, err)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	many := func(n int, s string) []string {
+		l := make([]string, n)
+		for i := range l {
+			l[i] = s
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name string
+		c    Config
+		err  string // a substring of the error; "" for none
+	}{
+		{"image", Config{Image: "alpine"}, ""},
+		{"program path", Config{Program: "/bin/echo", Args: []string{"hi"}}, ""},
+		{"program name", Config{Program: "echo"}, ""},
+		{"program in rootfs", Config{Program: "/bin/sh", RootFS: "/srv/root"}, ""},
+		{"entrypoint only", Config{Entrypoint: []string{"/bin/sh"}}, ""},
+		{"everything", Config{
+			Image: "alpine", Args: []string{"a"}, Entrypoint: []string{"/bin/sh", "-c"}, Env: []string{"A=1", "B=", "C=x=y"},
+			Dir: "/work", User: "1000:1000", Includes: []string{"/etc/hosts"}, Hostname: "h", ReadOnly: true,
+			Volumes: []Volume{{Source: "/src", Target: "/dst", ReadOnly: true}}, Stdin: true,
+			MemoryMiB: 512, CPUs: 2, Kernel: "/boot/vmlinuz", KernelArgs: "quiet", Accel: "kvm",
+			BootTimeout: 30, StopTimeout: 5,
+		}, ""},
+		{"accel auto", Config{Image: "a", Accel: "auto"}, ""},
+		{"accel tcg", Config{Image: "a", Accel: "tcg"}, ""},
+		{"limits at max", Config{Image: "a", MemoryMiB: 1 << 20, CPUs: 256}, ""},
+		{"args at max", Config{Image: "a", Args: many(4096, "")}, ""},
+		{"bytes at max", Config{Image: "a", Args: []string{strings.Repeat("x", 128<<10)}}, ""},
+		{"volumes at max", Config{Image: "a", Volumes: make([]Volume, 64)}, "volume"}, // empty paths
+
+		{"nothing", Config{}, "nothing to run"},
+		{"args only", Config{Args: []string{"x"}}, "nothing to run"},
+		{"image and program", Config{Image: "a", Program: "/bin/sh"}, "not both"},
+		{"image and rootfs", Config{Image: "a", RootFS: "/r"}, "not both"},
+		{"relative program with slash", Config{Program: "bin/sh"}, "program"},
+		{"dot program", Config{Program: "./sh"}, "program"},
+		{"bare program in rootfs", Config{Program: "sh", RootFS: "/r"}, "program"},
+		{"relative rootfs", Config{Program: "/bin/sh", RootFS: "root"}, "rootfs"},
+		{"relative workdir", Config{Image: "a", Dir: "work"}, "workdir"},
+		{"relative kernel", Config{Image: "a", Kernel: "vmlinuz"}, "kernel"},
+		{"relative include", Config{Image: "a", Includes: []string{"etc/hosts"}}, "include"},
+		{"relative volume source", Config{Image: "a", Volumes: []Volume{{Source: "src", Target: "/dst"}}}, "volume"},
+		{"relative volume target", Config{Image: "a", Volumes: []Volume{{Source: "/src", Target: "dst"}}}, "volume"},
+		{"too many volumes", Config{Image: "a", Volumes: make([]Volume, 65)}, "at most 64 volumes"},
+		{"NUL in arg", Config{Image: "a", Args: []string{"a\x00b"}}, "NUL"},
+		{"NUL in entrypoint", Config{Image: "a", Entrypoint: []string{"\x00"}}, "NUL"},
+		{"NUL in env", Config{Image: "a", Env: []string{"A=\x00"}}, "NUL"},
+		{"NUL in include", Config{Image: "a", Includes: []string{"/etc\x00"}}, "NUL"},
+		{"env without =", Config{Image: "a", Env: []string{"A"}}, "env"},
+		{"env with empty key", Config{Image: "a", Env: []string{"=1"}}, "env"},
+		{"too many args", Config{Image: "a", Args: many(4097, "")}, "at most 4096"},
+		{"too many args together", Config{Image: "a", Args: many(2048, ""), Env: many(2049, "A=")}, "at most 4096"},
+		{"too many bytes", Config{Image: "a", Args: []string{strings.Repeat("x", 128<<10), "y"}}, "exceed"},
+		{"negative memory", Config{Image: "a", MemoryMiB: -1}, "memory"},
+		{"huge memory", Config{Image: "a", MemoryMiB: 1<<20 + 1}, "memory"},
+		{"negative cpus", Config{Image: "a", CPUs: -1}, "cpus"},
+		{"many cpus", Config{Image: "a", CPUs: 257}, "cpus"},
+		{"negative boot timeout", Config{Image: "a", BootTimeout: -1}, "timeout"},
+		{"negative stop timeout", Config{Image: "a", StopTimeout: -0.5}, "timeout"},
+		{"bad accel", Config{Image: "a", Accel: "hvf"}, "accel"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.c.Validate()
+			switch {
+			case tc.err == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.err != "" && err == nil:
+				t.Errorf("Validate() = nil, want an error with %q", tc.err)
+			case err != nil && (!strings.Contains(err.Error(), tc.err) || !strings.HasPrefix(err.Error(), "config: ")):
+				t.Errorf("Validate() = %q, want \"config: ...%s...\"", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestCreateRequestValidate(t *testing.T) {
+	ok := Config{Image: "alpine"}
+	manyLabels := make(map[string]string)
+	for i := range 257 {
+		manyLabels[fmt.Sprint(i)] = ""
+	}
+	for _, tc := range []struct {
+		name string
+		r    CreateRequest
+		err  string
+	}{
+		{"minimal", CreateRequest{Config: ok}, ""},
+		{"named", CreateRequest{Name: "web-1", Config: ok}, ""},
+		{"policy", CreateRequest{Config: ok, Restart: RestartPolicy{Name: "on-failure", MaxRetries: 5}}, ""},
+		{"labels", CreateRequest{Config: ok, Labels: map[string]string{"a": "b", "c": ""}}, ""},
+		{"bad name", CreateRequest{Name: "-x", Config: ok}, "name"},
+		{"NUL name", CreateRequest{Name: "x\x00", Config: ok}, "name"},
+		{"long name", CreateRequest{Name: strings.Repeat("n", 129), Config: ok}, "name"},
+		{"bad policy", CreateRequest{Config: ok, Restart: RestartPolicy{Name: "never"}}, "restart"},
+		{"too many labels", CreateRequest{Config: ok, Labels: manyLabels}, "labels"},
+		{"empty label key", CreateRequest{Config: ok, Labels: map[string]string{"": "v"}}, "label"},
+		{"huge label", CreateRequest{Config: ok, Labels: map[string]string{"k": strings.Repeat("v", 4096)}}, "label"},
+		{"bad config", CreateRequest{Name: "ok"}, "nothing to run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.r.Validate()
+			switch {
+			case tc.err == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.err != "" && err == nil:
+				t.Errorf("Validate() = nil, want an error with %q", tc.err)
+			case err != nil && !strings.Contains(err.Error(), tc.err):
+				t.Errorf("Validate() = %q, want it to mention %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func FuzzCreateRequest(f *testing.F) {
+	for _, s := range []string{
+		`{}`,
+		`{"config":{"image":"alpine"}}`,
+		`{"name":"web","config":{"program":"/bin/sh","args":["-c","x"],"env":["A=1"]},"restart":{"name":"on-failure","max_retries":3},"labels":{"a":"b"}}`,
+		`{"config":{"program":"sh","rootfs":"/r","volumes":[{"source":"/a","target":"/b"}],"memory_mib":-1}}`,
+		`{"name":"\u0000","config":{"entrypoint":["\u0000"],"include":["x"]}}`,
+		`{"config":{"image":"a","accel":"kvm","boot_timeout":1e308,"stop_timeout":-1}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r CreateRequest
+		if json.Unmarshal(b, &r) != nil {
+			return
+		}
+		err := r.Validate()
+		if err != nil {
+			return
+		}
+		// What validates is sane.
+		if r.Name != "" && !ValidName(r.Name) {
+			t.Fatalf("invalid name %q validated", r.Name)
+		}
+		if r.Config.MemoryMiB < 0 || r.Config.CPUs < 0 || r.Config.BootTimeout < 0 || r.Config.StopTimeout < 0 {
+			t.Fatalf("negative value validated: %+v", r.Config)
+		}
+		for _, l := range [][]string{r.Config.Args, r.Config.Entrypoint, r.Config.Env, r.Config.Includes} {
+			for _, s := range l {
+				if strings.IndexByte(s, 0) >= 0 {
+					t.Fatalf("NUL validated: %q", s)
+				}
+			}
+		}
+		if r.Restart.String() == "" {
+			t.Fatal("empty policy string")
+		}
+	})
+}

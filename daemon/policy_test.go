@@ -1,0 +1,136 @@
+package daemon
+
+import (
+	"context"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+)
+
+func TestBackoff(t *testing.T) {
+	want := []time.Duration{
+		100 * time.Millisecond, // 0 failures (a restart after a stable run)
+		100 * time.Millisecond,
+		200 * time.Millisecond,
+		400 * time.Millisecond,
+		800 * time.Millisecond,
+		1600 * time.Millisecond,
+		3200 * time.Millisecond,
+		6400 * time.Millisecond,
+		12800 * time.Millisecond,
+		25600 * time.Millisecond,
+		30 * time.Second,
+		30 * time.Second,
+	}
+	for n, w := range want {
+		if got := backoff(n); got != w {
+			t.Errorf("backoff(%d) = %v, want %v", n, got, w)
+		}
+	}
+	for _, n := range []int{-1, 100, 1 << 30} {
+		if got := backoff(n); got < backoffMin || got > backoffMax {
+			t.Errorf("backoff(%d) = %v, out of [%v, %v]", n, got, backoffMin, backoffMax)
+		}
+	}
+}
+
+func TestShouldRestart(t *testing.T) {
+	d := &Daemon{ctx: context.Background()}
+	pol := func(name string, max int) api.RestartPolicy { return api.RestartPolicy{Name: name, MaxRetries: max} }
+	for _, tc := range []struct {
+		policy   api.RestartPolicy
+		restarts int
+		byUser   bool
+		code     int
+		oom      bool
+		want     bool
+	}{
+		{pol("", 0), 0, false, 1, false, false},
+		{pol("no", 0), 0, false, 0, false, false},
+		{pol("no", 0), 0, false, 1, false, false},
+
+		{pol("on-failure", 0), 0, false, 0, false, false},
+		{pol("on-failure", 0), 0, false, 1, false, true},
+		{pol("on-failure", 0), 0, false, 137, false, true},
+		{pol("on-failure", 0), 1000, false, 1, false, true}, // unbounded
+		{pol("on-failure", 0), 0, true, 1, false, false},
+
+		{pol("on-failure", 3), 0, false, 1, false, true},
+		{pol("on-failure", 3), 2, false, 1, false, true},  // below N
+		{pol("on-failure", 3), 3, false, 1, false, false}, // at N
+		{pol("on-failure", 3), 4, false, 1, false, false},
+		{pol("on-failure", 3), 0, false, 0, false, false},
+		{pol("on-failure", 3), 0, true, 1, false, false},
+		{pol("on-failure", 1), 0, false, 2, false, true},
+		{pol("on-failure", 1), 1, false, 2, false, false},
+
+		{pol("always", 0), 0, false, 0, false, true},
+		{pol("always", 0), 0, false, 1, false, true},
+		{pol("always", 0), 99, false, 1, false, true},
+		{pol("always", 0), 0, true, 0, false, false},
+		{pol("always", 0), 0, true, 1, false, false},
+
+		{pol("unless-stopped", 0), 0, false, 0, false, true},
+		{pol("unless-stopped", 0), 5, false, 1, false, true},
+		{pol("unless-stopped", 0), 0, true, 0, false, false},
+		{pol("unless-stopped", 0), 0, true, 1, false, false},
+
+		{pol("bogus", 0), 0, false, 1, false, false},
+
+		// A VM killed for its memory would only be killed again.
+		{pol("always", 0), 0, false, 137, true, false},
+		{pol("unless-stopped", 0), 0, false, 137, true, false},
+		{pol("on-failure", 0), 0, false, 137, true, false},
+	} {
+		r := &record{Arrow: api.Arrow{Restart: tc.policy, Restarts: tc.restarts, StoppedByUser: tc.byUser}}
+		if got := d.shouldRestart(r, tc.code, tc.oom); got != tc.want {
+			t.Errorf("policy %s, %d restarts, stopped by user %v, exit %d, oom %v: restart %v, want %v",
+				tc.policy, tc.restarts, tc.byUser, tc.code, tc.oom, got, tc.want)
+		}
+	}
+
+	// A daemon that is stopping restarts nothing: the next one decides.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stopping := &Daemon{ctx: ctx}
+	r := &record{Arrow: api.Arrow{Restart: pol("always", 0)}}
+	if stopping.shouldRestart(r, 1, false) {
+		t.Error("a stopping daemon restarts")
+	}
+}
+
+func TestRandomName(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z]+_[a-z]+_([0-9]|[1-9][0-9])$`)
+	seen := make(map[string]bool)
+	for range 500 {
+		n := randomName()
+		if !re.MatchString(n) {
+			t.Fatalf("randomName() = %q, want adjective_noun_N", n)
+		}
+		if !api.ValidName(n) {
+			t.Fatalf("randomName() = %q is not a valid name", n)
+		}
+		seen[n] = true
+	}
+	if len(seen) < 400 {
+		t.Errorf("%d distinct names of 500", len(seen))
+	}
+	for n, want := range map[int]string{0: "0", 7: "7", 10: "10", 42: "42", 99: "99", 1234: "1234"} {
+		if got := itoa(n); got != want {
+			t.Errorf("itoa(%d) = %q", n, got)
+		}
+	}
+}
+
+func TestFreeName(t *testing.T) {
+	d := &Daemon{arrows: make(map[string]*arrow)}
+	taken := &arrow{rec: &record{Arrow: api.Arrow{ID: "x", Name: "swift_heron_1"}}}
+	d.arrows["x"] = taken
+	for range 100 {
+		if n := d.freeNameLocked(); n == "swift_heron_1" {
+			t.Fatal("a taken name was handed out")
+		}
+	}
+}

@@ -58,7 +58,7 @@ func (r *CreateRequest) Validate() error {
 		return fmt.Errorf("labels: at most %d", maxLabels)
 	}
 	for k, v := range r.Labels {
-		if k == "" || len(k)+len(v) > 4096 {
+		if k == "" || len(k)+len(v) > 4096 || strings.IndexByte(k+v, 0) >= 0 {
 			return fmt.Errorf("label %.40q: want a non-empty key and at most 4 KiB", k)
 		}
 	}
@@ -123,6 +123,18 @@ func (c *Config) Validate() error {
 	if size > maxArgBytes {
 		return fmt.Errorf("config: args, env and includes exceed %d bytes", maxArgBytes)
 	}
+	for field, v := range map[string]string{"image": c.Image, "program": c.Program, "rootfs": c.RootFS, "workdir": c.Dir,
+		"kernel": c.Kernel, "kernel_args": c.KernelArgs, "hostname": c.Hostname, "user": c.User} {
+		if strings.IndexByte(v, 0) >= 0 || len(v) > 4096 {
+			return fmt.Errorf("config: %s: a NUL byte, or longer than 4 KiB", field)
+		}
+	}
+	if c.Hostname != "" && !validHostname(c.Hostname) {
+		return fmt.Errorf("config: hostname %q: want letters, digits, '-' and '.', at most 64", c.Hostname)
+	}
+	if strings.ContainsAny(c.User, " \t\n/") {
+		return fmt.Errorf("config: user %q: want NAME|UID[:GROUP|GID]", c.User)
+	}
 	for _, e := range c.Env {
 		if k, _, _ := strings.Cut(e, "="); k == "" || !strings.Contains(e, "=") {
 			return fmt.Errorf("config: env %q: want KEY=value", e)
@@ -137,6 +149,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: at most %d volumes", maxVolumes)
 	}
 	for _, v := range c.Volumes {
+		if strings.IndexByte(v.Source+v.Target, 0) >= 0 {
+			return errors.New("config: a NUL byte in a volume")
+		}
 		if !filepath.IsAbs(v.Source) || !filepath.IsAbs(v.Target) {
 			return fmt.Errorf("config: volume %s:%s: want absolute paths", v.Source, v.Target)
 		}
@@ -155,4 +170,18 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: accel %q: want auto, kvm or tcg", c.Accel)
 	}
 	return nil
+}
+
+// validHostname accepts a host name the guest can take: letters, digits,
+// '-' and '.', not starting with '-' or '.'.
+func validHostname(h string) bool {
+	if len(h) > 64 || h[0] == '-' || h[0] == '.' {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

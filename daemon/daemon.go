@@ -54,7 +54,7 @@ type Config struct {
 
 // Errors the API maps to statuses.
 var (
-	ErrNotFound   = errors.New("no such arrow")
+	ErrNotFound   = errors.New("not found")
 	ErrConflict   = errors.New("conflict")
 	ErrInvalid    = errors.New("invalid request")
 	ErrNotRunning = errors.New("not running")
@@ -208,7 +208,7 @@ func (d *Daemon) update(a *arrow, f func(r *record)) error {
 
 func (d *Daemon) updateLocked(a *arrow, f func(r *record)) error {
 	if a.removed {
-		return ErrNotFound
+		return fmt.Errorf("%w: no such arrow: %s was removed", ErrNotFound, a.rec.Name)
 	}
 	f(a.rec)
 	if err := d.st.put(a.rec); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"strconv"
 	"strings"
@@ -87,9 +88,6 @@ func fail(w http.ResponseWriter, err error) {
 	for _, sentinel := range []error{ErrNotFound, ErrInvalid, ErrConflict} {
 		if errors.Is(err, sentinel) {
 			msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
-			if code == http.StatusNotFound {
-				msg = "no such arrow: " + msg
-			}
 		}
 	}
 	writeError(w, code, msg)
@@ -303,7 +301,8 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	})
-	if err != nil && ctx.Err() == nil {
+	// An arrow that never ran has no log yet: that is an empty log.
+	if err != nil && ctx.Err() == nil && !errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(d.cfg.Log, "arrowd: logs of %s: %v\n", a.rec.ID[:12], err)
 	}
 }

@@ -115,7 +115,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	d.mu.Lock()
 	if a.removed {
 		d.mu.Unlock()
-		return nil, ErrNotFound
+		return nil, fmt.Errorf("%w: no such arrow: %s was removed", ErrNotFound, a.rec.Name)
 	}
 	if a.run != nil {
 		d.mu.Unlock()
@@ -187,6 +187,8 @@ func (d *Daemon) startFailed(a *arrow, err error) error {
 		r.State, r.ExitCode, r.Error, r.FinishedAt = api.Exited, run.ExitArrowFailed, err.Error(), time.Now().UTC()
 	})
 	d.removeCgroup(a.rec.ID)
+	code := run.ExitArrowFailed
+	d.emit(a, "die", &code, err.Error())
 	return err
 }
 
@@ -570,7 +572,7 @@ func (d *Daemon) List(all bool) []api.Arrow {
 // resolve finds an arrow by full ID, name, or unique ID prefix.
 func (d *Daemon) resolve(ref string) (*arrow, error) {
 	if ref == "" {
-		return nil, fmt.Errorf("%w: empty", ErrNotFound)
+		return nil, fmt.Errorf("%w: no such arrow: empty name", ErrNotFound)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -590,7 +592,7 @@ func (d *Daemon) resolve(ref string) (*arrow, error) {
 		}
 	}
 	if found == nil {
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, ref)
+		return nil, fmt.Errorf("%w: no such arrow: %q", ErrNotFound, ref)
 	}
 	return found, nil
 }

@@ -606,3 +606,28 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestDaemonSpecFile(t *testing.T) {
+	d := startDaemon(t)
+	spec := filepath.Join(t.TempDir(), "arrow.yaml")
+	if err := os.WriteFile(spec, []byte(`version: 1
+name: specced
+program: /bin/busybox
+args: [sh, -c, "echo from spec; exit 2"]
+restart: on-failure:1
+labels: {team: infra}
+memory: 128M
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.must("run", "-d", "-f", spec)
+	a := d.waitFor("specced", time.Minute, "given up", func(a api.Arrow) bool { return a.State == api.Exited && a.Restarts == 1 })
+	if a.ExitCode != 2 || a.Labels["team"] != "infra" || a.Config.MemoryMiB != 128 || a.Restart.String() != "on-failure:1" {
+		t.Fatalf("arrow from a spec: %+v", a)
+	}
+	// Without -d, the spec's restart policy and labels mean nothing and
+	// are no error; --restart given by hand is.
+	if r := d.arrow("run", "--restart", "always", "/bin/true"); r.code != 125 || !strings.Contains(r.stderr, "-d") {
+		t.Fatalf("--restart without -d: exit %d %s", r.code, r.stderr)
+	}
+}

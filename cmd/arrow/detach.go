@@ -36,6 +36,8 @@ func (d *detachFlags) check(cmd *cobra.Command) error {
 	if d.detach {
 		return nil
 	}
+	// (A spec file's name, restart and labels are fine without -d: they
+	// only mean something to a detached arrow.)
 	for _, f := range []string{"name", "restart", "label"} {
 		if cmd.Flags().Changed(f) {
 			return fmt.Errorf("--%s applies to detached arrows: add -d", f)

@@ -60,7 +60,7 @@ or a library it needs was not found.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if specFile != "" {
-				if err := applySpecFile(cmd, &o, specFile, args); err != nil {
+				if err := applySpecFile(cmd, &o, &det, specFile, args); err != nil {
 					return &run.Error{Code: run.ExitArrowFailed, Err: err}
 				}
 				if !cmd.Flags().Changed("memory") && o.MemoryMiB != 0 {
@@ -205,7 +205,7 @@ func setupTerminal(o *run.Options) (restore func(), resize <-chan guest.WindowSi
 
 // applySpecFile fills o from the spec file at path. Flags given on the
 // command line win; extra arguments replace the spec's args.
-func applySpecFile(cmd *cobra.Command, o *run.Options, path string, args []string) error {
+func applySpecFile(cmd *cobra.Command, o *run.Options, det *detachFlags, path string, args []string) error {
 	sp, err := spec.Load(path)
 	if err != nil {
 		return err
@@ -246,6 +246,19 @@ func applySpecFile(cmd *cobra.Command, o *run.Options, path string, args []strin
 	o.TTY = o.TTY || sp.TTY
 	if sp.Name != "" && !changed("hostname") {
 		o.Hostname = sp.Name
+	}
+	// What only a detached arrow uses: its name, restart policy, labels.
+	if sp.Name != "" && !changed("name") {
+		det.name = sp.Name
+	}
+	if sp.Restart.Name != "" && !changed("restart") {
+		det.restart = sp.Restart.Name
+		if sp.Restart.MaxRetries > 0 {
+			det.restart += ":" + strconv.Itoa(sp.Restart.MaxRetries)
+		}
+	}
+	for k, v := range sp.Labels {
+		det.labels = append(det.labels, k+"="+v)
 	}
 	if o.Image == "" && o.Program == "" {
 		return fmt.Errorf("%s: nothing to run", path)

@@ -16,6 +16,12 @@
 // disk built on the run or cached, against python3 as a host program.
 //
 //	go run ./bench -images -runs 10
+//
+// With -daemon it measures detached arrows instead (see benchDaemon): the
+// latency from `arrow run -d` to a running idle app and the host memory
+// (PSS) of -idle idle arrows, against foreground `arrow run` and raw QEMU.
+//
+//	go run ./bench -daemon -runs 5 -idle 5
 package main
 
 import (
@@ -42,11 +48,16 @@ func main() {
 	program := flag.String("program", "/bin/echo", "the program to run")
 	arg := flag.String("arg", "hello", "its argument, which it must print")
 	images := flag.Bool("images", false, "measure image import and runs of a Debian python3 image instead")
+	daemon := flag.Bool("daemon", false, "measure detached arrows under arrowd (start latency, memory per idle arrow) instead")
+	idle := flag.Int("idle", 5, "with -daemon: idle arrows started each way to measure memory")
 	flag.Parse()
 	var err error
-	if *images {
+	switch {
+	case *daemon:
+		err = benchDaemon(context.Background(), *arrowBin, *runs, *idle)
+	case *images:
 		err = benchImages(context.Background(), *arrowBin, *runs)
-	} else {
+	default:
 		err = bench(context.Background(), *arrowBin, *program, *arg, *runs)
 	}
 	if err != nil {

@@ -161,6 +161,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Error":          Error{},
 		"Info":           Info{},
 		"Volume":         Volume{},
+		"Port":           Port{},
 		"Config":         Config{},
 		"RestartPolicy":  RestartPolicy{},
 		"CreateRequest":  CreateRequest{},

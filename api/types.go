@@ -39,6 +39,11 @@ type Config struct {
 	Volumes    []Volume `json:"volumes,omitempty"`
 	// Stdin keeps the application's standard input open for `attach`.
 	Stdin bool `json:"stdin,omitempty"`
+	// Network is "user" (the default: QEMU's user-mode network), "none"
+	// (loopback only), or a network's name.
+	Network string `json:"network,omitempty"`
+	// Ports are published ports.
+	Ports []Port `json:"ports,omitempty"`
 
 	MemoryMiB  int    `json:"memory_mib,omitempty"`
 	CPUs       int    `json:"cpus,omitempty"`
@@ -55,6 +60,16 @@ type Volume struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// Port publishes a guest port on a host port.
+type Port struct {
+	// HostIP is the host address to listen on; empty for every address.
+	HostIP    string `json:"host_ip,omitempty"`
+	HostPort  int    `json:"host_port"`
+	GuestPort int    `json:"guest_port"`
+	// Proto is "tcp" (the default when empty) or "udp".
+	Proto string `json:"proto,omitempty"`
 }
 
 // CreateRequest asks the daemon to create an arrow and start it.

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 )
@@ -26,6 +27,7 @@ const (
 	maxMemoryMiB = 1 << 20
 	maxCPUs      = 256
 	maxRetries   = 1 << 20
+	maxPorts     = 256
 )
 
 // ValidName reports whether name may name an arrow: as in docker, a
@@ -169,6 +171,9 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config: accel %q: want auto, kvm or tcg", c.Accel)
 	}
+	if err := c.validateNetwork(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -184,4 +189,51 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
+}
+
+// validateNetwork checks the network's name and the published ports: no
+// two bind the same host port and protocol on overlapping addresses.
+func (c *Config) validateNetwork() error {
+	if c.Network != "" && !ValidName(c.Network) {
+		return fmt.Errorf("config: network %q: want user, none or a network's name", c.Network)
+	}
+	if c.Network == "none" && len(c.Ports) > 0 {
+		return errors.New("config: ports with network none: there is no network to publish them on")
+	}
+	if len(c.Ports) > maxPorts {
+		return fmt.Errorf("config: at most %d ports", maxPorts)
+	}
+	for i, p := range c.Ports {
+		switch {
+		case p.HostPort < 1 || p.HostPort > 65535:
+			return fmt.Errorf("config: ports[%d]: host port %d: want 1 to 65535", i, p.HostPort)
+		case p.GuestPort < 1 || p.GuestPort > 65535:
+			return fmt.Errorf("config: ports[%d]: guest port %d: want 1 to 65535", i, p.GuestPort)
+		case p.Proto != "" && p.Proto != "tcp" && p.Proto != "udp":
+			return fmt.Errorf("config: ports[%d]: protocol %q: want tcp or udp", i, p.Proto)
+		}
+		if p.HostIP != "" {
+			if a, err := netip.ParseAddr(p.HostIP); err != nil || a.Zone() != "" {
+				return fmt.Errorf("config: ports[%d]: host IP %q is not an IP address", i, p.HostIP)
+			}
+		}
+		for j, q := range c.Ports[:i] {
+			if q.HostPort == p.HostPort && portProto(q) == portProto(p) && (q.HostIP == p.HostIP || anyAddr(q.HostIP) || anyAddr(p.HostIP)) {
+				return fmt.Errorf("config: ports[%d]: host port %d/%s is already published by ports[%d]", i, p.HostPort, portProto(p), j)
+			}
+		}
+	}
+	return nil
+}
+
+func portProto(p Port) string {
+	if p.Proto == "" {
+		return "tcp"
+	}
+	return p.Proto
+}
+
+func anyAddr(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return ip == "" || err == nil && a.IsUnspecified()
 }

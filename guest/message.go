@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path"
 	"strings"
 )
@@ -53,6 +54,45 @@ type Spec struct {
 	// Mounts are host directories (volumes) mounted in the guest before
 	// the application starts, in the root file system it runs in.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// Network configures the guest's network interfaces and name
+	// resolution. Nil leaves the guest with its loopback interface only,
+	// which arrow-init brings up in every guest.
+	Network *Network `json:"network,omitempty"`
+}
+
+// Network is the guest's static network configuration: the host decides
+// every address, so the guest needs no DHCP client.
+type Network struct {
+	// Interfaces are the guest's network cards, found by MAC address.
+	Interfaces []Interface `json:"interfaces,omitempty"`
+	// DNS are the name servers written to /etc/resolv.conf, IPv4 or IPv6
+	// addresses.
+	DNS []string `json:"dns,omitempty"`
+	// Search are the DNS search domains of /etc/resolv.conf.
+	Search []string `json:"search,omitempty"`
+	// Hosts are extra /etc/hosts entries.
+	Hosts []HostEntry `json:"hosts,omitempty"`
+}
+
+// Interface is one network card of the guest and its configuration.
+type Interface struct {
+	// MAC is the card's address as the host set it (vm.NIC.MAC),
+	// aa:bb:cc:dd:ee:ff: the guest finds the card by it.
+	MAC string `json:"mac"`
+	// Address is the card's IPv4 address and prefix, CIDR notation
+	// ("10.0.2.15/24").
+	Address string `json:"address"`
+	// Gateway, when set, is the IPv4 default route's next hop; it lies
+	// inside Address's prefix.
+	Gateway string `json:"gateway,omitempty"`
+	// MTU is the card's MTU; 0 keeps the driver's (1500).
+	MTU int `json:"mtu,omitempty"`
+}
+
+// HostEntry is one line of /etc/hosts: an address and its names.
+type HostEntry struct {
+	IP    string   `json:"ip"`
+	Names []string `json:"names"`
 }
 
 // Root is a root file system on a virtio block device.
@@ -123,6 +163,15 @@ const (
 	// maxSerialLen is virtio-blk's limit on a serial number.
 	maxSerialLen = 20
 	maxPathLen   = 4096
+	// MaxInterfaces bounds [Network.Interfaces]; each takes a device slot.
+	MaxInterfaces = 4
+	maxDNS        = 8 // glibc reads 3; musl 3; leave room
+	maxSearch     = 8
+	maxHosts      = 256
+	maxHostNames  = 16
+	maxDomainLen  = 253
+	minMTU        = 68 // IPv4's minimum
+	maxMTU        = 65535
 )
 
 // Validate reports the first problem that makes s unusable.
@@ -182,6 +231,11 @@ func (s *Spec) Validate() error {
 		}
 		tags[m.Tag], targets[m.Target] = true, true
 	}
+	if s.Network != nil {
+		if err := s.Network.validate(); err != nil {
+			return err
+		}
+	}
 	for _, r := range s.Rlimits {
 		if _, ok := RlimitResource(r.Type); !ok {
 			return fmt.Errorf("spec: unknown rlimit %q", r.Type)
@@ -191,6 +245,129 @@ func (s *Spec) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (n *Network) validate() error {
+	switch {
+	case len(n.Interfaces) > MaxInterfaces:
+		return fmt.Errorf("spec: %d network interfaces, at most %d", len(n.Interfaces), MaxInterfaces)
+	case len(n.DNS) > maxDNS:
+		return fmt.Errorf("spec: %d name servers, at most %d", len(n.DNS), maxDNS)
+	case len(n.Search) > maxSearch:
+		return fmt.Errorf("spec: %d search domains, at most %d", len(n.Search), maxSearch)
+	case len(n.Hosts) > maxHosts:
+		return fmt.Errorf("spec: %d hosts entries, at most %d", len(n.Hosts), maxHosts)
+	}
+	macs := make(map[string]bool, len(n.Interfaces))
+	gateways := 0
+	for _, i := range n.Interfaces {
+		if err := i.validate(); err != nil {
+			return err
+		}
+		if macs[i.MAC] {
+			return fmt.Errorf("spec: network interface %s given twice", i.MAC)
+		}
+		macs[i.MAC] = true
+		if i.Gateway != "" {
+			gateways++
+		}
+	}
+	if gateways > 1 {
+		return errors.New("spec: more than one interface has a gateway: the guest has one default route")
+	}
+	for _, d := range n.DNS {
+		if _, err := parseIP(d); err != nil {
+			return fmt.Errorf("spec: name server: %w", err)
+		}
+	}
+	for _, d := range n.Search {
+		if !IsHostName(d) {
+			return fmt.Errorf("spec: search domain %.80q: want a DNS name", d)
+		}
+	}
+	for _, h := range n.Hosts {
+		if _, err := parseIP(h.IP); err != nil {
+			return fmt.Errorf("spec: hosts entry: %w", err)
+		}
+		if len(h.Names) == 0 || len(h.Names) > maxHostNames {
+			return fmt.Errorf("spec: hosts entry %s: want 1 to %d names", h.IP, maxHostNames)
+		}
+		for _, name := range h.Names {
+			if !IsHostName(name) {
+				return fmt.Errorf("spec: hosts entry %s: name %.80q: want a DNS name", h.IP, name)
+			}
+		}
+	}
+	return nil
+}
+
+func (i *Interface) validate() error {
+	if !IsMAC(i.MAC) {
+		return fmt.Errorf("spec: network interface MAC %.40q: want six lower-case hex pairs, aa:bb:cc:dd:ee:ff", i.MAC)
+	}
+	p, err := netip.ParsePrefix(i.Address)
+	if err != nil || !p.Addr().Is4() || p.Bits() == 0 || p.Bits() < 31 && p.Addr() == p.Masked().Addr() {
+		return fmt.Errorf("spec: interface %s: address %.60q: want an IPv4 host address with its prefix length (10.0.2.15/24)", i.MAC, i.Address)
+	}
+	if i.Gateway != "" {
+		g, err := parseIP(i.Gateway)
+		if err != nil || !g.Is4() || g == p.Addr() || !p.Contains(g) {
+			return fmt.Errorf("spec: interface %s: gateway %.60q: want an IPv4 address inside %s other than the interface's", i.MAC, i.Gateway, p.Masked())
+		}
+	}
+	if i.MTU != 0 && (i.MTU < minMTU || i.MTU > maxMTU) {
+		return fmt.Errorf("spec: interface %s: MTU %d: want %d to %d", i.MAC, i.MTU, minMTU, maxMTU)
+	}
+	return nil
+}
+
+// parseIP parses a plain IPv4 or IPv6 address: no zone, not unspecified.
+func parseIP(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" || a.IsUnspecified() || a.Is4In6() {
+		return netip.Addr{}, fmt.Errorf("%.60q is not an IP address", s)
+	}
+	return a, nil
+}
+
+// IsMAC reports whether s is a MAC address as Arrow writes them: six
+// lower-case hex pairs separated by colons.
+func IsMAC(s string) bool {
+	if len(s) != 17 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i%3 == 2 {
+			if c != ':' {
+				return false
+			}
+		} else if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsHostName reports whether s is a DNS name /etc/hosts and resolv.conf
+// can carry: dot-separated labels of letters, digits, '-' and '_', each 1
+// to 63 bytes, 253 in all.
+func IsHostName(s string) bool {
+	if s == "" || len(s) > maxDomainLen {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (r *Root) validate() error {
@@ -302,8 +479,10 @@ type Hello struct {
 }
 
 // ProtocolVersion is the version of this protocol. A host refuses a guest
-// announcing another one. Version 2 added [Spec.Root] and [Spec.Mounts].
-const ProtocolVersion = 2
+// announcing another one. Version 2 added [Spec.Root] and [Spec.Mounts];
+// version 3 [Spec.Network] (and arrow-init bringing up the loopback
+// interface).
+const ProtocolVersion = 3
 
 // ExitReason says how the application ended.
 type ExitReason string

@@ -48,6 +48,20 @@ func TestSpecValidate(t *testing.T) {
 		func(s *Spec) {
 			s.Mounts = []Mount{{Tag: strings.Repeat("t", 36), Target: "/procfs", FSType: "virtiofs"}}
 		},
+		func(s *Spec) { s.Network = &Network{} },
+		func(s *Spec) { s.Network = userNet() },
+		func(s *Spec) {
+			s.Network = userNet()
+			s.Network.Interfaces = append(s.Network.Interfaces, Interface{MAC: "02:00:00:00:00:02", Address: "172.18.0.2/16"})
+			s.Network.DNS = append(s.Network.DNS, "2001:db8::53")
+			s.Network.Hosts = []HostEntry{{IP: "::1", Names: []string{"ip6-localhost"}}}
+		},
+		func(s *Spec) {
+			n := userNet()
+			n.Interfaces[0].Address = "192.0.2.7/32"
+			n.Interfaces[0].Gateway = ""
+			s.Network = n
+		},
 	}
 	for i, mutate := range valid {
 		s := ok
@@ -102,6 +116,33 @@ func TestSpecValidate(t *testing.T) {
 		{"mount target twice", func(s *Spec) {
 			s.Mounts = []Mount{{Tag: "v", Target: "/a", FSType: "virtiofs"}, {Tag: "w", Target: "/a", FSType: "9p"}}
 		}, "two mounts"},
+		{"bad MAC", withNet(func(n *Network) { n.Interfaces[0].MAC = "02:00:00:00:00" }), "MAC"},
+		{"upper-case MAC", withNet(func(n *Network) { n.Interfaces[0].MAC = "02:AB:00:00:00:01" }), "MAC"},
+		{"MAC twice", withNet(func(n *Network) {
+			n.Interfaces = append(n.Interfaces, Interface{MAC: n.Interfaces[0].MAC, Address: "10.1.0.2/24"})
+		}), "twice"},
+		{"no prefix", withNet(func(n *Network) { n.Interfaces[0].Address = "10.0.2.15" }), "address"},
+		{"network address", withNet(func(n *Network) { n.Interfaces[0].Address = "10.0.2.0/24" }), "address"},
+		{"IPv6 address", withNet(func(n *Network) { n.Interfaces[0].Address = "fd00::2/64" }), "IPv4"},
+		{"gateway outside", withNet(func(n *Network) { n.Interfaces[0].Gateway = "10.0.3.2" }), "gateway"},
+		{"gateway is self", withNet(func(n *Network) { n.Interfaces[0].Gateway = "10.0.2.15" }), "gateway"},
+		{"two gateways", withNet(func(n *Network) {
+			n.Interfaces = append(n.Interfaces, Interface{MAC: "02:00:00:00:00:02", Address: "10.1.0.2/24", Gateway: "10.1.0.1"})
+		}), "default route"},
+		{"MTU", withNet(func(n *Network) { n.Interfaces[0].MTU = 20 }), "MTU"},
+		{"too many interfaces", withNet(func(n *Network) {
+			for i := 0; i < MaxInterfaces; i++ {
+				n.Interfaces = append(n.Interfaces, Interface{MAC: fmt.Sprintf("02:00:00:00:01:%02x", i), Address: fmt.Sprintf("10.9.%d.2/24", i)})
+			}
+		}), "interfaces, at most"},
+		{"bad DNS", withNet(func(n *Network) { n.DNS = []string{"dns.example"} }), "name server"},
+		{"unspecified DNS", withNet(func(n *Network) { n.DNS = []string{"0.0.0.0"} }), "name server"},
+		{"too many DNS", withNet(func(n *Network) { n.DNS = make([]string, 9) }), "name servers"},
+		{"search with space", withNet(func(n *Network) { n.Search = []string{"a b"} }), "search domain"},
+		{"search newline", withNet(func(n *Network) { n.Search = []string{"a\nnameserver 1.2.3.4"} }), "search domain"},
+		{"hosts bad IP", withNet(func(n *Network) { n.Hosts = []HostEntry{{IP: "x", Names: []string{"a"}}} }), "hosts entry"},
+		{"hosts no names", withNet(func(n *Network) { n.Hosts = []HostEntry{{IP: "10.0.0.1"}} }), "names"},
+		{"hosts bad name", withNet(func(n *Network) { n.Hosts = []HostEntry{{IP: "10.0.0.1", Names: []string{"a\tb"}}} }), "DNS name"},
 		{"too many mounts", func(s *Spec) {
 			for i := 0; i <= MaxMounts; i++ {
 				s.Mounts = append(s.Mounts, Mount{Tag: fmt.Sprint("v", i), Target: fmt.Sprint("/v", i), FSType: "virtiofs"})
@@ -117,6 +158,24 @@ func TestSpecValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// userNet is the network configuration of a user-mode run.
+func userNet() *Network {
+	return &Network{
+		Interfaces: []Interface{{MAC: "02:12:34:56:78:9a", Address: "10.0.2.15/24", Gateway: "10.0.2.2", MTU: 1500}},
+		DNS:        []string{"10.0.2.3"},
+		Search:     []string{"example.com"},
+		Hosts:      []HostEntry{{IP: "10.0.2.2", Names: []string{"host.arrow.internal"}}},
+	}
+}
+
+func withNet(mutate func(*Network)) func(*Spec) {
+	return func(s *Spec) {
+		n := userNet()
+		mutate(n)
+		s.Network = n
 	}
 }
 

@@ -34,11 +34,14 @@ type Features struct {
 	// Shares are the transports of the run's volumes: "virtiofs" or
 	// "9p" (see vm.ShareFS).
 	Shares []string
+	// Network says that the guest has a network card (virtio-net).
+	Network bool
 }
 
 // RunModules returns the modules, by name, a guest kernel needs for a run
 // with f: [GuestModules]; for a root disk virtio_blk, its file system and,
-// with an overlay, overlay; for volumes virtiofs, or 9p and 9pnet_virtio.
+// with an overlay, overlay; for volumes virtiofs, or 9p and 9pnet_virtio;
+// for a network card virtio_net.
 // Each comes once, in that order; [ResolveModules] adds what they depend
 // on and leaves out what the kernel has built in.
 func RunModules(f Features) []string {
@@ -63,6 +66,9 @@ func RunModules(f Features) []string {
 		case "9p":
 			add("9p", "9pnet_virtio")
 		}
+	}
+	if f.Network {
+		add("virtio_net")
 	}
 	return names
 }

@@ -141,6 +141,9 @@ func (s *session) died(when string) error {
 		line, _, _ := strings.Cut(tail[i:], "\n")
 		return failf(ExitArrowFailed, "the guest kernel panicked %s: %s", when, strings.TrimSpace(line))
 	}
+	if err := forwardError(werr); err != nil {
+		return err
+	}
 	msg := fmt.Sprintf("the VM stopped %s without reporting an exit status", when)
 	if werr != nil {
 		msg += ": " + werr.Error()

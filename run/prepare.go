@@ -23,9 +23,16 @@ import (
 
 // prepared is everything a run needs before QEMU starts.
 type prepared struct {
-	cfg    vm.Config
-	spec   *guest.Spec
-	phases []Phase
+	// id is the run's ID.
+	id   string
+	cfg  vm.Config
+	spec *guest.Spec
+	// net is the guest's network configuration (nil: loopback only) and
+	// netInfo what --debug says of it.
+	net     *guest.Network
+	netInfo string
+	nics    []vm.NIC // the VM's network cards, until cfg exists
+	phases  []Phase
 	// held are what the run keeps open until it ends (its root disk).
 	held []io.Closer
 }
@@ -52,6 +59,11 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	}
 	if o.CPUs < 1 || o.CPUs > vm.MaxCPUs {
 		return failf(ExitArrowFailed, "--cpus %d: want 1 to %d", o.CPUs, vm.MaxCPUs)
+	}
+	// Before anything is built: a published port that is taken is the
+	// user's to fix, and cheap to check.
+	if err := p.network(o); err != nil {
+		return err
 	}
 	qemu, err := vm.FindQEMU()
 	if err != nil {
@@ -80,6 +92,10 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		CPUs:      o.CPUs,
 		Accel:     accel,
 		Verbose:   o.Console,
+	}
+	p.cfg.NICs = p.nics
+	if o.Debug {
+		fmt.Fprintf(o.Log, "arrow: network %s\n", p.netInfo)
 	}
 	p.cfg.Cmdline = o.KernelArgs
 	if o.Debug {
@@ -142,7 +158,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		if khz := host.TSCkHz(); khz > 0 && accel.Name == vm.AccelTCG {
 			p.cfg.Cmdline = strings.TrimSpace(p.cfg.Cmdline + " tsc_early_khz=" + strconv.Itoa(khz))
 		}
-		feats := kernel.Features{}
+		feats := kernel.Features{Network: len(p.cfg.NICs) > 0}
 		if gr != nil {
 			feats.RootFS, feats.Overlay = gr.root.FSType, !gr.root.ReadOnly
 		}
@@ -176,6 +192,13 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	if err := p.jail(); err != nil {
 		return fail(ExitArrowFailed, err)
 	}
+	slots := vm.MaxDevices
+	if p.cfg.ACPI {
+		slots = vm.MaxDevicesACPI
+	}
+	if n := len(p.cfg.Drives) + len(p.cfg.Shares); n <= slots && n+len(p.cfg.NICs) > slots {
+		return failf(ExitArrowFailed, "the root disk and volumes (%d) and the network card need %d device slots, and the VM has %d: use fewer volumes, or --network none", n, n+len(p.cfg.NICs), slots)
+	}
 	if err := p.cfg.Validate(); err != nil {
 		return fail(ExitArrowFailed, err)
 	}
@@ -196,6 +219,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		p.spec.Root = gr.root
 	}
 	p.spec.Mounts = mounts
+	p.spec.Network = p.net
 	return p.spec.Validate()
 }
 

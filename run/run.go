@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/spec"
 	"github.com/arrowsys/arrow/vm"
 )
 
@@ -73,6 +74,17 @@ type Options struct {
 	ReadOnly bool
 	// Volumes are host directories mounted in the guest.
 	Volumes []Volume
+
+	// Network is the run's network: [NetworkUser] (the default),
+	// [NetworkNone], or the name of a bridge network, which the caller
+	// set up and attaches the run to with Tap.
+	Network string
+	// Tap attaches the run to a bridge network; only with a Network
+	// other than user and none.
+	Tap *TapAttachment
+	// Ports are published ports, in user mode (arrowd publishes those
+	// of bridge networks itself). HostIP is an IPv4 address or empty.
+	Ports []spec.Port
 
 	// Stdin forwards In to the application; without it the application
 	// reads /dev/null.
@@ -178,7 +190,8 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
-// newID returns a random run ID, used as the default host name.
+// newID returns a random run ID, used as the default host name and to
+// derive the guest's MAC address.
 func newID() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -300,7 +313,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err := o.setDefaults(); err != nil {
 		return Result{}, fail(ExitArrowFailed, err)
 	}
-	p := &prepared{}
+	p := &prepared{id: newID()}
+	if o.Hostname == "" {
+		o.Hostname = p.id
+	}
 	defer p.release()
 	if err := p.prepare(ctx, &o); err != nil {
 		return Result{Phases: p.phases}, err

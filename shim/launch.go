@@ -27,6 +27,7 @@ import (
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/run"
+	"github.com/arrowsys/arrow/spec"
 )
 
 // Launch is what the daemon tells a shim to run.
@@ -155,6 +156,15 @@ func Options(c *api.Config, root string) run.Options {
 	}
 	for _, v := range c.Volumes {
 		o.Volumes = append(o.Volumes, run.Volume{Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
+	}
+	o.Network = c.Network
+	for _, p := range c.Ports {
+		proto := p.Proto
+		if proto == "" {
+			proto = spec.TCP
+		}
+		// Validated: ports are 1 to 65535.
+		o.Ports = append(o.Ports, spec.Port{HostIP: p.HostIP, HostPort: uint16(p.HostPort), GuestPort: uint16(p.GuestPort), Protocol: proto})
 	}
 	if o.Dir == "" && o.Image == "" && o.RootFS == "" {
 		// Not the shim's working directory, which is the arrow's own.

@@ -31,7 +31,7 @@ type field struct {
 func topFields() []string {
 	return []string{
 		"version", "name", "image", "program", "rootfs", "args", "entrypoint",
-		"env", "workdir", "user", "include", "volumes", "ports", "cpus",
+		"env", "workdir", "user", "include", "volumes", "ports", "network", "cpus",
 		"memory", "restart", "labels", "read_only", "stdin", "tty", "kernel",
 	}
 }
@@ -349,6 +349,7 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 	if n, ok := get("ports"); ok {
 		s.Ports = d.ports(n)
 	}
+	s.Network = text("network", "a string", asIs(CheckNetwork))
 	if n, ok := get("cpus"); ok {
 		if v, ok := d.integer(n, "cpus"); ok {
 			if v < 1 || v > MaxCPUs {

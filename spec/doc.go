@@ -22,6 +22,7 @@
 //	ports:                      # [IP:]HOST:GUEST[/tcp|udp]
 //	  - "8080:80"
 //	  - "127.0.0.1:5353:53/udp"
+//	network: user               # user (the default), none, or a network's name
 //	cpus: 2
 //	memory: 256M
 //	restart: on-failure:5       # no | on-failure[:N] | always | unless-stopped
@@ -75,6 +76,8 @@
 //	include     list of paths   host files and directories
 //	volumes     list            SOURCE:TARGET[:ro|rw], or {source, target, readonly}
 //	ports       list of strings [IP:]HOST:GUEST[/tcp|udp]
+//	network     string          user (QEMU's user-mode network, the default), none
+//	                            (loopback only), or the name of a network arrowd runs
 //	cpus        integer         1 to 255
 //	memory      size            a number of MiB (512), or a number with K, M, G or T,
 //	                            optionally followed by B or iB (256M, 1.5G, 1GiB):
@@ -97,8 +100,9 @@
 // volumes share one. Ports publish a guest port on a host port: both are
 // 1 to 65535 (no random host ports, no ranges), IP is optional (IPv6 in
 // brackets: [::1]:8443:443), and no two ports bind the same host port and
-// protocol on overlapping addresses. They are checked now and take effect
-// once Arrow has networking.
+// protocol on overlapping addresses. In the user-mode network QEMU listens
+// on the host port, on IPv4 only; with network none there is nothing to
+// publish.
 //
 // # Paths
 //

@@ -481,3 +481,18 @@ func checkName(s string) error {
 	}
 	return nil
 }
+
+// CheckNetwork checks a network's name as the network field and --network
+// take it: user, none, or 1 to 63 letters, digits, '_', '.' and '-',
+// starting with a letter or digit.
+func CheckNetwork(s string) error {
+	ok := len(s) >= 1 && len(s) <= 63
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '.' || c == '-')
+	}
+	if !ok {
+		return fmt.Errorf("network %s: want user, none, or a network's name (1 to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)", quote(s))
+	}
+	return nil
+}

@@ -72,6 +72,10 @@ type Spec struct {
 	// Ports are published ports; no two bind the same host address, port
 	// and protocol.
 	Ports []Port
+	// Network is the network the application joins: "user" (the
+	// default: QEMU's user-mode network), "none" (loopback only), or a
+	// network's name; see [CheckNetwork].
+	Network string
 
 	// CPUs is the number of vCPUs, 1 to [MaxCPUs].
 	CPUs int

@@ -129,6 +129,8 @@ func TestParseValid(t *testing.T) {
 			minimal(func(s *Spec) {
 				s.Image, s.Env, s.User, s.Args = "alpine", []string{"A=1", "B=", "C=x=y"}, "0", []string{"1", "1.50", "true"}
 			})},
+		{"network none", "version: 1\nimage: alpine\nnetwork: none\n", minimal(func(s *Spec) { s.Image, s.Network = "alpine", "none" })},
+		{"network by name", "version: 1\nimage: alpine\nnetwork: my_net.1\n", minimal(func(s *Spec) { s.Image, s.Network = "alpine", "my_net.1" })},
 		{"memory as a plain number, restart no", "version: 1\nimage: alpine\nmemory: 512\nrestart: no\ncpus: 0x10\n",
 			minimal(func(s *Spec) { s.Image, s.MemoryMiB, s.CPUs = "alpine", 512, 16 })},
 		{"ports on different addresses", "version: 1\nimage: alpine\nports: ['127.0.0.1:80:80', '127.0.0.2:80:80', '80:80/udp', '[::1]:81:81']\n",
@@ -330,6 +332,8 @@ func TestParseInvalid(t *testing.T) {
 		{"port conflicts", head + "ports:\n  - '8080:80'\n  - '127.0.0.1:8080:81'\n  - '8080:82/udp'\n  - '0.0.0.0:8080:83/udp'\n", []string{
 			"arrow.yaml:5: ports[1]: host port 8080/tcp is already published by ports[0]",
 			"arrow.yaml:7: ports[3]: host port 8080/udp is already published by ports[2]"}},
+		{"network", head + "network: -x\n", []string{
+			`arrow.yaml:3: network: network "-x": want user, none, or a network's name (1 to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)`}},
 
 		// Limits.
 		{"too many items", head + "args: [" + strings.Repeat("a,", MaxItems) + "a]\n", []string{

@@ -15,7 +15,9 @@ import (
 
 // File descriptors QEMU inherits, in the order of exec.Cmd.ExtraFiles.
 // The drives' image files follow, then the vhost-user sockets of the
-// virtiofs shares: see [Config.driveFD] and [Config.shareFD].
+// virtiofs shares, then the tap devices of the NICs, then the memory file:
+// see [Config.driveFD], [Config.shareFD], [Config.nicFD] and
+// [Config.memoryFD].
 const (
 	fdConsole = 3 + iota // the guest's serial console
 	fdControl            // the guest protocol port (package guest)
@@ -36,9 +38,9 @@ const (
 	MaxCPUs      = 255
 )
 
-// Device slots for drives and shares. microvm has 8 virtio-mmio transports
-// without ACPI and 24 with it (a second I/O APIC); Arrow's serial port and
-// RNG take two.
+// Device slots for drives, shares and NICs. microvm has 8 virtio-mmio
+// transports without ACPI and 24 with it (a second I/O APIC); Arrow's
+// serial port and RNG take two.
 const (
 	MaxDevices     = 6
 	MaxDevicesACPI = 22
@@ -81,6 +83,15 @@ type Config struct {
 	// Virtiofsd is the virtiofsd binary serving virtiofs shares;
 	// [DefaultVirtiofsd] when empty.
 	Virtiofsd string
+	// Memory, when set, backs the guest's RAM with a file: a VM
+	// template's RAM, or a clone's copy-on-write view of it (vm/template.go).
+	Memory *MemoryFile
+	// Incoming starts QEMU waiting for a saved state instead of booting
+	// (see [Machine.Restore]).
+	Incoming bool
+	// NICs are the guest's network cards (virtio-net); none leaves the
+	// guest with its loopback interface only.
+	NICs []NIC
 }
 
 // Drive is a disk image attached as a virtio block device. The guest finds
@@ -194,12 +205,28 @@ func (c Config) Validate() error {
 	case c.Accel.Name != AccelKVM && c.Accel.Name != AccelTCG:
 		return fmt.Errorf("accelerator %q: want kvm or tcg", c.Accel.Name)
 	}
+	if err := c.validateTemplate(); err != nil {
+		return err
+	}
 	slots := MaxDevices
 	if c.ACPI {
 		slots = MaxDevicesACPI
 	}
-	if n := len(c.Drives) + len(c.Shares); n > slots {
-		return fmt.Errorf("%d drives and %d shares: the machine has room for %d in all", len(c.Drives), len(c.Shares), slots)
+	if n := len(c.Drives) + len(c.Shares) + len(c.NICs); n > slots {
+		return fmt.Errorf("%d drives, %d shares and %d network cards: the machine has room for %d in all", len(c.Drives), len(c.Shares), len(c.NICs), slots)
+	}
+	if len(c.NICs) > MaxNICs {
+		return fmt.Errorf("%d network cards, at most %d", len(c.NICs), MaxNICs)
+	}
+	macs := make(map[string]bool, len(c.NICs))
+	for i, n := range c.NICs {
+		if err := n.validate(); err != nil {
+			return fmt.Errorf("network card %d: %w", i, err)
+		}
+		if macs[n.MAC] {
+			return fmt.Errorf("network card %d: MAC %s used twice", i, n.MAC)
+		}
+		macs[n.MAC] = true
 	}
 	serials := make(map[string]bool, len(c.Drives))
 	for i, d := range c.Drives {
@@ -285,7 +312,7 @@ func (c Config) Args() []string {
 		cpu = "max"
 	}
 	machine := "microvm,x-option-roms=off,acpi=" + onOff(c.ACPI)
-	if c.virtiofs() {
+	if c.virtiofs() || c.Memory != nil {
 		machine += ",memory-backend=mem"
 	}
 	args := []string{
@@ -325,6 +352,10 @@ func (c Config) Args() []string {
 	for i, s := range c.Shares {
 		args = append(args, s.args(i, c.shareFD(i))...)
 	}
+	for i, n := range c.NICs {
+		args = append(args, n.args(i, c.nicFD(i))...)
+	}
+	args = append(args, c.templateArgs()...)
 	return args
 }
 

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Machine is a running QEMU process and the host ends of its channels.
@@ -134,6 +136,25 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		}
 		daemons = append(daemons, d)
 	}
+	for i, n := range cfg.NICs {
+		if n.Tap == nil {
+			continue
+		}
+		// A copy: QEMU's descriptors are closed here once it started,
+		// and the caller's tap stays the caller's.
+		fd, err := unix.FcntlInt(n.Tap.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("network card %d: tap device: %w", i, err)
+		}
+		guestEnds = append(guestEnds, os.NewFile(uintptr(fd), "tap")) // see Config.nicFD
+	}
+	if cfg.Memory != nil {
+		f, err := openMemory(*cfg.Memory)
+		if err != nil {
+			return nil, err
+		}
+		guestEnds = append(guestEnds, f) // see Config.memoryFD
+	}
 
 	m = &Machine{
 		console: newTail(4<<10, console),
@@ -150,6 +171,15 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 	// Go sets the parent-death signal after switching credentials, so it
 	// holds for a QEMU started as RunAs.
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cfg.RunAs}
+	if cfg.RunAs != nil && cfg.bindsPrivilegedPort() {
+		// A QEMU jailed as nobody cannot listen on a port below 1024
+		// (net.ipv4.ip_unprivileged_port_start), which -p 80:80 asks
+		// of it. docker's proxy listens as root; here QEMU gets that
+		// one capability, and only for a run that needs it: it grants
+		// nothing but binding low ports, where refusing would make
+		// root's arrow unable to publish a port root may publish.
+		m.cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_NET_BIND_SERVICE}
+	}
 	// The parent-death signal fires when the *thread* that started QEMU
 	// exits, not the process, and the Go runtime may retire threads: QEMU
 	// is started and waited for on a goroutine locked to its thread, which

@@ -135,6 +135,10 @@ func detachedRequest(o *run.Options, d *detachFlags) (*api.CreateRequest, error)
 		}
 		c.Volumes = append(c.Volumes, api.Volume{Source: src, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
+	c.Network = o.Network
+	for _, p := range o.Ports {
+		c.Ports = append(c.Ports, api.Port{HostIP: p.HostIP, HostPort: int(p.HostPort), GuestPort: int(p.GuestPort), Proto: p.Protocol})
+	}
 	for _, e := range o.Env {
 		if !strings.Contains(e, "=") {
 			v, ok := os.LookupEnv(e) // -e KEY passes this shell's value

@@ -26,6 +26,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		volumes    []string
 		entrypoint string
 		specFile   string
+		publish    []string
 		det        detachFlags
 	)
 	cmd := &cobra.Command{
@@ -92,6 +93,13 @@ or a library it needs was not found.`,
 			if cmd.Flags().Changed("entrypoint") {
 				o.Entrypoint = strings.Fields(entrypoint)
 			}
+			for _, p := range publish {
+				port, err := spec.ParsePort(p)
+				if err != nil {
+					return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("-p: %w", err)}
+				}
+				o.Ports = append(o.Ports, port)
+			}
 			// The first argument names an image when the store has one by
 			// that name (a path never does); otherwise a host program.
 			if o.RootFS == "" && o.Image == "" {
@@ -147,6 +155,8 @@ or a library it needs was not found.`,
 	f.BoolVar(&o.ReadOnly, "read-only", false, "no writable layer over the image's root file system")
 	f.StringArrayVarP(&volumes, "volume", "v", nil, "mount a host directory: SRC:DST[:ro|rw] (repeatable)")
 	f.StringVar(&o.Hostname, "hostname", "", "the guest's host name (default: a random ID)")
+	f.StringVar(&o.Network, "network", run.NetworkUser, "network: user (QEMU user mode: outbound access, published ports), none (loopback only), or a network's name (with -d)")
+	f.StringArrayVarP(&publish, "publish", "p", nil, "publish a guest port on the host: [IP:]HOST:GUEST[/tcp|udp] (repeatable)")
 	f.IntVar(&o.CPUs, "cpus", run.DefaultCPUs, "number of vCPUs")
 	f.StringVarP(&memory, "memory", "m", strconv.Itoa(run.DefaultMemoryMiB)+"M", "guest memory (e.g. 256M, 1G)")
 	f.StringVar(&o.Kernel, "kernel", "", "boot this kernel (vmlinux or bzImage) instead of Arrow's")
@@ -227,6 +237,7 @@ func applySpecFile(cmd *cobra.Command, o *run.Options, det *detachFlags, path st
 	for _, v := range sp.Volumes {
 		o.Volumes = append(o.Volumes, run.Volume{Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
+	o.Ports = append(append([]spec.Port{}, sp.Ports...), o.Ports...)
 	setStr := func(dst *string, flag, v string) {
 		if !changed(flag) && v != "" {
 			*dst = v
@@ -235,6 +246,7 @@ func applySpecFile(cmd *cobra.Command, o *run.Options, det *detachFlags, path st
 	setStr(&o.Dir, "workdir", sp.Workdir)
 	setStr(&o.User, "user", sp.User)
 	setStr(&o.Kernel, "kernel", sp.Kernel)
+	setStr(&o.Network, "network", sp.Network)
 	if !changed("cpus") && sp.CPUs != 0 {
 		o.CPUs = sp.CPUs
 	}

@@ -63,6 +63,11 @@ func (a *agent) main() (status guest.ExitStatus) {
 	}
 	a.debug = hasCmdlineFlag("arrow.debug") // needs /proc
 	a.debugf("mounted")
+	// Bringing lo up costs the kernel some milliseconds of (under TCG,
+	// first-run) work: do it while the control port comes up and the
+	// host's spec arrives, which is mostly waiting.
+	loopback := make(chan error, 1)
+	go func() { loopback <- loopbackUp() }()
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	loaded, err := loadModules(string(cmdline))
 	if err != nil {
@@ -72,6 +77,7 @@ func (a *agent) main() (status guest.ExitStatus) {
 	if err != nil {
 		return initFailed(err)
 	}
+	a.prepareTemplate() // before the hello: a template is saved after it
 	a.conn = guest.NewConn(port, port)
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
@@ -85,6 +91,21 @@ func (a *agent) main() (status guest.ExitStatus) {
 	spec, err := a.receiveSpec()
 	if err != nil {
 		return initFailed(err)
+	}
+	if err := a.attachDisks(); err != nil {
+		return initFailed(err)
+	}
+	t0 := time.Now()
+	if err := <-loopback; err != nil {
+		return initFailed(err)
+	}
+	a.debugf("network: lo up (waited %v)", time.Since(t0))
+	if spec.Network != nil {
+		t0 = time.Now()
+		if err := setupNetwork(spec.Network); err != nil {
+			return initFailed(err)
+		}
+		a.debugf("network: %d interfaces up in %v", len(spec.Network.Interfaces), time.Since(t0))
 	}
 	if err := a.setupFS(spec); err != nil {
 		return initFailed(err)

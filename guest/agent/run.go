@@ -357,7 +357,7 @@ func prepare(spec *guest.Spec) error {
 	if err := unix.Sethostname([]byte(hostname)); err != nil {
 		return fmt.Errorf("set host name: %w", err)
 	}
-	if err := writeIdentityFiles(hostname); err != nil {
+	if err := writeIdentityFiles(hostname, spec.Network); err != nil {
 		return err
 	}
 	if spec.Dir != "" {
@@ -379,10 +379,11 @@ func prepare(spec *guest.Spec) error {
 // writeIdentityFiles writes the /etc files every libc consults, unless the
 // root file system brings its own. On a read-only root the image's files
 // (or their absence) stand.
-func writeIdentityFiles(hostname string) error {
+func writeIdentityFiles(hostname string, n *guest.Network) error {
 	files := []struct{ path, content string }{
 		{"/etc/hostname", hostname + "\n"},
-		{"/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"},
+		{"/etc/hosts", hostsFile(hostname, n)},
+		{"/etc/resolv.conf", resolvConf(n)},
 		{"/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
 		{"/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"},
 	}
@@ -393,7 +394,21 @@ func writeIdentityFiles(hostname string) error {
 		return fmt.Errorf("create /etc: %w", err)
 	}
 	for _, f := range files {
-		if f.path != "/etc/hostname" && f.path != "/etc/hosts" {
+		switch f.path {
+		case "/etc/hostname", "/etc/hosts":
+		case "/etc/resolv.conf":
+			// The host's name servers, as docker does: an image's
+			// resolv.conf (often a link into /run/systemd) means
+			// nothing in the guest.
+			if f.content == "" {
+				continue
+			}
+			if fi, err := os.Lstat(f.path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				if err := os.Remove(f.path); err != nil && !errors.Is(err, unix.EROFS) {
+					return fmt.Errorf("replace %s: %w", f.path, err)
+				}
+			}
+		default:
 			if _, err := os.Lstat(f.path); err == nil {
 				continue
 			}
@@ -425,6 +440,9 @@ func addEntropy(seed []byte) error {
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&buf[0])))
 	if errno != 0 {
 		return errno
+	}
+	if err := reseedCRNG(f); err != nil {
+		return err
 	}
 	// Touch the pool once so a broken RNG shows up here, not in the app.
 	_, err = rand.Read(make([]byte, 1))

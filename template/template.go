@@ -1,0 +1,560 @@
+// Package template keeps pre-booted VM templates and starts copy-on-write
+// clones of them.
+//
+// A template is a VM booted once with Arrow's kernel and a generic
+// arrow-init (no application: arrow-init waits on the control port for it)
+// whose RAM is a file on tmpfs, mapped shared. Once arrow-init said hello
+// the VM is paused and its device state saved with the migration
+// capability x-ignore-shared: the stream holds the devices only (about 50
+// KB), the RAM stays in the file. A clone is a QEMU with the same machine
+// and devices, its RAM the same file mapped privately (copy-on-write: the
+// clone shares every page it does not write with the template and its
+// other clones), loading the saved state and resumed. The host then hands
+// arrow-init the application, exactly as after a cold boot.
+//
+// The application's files reach a clone on its one virtio disk (serial
+// [RootSerial]): the template boots with a placeholder image in that slot,
+// and the clone's QEMU points the slot at the application's root image.
+// arrow-init releases the disk before the template is saved and probes it
+// again in the clone, so the guest reads the clone's size, serial and data
+// (see guest/agent/template.go).
+//
+// Templates are keyed by everything that must match between a template and
+// its clones ([Key]): the kernel, arrow-init, memory size, vCPUs, the
+// accelerator, the machine and device layout and the QEMU binary. A
+// template whose files are missing or damaged is refused with an
+// [ErrUnusable] error, which callers turn into a warning and a cold boot.
+package template
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/closure"
+	"github.com/arrowsys/arrow/image/initramfs"
+	"github.com/arrowsys/arrow/vm"
+)
+
+// RootSerial is the serial of a clone's disk: the application's root file
+// system (guest.Root.Device).
+const RootSerial = "arrow-root"
+
+// DefaultMemDir is where template memory files live: tmpfs, so that the
+// clones' private mappings share the template's pages in the page cache.
+const DefaultMemDir = "/dev/shm/arrow-templates"
+
+// formatVersion changes when the files of a template change meaning.
+const formatVersion = "arrow-template-1"
+
+// placeholderSize is the size of the image in the disk slot of a
+// template; clones replace it.
+const placeholderSize = 4096
+
+// ErrUnusable wraps every reason a template cannot be cloned: missing or
+// damaged files, a key that does not match, a state QEMU refused. Callers
+// fall back to a cold boot.
+var ErrUnusable = errors.New("template unusable")
+
+// Config is what a template is built from.
+type Config struct {
+	// Root is Arrow's data directory; templates live in Root/templates.
+	Root string
+	// MemDir holds the memory files; [DefaultMemDir] when empty.
+	MemDir string
+	// QEMU is the qemu-system-x86_64 binary; found on PATH when empty.
+	QEMU string
+	// Kernel is Arrow's guest kernel (a vmlinux with its drivers built in:
+	// templates have no modules).
+	Kernel string
+	// Init is the arrow-init binary.
+	Init string
+	// MemoryMiB and CPUs size the guest.
+	MemoryMiB int
+	CPUs      int
+	// Accel is the accelerator.
+	Accel vm.Accel
+	// RunAs are the credentials QEMU runs with (vm.Config.RunAs).
+	RunAs *syscall.Credential
+	// BootTimeout bounds the template's boot; 30 s when zero.
+	BootTimeout time.Duration
+}
+
+// Template is a built template, as published.
+type Template struct {
+	// Key identifies the template: see [Key].
+	Key string `json:"key"`
+	// Dir holds meta.json, the device state and the placeholder disk.
+	Dir string `json:"-"`
+	// MemFile is the guest memory file.
+	MemFile string `json:"mem_file"`
+	// Inputs describe what the key was computed from.
+	Inputs Inputs `json:"inputs"`
+	// StateSHA256 is the hash of the saved device state.
+	StateSHA256 string `json:"state_sha256"`
+	// MemSize and MemInode identify the memory file as it was published.
+	MemSize  int64  `json:"mem_size"`
+	MemInode uint64 `json:"mem_inode"`
+	// Created is when the template was published; BootTime is how long
+	// its boot took.
+	Created  time.Time     `json:"created"`
+	BootTime time.Duration `json:"boot_ns"`
+}
+
+// Inputs are the parts of a [Key].
+type Inputs struct {
+	Format    string `json:"format"`
+	Kernel    string `json:"kernel"` // path
+	KernelSHA string `json:"kernel_sha256"`
+	Initrd    string `json:"initrd"` // path of the template's initramfs
+	InitSHA   string `json:"init_sha256"`
+	MemoryMiB int    `json:"memory_mib"`
+	CPUs      int    `json:"cpus"`
+	Accel     string `json:"accel"`
+	Layout    string `json:"layout"`
+	QEMU      string `json:"qemu"`
+}
+
+// Key returns the key of the template built from these inputs.
+func (in Inputs) Key() string {
+	h := sha256.New()
+	for _, s := range []string{in.Format, in.KernelSHA, in.InitSHA, strconv.Itoa(in.MemoryMiB), strconv.Itoa(in.CPUs), in.Accel, in.Layout, in.QEMU} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// Dir is where the templates under Arrow's data root live.
+func Dir(root string) string { return filepath.Join(root, "templates") }
+
+func (c *Config) memDir() string {
+	if c.MemDir != "" {
+		return c.MemDir
+	}
+	return DefaultMemDir
+}
+
+// vmConfig is the machine of the template and its clones, with the disk
+// slot holding disk.
+func (c *Config) vmConfig(initrd, disk string) vm.Config {
+	return vm.Config{
+		QEMU:      c.QEMU,
+		Kernel:    c.Kernel,
+		Initrd:    initrd,
+		Cmdline:   "arrow.template",
+		MemoryMiB: c.MemoryMiB,
+		CPUs:      c.CPUs,
+		Accel:     c.Accel,
+		RunAs:     c.RunAs,
+		Drives:    []vm.Drive{{Path: disk, Serial: RootSerial, ReadOnly: true}},
+	}
+}
+
+// layout is the machine and device layout as QEMU is told it, with the
+// paths that differ between a template and its clones left out: the
+// arguments the clone's QEMU gets must describe the same devices in the
+// same order.
+func (c *Config) layout(initrd string) string {
+	cfg := c.vmConfig(initrd, "/placeholder")
+	cfg.Memory = &vm.MemoryFile{Path: "/mem", Shared: true}
+	return strings.Join(cfg.Args(), " ")
+}
+
+// Inputs computes what the template for c is keyed by. It builds the
+// template's initramfs (arrow-init alone; cached by content) when needed.
+func (c *Config) Inputs(ctx context.Context) (Inputs, error) {
+	if err := c.defaults(); err != nil {
+		return Inputs{}, err
+	}
+	initrd, err := c.initramfs(ctx)
+	if err != nil {
+		return Inputs{}, err
+	}
+	in := Inputs{Format: formatVersion, Kernel: c.Kernel, Initrd: initrd, MemoryMiB: c.MemoryMiB, CPUs: c.CPUs, Accel: c.Accel.Name}
+	if in.KernelSHA, err = fileHash(c.Kernel); err != nil {
+		return in, fmt.Errorf("template: kernel: %w", err)
+	}
+	if in.InitSHA, err = fileHash(initrd); err != nil {
+		return in, fmt.Errorf("template: initramfs: %w", err)
+	}
+	if in.QEMU, err = qemuVersion(c.QEMU); err != nil {
+		return in, err
+	}
+	in.Layout = c.layout(initrd)
+	return in, nil
+}
+
+func (c *Config) defaults() error {
+	if c.Root == "" || c.Kernel == "" || c.Init == "" {
+		return errors.New("template: Root, Kernel and Init are required")
+	}
+	if c.QEMU == "" {
+		q, err := vm.FindQEMU()
+		if err != nil {
+			return err
+		}
+		c.QEMU = q
+	}
+	if c.BootTimeout == 0 {
+		c.BootTimeout = 30 * time.Second
+	}
+	return nil
+}
+
+// initramfs builds the template's initramfs: arrow-init and nothing else.
+func (c *Config) initramfs(ctx context.Context) (string, error) {
+	b := &initramfs.Builder{Dir: filepath.Join(c.Root, "initramfs")}
+	p, err := b.Build(ctx, closure.NewSet(), initramfs.Entry{Path: "/init", Source: c.Init, Mode: 0o755})
+	if err != nil {
+		return "", fmt.Errorf("template: initramfs: %w", err)
+	}
+	return p, nil
+}
+
+// hashCache remembers file hashes by identity (device, inode, size,
+// modification time): the kernel is hashed once per process, not per run.
+var hashCache sync.Map
+
+func fileHash(p string) (string, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", err
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	id := p
+	if st != nil {
+		id = fmt.Sprintf("%d:%d:%d:%d", st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano())
+	}
+	if v, ok := hashCache.Load(id); ok {
+		return v.(string), nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	hashCache.Store(id, sum)
+	return sum, nil
+}
+
+// qemuVersion is QEMU's version line and the binary's hash: a rebuilt
+// QEMU of the same version may lay its devices' state out differently.
+func qemuVersion(qemu string) (string, error) {
+	sum, err := fileHash(qemu)
+	if err != nil {
+		return "", fmt.Errorf("template: qemu: %w", err)
+	}
+	if v, ok := hashCache.Load("version:" + sum); ok {
+		return v.(string), nil
+	}
+	out, err := exec.Command(qemu, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("template: %s --version: %w", qemu, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	v := strings.TrimSpace(line) + " " + sum
+	hashCache.Store("version:"+sum, v)
+	return v, nil
+}
+
+// Lookup returns the published template for key, checked: its metadata,
+// its state's hash and its memory file. Every failure wraps [ErrUnusable].
+func Lookup(root, key string) (*Template, error) {
+	return lookup(root, key, true)
+}
+
+func lookup(root, key string, checkState bool) (*Template, error) {
+	dir := filepath.Join(Dir(root), key)
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnusable, key, err)
+	}
+	t := &Template{}
+	if err := json.Unmarshal(b, t); err != nil {
+		return nil, fmt.Errorf("%w: %s: meta.json: %v", ErrUnusable, key, err)
+	}
+	t.Dir = dir
+	if t.Key != key || t.Inputs.Key() != key {
+		return nil, fmt.Errorf("%w: %s: meta.json describes another template", ErrUnusable, key)
+	}
+	if checkState {
+		sum, err := fileHash(t.statePath())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: state: %v", ErrUnusable, key, err)
+		}
+		if sum != t.StateSHA256 {
+			return nil, fmt.Errorf("%w: %s: the saved state is damaged (hash mismatch)", ErrUnusable, key)
+		}
+	}
+	fi, err := os.Lstat(t.MemFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: memory file: %v", ErrUnusable, key, err)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || fi.Size() != t.MemSize || st == nil || st.Ino != t.MemInode {
+		return nil, fmt.Errorf("%w: %s: the memory file %s is not the one the template was saved with", ErrUnusable, key, t.MemFile)
+	}
+	return t, nil
+}
+
+func (t *Template) statePath() string       { return filepath.Join(t.Dir, "state") }
+func (t *Template) placeholderPath() string { return filepath.Join(t.Dir, "placeholder.img") }
+
+// Ensure returns the template for c, building it when there is none or
+// when the one there is unusable.
+func Ensure(ctx context.Context, c Config) (*Template, error) {
+	in, err := c.Inputs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if t, err := Lookup(c.Root, in.Key()); err == nil {
+		return t, nil
+	}
+	return build(ctx, &c, in)
+}
+
+// Build boots a template for c and publishes it, replacing one of the same
+// key.
+func Build(ctx context.Context, c Config) (*Template, error) {
+	in, err := c.Inputs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return build(ctx, &c, in)
+}
+
+func build(ctx context.Context, c *Config, in Inputs) (t *Template, err error) {
+	key := in.Key()
+	tdir := Dir(c.Root)
+	if err := os.MkdirAll(tdir, 0o700); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	// The memory directory is root's and closed: QEMU reaches its file
+	// through the descriptor Arrow hands it, nobody else reaches it.
+	if err := os.MkdirAll(c.memDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	tmp, err := os.MkdirTemp(tdir, ".build-"+key[:8]+"-")
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	suffix := randomSuffix()
+	tmpMem := filepath.Join(c.memDir(), ".build-"+key+"-"+suffix)
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+			os.Remove(tmpMem)
+		}
+	}()
+	t = &Template{Key: key, Dir: tmp, Inputs: in, MemFile: filepath.Join(c.memDir(), key+"-"+suffix+".mem")}
+	if err := os.WriteFile(t.placeholderPath(), make([]byte, placeholderSize), 0o600); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	if err := createMem(tmpMem, c.RunAs); err != nil {
+		return nil, err
+	}
+	cfg := c.vmConfig(in.Initrd, t.placeholderPath())
+	cfg.Memory = &vm.MemoryFile{Path: tmpMem, Shared: true}
+	if got := c.layout(in.Initrd); got != in.Layout {
+		return nil, errors.New("template: layout changed while building")
+	}
+	bctx, cancel := context.WithTimeout(ctx, c.BootTimeout)
+	defer cancel()
+	t0 := time.Now()
+	m, err := vm.Start(bctx, cfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	defer func() {
+		_ = m.Kill()
+		<-m.Done()
+	}()
+	if err := awaitHello(bctx, m); err != nil {
+		return nil, err
+	}
+	t.BootTime = time.Since(t0)
+	st, err := os.OpenFile(t.statePath(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	err = m.Save(bctx, st)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("template: save: %w", err)
+	}
+	_ = m.Kill()
+	<-m.Done()
+	if t.StateSHA256, err = fileHash(t.statePath()); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	// Publish: the memory file under its final name, then the directory
+	// with meta.json. A reader finds either the whole template or none.
+	if err := os.Rename(tmpMem, t.MemFile); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	tmpMem = t.MemFile // removed with the rest on failure from here on
+	fi, err := os.Stat(t.MemFile)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	t.MemSize = fi.Size()
+	t.MemInode = fi.Sys().(*syscall.Stat_t).Ino
+	t.Created = time.Now().UTC()
+	b, _ := json.MarshalIndent(t, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), append(b, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	final := filepath.Join(tdir, key)
+	old := ""
+	if _, err := os.Lstat(final); err == nil {
+		old = filepath.Join(tdir, ".old-"+key[:8]+"-"+randomSuffix())
+		if err := os.Rename(final, old); err != nil {
+			return nil, fmt.Errorf("template: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	t.Dir = final
+	if old != "" {
+		removeDir(old)
+	}
+	return t, nil
+}
+
+// createMem creates an empty memory file QEMU (running as cred) sizes and
+// fills. QEMU 7.2 opens a memory file read-write even to map it privately,
+// so the file belongs to QEMU's user: see the package documentation on
+// what that means for clones.
+func createMem(p string, cred *syscall.Credential) error {
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("template: memory file: %w", err)
+	}
+	defer f.Close()
+	if cred != nil {
+		if err := f.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
+			return fmt.Errorf("template: memory file: %w", err)
+		}
+	}
+	return nil
+}
+
+// awaitHello waits for arrow-init's hello frame and checks its protocol.
+func awaitHello(ctx context.Context, m *vm.Machine) error {
+	type result struct {
+		f   guest.Frame
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c := guest.NewConn(m.Control(), m.Control())
+		for {
+			f, err := c.Recv()
+			if err != nil || f.Type == guest.FrameReady {
+				ch <- result{f, err}
+				return
+			}
+		}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return fmt.Errorf("template: the guest stopped before arrow-init said hello: %v\n%s", r.err, m.ConsoleTail())
+		}
+		var h guest.Hello
+		if err := guest.Decode(r.f.Payload, &h); err != nil {
+			return fmt.Errorf("template: guest hello: %w", err)
+		}
+		if h.Version != guest.ProtocolVersion {
+			return fmt.Errorf("template: arrow-init speaks protocol version %d, this arrow %d", h.Version, guest.ProtocolVersion)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("template: boot: %w\n%s", ctx.Err(), m.ConsoleTail())
+	}
+}
+
+// List returns the published templates, usable or not (Lookup says
+// which), by creation time.
+func List(root string) ([]*Template, error) {
+	ents, err := os.ReadDir(Dir(root))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Template
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		t := &Template{Key: e.Name(), Dir: filepath.Join(Dir(root), e.Name())}
+		if b, err := os.ReadFile(filepath.Join(t.Dir, "meta.json")); err == nil {
+			_ = json.Unmarshal(b, t)
+		}
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// Remove deletes the template key: its directory and its memory file.
+// Running clones keep their mappings of the memory file.
+func Remove(root, key string) error {
+	if key == "" || strings.ContainsAny(key, "/.") {
+		return fmt.Errorf("template: bad key %q", key)
+	}
+	dir := filepath.Join(Dir(root), key)
+	t := &Template{}
+	if b, err := os.ReadFile(filepath.Join(dir, "meta.json")); err == nil && json.Unmarshal(b, t) == nil && t.MemFile != "" {
+		if err := os.Remove(t.MemFile); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("template: %w", err)
+		}
+	}
+	if _, err := os.Lstat(dir); err != nil {
+		return fmt.Errorf("template %s: %w", key, err)
+	}
+	removeDir(dir)
+	return nil
+}
+
+// removeDir removes a template directory and the memory file its
+// meta.json names.
+func removeDir(dir string) {
+	t := &Template{}
+	if b, err := os.ReadFile(filepath.Join(dir, "meta.json")); err == nil && json.Unmarshal(b, t) == nil && t.MemFile != "" {
+		os.Remove(t.MemFile)
+	}
+	os.RemoveAll(dir)
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

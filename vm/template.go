@@ -1,0 +1,205 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// MemoryFile backs the guest's RAM with a file instead of anonymous memory:
+// the RAM of a VM template, or a clone's copy-on-write view of it (package
+// template).
+type MemoryFile struct {
+	// Path is the file, on tmpfs. Arrow opens it and QEMU reopens it
+	// through /proc/self/fd, so QEMU needs no access to its directory;
+	// QEMU 7.2 opens it read-write even for a private mapping, so the
+	// user QEMU runs as must be allowed to write it (its owner).
+	Path string
+	// Shared maps the file shared: the guest's RAM is the file, and what
+	// the guest writes lands in it (a template being built). Otherwise
+	// the mapping is private: the guest starts from the file's contents
+	// and its writes go to pages of its own (a clone).
+	Shared bool
+}
+
+// memoryFD is the descriptor QEMU inherits the memory file on: the last
+// one, after the drives, the virtiofs shares' sockets and the NICs' taps.
+func (c Config) memoryFD() int { return c.nicFD(len(c.NICs)) }
+
+// templateArgs are QEMU's arguments for c.Memory and c.Incoming.
+func (c Config) templateArgs() []string {
+	var args []string
+	if c.Memory != nil {
+		args = append(args, "-object", "memory-backend-file,id=mem,size="+strconv.Itoa(c.MemoryMiB)+"M,mem-path="+fdPath(c.memoryFD())+",share="+onOff(c.Memory.Shared))
+	}
+	if c.Incoming {
+		// -S: once the state is loaded the VM stays paused until
+		// [Machine.Resume], so a pool can hold clones ready to run.
+		args = append(args, "-incoming", "defer", "-S")
+	}
+	return args
+}
+
+// validateTemplate checks the template fields of c.
+func (c Config) validateTemplate() error {
+	if c.Memory == nil {
+		return nil
+	}
+	if c.virtiofs() {
+		return errors.New("a file-backed guest memory cannot be combined with virtiofs shares (they need a memfd backend)")
+	}
+	if c.Memory.Path == "" {
+		return errors.New("memory file: no path")
+	}
+	return nil
+}
+
+// openMemory opens the memory file for QEMU to reopen: read-only here,
+// QEMU decides how it maps it.
+func openMemory(mf MemoryFile) (*os.File, error) {
+	f, err := os.OpenFile(mf.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("guest memory file: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("guest memory file %s: not a regular file", mf.Path)
+	}
+	return f, nil
+}
+
+// SendFD hands QEMU an open file under name (QMP getfd, the descriptor
+// travelling as SCM_RIGHTS with the command), for commands that take
+// "fd:name" URIs.
+func (q *QMP) SendFD(ctx context.Context, name string, f *os.File) error {
+	uc, ok := q.conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("qmp getfd: the monitor is not a unix socket")
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b, _ := json.Marshal(map[string]any{"execute": "getfd", "arguments": map[string]string{"fdname": name}})
+	if _, _, err := uc.WriteMsgUnix(append(b, '\n'), syscall.UnixRights(int(f.Fd())), nil); err != nil {
+		return fmt.Errorf("qmp getfd: %w", err)
+	}
+	select {
+	case m := <-q.replies:
+		if m.Error != nil {
+			return fmt.Errorf("qmp getfd: %w", m.Error)
+		}
+		return nil
+	case <-q.closed:
+		return fmt.Errorf("qmp getfd: %w", q.readErr)
+	case <-ctx.Done():
+		return fmt.Errorf("qmp getfd: %w", ctx.Err())
+	}
+}
+
+// ignoreShared is the migration capability that leaves shared RAM out of
+// the stream: the state of a VM whose RAM is a shared file is its devices'
+// state only, and a clone finds its RAM in the file.
+var ignoreShared = map[string]any{"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}}
+
+// Save pauses the VM and writes its device state to w (a migration stream
+// without the RAM, which stays in the VM's shared [MemoryFile]). The VM is
+// left paused; the caller ends it.
+func (m *Machine) Save(ctx context.Context, w *os.File) error {
+	q, err := m.QMP(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := q.Execute(ctx, "stop", nil); err != nil {
+		return err
+	}
+	if _, err := q.Execute(ctx, "migrate-set-capabilities", ignoreShared); err != nil {
+		return err
+	}
+	if err := q.SendFD(ctx, "arrow-state", w); err != nil {
+		return err
+	}
+	if _, err := q.Execute(ctx, "migrate", map[string]any{"uri": "fd:arrow-state"}); err != nil {
+		return err
+	}
+	return m.awaitMigration(ctx, q, "save")
+}
+
+// Restore loads a state written by [Machine.Save] into a VM started with
+// Config.Incoming. The VM is paused afterwards: see [Machine.Resume].
+func (m *Machine) Restore(ctx context.Context, r *os.File) error {
+	q, err := m.QMP(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := q.Execute(ctx, "migrate-set-capabilities", ignoreShared); err != nil {
+		return err
+	}
+	if err := q.SendFD(ctx, "arrow-state", r); err != nil {
+		return err
+	}
+	if _, err := q.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:arrow-state"}); err != nil {
+		return err
+	}
+	return m.awaitMigration(ctx, q, "restore")
+}
+
+// Resume runs a paused VM.
+func (m *Machine) Resume(ctx context.Context) error {
+	q, err := m.QMP(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = q.Execute(ctx, "cont", nil)
+	return err
+}
+
+// awaitMigration polls the migration's status until it completed or
+// failed. A failed incoming migration makes QEMU exit, which ends the wait
+// too.
+func (m *Machine) awaitMigration(ctx context.Context, q *QMP, what string) error {
+	delay := time.Millisecond
+	for {
+		raw, err := q.Execute(ctx, "query-migrate", nil)
+		if err != nil {
+			// A stream QEMU cannot load makes it exit: say why.
+			select {
+			case <-m.exited:
+				return fmt.Errorf("%s: QEMU exited: %s", what, strings.TrimSpace(m.stderr.String()))
+			case <-time.After(time.Second):
+			}
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		var st struct {
+			Status    string `json:"status"`
+			ErrorDesc string `json:"error-desc"`
+		}
+		_ = json.Unmarshal(raw, &st)
+		switch st.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			msg := st.ErrorDesc
+			if msg == "" {
+				msg = m.stderr.String()
+			}
+			return fmt.Errorf("%s: migration %s: %s", what, st.Status, msg)
+		}
+		select {
+		case <-m.exited:
+			return fmt.Errorf("%s: QEMU exited: %s", what, strings.TrimSpace(m.stderr.String()))
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 20*time.Millisecond {
+			delay *= 2
+		}
+	}
+}

@@ -79,6 +79,12 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 	d.emit(a, "create", nil, "")
 
 	a.op.Lock()
+	return d.startAndAwait(ctx, a)
+}
+
+// startAndAwait starts a run of a, whose op lock the caller holds and which
+// it releases, and returns once the application started or the run ended.
+func (d *Daemon) startAndAwait(ctx context.Context, a *arrow) (api.Arrow, error) {
 	rs, err := d.start(ctx, a)
 	a.op.Unlock()
 	if err != nil {
@@ -447,21 +453,7 @@ func (d *Daemon) StartExisting(ctx context.Context, ref string) (api.Arrow, erro
 		return api.Arrow{}, err
 	}
 	a.op.Lock()
-	d.mu.Lock()
-	if a.rec.State == api.Restarting && a.run == nil {
-		if a.timer != nil && a.timer.Stop() {
-			d.wg.Done()
-		}
-		a.timer = nil
-	}
-	d.mu.Unlock()
-	rs, err := d.start(ctx, a)
-	a.op.Unlock()
-	if err != nil {
-		return d.snapshot(a), err
-	}
-	d.awaitStarted(ctx, a, rs)
-	return d.snapshot(a), nil
+	return d.startAndAwait(ctx, a) // (start cancels a pending restart)
 }
 
 // Restart stops the arrow (if it runs) and starts it again.
@@ -475,14 +467,8 @@ func (d *Daemon) Restart(ctx context.Context, ref string, timeout time.Duration)
 		a.op.Unlock()
 		return d.snapshot(a), err
 	}
-	rs, err := d.start(ctx, a)
-	a.op.Unlock()
-	if err != nil {
-		return d.snapshot(a), err
-	}
 	d.emit(a, "restart", nil, "")
-	d.awaitStarted(ctx, a, rs)
-	return d.snapshot(a), nil
+	return d.startAndAwait(ctx, a)
 }
 
 // Remove deletes a stopped arrow, its logs and files; with force a running

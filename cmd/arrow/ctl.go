@@ -39,6 +39,34 @@ func eachArrow(refs []string, fn func(ref string) error) error {
 	return nil
 }
 
+// eachRef connects to arrowd and runs fn for each named arrow, printing
+// the name of each that succeeded, as docker's stop, kill and rm do.
+func eachRef(g *globals, cmd *cobra.Command, refs []string, fn func(ctx context.Context, c *client.Client, ref string) error) error {
+	c, err := g.connect(cmd.Context())
+	if err != nil {
+		return err
+	}
+	return eachArrow(refs, func(ref string) error {
+		if err := fn(cmd.Context(), c, ref); err != nil {
+			return err
+		}
+		fmt.Println(ref)
+		return nil
+	})
+}
+
+// started checks that an arrow (re)started: its run may have ended at
+// once, saying why.
+func started(a api.Arrow, err error) error {
+	if err != nil {
+		return err
+	}
+	if a.State == api.Exited && a.Error != "" {
+		return fmt.Errorf("did not start: %s", a.Error)
+	}
+	return nil
+}
+
 // errSilent fails a command whose errors were already printed.
 var errSilent = errors.New("")
 
@@ -229,16 +257,8 @@ func newStopCmd(g *globals) *cobra.Command {
 	}
 	timeout := timeoutFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := g.connect(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return eachArrow(args, func(ref string) error {
-			if err := c.Stop(cmd.Context(), ref, timeout()); err != nil {
-				return err
-			}
-			fmt.Println(ref)
-			return nil
+		return eachRef(g, cmd, args, func(ctx context.Context, c *client.Client, ref string) error {
+			return c.Stop(ctx, ref, timeout())
 		})
 	}
 	return cmd
@@ -252,20 +272,8 @@ func newRestartCmd(g *globals) *cobra.Command {
 	}
 	timeout := timeoutFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := g.connect(cmd.Context())
-		if err != nil {
-			return err
-		}
-		return eachArrow(args, func(ref string) error {
-			a, err := c.Restart(cmd.Context(), ref, timeout())
-			if err != nil {
-				return err
-			}
-			if a.State == api.Exited && a.Error != "" {
-				return fmt.Errorf("did not start: %s", a.Error)
-			}
-			fmt.Println(ref)
-			return nil
+		return eachRef(g, cmd, args, func(ctx context.Context, c *client.Client, ref string) error {
+			return started(c.Restart(ctx, ref, timeout()))
 		})
 	}
 	return cmd
@@ -277,20 +285,8 @@ func newStartCmd(g *globals) *cobra.Command {
 		Short: "Start stopped arrows",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return eachArrow(args, func(ref string) error {
-				a, err := c.Start(cmd.Context(), ref)
-				if err != nil {
-					return err
-				}
-				if a.State == api.Exited && a.Error != "" {
-					return fmt.Errorf("did not start: %s", a.Error)
-				}
-				fmt.Println(ref)
-				return nil
+			return eachRef(g, cmd, args, func(ctx context.Context, c *client.Client, ref string) error {
+				return started(c.Start(ctx, ref))
 			})
 		},
 	}
@@ -306,16 +302,8 @@ func newKillCmd(g *globals) *cobra.Command {
 			if _, err := api.ParseSignal(sig); err != nil {
 				return err
 			}
-			c, err := g.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return eachArrow(args, func(ref string) error {
-				if err := c.Kill(cmd.Context(), ref, sig); err != nil {
-					return err
-				}
-				fmt.Println(ref)
-				return nil
+			return eachRef(g, cmd, args, func(ctx context.Context, c *client.Client, ref string) error {
+				return c.Kill(ctx, ref, sig)
 			})
 		},
 	}
@@ -330,16 +318,8 @@ func newRmCmd(g *globals) *cobra.Command {
 		Short: "Remove arrows, their logs and files",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return eachArrow(args, func(ref string) error {
-				if err := c.Remove(cmd.Context(), ref, force); err != nil {
-					return err
-				}
-				fmt.Println(ref)
-				return nil
+			return eachRef(g, cmd, args, func(ctx context.Context, c *client.Client, ref string) error {
+				return c.Remove(ctx, ref, force)
 			})
 		},
 	}

@@ -158,19 +158,22 @@ func jsonFields(t reflect.Type) (all, always []string) {
 func TestOpenAPISchemas(t *testing.T) {
 	doc, _ := loadOpenAPI(t)
 	types := map[string]any{
-		"Error":          Error{},
-		"Info":           Info{},
-		"Volume":         Volume{},
-		"Port":           Port{},
-		"Config":         Config{},
-		"RestartPolicy":  RestartPolicy{},
-		"CreateRequest":  CreateRequest{},
-		"CreateResponse": CreateResponse{},
-		"Arrow":          Arrow{},
-		"WaitResponse":   WaitResponse{},
-		"LogEntry":       LogEntry{},
-		"Stats":          Stats{},
-		"Event":          Event{},
+		"Error":                Error{},
+		"Info":                 Info{},
+		"Volume":               Volume{},
+		"Port":                 Port{},
+		"Config":               Config{},
+		"RestartPolicy":        RestartPolicy{},
+		"CreateRequest":        CreateRequest{},
+		"CreateResponse":       CreateResponse{},
+		"Arrow":                Arrow{},
+		"WaitResponse":         WaitResponse{},
+		"LogEntry":             LogEntry{},
+		"Stats":                Stats{},
+		"Event":                Event{},
+		"NetworkCreateRequest": NetworkCreateRequest{},
+		"Network":              Network{},
+		"Endpoint":             Endpoint{},
 	}
 	for name, v := range types {
 		s, ok := doc.Components.Schemas[name]

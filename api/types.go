@@ -145,6 +145,8 @@ type Arrow struct {
 	Accel   string `json:"accel,omitempty"`
 	// BootSeconds is the time from start to the application's start.
 	BootSeconds float64 `json:"boot_seconds,omitempty"`
+	// Endpoint is the arrow's place on its bridge network, if it has one.
+	Endpoint *Endpoint `json:"endpoint,omitempty"`
 
 	// Paths of the arrow's files on the host.
 	Dir     string `json:"dir"`
@@ -233,4 +235,35 @@ type Info struct {
 // Error is the body of every response with a status of 400 or more.
 type Error struct {
 	Message string `json:"message"`
+}
+
+// NetworkCreateRequest asks for a bridge network.
+type NetworkCreateRequest struct {
+	Name string `json:"name"`
+	// Subnet is an IPv4 prefix such as 10.89.1.0/24; a free /24 of
+	// 10.89.0.0/16 is picked when empty.
+	Subnet string `json:"subnet,omitempty"`
+}
+
+// Network is a bridge network (`arrow network inspect`).
+type Network struct {
+	Name    string    `json:"name"`
+	Bridge  string    `json:"bridge"`
+	Subnet  string    `json:"subnet"`
+	Gateway string    `json:"gateway"`
+	MTU     int       `json:"mtu"`
+	Created time.Time `json:"created"`
+	// Endpoints are the arrows attached to it.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is an arrow's place on a bridge network.
+type Endpoint struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	MAC     string `json:"mac"`
+	Tap     string `json:"tap"`
+	// Ports are the published ports, as "127.0.0.1:8080->80/tcp".
+	Ports []string `json:"ports,omitempty"`
 }

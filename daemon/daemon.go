@@ -24,6 +24,7 @@ import (
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/cgroup"
+	"github.com/arrowsys/arrow/network"
 	"github.com/arrowsys/arrow/shim"
 	"github.com/arrowsys/arrow/vm"
 )
@@ -64,7 +65,8 @@ var (
 type Daemon struct {
 	cfg     Config
 	st      *store
-	cg      *cgroup.Manager // nil: no cgroups here
+	cg      *cgroup.Manager  // nil: no cgroups here
+	nets    *network.Manager // nil: no bridge networks (not root)
 	accel   vm.Accel
 	events  *broker
 	metrics *metrics
@@ -129,6 +131,7 @@ func New(cfg Config) (*Daemon, error) {
 		}
 	}
 	d.recover()
+	d.openNetworks()
 	return d, nil
 }
 
@@ -144,6 +147,9 @@ func (d *Daemon) Close() error {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
+	if d.nets != nil {
+		_ = d.nets.Close() // stops DNS; bridges, taps and rules stay for the arrows
+	}
 	return d.st.close()
 }
 

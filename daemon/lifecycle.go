@@ -76,6 +76,23 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 	}
 	d.arrows[id] = a
 	d.mu.Unlock()
+	d.mu.Lock()
+	rc := *r
+	d.mu.Unlock()
+	ep, tap, err := d.attach(ctx, rc)
+	if err != nil {
+		// Nothing of it may stay: not the record, not the directory.
+		d.mu.Lock()
+		delete(d.arrows, id)
+		a.removed = true
+		_ = d.st.delete(id)
+		d.mu.Unlock()
+		os.RemoveAll(dir)
+		return api.Arrow{}, err
+	}
+	if tap != nil {
+		_ = d.update(a, func(r *record) { r.Endpoint, r.Tap = ep, tap })
+	}
 	d.emit(a, "create", nil, "")
 
 	a.op.Lock()
@@ -131,7 +148,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		d.wg.Done()
 	}
 	a.timer = nil
-	r := a.rec
+	r := *a.rec
 	id, cfg := r.ID, r.Config
 	d.mu.Unlock()
 
@@ -140,7 +157,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		return nil, d.startFailed(a, fmt.Errorf("clear the last exit: %w", err))
 	}
 	l := &shim.Launch{
-		ID: id, Config: cfg, Root: d.cfg.Root, Socket: d.socketPath(id),
+		ID: id, Config: cfg, Root: d.cfg.Root, Socket: d.socketPath(id), Tap: r.Tap,
 		LogMaxSize: d.cfg.LogMaxSize, LogMaxFiles: d.cfg.LogMaxFiles,
 	}
 	if d.cg != nil {
@@ -502,6 +519,7 @@ func (d *Daemon) Remove(ctx context.Context, ref string, force bool) error {
 	delete(d.arrows, id)
 	d.mu.Unlock()
 	d.removeCgroup(id)
+	d.detach(*a.rec) // a is removed: no one else changes its record now
 	os.Remove(d.socketPath(id))
 	if err := os.RemoveAll(d.arrowDir(id)); err != nil {
 		fmt.Fprintf(d.cfg.Log, "arrowd: remove %s: %v\n", d.arrowDir(id), err)

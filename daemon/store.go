@@ -10,6 +10,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/run"
 )
 
 // record is what the daemon keeps of one arrow on disk: the API's view
@@ -24,6 +25,8 @@ type record struct {
 	Socket string `json:"socket,omitempty"`
 	// Failures counts consecutive failed runs, for the restart back-off.
 	Failures int `json:"failures,omitempty"`
+	// Tap is how the arrow's runs join its bridge network.
+	Tap *run.TapAttachment `json:"tap,omitempty"`
 }
 
 // store keeps records in a bbolt database. Every change is one committed

@@ -43,6 +43,9 @@ type Launch struct {
 	Cgroup string `json:"cgroup,omitempty"`
 	// CgroupParent is the cgroup manager's parent group.
 	CgroupParent string `json:"cgroup_parent,omitempty"`
+	// Tap joins the run to its bridge network (arrowd created the tap and
+	// publishes the ports); nil for user-mode or no network.
+	Tap *run.TapAttachment `json:"tap,omitempty"`
 	// LogMaxSize and LogMaxFiles bound the log and its rotations.
 	LogMaxSize  int64 `json:"log_max_size,omitempty"`
 	LogMaxFiles int   `json:"log_max_files,omitempty"`

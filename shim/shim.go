@@ -127,6 +127,9 @@ func (s *server) run(ctx context.Context) error {
 	}()
 
 	o := Options(&s.launch.Config, s.launch.Root)
+	if s.launch.Tap != nil {
+		o.Tap, o.Ports = s.launch.Tap, nil // the bridge's ports are arrowd's
+	}
 	stdout, stderr := s.log.Stream(logs.Stdout), s.log.Stream(logs.Stderr)
 	o.Out = io.MultiWriter(stdout, s.out.stream(api.StreamStdout))
 	o.Err = io.MultiWriter(stderr, s.out.stream(api.StreamStderr))

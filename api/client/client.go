@@ -305,3 +305,26 @@ func unwrapURL(err error) error {
 	}
 	return err
 }
+
+// CreateNetwork creates a bridge network.
+func (c *Client) CreateNetwork(ctx context.Context, req *api.NetworkCreateRequest) (api.Network, error) {
+	var n api.Network
+	return n, c.do(ctx, http.MethodPost, "/networks", nil, req, &n)
+}
+
+// Networks lists the bridge networks.
+func (c *Client) Networks(ctx context.Context) ([]api.Network, error) {
+	var out []api.Network
+	return out, c.do(ctx, http.MethodGet, "/networks", nil, nil, &out)
+}
+
+// Network returns a bridge network by name.
+func (c *Client) Network(ctx context.Context, name string) (api.Network, error) {
+	var n api.Network
+	return n, c.do(ctx, http.MethodGet, "/networks/"+url.PathEscape(name), nil, nil, &n)
+}
+
+// RemoveNetwork removes a bridge network no arrow is attached to.
+func (c *Client) RemoveNetwork(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/networks/"+url.PathEscape(name), nil, nil, nil)
+}

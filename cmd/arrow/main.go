@@ -39,7 +39,8 @@ func execute(ctx context.Context, args []string) int {
 	root.AddCommand(newRunCmd(g), newImageCmd(g), newKernelCmd(g), newVersionCmd(g),
 		newDaemonCmd(g), newShimCmd(),
 		newPsCmd(g), newLogsCmd(g), newStopCmd(g), newStartCmd(g), newRestartCmd(g), newKillCmd(g),
-		newRmCmd(g), newWaitCmd(g), newInspectCmd(g), newStatsCmd(g), newEventsCmd(g), newAttachCmd(g))
+		newRmCmd(g), newWaitCmd(g), newInspectCmd(g), newStatsCmd(g), newEventsCmd(g), newAttachCmd(g),
+		newNetworkCmd(g), newPortCmd(g))
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

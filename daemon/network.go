@@ -1,0 +1,204 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/network"
+	"github.com/arrowsys/arrow/run"
+)
+
+// Bridge networks: the daemon owns them through a network.Manager, and
+// attaches an arrow to its network for the arrow's whole life (created to
+// removed), so its address and tap stay the same across restarts.
+
+// errNoBridges is the answer to network requests where they cannot work.
+var errNoBridges = errors.New("bridge networks need arrowd to run as root")
+
+// openNetworks opens the bridge-network state and brings the kernel back
+// in line with it and with the arrows that still exist.
+func (d *Daemon) openNetworks() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	m, err := network.Open(network.Options{
+		StatePath: filepath.Join(d.cfg.Root, "networks.db"),
+		Logf:      func(f string, args ...any) { fmt.Fprintf(d.cfg.Log, "arrowd: network: "+f+"\n", args...) },
+	})
+	if err != nil {
+		fmt.Fprintf(d.cfg.Log, "arrowd: bridge networks unavailable: %v\n", err)
+		return
+	}
+	live := make(map[string]bool)
+	d.mu.Lock()
+	for id := range d.arrows {
+		live[id] = true
+	}
+	d.mu.Unlock()
+	if err := m.Reconcile(d.ctx, live); err != nil {
+		fmt.Fprintf(d.cfg.Log, "arrowd: reconcile networks: %v\n", err)
+	}
+	d.nets = m
+}
+
+// isBridge reports whether a config's network is a bridge network's name.
+func isBridge(name string) bool {
+	return name != "" && name != run.NetworkUser && name != run.NetworkNone
+}
+
+// attach puts a new arrow on its bridge network, publishing its ports,
+// and returns its endpoint and how its runs join the network (nil, nil
+// for an arrow without a bridge network).
+func (d *Daemon) attach(ctx context.Context, r record) (*api.Endpoint, *run.TapAttachment, error) {
+	if !isBridge(r.Config.Network) {
+		return nil, nil, nil
+	}
+	if d.nets == nil {
+		return nil, nil, fmt.Errorf("%w: --network %s: %w", ErrInvalid, r.Config.Network, errNoBridges)
+	}
+	var ports []network.Port
+	for _, p := range r.Config.Ports {
+		np := network.Port{Proto: p.Proto, HostPort: uint16(p.HostPort), GuestPort: uint16(p.GuestPort)}
+		if np.Proto == "" {
+			np.Proto = "tcp"
+		}
+		if p.HostIP != "" {
+			a, err := netip.ParseAddr(p.HostIP)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: port %d: host IP %q: %w", ErrInvalid, p.HostPort, p.HostIP, err)
+			}
+			if !a.IsUnspecified() {
+				np.HostIP = a
+			}
+		}
+		ports = append(ports, np)
+	}
+	ep, err := d.nets.Attach(ctx, r.Config.Network, r.ID, r.Name, ports)
+	if err != nil {
+		return nil, nil, networkError(err)
+	}
+	return endpointOf(ep), tapOf(ep), nil
+}
+
+// detach takes a removed arrow off its network.
+func (d *Daemon) detach(r record) {
+	if d.nets == nil || !isBridge(r.Config.Network) {
+		return
+	}
+	if err := d.nets.Detach(context.Background(), r.Config.Network, r.ID); err != nil {
+		fmt.Fprintf(d.cfg.Log, "arrowd: detach %s from %s: %v\n", r.Name, r.Config.Network, err)
+	}
+}
+
+// networkError maps the network package's errors to the API's.
+func networkError(err error) error {
+	switch {
+	case errors.Is(err, network.ErrNotFound):
+		return fmt.Errorf("%w: no such network: %w", ErrNotFound, err)
+	case errors.Is(err, network.ErrExists), errors.Is(err, network.ErrInUse),
+		errors.Is(err, network.ErrPortInUse), errors.Is(err, network.ErrOverlap), errors.Is(err, network.ErrExhausted):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
+}
+
+func endpointOf(ep network.Endpoint) *api.Endpoint {
+	e := &api.Endpoint{ID: ep.ArrowID, Name: ep.Name, Address: ep.Address.String(), MAC: ep.MAC.String(), Tap: ep.Tap}
+	for _, p := range ep.Ports {
+		e.Ports = append(e.Ports, p.String())
+	}
+	return e
+}
+
+// tapOf is what a run needs to join the network through ep's tap.
+func tapOf(ep network.Endpoint) *run.TapAttachment {
+	t := &run.TapAttachment{
+		Name: ep.Tap,
+		Interface: guest.Interface{
+			MAC: ep.MAC.String(), Address: ep.Address.String(), Gateway: ep.Gateway.String(), MTU: ep.MTU,
+		},
+	}
+	for _, a := range ep.DNS {
+		t.DNS = append(t.DNS, a.String())
+	}
+	return t
+}
+
+func networkOf(n network.Info) api.Network {
+	out := api.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(), MTU: n.MTU, Created: n.Created, Endpoints: []api.Endpoint{}}
+	for _, ep := range n.Attached {
+		out.Endpoints = append(out.Endpoints, *endpointOf(ep))
+	}
+	return out
+}
+
+func (d *Daemon) handleNetworkCreate(w http.ResponseWriter, r *http.Request) {
+	var req api.NetworkCreateRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if d.nets == nil {
+		fail(w, fmt.Errorf("%w: %w", ErrInvalid, errNoBridges))
+		return
+	}
+	if !api.ValidName(req.Name) || len(req.Name) > 32 {
+		fail(w, fmt.Errorf("%w: network name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most 32)", ErrInvalid, req.Name))
+		return
+	}
+	var subnet netip.Prefix
+	if req.Subnet != "" {
+		var err error
+		if subnet, err = netip.ParsePrefix(req.Subnet); err != nil || !subnet.Addr().Is4() {
+			fail(w, fmt.Errorf("%w: subnet %q: want an IPv4 prefix such as 10.89.1.0/24", ErrInvalid, req.Subnet))
+			return
+		}
+	}
+	n, err := d.nets.Create(r.Context(), req.Name, subnet)
+	if err != nil {
+		fail(w, networkError(err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, networkOf(n))
+}
+
+func (d *Daemon) handleNetworkList(w http.ResponseWriter, r *http.Request) {
+	out := []api.Network{}
+	if d.nets != nil {
+		for _, n := range d.nets.List() {
+			out = append(out, networkOf(n))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *Daemon) handleNetworkInspect(w http.ResponseWriter, r *http.Request) {
+	if d.nets == nil {
+		fail(w, fmt.Errorf("%w: no such network: %s", ErrNotFound, r.PathValue("name")))
+		return
+	}
+	n, err := d.nets.Get(r.PathValue("name"))
+	if err != nil {
+		fail(w, networkError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, networkOf(n))
+}
+
+func (d *Daemon) handleNetworkRemove(w http.ResponseWriter, r *http.Request) {
+	if d.nets == nil {
+		fail(w, fmt.Errorf("%w: no such network: %s", ErrNotFound, r.PathValue("name")))
+		return
+	}
+	if err := d.nets.Remove(r.Context(), r.PathValue("name")); err != nil {
+		fail(w, networkError(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

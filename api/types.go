@@ -204,6 +204,13 @@ type Stats struct {
 	// MemoryLimit the cgroup's limit (0: none).
 	MemoryBytes int64 `json:"memory_bytes"`
 	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	// MemoryPrivate is the part of MemoryBytes no other process maps (for
+	// a VM cloned from a template: the pages written since the clone);
+	// MemoryShared the part shared with others (template pages, QEMU's
+	// code); MemoryPSS is the proportional set size.
+	MemoryPrivate int64 `json:"memory_private_bytes"`
+	MemoryShared  int64 `json:"memory_shared_bytes"`
+	MemoryPSS     int64 `json:"memory_pss_bytes"`
 	Pids        int   `json:"pids,omitempty"`
 }
 

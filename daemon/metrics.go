@@ -43,15 +43,19 @@ func newMetrics(d *Daemon) *metrics {
 type collector struct{ d *Daemon }
 
 var (
-	descArrows = prometheus.NewDesc("arrow_arrows", "Arrows by state.", []string{"state"}, nil)
-	descCPU    = prometheus.NewDesc("arrow_cpu_seconds_total", "CPU time used by an arrow's VM process.", []string{"id", "name"}, nil)
-	descMemory = prometheus.NewDesc("arrow_memory_bytes", "Resident memory of an arrow's VM process.", []string{"id", "name"}, nil)
+	descArrows    = prometheus.NewDesc("arrow_arrows", "Arrows by state.", []string{"state"}, nil)
+	descCPU       = prometheus.NewDesc("arrow_cpu_seconds_total", "CPU time used by an arrow's VM process.", []string{"id", "name"}, nil)
+	descMemory    = prometheus.NewDesc("arrow_memory_bytes", "Resident memory of an arrow's VM process.", []string{"id", "name"}, nil)
+	descMemPriv   = prometheus.NewDesc("arrow_memory_private_bytes", "Resident memory of an arrow's VM process that no other process maps (for a clone: pages written since it was cloned).", []string{"id", "name"}, nil)
+	descMemShared = prometheus.NewDesc("arrow_memory_shared_bytes", "Resident memory of an arrow's VM process shared with others (template pages, QEMU's code).", []string{"id", "name"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descArrows
 	ch <- descCPU
 	ch <- descMemory
+	ch <- descMemPriv
+	ch <- descMemShared
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -70,6 +74,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		short := a.ID[:12]
 		ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, s.cpu.Seconds(), short, a.Name)
 		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(s.s.MemoryBytes), short, a.Name)
+		ch <- prometheus.MustNewConstMetric(descMemPriv, prometheus.GaugeValue, float64(s.s.MemoryPrivate), short, a.Name)
+		ch <- prometheus.MustNewConstMetric(descMemShared, prometheus.GaugeValue, float64(s.s.MemoryShared), short, a.Name)
 	}
 }
 

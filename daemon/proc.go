@@ -91,3 +91,44 @@ func processRSS(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("pid %d: no VmRSS", pid)
 }
+
+// memoryRollup is a process's resident memory split by sharing, from
+// /proc/PID/smaps_rollup.
+type memoryRollup struct {
+	private, shared, pss int64 // bytes
+}
+
+func readMemoryRollup(pid int) (memoryRollup, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return memoryRollup{}, err
+	}
+	return parseMemoryRollup(string(b)), nil
+}
+
+func parseMemoryRollup(s string) memoryRollup {
+	var m memoryRollup
+	for _, line := range strings.Split(s, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || n < 0 {
+			continue
+		}
+		switch k {
+		case "Private_Clean", "Private_Dirty":
+			m.private += n << 10
+		case "Shared_Clean", "Shared_Dirty":
+			m.shared += n << 10
+		case "Pss":
+			m.pss = n << 10
+		}
+	}
+	return m
+}

@@ -122,3 +122,15 @@ func TestProcessAlive(t *testing.T) {
 		t.Error("a reaped process is alive")
 	}
 }
+
+func TestParseMemoryRollup(t *testing.T) {
+	in := "55bc6a2f0000-7ffc55ad0000 ---p 00000000 00:00 0   [rollup]\nRss:  1688 kB\nPss:  437 kB\nShared_Clean: 1508 kB\nShared_Dirty: 4 kB\nPrivate_Clean: 68 kB\nPrivate_Dirty: 112 kB\nBogus: x kB\nPrivate_Dirty: -5 kB\n"
+	got := parseMemoryRollup(in)
+	want := memoryRollup{private: (68 + 112) << 10, shared: (1508 + 4) << 10, pss: 437 << 10}
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if m, err := readMemoryRollup(os.Getpid()); err != nil || m.private <= 0 || m.pss <= 0 {
+		t.Fatalf("own rollup: %+v %v", m, err)
+	}
+}

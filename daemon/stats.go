@@ -43,6 +43,9 @@ func (d *Daemon) sampleOf(a api.Arrow) (sample, bool) {
 		at:  time.Now(),
 		s:   api.Stats{ID: a.ID, Name: a.Name, MemoryBytes: rss},
 	}
+	if m, err := readMemoryRollup(a.Pid); err == nil {
+		sm.s.MemoryPrivate, sm.s.MemoryShared, sm.s.MemoryPSS = m.private, m.shared, m.pss
+	}
 	if d.cg != nil {
 		if g, err := d.cg.Open(a.ID); err == nil {
 			if cs, err := g.Stats(); err == nil {

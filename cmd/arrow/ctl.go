@@ -407,13 +407,13 @@ func printStats(w io.Writer, stats []api.Stats, clear bool) error {
 		fmt.Fprint(w, "\033[2J\033[H")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tPIDS")
+	fmt.Fprintln(tw, "ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tPRIVATE\tSHARED\tPIDS")
 	for _, s := range stats {
 		limit := "-"
 		if s.MemoryLimit > 0 {
 			limit = mib(s.MemoryLimit)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2f%%\t%s / %s\t%d\n", shortID(s.ID), s.Name, s.CPUPercent, mib(s.MemoryBytes), limit, s.Pids)
+		fmt.Fprintf(tw, "%s\t%s\t%.2f%%\t%s / %s\t%s\t%s\t%d\n", shortID(s.ID), s.Name, s.CPUPercent, mib(s.MemoryBytes), limit, mib(s.MemoryPrivate), mib(s.MemoryShared), s.Pids)
 	}
 	return tw.Flush()
 }

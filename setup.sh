@@ -19,6 +19,7 @@ packages=(
 	python3 perl                          # examples and tests run them in VMs
 	busybox-static                        # a static binary for tests
 	runc                                  # the benchmark's container baseline
+	wrk                                   # the network benchmark's load generator
 	debootstrap                           # the Debian root file system of image tests and benchmark
 	git ca-certificates
 )

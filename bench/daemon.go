@@ -68,37 +68,11 @@ func benchDaemon(ctx context.Context, arrowBin string, runs, idle int) (err erro
 		return err
 	}
 
-	work, err := os.MkdirTemp("", "arrow-bench-daemon-")
+	b, work, done, err := newDaemonBench(arrowBin, accel.Name, "arrow-bench-daemon-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	root := filepath.Join(work, "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		return err
-	}
-	for _, shared := range []string{"kernels", "initramfs"} {
-		if err := os.Symlink(filepath.Join("/var/lib/arrow", shared), filepath.Join(root, shared)); err != nil {
-			return err
-		}
-	}
-	// Socket addresses are limited to 108 bytes: keep the runtime
-	// directory short.
-	runDir, err := os.MkdirTemp("", "ab")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(runDir)
-
-	b := &daemonBench{
-		arrow:  arrowBin,
-		accel:  accel.Name,
-		socket: filepath.Join(runDir, "arrow.sock"),
-		log:    filepath.Join(work, "arrowd.log"),
-		marker: "ARROW_BENCH_DAEMON=" + filepath.Base(work),
-		fg:     map[*fgProcess]bool{},
-	}
-	b.env = append(os.Environ(), "ARROW_ROOT="+root, "ARROW_SOCKET="+b.socket, b.marker)
+	defer done()
 	defer func() {
 		if cerr := b.cleanup(); cerr != nil && err == nil {
 			err = cerr
@@ -236,6 +210,46 @@ func benchDaemon(ctx context.Context, arrowBin string, runs, idle int) (err erro
 
 // daemonBench is the state of one run of benchDaemon, kept so that cleanup
 // can undo whatever was started.
+// newDaemonBench prepares a benchmark's own arrowd (not started yet): a
+// temporary data root sharing the machine's kernel and initramfs cache, a
+// short socket directory, and the marker its processes carry. done removes
+// the directories.
+func newDaemonBench(arrowBin, accel, prefix string) (b *daemonBench, work string, done func(), err error) {
+	work, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	root := filepath.Join(work, "root")
+	// Socket addresses are limited to 108 bytes: keep the runtime
+	// directory short.
+	runDir, err := os.MkdirTemp("", "ab")
+	done = func() { os.RemoveAll(work); os.RemoveAll(runDir) }
+	if err != nil {
+		done()
+		return nil, "", nil, err
+	}
+	if err := os.Mkdir(root, 0o755); err != nil {
+		done()
+		return nil, "", nil, err
+	}
+	for _, shared := range []string{"kernels", "initramfs"} {
+		if err := os.Symlink(filepath.Join("/var/lib/arrow", shared), filepath.Join(root, shared)); err != nil {
+			done()
+			return nil, "", nil, err
+		}
+	}
+	b = &daemonBench{
+		arrow:  arrowBin,
+		accel:  accel,
+		socket: filepath.Join(runDir, "arrow.sock"),
+		log:    filepath.Join(work, "arrowd.log"),
+		marker: "ARROW_BENCH_DAEMON=" + filepath.Base(work),
+		fg:     map[*fgProcess]bool{},
+	}
+	b.env = append(os.Environ(), "ARROW_ROOT="+root, "ARROW_SOCKET="+b.socket, b.marker)
+	return b, work, done, nil
+}
+
 type daemonBench struct {
 	arrow, accel string
 	socket, log  string

@@ -22,6 +22,13 @@
 // (PSS) of -idle idle arrows, against foreground `arrow run` and raw QEMU.
 //
 //	go run ./bench -daemon -runs 5 -idle 5
+//
+// With -network it measures HTTP through published ports (see
+// benchNetwork): requests per second and transfer rate with wrk on
+// loopback, natively, in an arrow on the user-mode network and in one on a
+// bridge network.
+//
+//	go run ./bench -network -duration 10s
 package main
 
 import (
@@ -36,6 +43,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/image/initramfs"
@@ -50,9 +58,13 @@ func main() {
 	images := flag.Bool("images", false, "measure image import and runs of a Debian python3 image instead")
 	daemon := flag.Bool("daemon", false, "measure detached arrows under arrowd (start latency, memory per idle arrow) instead")
 	idle := flag.Int("idle", 5, "with -daemon: idle arrows started each way to measure memory")
+	network := flag.Bool("network", false, "measure HTTP through published ports (user mode and bridge) against native instead")
+	duration := flag.Duration("duration", 10*time.Second, "with -network: how long wrk loads each server")
 	flag.Parse()
 	var err error
 	switch {
+	case *network:
+		err = benchNetwork(context.Background(), *arrowBin, *duration)
 	case *daemon:
 		err = benchDaemon(context.Background(), *arrowBin, *runs, *idle)
 	case *images:

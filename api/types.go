@@ -44,6 +44,11 @@ type Config struct {
 	Network string `json:"network,omitempty"`
 	// Ports are published ports.
 	Ports []Port `json:"ports,omitempty"`
+	// ReadyPort is a guest TCP port the application accepts connections
+	// on once it is ready to serve: a detached arrow is "healthy", and
+	// `arrow run -d` returns, when a connection to it succeeds (through
+	// the published port in user mode, which it must be among).
+	ReadyPort int `json:"ready_port,omitempty"`
 
 	MemoryMiB  int    `json:"memory_mib,omitempty"`
 	CPUs       int    `json:"cpus,omitempty"`
@@ -134,6 +139,9 @@ type Arrow struct {
 	OOMKilled bool `json:"oom_killed,omitempty"`
 	// Restarts counts the restarts by the restart policy.
 	Restarts int `json:"restarts"`
+	// Health is "starting", "healthy" or "unhealthy" for an arrow with
+	// a ready port (see Config.ReadyPort), while it runs.
+	Health string `json:"health,omitempty"`
 	// StoppedByUser: `arrow stop` or `kill` ended the last run; the
 	// restart policy does not apply.
 	StoppedByUser bool `json:"stopped_by_user,omitempty"`

@@ -194,6 +194,21 @@ func validHostname(h string) bool {
 // validateNetwork checks the network's name and the published ports: no
 // two bind the same host port and protocol on overlapping addresses.
 func (c *Config) validateNetwork() error {
+	if c.ReadyPort < 0 || c.ReadyPort > 65535 {
+		return fmt.Errorf("config: ready port %d: want 1 to 65535", c.ReadyPort)
+	}
+	if c.ReadyPort > 0 && c.Network == "none" {
+		return errors.New("config: a ready port with network none: nothing can connect to it")
+	}
+	if c.ReadyPort > 0 && (c.Network == "" || c.Network == "user") {
+		published := false
+		for _, p := range c.Ports {
+			published = published || p.GuestPort == c.ReadyPort && (p.Proto == "" || p.Proto == "tcp")
+		}
+		if !published {
+			return fmt.Errorf("config: ready port %d: in user mode it must be published (-p HOST:%d)", c.ReadyPort, c.ReadyPort)
+		}
+	}
 	if c.Network != "" && !ValidName(c.Network) {
 		return fmt.Errorf("config: network %q: want user, none or a network's name", c.Network)
 	}

@@ -108,6 +108,9 @@ func (d *Daemon) startAndAwait(ctx context.Context, a *arrow) (api.Arrow, error)
 		return d.snapshot(a), err
 	}
 	d.awaitStarted(ctx, a, rs)
+	if d.snapshot(a).Config.ReadyPort > 0 {
+		d.waitHealthy(ctx, a, rs)
+	}
 	return d.snapshot(a), nil
 }
 
@@ -191,7 +194,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	err = d.updateLocked(a, func(r *record) {
 		r.State = api.Starting
 		r.ShimPid, r.ShimStart, r.Socket = p.Pid(), start, l.Socket
-		r.Pid, r.ExitCode, r.Error, r.OOMKilled = 0, 0, "", false
+		r.Pid, r.ExitCode, r.Error, r.OOMKilled, r.Health = 0, 0, "", false, ""
 		r.StoppedByUser = false
 		r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
 	})
@@ -237,6 +240,9 @@ func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64
 			})
 			if observed {
 				d.metrics.startLatency.Observe(st.BootSeconds)
+			}
+			if d.snapshot(a).Config.ReadyPort > 0 {
+				go d.probeReady(a, rs)
 			}
 		}
 		var exit *shim.Exit
@@ -290,7 +296,7 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 	_ = d.updateLocked(a, func(r *record) {
 		r.State, r.ExitCode, r.Error, r.OOMKilled = api.Exited, e.ExitCode, e.Error, e.OOMKilled
 		r.FinishedAt = e.FinishedAt.UTC()
-		r.Pid, r.ShimPid, r.ShimStart = 0, 0, 0
+		r.Pid, r.ShimPid, r.ShimStart, r.Health = 0, 0, 0, ""
 		if e.Accel != "" {
 			r.Accel = e.Accel
 		}

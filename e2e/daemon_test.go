@@ -631,3 +631,26 @@ memory: 128M
 		t.Fatalf("--restart without -d: exit %d %s", r.code, r.stderr)
 	}
 }
+
+func TestDaemonReadyPort(t *testing.T) {
+	d := startDaemon(t)
+	port := freePort(t)
+	// The server sleeps before it listens: run -d must wait for it.
+	d.must("run", "-d", "--name", "srv", "-p", fmt.Sprintf("127.0.0.1:%d:8000", port), "--ready-port", "8000",
+		"/usr/bin/python3", "-c", "import time, http.server, socketserver\ntime.sleep(2)\nsocketserver.TCPServer(('', 8000), http.server.SimpleHTTPRequestHandler).serve_forever()")
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatalf("right after run -d --ready-port: %v", err)
+	}
+	resp.Body.Close()
+	if a := d.inspect("srv"); a.Health != "healthy" {
+		t.Errorf("health %q", a.Health)
+	}
+	if ps := d.must("ps"); !strings.Contains(ps, "(healthy)") {
+		t.Errorf("ps:\n%s", ps)
+	}
+	// A ready port that is not published in user mode is refused up front.
+	if r := d.arrow("run", "-d", "--ready-port", "9000", "/bin/true"); r.code != 125 || !strings.Contains(r.stderr, "published") {
+		t.Errorf("unpublished ready port: exit %d: %s", r.code, r.stderr)
+	}
+}

@@ -134,7 +134,11 @@ func ellipsis(s string, n int) string {
 func status(a api.Arrow, now time.Time) string {
 	switch a.State {
 	case api.Running:
-		return "Up " + humanDuration(now.Sub(a.StartedAt))
+		s := "Up " + humanDuration(now.Sub(a.StartedAt))
+		if a.Health != "" {
+			s += " (" + a.Health + ")"
+		}
+		return s
 	case api.Starting:
 		return "Starting"
 	case api.Restarting:
@@ -521,6 +525,9 @@ When the arrow ends, attach exits with its exit status.`,
 // detachedExit maps an arrow that ended before its application started to
 // the exit status `arrow run` would have given.
 func detachedExit(a api.Arrow) error {
+	if a.State == api.Running && a.Health == "unhealthy" {
+		return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("%s runs, but accepted no connection on port %d in time (see arrow logs %s)", a.Name, a.Config.ReadyPort, a.Name)}
+	}
 	if a.State != api.Exited || a.Error == "" {
 		return nil
 	}

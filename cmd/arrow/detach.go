@@ -21,6 +21,7 @@ type detachFlags struct {
 	name    string
 	restart string
 	labels  []string
+	ready   int
 }
 
 func (d *detachFlags) add(cmd *cobra.Command) {
@@ -29,6 +30,7 @@ func (d *detachFlags) add(cmd *cobra.Command) {
 	f.StringVar(&d.name, "name", "", "name the arrow (with -d)")
 	f.StringVar(&d.restart, "restart", "no", "restart policy (with -d): no, on-failure[:N], always, unless-stopped")
 	f.StringArrayVarP(&d.labels, "label", "l", nil, "set a label KEY=value (with -d; repeatable)")
+	f.IntVar(&d.ready, "ready-port", 0, "with -d: return once the app accepts TCP connections on this guest port (published with -p in user mode)")
 }
 
 // check refuses detached-only flags without -d.
@@ -38,7 +40,7 @@ func (d *detachFlags) check(cmd *cobra.Command) error {
 	}
 	// (A spec file's name, restart and labels are fine without -d: they
 	// only mean something to a detached arrow.)
-	for _, f := range []string{"name", "restart", "label"} {
+	for _, f := range []string{"name", "restart", "label", "ready-port"} {
 		if cmd.Flags().Changed(f) {
 			return fmt.Errorf("--%s applies to detached arrows: add -d", f)
 		}
@@ -149,6 +151,7 @@ func detachedRequest(o *run.Options, d *detachFlags) (*api.CreateRequest, error)
 		}
 		c.Env = append(c.Env, e)
 	}
+	c.ReadyPort = d.ready
 	req.Config = c
 	if err := req.Validate(); err != nil {
 		return nil, err

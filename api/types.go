@@ -219,7 +219,7 @@ type Stats struct {
 	MemoryPrivate int64 `json:"memory_private_bytes"`
 	MemoryShared  int64 `json:"memory_shared_bytes"`
 	MemoryPSS     int64 `json:"memory_pss_bytes"`
-	Pids        int   `json:"pids,omitempty"`
+	Pids          int   `json:"pids,omitempty"`
 }
 
 // Event is something that happened to an arrow (`arrow events`).

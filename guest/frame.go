@@ -56,6 +56,9 @@ const (
 	// FrameExit carries a JSON [ExitStatus]; it is the last frame the
 	// guest sends.
 	FrameExit
+	// FrameHealthy (no payload) says the application accepts TCP
+	// connections on the spec's ReadyPort.
+	FrameHealthy
 )
 
 // String names the frame type for logs and errors.
@@ -79,12 +82,14 @@ func (t FrameType) String() string {
 		return "stderr"
 	case FrameExit:
 		return "exit"
+	case FrameHealthy:
+		return "healthy"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }
 
 func (t FrameType) known() bool {
-	return (t >= FrameStart && t <= FrameResize) || (t >= FrameReady && t <= FrameExit)
+	return (t >= FrameStart && t <= FrameResize) || (t >= FrameReady && t <= FrameHealthy)
 }
 
 // ErrFrameTooLarge is returned when a peer announces a payload larger than

@@ -58,6 +58,13 @@ type Spec struct {
 	// resolution. Nil leaves the guest with its loopback interface only,
 	// which arrow-init brings up in every guest.
 	Network *Network `json:"network,omitempty"`
+	// ReadyPort, when not 0, is a TCP port arrow-init connects to on the
+	// guest's loopback while the application runs, until a connection
+	// succeeds: it then sends [FrameHealthy]. Only the guest can tell a
+	// listening application from one that is not listening yet: through
+	// QEMU's user-mode network, the host's connection is accepted either
+	// way.
+	ReadyPort int `json:"ready_port,omitempty"`
 }
 
 // Network is the guest's static network configuration: the host decides
@@ -79,6 +86,11 @@ type Interface struct {
 	// MAC is the card's address as the host set it (vm.NIC.MAC),
 	// aa:bb:cc:dd:ee:ff: the guest finds the card by it.
 	MAC string `json:"mac"`
+	// CardMAC, when set, is the address the card has when arrow-init
+	// starts, if it is not MAC: a clone of a VM template keeps its
+	// template's card state. arrow-init finds the card by CardMAC and
+	// gives it MAC (SIOCSIFHWADDR) before bringing it up.
+	CardMAC string `json:"card_mac,omitempty"`
 	// Address is the card's IPv4 address and prefix, CIDR notation
 	// ("10.0.2.15/24").
 	Address string `json:"address"`
@@ -181,6 +193,8 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("spec: protocol version %d, arrow-init speaks %d: use arrow and arrow-init from the same build", s.Version, ProtocolVersion)
 	case len(s.Args) == 0 || s.Args[0] == "":
 		return errors.New("spec: no program to run")
+	case s.ReadyPort < 0 || s.ReadyPort > 65535:
+		return fmt.Errorf("spec: ready port %d: want 1 to 65535", s.ReadyPort)
 	case len(s.Args) > maxArgs:
 		return fmt.Errorf("spec: %d arguments, at most %d", len(s.Args), maxArgs)
 	case len(s.Env) > maxEnv:
@@ -304,6 +318,9 @@ func (n *Network) validate() error {
 func (i *Interface) validate() error {
 	if !IsMAC(i.MAC) {
 		return fmt.Errorf("spec: network interface MAC %.40q: want six lower-case hex pairs, aa:bb:cc:dd:ee:ff", i.MAC)
+	}
+	if i.CardMAC != "" && !IsMAC(i.CardMAC) {
+		return fmt.Errorf("spec: network interface %s: card MAC %.40q: want six lower-case hex pairs", i.MAC, i.CardMAC)
 	}
 	p, err := netip.ParsePrefix(i.Address)
 	if err != nil || !p.Addr().Is4() || p.Bits() == 0 || p.Bits() < 31 && p.Addr() == p.Masked().Addr() {
@@ -482,7 +499,7 @@ type Hello struct {
 // announcing another one. Version 2 added [Spec.Root] and [Spec.Mounts];
 // version 3 [Spec.Network] (and arrow-init bringing up the loopback
 // interface).
-const ProtocolVersion = 3
+const ProtocolVersion = 4
 
 // ExitReason says how the application ended.
 type ExitReason string

@@ -32,9 +32,21 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 		console = o.Log
 	}
 	t0 := time.Now()
-	m, err := vm.Start(ctx, p.cfg, console)
-	if err != nil {
-		return res, fail(ExitArrowFailed, err)
+	m := p.clone(ctx, o, console)
+	cloned := m != nil
+	res.Template = p.tmplKey
+	if !cloned {
+		if o.Debug {
+			why := p.coldWhy
+			if why == "" {
+				why = "the template failed"
+			}
+			fmt.Fprintf(o.Log, "arrow: cold boot (%s)\n", why)
+		}
+		var err error
+		if m, err = vm.Start(ctx, p.cfg, console); err != nil {
+			return res, fail(ExitArrowFailed, err)
+		}
 	}
 	if o.Started != nil {
 		o.Started(m.Pid())
@@ -53,10 +65,14 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 	if err := s.conn.SendJSON(guest.FrameStart, p.spec); err != nil {
 		return res, fail(ExitArrowFailed, fmt.Errorf("hand the application to the guest: %w", err))
 	}
-	if err := s.awaitReady(ctx); err != nil {
-		return res, err
+	// A clone's arrow-init said hello in its template already, and waits
+	// for the application now.
+	if !cloned {
+		if err := s.awaitReady(ctx); err != nil {
+			return res, err
+		}
+		res.Phases = append(res.Phases, Phase{"boot", time.Since(t0)})
 	}
-	res.Phases = append(res.Phases, Phase{"boot", time.Since(t0)})
 	if o.Ready != nil {
 		o.Ready()
 	}
@@ -133,8 +149,14 @@ func (s *session) awaitReady(ctx context.Context) error {
 	}
 }
 
-// died explains a VM that ended without reporting an exit status.
+// died explains a VM that ended without reporting an exit status. The
+// control stream may also have ended because it broke (a frame this
+// version does not know, say) while QEMU runs on: then nothing would end
+// it, so it is stopped first.
 func (s *session) died(when string) error {
+	if s.recErr != nil {
+		_ = s.m.Kill()
+	}
 	werr := s.m.Wait()
 	tail := strings.TrimSpace(s.m.ConsoleTail())
 	if i := strings.Index(tail, "Kernel panic"); i >= 0 {
@@ -179,6 +201,10 @@ func (s *session) relay(ctx context.Context) (guest.ExitStatus, error) {
 				_, _ = s.o.Out.Write(f.Payload)
 			case guest.FrameStderr:
 				_, _ = s.o.Err.Write(f.Payload)
+			case guest.FrameHealthy:
+				if s.o.Healthy != nil {
+					s.o.Healthy()
+				}
 			case guest.FrameExit:
 				var st guest.ExitStatus
 				if err := guest.Decode(f.Payload, &st); err != nil {

@@ -5,6 +5,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -69,9 +70,18 @@ func setupNetwork(n *guest.Network) error {
 
 // configure sets up the card with MAC i.MAC as i says.
 func configure(fd int, i guest.Interface) error {
-	name, err := findNIC(i.MAC, nicWait)
+	card := i.MAC
+	if i.CardMAC != "" {
+		card = i.CardMAC
+	}
+	name, err := findNIC(card, nicWait)
 	if err != nil {
 		return err
+	}
+	if card != i.MAC {
+		if err := setMAC(fd, name, i.MAC); err != nil {
+			return err
+		}
 	}
 	prefix, err := netip.ParsePrefix(i.Address)
 	if err != nil || !prefix.Addr().Is4() {
@@ -120,6 +130,30 @@ func configure(fd int, i guest.Interface) error {
 		if err := addDefaultRoute(fd, gw.As4()); err != nil {
 			return fmt.Errorf("%s: default route via %s: %w", name, gw, err)
 		}
+	}
+	return nil
+}
+
+// setMAC gives the (down) interface name the address mac: a clone of a
+// VM template gets its own address on its template's card. virtio-net
+// tells QEMU's device too (VIRTIO_NET_CTRL_MAC_ADDR_SET).
+func setMAC(fd int, name, mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return fmt.Errorf("%s: MAC %q: %v", name, mac, err)
+	}
+	var req struct {
+		name [unix.IFNAMSIZ]byte
+		addr unix.RawSockaddr
+		_    [8]byte // the rest of the ifreq union
+	}
+	copy(req.name[:], name)
+	req.addr.Family = unix.ARPHRD_ETHER
+	for k, b := range hw {
+		req.addr.Data[k] = int8(b)
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCSIFHWADDR, uintptr(unsafe.Pointer(&req))); errno != 0 {
+		return fmt.Errorf("%s: set MAC %s: %w", name, mac, errno)
 	}
 	return nil
 }

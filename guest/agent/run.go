@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +55,11 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 	}
 	go a.serveHost(p)
 	a.debugf("started pid %d in %v", p.pid, time.Since(t0))
+	if spec.ReadyPort > 0 {
+		done := make(chan struct{})
+		defer close(done)
+		go a.awaitPort(spec.ReadyPort, done)
+	}
 
 	status := reapUntil(p.pid, sigchld)
 	a.debugf("exited %+v after %v", status, time.Since(t0))
@@ -447,4 +454,26 @@ func addEntropy(seed []byte) error {
 	// Touch the pool once so a broken RNG shows up here, not in the app.
 	_, err = rand.Read(make([]byte, 1))
 	return err
+}
+
+// awaitPort connects to port on the loopback until a connection succeeds,
+// then tells the host the application is healthy. It gives up when done
+// closes (the application ended).
+func (a *agent) awaitPort(port int, done <-chan struct{}) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			if err := a.conn.Send(guest.FrameHealthy, nil); err != nil {
+				a.log.Printf("report health: %v", err)
+			}
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -45,6 +45,10 @@ type Config struct {
 	// CgroupParent is the cgroup under which each arrow gets its own
 	// ("arrow"); empty disables cgroups.
 	CgroupParent string
+	// BridgeNetworks lets the daemon manage bridge networks (as root):
+	// their bridges, taps and nftables table are the host's, so only one
+	// daemon on a host may, which a lock file enforces.
+	BridgeNetworks bool
 	// VMOverheadMiB is added to an arrow's memory for its cgroup limit;
 	// DefaultVMOverheadMiB when 0.
 	VMOverheadMiB int
@@ -67,6 +71,7 @@ type Daemon struct {
 	st      *store
 	cg      *cgroup.Manager  // nil: no cgroups here
 	nets    *network.Manager // nil: no bridge networks (not root)
+	netLock *os.File         // held while nets is
 	accel   vm.Accel
 	events  *broker
 	metrics *metrics
@@ -149,6 +154,7 @@ func (d *Daemon) Close() error {
 	d.wg.Wait()
 	if d.nets != nil {
 		_ = d.nets.Close() // stops DNS; bridges, taps and rules stay for the arrows
+		d.netLock.Close()
 	}
 	return d.st.close()
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/network"
@@ -20,14 +22,33 @@ import (
 // removed), so its address and tap stay the same across restarts.
 
 // errNoBridges is the answer to network requests where they cannot work.
-var errNoBridges = errors.New("bridge networks need arrowd to run as root")
+var errNoBridges = errors.New("bridge networks need arrowd to run as root, and only one arrowd on a host has them")
+
+// networkLock is held by the daemon that manages the host's bridge
+// networks.
+const networkLock = "/run/arrow-networks.lock"
 
 // openNetworks opens the bridge-network state and brings the kernel back
 // in line with it and with the arrows that still exist.
 func (d *Daemon) openNetworks() {
-	if os.Geteuid() != 0 {
+	if !d.cfg.BridgeNetworks || os.Geteuid() != 0 {
 		return
 	}
+	// The links and the nftables table are the host's: a second daemon
+	// (another data root) reconciling them with its own state would tear
+	// down the first one's networks.
+	lock, err := os.OpenFile(networkLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		fmt.Fprintf(d.cfg.Log, "arrowd: bridge networks unavailable: another arrowd on this host manages them (%s: %v)\n", networkLock, err)
+		return
+	}
+	d.netLock = lock
 	m, err := network.Open(network.Options{
 		StatePath: filepath.Join(d.cfg.Root, "networks.db"),
 		Logf:      func(f string, args ...any) { fmt.Fprintf(d.cfg.Log, "arrowd: network: "+f+"\n", args...) },

@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"context"
-	"net"
-	"net/netip"
-	"strconv"
+	"errors"
 	"time"
 
 	"github.com/arrowsys/arrow/api"
@@ -21,40 +19,13 @@ const (
 // boot timeout does not say.
 const defaultReadyTimeout = time.Minute
 
-// readyAddr is where the daemon connects to check a's ready port: the
-// arrow's address on its bridge network, or the host side of the
-// published port in user mode.
-func readyAddr(a api.Arrow) (string, bool) {
-	port := a.Config.ReadyPort
-	if port == 0 {
-		return "", false
-	}
-	if a.Endpoint != nil {
-		if p, err := netip.ParsePrefix(a.Endpoint.Address); err == nil {
-			return net.JoinHostPort(p.Addr().String(), strconv.Itoa(port)), true
-		}
-		return "", false
-	}
-	for _, p := range a.Config.Ports {
-		if p.GuestPort == port && (p.Proto == "" || p.Proto == "tcp") {
-			host := p.HostIP
-			if host == "" || host == "0.0.0.0" {
-				host = "127.0.0.1"
-			}
-			return net.JoinHostPort(host, strconv.Itoa(p.HostPort)), true
-		}
-	}
-	return "", false
-}
-
-// probeReady connects to a's ready port until a connection succeeds, the
-// run ends, or the timeout passes, and records the arrow's health.
+// probeReady waits for arrow-init to report that the application accepts
+// connections on its ready port (only the guest can tell: through QEMU's
+// user-mode network the host's connections are accepted either way), and
+// records the arrow's health: healthy, or unhealthy after the boot
+// timeout.
 func (d *Daemon) probeReady(a *arrow, rs *runState) {
 	snap := d.snapshot(a)
-	addr, ok := readyAddr(snap)
-	if !ok {
-		return
-	}
 	timeout := defaultReadyTimeout
 	if bt := snap.Config.BootTimeout; bt > 0 {
 		timeout = time.Duration(bt * float64(time.Second))
@@ -67,25 +38,14 @@ func (d *Daemon) probeReady(a *arrow, rs *runState) {
 		})
 	}
 	setHealth(healthStarting)
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			setHealth(healthHealthy)
-			return
-		}
-		if time.Now().After(deadline) {
-			setHealth(healthUnhealthy)
-			return
-		}
-		select {
-		case <-rs.exited:
-			return
-		case <-d.ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
+	ctx, cancel := context.WithTimeout(d.ctx, timeout)
+	defer cancel()
+	st, err := rs.client.WaitHealthy(ctx)
+	switch {
+	case err == nil && st.Healthy:
+		setHealth(healthHealthy)
+	case errors.Is(err, context.DeadlineExceeded):
+		setHealth(healthUnhealthy)
 	}
 }
 

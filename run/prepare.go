@@ -18,6 +18,7 @@ import (
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/image/initramfs"
 	"github.com/arrowsys/arrow/kernel"
+	"github.com/arrowsys/arrow/template"
 	"github.com/arrowsys/arrow/vm"
 )
 
@@ -35,6 +36,13 @@ type prepared struct {
 	phases  []Phase
 	// held are what the run keeps open until it ends (its root disk).
 	held []io.Closer
+	// tmpl is the template the run is cloned from; nil for a cold boot,
+	// for the reason coldWhy. tmplKey is the template's key once cloned,
+	// built whether this run built it.
+	tmpl    *template.Config
+	coldWhy string
+	tmplKey string
+	built   bool
 }
 
 // release closes what the run held.
@@ -103,6 +111,12 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	}
 	p.timed("setup", t0)
 
+	var mounts []guest.Mount
+	if p.cfg.Shares, mounts, err = volumes(o); err != nil {
+		return err
+	}
+	p.coldWhy = p.coldReason(o, k)
+
 	t0 = time.Now()
 	var (
 		set  *closure.Set
@@ -142,10 +156,25 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		}
 		args = append([]string{program}, o.Args...)
 		p.timed("closure", t0)
-	}
-	var mounts []guest.Mount
-	if p.cfg.Shares, mounts, err = volumes(o); err != nil {
-		return err
+		if p.coldWhy == "" {
+			// A clone's initramfs is its template's: the program's
+			// files come on a disk.
+			t0 = time.Now()
+			disk, err := closureDisk(ctx, o, set)
+			if err != nil {
+				if ctx.Err() != nil {
+					return fail(ExitArrowFailed, ctx.Err())
+				}
+				fmt.Fprintf(o.Log, "arrow: warning: the program's disk for a template clone: %v; booting cold\n", err)
+				p.coldWhy = "no closure disk"
+				break
+			}
+			gr = hostRoot(disk, args, cred)
+			p.held = append(p.held, disk)
+			set = emptySet()
+			p.cfg.Drives = []vm.Drive{gr.drive}
+			p.timed("rootdisk", t0)
+		}
 	}
 
 	t0 = time.Now()
@@ -220,7 +249,11 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	}
 	p.spec.Mounts = mounts
 	p.spec.Network = p.net
-	return p.spec.Validate()
+	if err := p.spec.Validate(); err != nil {
+		return err
+	}
+	p.planTemplate(o, initPath)
+	return nil
 }
 
 // jail runs QEMU as an unprivileged user when Arrow runs as root: nobody,

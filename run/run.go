@@ -108,6 +108,9 @@ type Options struct {
 	Console bool
 	// Debug prints what Arrow does and how long each phase takes to Log.
 	Debug bool
+	// Cold boots the VM even where a clone of a pre-booted template would
+	// do (see package template).
+	Cold bool
 
 	// BootTimeout bounds the time from starting QEMU to arrow-init's hello.
 	BootTimeout time.Duration
@@ -137,6 +140,11 @@ type Options struct {
 	// Ready, when set, is called when arrow-init has started the
 	// application.
 	Ready func()
+	// ReadyPort is a guest TCP port the application listens on once it
+	// is ready to serve; Healthy, when set, is called when arrow-init
+	// could connect to it.
+	ReadyPort int
+	Healthy   func()
 }
 
 // Result is how a run ended.
@@ -147,6 +155,9 @@ type Result struct {
 	Accel vm.Accel
 	// Phases are how long each step took.
 	Phases []Phase
+	// Template is the key of the template the VM was cloned from; empty
+	// for a cold boot.
+	Template string
 }
 
 // ExitCode is the exit status `arrow run` ends with for r.
@@ -266,6 +277,7 @@ func (o *Options) spec(args, imageEnv []string, imageDir string, cred credential
 		Rlimits:      []guest.Rlimit{{Type: "nofile", Soft: 1048576, Hard: 1048576}},
 		TimeUnixNano: time.Now().UnixNano(),
 		Seed:         seed,
+		ReadyPort:    o.ReadyPort,
 	}
 	if err := s.Validate(); err != nil {
 		return nil, fail(ExitArrowFailed, err)
@@ -324,6 +336,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res, err := p.boot(ctx, &o)
 	res.Phases = append(p.phases, res.Phases...)
 	if o.Debug {
+		start := "cold"
+		if res.Template != "" {
+			start = "template " + res.Template
+		}
+		fmt.Fprintf(o.Log, "arrow: start      %s\n", start)
 		for _, ph := range res.Phases {
 			fmt.Fprintf(o.Log, "arrow: %-10s %v\n", ph.Name, ph.Duration.Round(time.Microsecond))
 		}

@@ -116,6 +116,13 @@ func (c *Client) WaitRunning(ctx context.Context) (*Status, error) {
 	return &st, c.do(ctx, http.MethodGet, "/wait?for=running", &st)
 }
 
+// WaitHealthy blocks until the application answered on its ready port,
+// or the run ended, and returns the status then.
+func (c *Client) WaitHealthy(ctx context.Context) (*Status, error) {
+	var st Status
+	return &st, c.do(ctx, http.MethodGet, "/wait?for=healthy", &st)
+}
+
 // Signal sends sig to the application; SIGKILL also kills the VM if the
 // guest does not end the application promptly.
 func (c *Client) Signal(ctx context.Context, sig syscall.Signal) error {

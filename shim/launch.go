@@ -69,6 +69,8 @@ type Status struct {
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	BootSeconds float64   `json:"boot_seconds,omitempty"`
 	Accel       string    `json:"accel,omitempty"`
+	// Healthy: the application accepts connections on its ready port.
+	Healthy bool `json:"healthy,omitempty"`
 	// Exit is set once the run ended.
 	Exit *Exit `json:"exit,omitempty"`
 }
@@ -173,6 +175,7 @@ func Options(c *api.Config, root string) run.Options {
 		// Not the shim's working directory, which is the arrow's own.
 		o.Dir = "/"
 	}
+	o.ReadyPort = c.ReadyPort
 	o.BootTimeout = seconds(c.BootTimeout)
 	o.StopTimeout = seconds(c.StopTimeout)
 	return o

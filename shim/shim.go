@@ -64,6 +64,8 @@ type server struct {
 	done     chan struct{} // closed when the run ended and exit.json is written
 	ready    chan struct{} // closed when the application started, or the run ended
 	once     sync.Once
+	healthy  chan struct{} // closed when the ready port answered, or the run ended
+	hOnce    sync.Once
 	stopping bool
 }
 
@@ -88,10 +90,11 @@ func newServer(dir string) (*server, error) {
 		dir: dir, launch: l, ln: ln, log: lw,
 		sigs:  make(chan os.Signal, 8),
 		stdin: pw, stdinR: pr,
-		out:    newFanout(),
-		status: Status{State: api.Starting},
-		done:   make(chan struct{}),
-		ready:  make(chan struct{}),
+		out:     newFanout(),
+		status:  Status{State: api.Starting},
+		done:    make(chan struct{}),
+		ready:   make(chan struct{}),
+		healthy: make(chan struct{}),
 	}
 	if l.Cgroup != "" {
 		m, err := cgroup.New(l.CgroupParent)
@@ -156,6 +159,12 @@ func (s *server) run(ctx context.Context) error {
 		s.mu.Unlock()
 		s.once.Do(func() { close(s.ready) })
 	}
+	o.Healthy = func() {
+		s.mu.Lock()
+		s.status.Healthy = true
+		s.mu.Unlock()
+		s.hOnce.Do(func() { close(s.healthy) })
+	}
 	res, err := run.Run(ctx, o)
 
 	e := &Exit{ExitCode: res.ExitCode(), FinishedAt: time.Now(), Accel: res.Accel.Name}
@@ -184,6 +193,7 @@ func (s *server) run(ctx context.Context) error {
 	werr := writeJSON(filepath.Join(s.dir, ExitFile), e)
 	close(s.done)
 	s.once.Do(func() { close(s.ready) })
+	s.hOnce.Do(func() { close(s.healthy) })
 	// Give a daemon waiting on the socket a moment to hear the end from
 	// the shim itself; it reads exit.json otherwise.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -251,8 +261,11 @@ func (s *server) handler() http.Handler {
 		// ?for=running returns once the application started (or the run
 		// ended before it could); otherwise once the run ended.
 		until := s.done
-		if r.URL.Query().Get("for") == "running" {
+		switch r.URL.Query().Get("for") {
+		case "running":
 			until = s.ready
+		case "healthy":
+			until = s.healthy
 		}
 		select {
 		case <-until:

@@ -76,7 +76,7 @@ other commands that need arrowd start one when none answers.`,
 			sock := g.socketPath()
 			d, err := daemon.New(daemon.Config{
 				Root: g.dataRoot(), RunDir: filepath.Dir(sock), Exe: exe, Version: version,
-				Log: os.Stderr, CgroupParent: cgroupParent,
+				Log: os.Stderr, CgroupParent: cgroupParent, BridgeNetworks: true,
 				LogMaxSize: maxSize, LogMaxFiles: logMaxFiles, VMOverheadMiB: overhead,
 			})
 			if err != nil {

@@ -1,0 +1,256 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/closure"
+	"github.com/arrowsys/arrow/image/initramfs"
+	"github.com/arrowsys/arrow/image/rootfs"
+	"github.com/arrowsys/arrow/kernel"
+	"github.com/arrowsys/arrow/template"
+	"github.com/arrowsys/arrow/vm"
+)
+
+// Runs start from a pre-booted template when they can (package template):
+// a clone of a VM that already booted skips the kernel's boot. A run can
+// when it boots Arrow's own kernel, with no volumes and no --kernel-args,
+// on the user-mode network or none. Its files reach the clone on the root
+// disk: an image's or --rootfs's disk, or for a host program an erofs
+// image of its closure (cached under the initramfs's key). The first run
+// of a machine size builds its template (a cold boot and a snapshot, 1 to
+// 2 s under TCG); later runs clone it. Templates never make a run fail:
+// any problem with one is a warning and a cold boot.
+
+// coldReason says why the run must boot cold, or "" when a clone of a
+// template may serve it. The root disk is not known yet: see planTemplate.
+func (p *prepared) coldReason(o *Options, k kernel.Kernel) string {
+	switch {
+	case o.Cold:
+		return "--cold"
+	case !k.Tailored:
+		return "not Arrow's kernel"
+	case len(p.cfg.Shares) > 0:
+		return "volumes"
+	case o.KernelArgs != "":
+		return "--kernel-args"
+	case len(p.cfg.NICs) > 1 || len(p.cfg.NICs) == 1 && p.cfg.NICs[0].User == nil:
+		return "a bridge network"
+	}
+	return ""
+}
+
+// closuresDir caches the erofs images of host programs' closures.
+func closuresDir(root string) string { return filepath.Join(RootDisksDir(root), "closures") }
+
+// closureDisk builds (or reuses) the erofs image of a host program's
+// closure, keyed as its initramfs would be, and holds it.
+func closureDisk(ctx context.Context, o *Options, set *closure.Set) (*rootfs.Disk, error) {
+	b := &initramfs.Builder{Dir: filepath.Join(o.Root, "initramfs")}
+	key, err := b.Key(ctx, set)
+	if err != nil {
+		return nil, err
+	}
+	cache := closuresDir(o.Root)
+	path := filepath.Join(cache, rootfs.ImageName(key))
+	disk, err := rootfs.Hold(path)
+	for try := 0; errors.Is(err, fs.ErrNotExist) && try < 2; try++ {
+		if err := buildClosureDisk(ctx, o, set, cache, key); err != nil {
+			return nil, err
+		}
+		disk, err = rootfs.Hold(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := rootfs.Prune(cache, nil, initramfsMaxAge); err != nil && o.Debug {
+		fmt.Fprintf(o.Log, "arrow: pruning the closure disk cache: %v\n", err)
+	}
+	return disk, nil
+}
+
+func buildClosureDisk(ctx context.Context, o *Options, set *closure.Set, cache, key string) error {
+	// Under the data root, so that files are hard links where they can.
+	if err := os.MkdirAll(o.Root, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(o.Root, ".closure-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	tree := filepath.Join(tmp, "root")
+	if err := initramfs.WriteTree(ctx, set, tree); err != nil {
+		return err
+	}
+	disk, err := rootfs.Build(ctx, tree, cache, key)
+	if err != nil {
+		return err
+	}
+	if o.Debug {
+		fmt.Fprintf(o.Log, "arrow: built closure disk %s\n", disk)
+	}
+	return nil
+}
+
+// planTemplate settles whether the prepared run is cloned, and from the
+// template of which configuration.
+func (p *prepared) planTemplate(o *Options, initPath string) {
+	if p.coldWhy == "" && (len(p.cfg.Drives) != 1 || p.cfg.Drives[0].Serial != template.RootSerial) {
+		p.coldWhy = "no root disk"
+	}
+	if p.coldWhy != "" {
+		return
+	}
+	tc := templateConfig(o, p.cfg, initPath)
+	p.tmpl = &tc
+}
+
+// templateConfig is the template for machine cfg.
+func templateConfig(o *Options, cfg vm.Config, initPath string) template.Config {
+	tc := template.Config{
+		Root: o.Root, QEMU: cfg.QEMU, Kernel: cfg.Kernel, Init: initPath,
+		MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, Accel: cfg.Accel, RunAs: cfg.RunAs,
+		BootTimeout: o.BootTimeout,
+	}
+	if len(cfg.NICs) == 1 && cfg.NICs[0].User != nil {
+		tc.UserNet, tc.Forwards = true, cfg.NICs[0].User.Forwards
+	}
+	return tc
+}
+
+// warn says, on one line, that a template could not serve the run.
+func warn(o *Options, format string, args ...any) {
+	fmt.Fprintf(o.Log, "arrow: warning: "+format+"; booting cold\n", args...)
+}
+
+// clone starts the run's VM as a clone of its template, building the
+// template first if there is none. It returns nil when the run must boot
+// cold, having said why on o.Log if something was wrong.
+func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm.Machine {
+	if p.tmpl == nil {
+		return nil
+	}
+	t0 := time.Now()
+	in, err := p.tmpl.Inputs(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			warn(o, "%v", err)
+		}
+		return nil
+	}
+	key := in.Key()
+	t, err := template.Lookup(o.Root, key)
+	switch {
+	case err == nil:
+	case template.Exists(o.Root, key):
+		// A damaged template is not rebuilt in the user's way: this
+		// run boots cold, the next one builds it afresh.
+		warn(o, "%v (removed)", err)
+		_ = template.Remove(o.Root, key)
+		return nil
+	default:
+		if o.Debug {
+			fmt.Fprintf(o.Log, "arrow: building template %s (%d MiB, %d vCPUs)\n", key, p.tmpl.MemoryMiB, p.tmpl.CPUs)
+		}
+		if t, err = template.Ensure(ctx, *p.tmpl); err != nil {
+			if ctx.Err() == nil {
+				warn(o, "%v", err)
+			}
+			return nil
+		}
+		p.built = true
+	}
+	p.phases = append(p.phases, Phase{"template", time.Since(t0)})
+	// The clone's card is the template's, with the template's address:
+	// arrow-init finds it by that and gives it the run's own.
+	if n := p.spec.Network; n != nil && len(n.Interfaces) == 1 && p.tmpl.UserNet {
+		n.Interfaces[0].CardMAC = template.UserMAC
+		defer func() {
+			if p.tmplKey == "" {
+				n.Interfaces[0].CardMAC = ""
+			}
+		}()
+	}
+	t1 := time.Now()
+	cl, err := t.Clone(ctx, *p.tmpl, template.CloneOptions{RootDisk: p.cfg.Drives[0].Path, Console: console})
+	if err != nil {
+		if ctx.Err() == nil {
+			if template.IsUnusable(err) {
+				_ = template.Remove(o.Root, t.Key)
+				warn(o, "%v (removed)", err)
+			} else {
+				warn(o, "template %s: %v", t.Key, err)
+			}
+		}
+		return nil
+	}
+	p.tmplKey = t.Key
+	p.phases = append(p.phases, Phase{"clone", time.Since(t1)})
+	if o.Debug {
+		how := "cloned"
+		if p.built {
+			how = "built and cloned"
+		}
+		fmt.Fprintf(o.Log, "arrow: %s template %s (QEMU start %v, restore %v, resume %v)\n", how, t.Key,
+			cl.Start.Round(time.Microsecond), cl.Restore.Round(time.Microsecond), cl.Resume.Round(time.Microsecond))
+	}
+	return cl.Machine
+}
+
+// WarmTemplate builds the template runs with o's machine (memory, vCPUs,
+// accelerator, network) are cloned from, unless it exists, and returns it.
+// Runs build it themselves on first use; warming spares the first run
+// that wait.
+func WarmTemplate(ctx context.Context, o Options) (*template.Template, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	p := &prepared{id: newID()}
+	if err := p.network(&Options{Network: o.Network}); err != nil {
+		return nil, err
+	}
+	qemu, err := vm.FindQEMU()
+	if err != nil {
+		return nil, err
+	}
+	accel, err := vm.DetectAccel(o.Accel, vm.LocalHost())
+	if err != nil {
+		return nil, err
+	}
+	k, err := findKernel(&o)
+	if err != nil {
+		return nil, err
+	}
+	if !k.Tailored {
+		return nil, fmt.Errorf("kernel %s is not Arrow's: runs with it boot cold", k.Path)
+	}
+	initPath, err := FindInit(o.Init)
+	if err != nil {
+		return nil, err
+	}
+	p.cfg = vm.Config{QEMU: qemu, Kernel: k.Path, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Accel: accel, NICs: p.nics}
+	if err := p.jail(); err != nil {
+		return nil, err
+	}
+	return template.Ensure(ctx, templateConfig(&o, p.cfg, initPath))
+}
+
+// hostRoot is the guest root of a host program cloned from a template:
+// its closure on a disk, under a writable overlay.
+func hostRoot(disk *rootfs.Disk, args []string, cred credentials) *guestRoot {
+	return &guestRoot{
+		drive: vm.Drive{Path: disk.Path, Serial: rootSerial, ReadOnly: true},
+		root:  &guest.Root{Device: rootSerial, FSType: rootfs.FSType},
+		disk:  disk,
+		args:  args,
+		cred:  cred,
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,7 +23,9 @@ import (
 
 	"github.com/arrowsys/arrow/api/client"
 	"github.com/arrowsys/arrow/image/closure"
+	"github.com/arrowsys/arrow/network"
 	"github.com/arrowsys/arrow/vm"
+	"github.com/google/nftables"
 )
 
 // The idle application of the daemon benchmark: it says it runs, then
@@ -269,6 +272,11 @@ type daemonBench struct {
 // terminal is for this program, which then removes the arrows in order)
 // and waits until it answers.
 func (b *daemonBench) startDaemon(ctx context.Context) error {
+	// An arrowd reconciles the host's bridge networks with its own state
+	// when it starts: another arrowd's links and rules would go.
+	if err := foreignNetworkState(); err != nil {
+		return err
+	}
 	logf, err := os.Create(b.log)
 	if err != nil {
 		return err
@@ -299,6 +307,36 @@ func (b *daemonBench) startDaemon(ctx context.Context) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// foreignNetworkState fails when the host has arw* links or the nftables
+// table inet arrow: another arrowd manages bridge networks here, and the
+// benchmark's arrowd would remove them when it starts.
+func foreignNetworkState() error {
+	var found []string
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return err
+	}
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, "arw") {
+			found = append(found, i.Name)
+		}
+	}
+	if c, err := nftables.New(); err == nil {
+		if ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet); err == nil {
+			for _, t := range ts {
+				if t.Name == network.TableName {
+					found = append(found, "nftables table inet "+t.Name)
+				}
+			}
+		}
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("another arrowd manages bridge networks on this host (%s); "+
+			"the benchmark's arrowd would remove them: stop it (or its test) first", strings.Join(found, ", "))
+	}
+	return nil
 }
 
 // cli runs the arrow CLI against the benchmark's arrowd and returns its

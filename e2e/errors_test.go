@@ -46,7 +46,7 @@ func TestBadInput(t *testing.T) {
 		{"missing include", nil, []string{"run", "--include", "/no/such/include", "/bin/true"}, 125, "/no/such/include"},
 		{"bad kernel file", nil, []string{"run", "--kernel", notELF, "/bin/true"}, 125, "--kernel"},
 		{"unknown flag", nil, []string{"run", "--frobnicate", "/bin/true"}, 125, "frobnicate"},
-		{"boot deadline", nil, []string{"run", "--boot-timeout", "50ms", "/bin/true"}, 125, "did not boot within 50ms"},
+		{"boot deadline", nil, []string{"run", "--cold", "--boot-timeout", "50ms", "/bin/true"}, 125, "did not boot within 50ms"}, // a clone does not boot
 		{"guest kernel panic", nil, []string{"run", "--kernel-args", "rdinit=/no/init", "/bin/true"}, 125, "panicked"},
 	}
 	for _, tt := range tests {

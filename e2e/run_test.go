@@ -53,19 +53,23 @@ func TestRun(t *testing.T) {
 		{name: "large stdin", stdin: strings.Repeat("y", 2<<20), args: []string{"-i", "/usr/bin/wc", "-c"}, wantOut: strconv.Itoa(2<<20) + "\n"},
 		{name: "guest program not found", args: []string{"/bin/sh", "-c", "exec /no/such/program"}, wantCode: 127},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := arrow(t, tt.stdin, append([]string{"run"}, tt.args...)...)
-			if r.code != tt.wantCode {
-				t.Fatalf("exit status %d, want %d\nstdout: %.2000s\nstderr: %.2000s", r.code, tt.wantCode, r.stdout, r.stderr)
-			}
-			if r.stdout != tt.wantOut {
-				t.Errorf("stdout %.300q, want %.300q", r.stdout, tt.wantOut)
-			}
-			if tt.exactError && r.stderr != tt.wantErr {
-				t.Errorf("stderr %q, want exactly %q", r.stderr, tt.wantErr)
-			} else if !strings.Contains(r.stderr, tt.wantErr) {
-				t.Errorf("stderr %q, want it to contain %q", r.stderr, tt.wantErr)
+	for _, m := range runModes {
+		t.Run(m.name, func(t *testing.T) {
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					r := arrow(t, tt.stdin, append([]string{"run"}, forMode(t, m.name, m.args, tt.args...)...)...)
+					if r.code != tt.wantCode {
+						t.Fatalf("exit status %d, want %d\nstdout: %.2000s\nstderr: %.2000s", r.code, tt.wantCode, r.stdout, r.stderr)
+					}
+					if r.stdout != tt.wantOut {
+						t.Errorf("stdout %.300q, want %.300q", r.stdout, tt.wantOut)
+					}
+					if tt.exactError && r.stderr != tt.wantErr {
+						t.Errorf("stderr %q, want exactly %q", r.stderr, tt.wantErr)
+					} else if !strings.Contains(r.stderr, tt.wantErr) {
+						t.Errorf("stderr %q, want it to contain %q", r.stderr, tt.wantErr)
+					}
+				})
 			}
 		})
 	}

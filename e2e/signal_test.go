@@ -76,26 +76,34 @@ func TestSignalForwarding(t *testing.T) {
 		{"handled SIGHUP", syscall.SIGHUP, []string{"--include", "/bin/sleep", "/bin/sh", "-c", "trap 'exit 42' HUP; echo ready; while :; do /bin/sleep 0.1; done"}, 42},
 		{"SIGINT", syscall.SIGINT, []string{"--include", "/bin/sleep", "/bin/sh", "-c", "echo ready; exec /bin/sleep 60"}, 130},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := qemuProcesses(t)
-			cmd, stderr := startArrow(t, tt.args...)
-			if err := cmd.Process.Signal(tt.sig); err != nil {
-				t.Fatal(err)
-			}
-			if code := waitExit(t, cmd, time.Minute); code != tt.want {
-				t.Fatalf("exit status %d, want %d; stderr: %s", code, tt.want, stderr)
-			}
-			assertNoNewQEMU(t, before)
-		})
+	for _, m := range runModes {
+		for _, tt := range tests {
+			t.Run(m.name+"/"+tt.name, func(t *testing.T) {
+				before := qemuProcesses(t)
+				cmd, stderr := startArrow(t, forMode(t, m.name, m.args, tt.args...)...)
+				if err := cmd.Process.Signal(tt.sig); err != nil {
+					t.Fatal(err)
+				}
+				if code := waitExit(t, cmd, time.Minute); code != tt.want {
+					t.Fatalf("exit status %d, want %d; stderr: %s", code, tt.want, stderr)
+				}
+				assertNoNewQEMU(t, before)
+			})
+		}
 	}
 }
 
 // TestStopTimeout: an application that ignores SIGTERM has its VM stopped
 // after --stop-timeout, and arrow reports the signal.
 func TestStopTimeout(t *testing.T) {
+	for _, m := range runModes {
+		t.Run(m.name, func(t *testing.T) { testStopTimeout(t, forMode(t, m.name, m.args)) })
+	}
+}
+
+func testStopTimeout(t *testing.T, modeArgs []string) {
 	before := qemuProcesses(t)
-	cmd, stderr := startArrow(t, "--stop-timeout", "1", "--include", "/bin/sleep", "/bin/sh", "-c", "trap '' TERM; echo ready; while :; do /bin/sleep 1; done")
+	cmd, stderr := startArrow(t, append(modeArgs, "--stop-timeout", "1", "--include", "/bin/sleep", "/bin/sh", "-c", "trap '' TERM; echo ready; while :; do /bin/sleep 1; done")...)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -111,17 +119,27 @@ func TestStopTimeout(t *testing.T) {
 // TestKilledArrowTakesVMAlong: SIGKILL to arrow itself must not leave an
 // orphaned QEMU.
 func TestKilledArrowTakesVMAlong(t *testing.T) {
-	before := qemuProcesses(t)
-	cmd, _ := startArrow(t, "--include", "/bin/sleep", "/bin/sh", "-c", "echo ready; exec /bin/sleep 60")
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	assertNoNewQEMU(t, before)
+	for _, m := range runModes {
+		t.Run(m.name, func(t *testing.T) {
+			before := qemuProcesses(t)
+			cmd, _ := startArrow(t, forMode(t, m.name, m.args, "--include", "/bin/sleep", "/bin/sh", "-c", "echo ready; exec /bin/sleep 60")...)
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			assertNoNewQEMU(t, before)
+		})
+	}
 }
 
 // TestTerminal runs an application on a terminal, as `arrow run -it` from
 // a shell does: it sees a terminal of the host's size, and ^C typed on the
 // host interrupts it in the guest (not arrow).
 func TestTerminal(t *testing.T) {
+	for _, m := range runModes {
+		t.Run(m.name, func(t *testing.T) { testTerminal(t, forMode(t, m.name, m.args)) })
+	}
+}
+
+func testTerminal(t *testing.T, modeArgs []string) {
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
@@ -132,10 +150,10 @@ func TestTerminal(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, arrowBin, "run", "-it", python, "-c",
+	cmd := exec.CommandContext(ctx, arrowBin, append(append([]string{"run"}, modeArgs...), "-it", python, "-c",
 		// Short sleeps: CPython checks for signals between them, while a
 		// SIGINT landing just before a long sleep starts would wait it out.
-		"import os, sys, time\nprint('tty', os.isatty(0), os.get_terminal_size(), os.environ['TERM'], flush=True)\nfor _ in range(600): time.sleep(0.1)")
+		"import os, sys, time\nprint('tty', os.isatty(0), os.get_terminal_size(), os.environ['TERM'], flush=True)\nfor _ in range(600): time.sleep(0.1)")...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	before := qemuProcesses(t)

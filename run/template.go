@@ -116,9 +116,13 @@ func (p *prepared) planTemplate(o *Options, initPath string) {
 // templateConfig is the template for machine cfg.
 func templateConfig(o *Options, cfg vm.Config, initPath string) template.Config {
 	tc := template.Config{
-		Root: o.Root, QEMU: cfg.QEMU, Kernel: cfg.Kernel, Init: initPath,
+		// Memory files live under the data root and go with it: in
+		// /dev/shm they would outlive a deleted root (a test's, say) and
+		// hold their RAM until reboot. The page cache shares their pages
+		// between clones all the same.
+		Root: o.Root, MemDir: filepath.Join(template.Dir(o.Root), ".mem"), QEMU: cfg.QEMU, Kernel: cfg.Kernel, Init: initPath,
 		MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, Accel: cfg.Accel, RunAs: cfg.RunAs,
-		BootTimeout: o.BootTimeout,
+		BootTimeout: max(o.BootTimeout, DefaultBootTimeout), // --boot-timeout is the cold boot's
 	}
 	if len(cfg.NICs) == 1 && cfg.NICs[0].User != nil {
 		tc.UserNet, tc.Forwards = true, cfg.NICs[0].User.Forwards

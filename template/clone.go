@@ -48,6 +48,7 @@ func (t *Template) Clone(ctx context.Context, c Config, o CloneOptions) (*Clone,
 	if got := c.layout(t.Inputs.Initrd); got != t.Inputs.Layout {
 		return nil, fmt.Errorf("%w: %s: the machine layout differs from the template's", ErrUnusable, t.Key)
 	}
+	cfg.NICs = c.nics(true)
 	cfg.Memory = &vm.MemoryFile{Path: t.MemFile, Shared: false}
 	cfg.Incoming = true
 	st, err := os.Open(t.statePath())

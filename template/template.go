@@ -41,11 +41,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/image/initramfs"
 	"github.com/arrowsys/arrow/vm"
@@ -93,7 +93,19 @@ type Config struct {
 	RunAs *syscall.Credential
 	// BootTimeout bounds the template's boot; 30 s when zero.
 	BootTimeout time.Duration
+	// UserNet gives the machine a virtio-net card on QEMU's user-mode
+	// network, with the MAC [UserMAC]: a user-mode network is private to
+	// its VM, so every clone may have the same address on it.
+	UserNet bool
+	// Forwards are a clone's published ports on its user-mode network.
+	// They are host-side only (QEMU's listening sockets), not guest
+	// state, so they are not part of the key and may differ per clone;
+	// a template itself never listens.
+	Forwards []vm.Forward
 }
+
+// UserMAC is the MAC of a template's user-mode network card.
+const UserMAC = "02:a7:70:00:00:01"
 
 // Template is a built template, as published.
 type Template struct {
@@ -163,7 +175,20 @@ func (c *Config) vmConfig(initrd, disk string) vm.Config {
 		Accel:     c.Accel,
 		RunAs:     c.RunAs,
 		Drives:    []vm.Drive{{Path: disk, Serial: RootSerial, ReadOnly: true}},
+		NICs:      c.nics(false),
 	}
+}
+
+// nics is the machine's network card, with the clone's forwards or none.
+func (c *Config) nics(forwards bool) []vm.NIC {
+	if !c.UserNet {
+		return nil
+	}
+	u := &vm.UserNet{Net: vm.DefaultUserNet}
+	if forwards {
+		u.Forwards = c.Forwards
+	}
+	return []vm.NIC{{MAC: UserMAC, User: u}}
 }
 
 // layout is the machine and device layout as QEMU is told it, with the
@@ -187,13 +212,13 @@ func (c *Config) Inputs(ctx context.Context) (Inputs, error) {
 		return Inputs{}, err
 	}
 	in := Inputs{Format: formatVersion, Kernel: c.Kernel, Initrd: initrd, MemoryMiB: c.MemoryMiB, CPUs: c.CPUs, Accel: c.Accel.Name}
-	if in.KernelSHA, err = fileHash(c.Kernel); err != nil {
+	if in.KernelSHA, err = fileHash(c.memo(), c.Kernel); err != nil {
 		return in, fmt.Errorf("template: kernel: %w", err)
 	}
-	if in.InitSHA, err = fileHash(initrd); err != nil {
+	if in.InitSHA, err = fileHash(c.memo(), initrd); err != nil {
 		return in, fmt.Errorf("template: initramfs: %w", err)
 	}
-	if in.QEMU, err = qemuVersion(c.QEMU); err != nil {
+	if in.QEMU, err = qemuVersion(c.memo(), c.QEMU); err != nil {
 		return in, err
 	}
 	in.Layout = c.layout(initrd)
@@ -227,22 +252,58 @@ func (c *Config) initramfs(ctx context.Context) (string, error) {
 	return p, nil
 }
 
-// hashCache remembers file hashes by identity (device, inode, size,
-// modification time): the kernel is hashed once per process, not per run.
-var hashCache sync.Map
+// memo remembers what is derived from a file (its hash, QEMU's version
+// line) by the file's identity (device, inode, size, modification time),
+// across processes, in small files under dir: each run would otherwise
+// hash the kernel and QEMU again. The zero memo remembers nothing.
+type memo struct{ dir string }
 
-func fileHash(p string) (string, error) {
+func (m memo) path(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return filepath.Join(m.dir, hex.EncodeToString(sum[:16]))
+}
+
+func (m memo) get(key string) (string, bool) {
+	if m.dir == "" {
+		return "", false
+	}
+	b, err := os.ReadFile(m.path(key))
+	if err != nil || len(b) == 0 || len(b) > 4096 {
+		return "", false
+	}
+	return string(b), true
+}
+
+func (m memo) put(key, v string) {
+	if m.dir == "" || os.MkdirAll(m.dir, 0o700) != nil {
+		return
+	}
+	_ = cachefile.WriteFile(m.path(key), []byte(v), 0o600) // a memo: best effort
+}
+
+// memo is the memo of the templates under c.Root.
+func (c *Config) memo() memo { return memo{dir: filepath.Join(Dir(c.Root), ".memo")} }
+
+// fileID is p's identity: what must not change for a memo of it to hold.
+func fileID(p string) (string, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return "", err
 	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	id := p
-	if st != nil {
-		id = fmt.Sprintf("%d:%d:%d:%d", st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano())
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", fmt.Errorf("%s: no inode", p)
 	}
-	if v, ok := hashCache.Load(id); ok {
-		return v.(string), nil
+	return fmt.Sprintf("%s:%d:%d:%d:%d", p, st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano()), nil
+}
+
+func fileHash(m memo, p string) (string, error) {
+	id, err := fileID(p)
+	if err != nil {
+		return "", err
+	}
+	if v, ok := m.get("sha256:" + id); ok {
+		return v, nil
 	}
 	f, err := os.Open(p)
 	if err != nil {
@@ -254,19 +315,19 @@ func fileHash(p string) (string, error) {
 		return "", err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	hashCache.Store(id, sum)
+	m.put("sha256:"+id, sum)
 	return sum, nil
 }
 
 // qemuVersion is QEMU's version line and the binary's hash: a rebuilt
 // QEMU of the same version may lay its devices' state out differently.
-func qemuVersion(qemu string) (string, error) {
-	sum, err := fileHash(qemu)
+func qemuVersion(m memo, qemu string) (string, error) {
+	sum, err := fileHash(m, qemu)
 	if err != nil {
 		return "", fmt.Errorf("template: qemu: %w", err)
 	}
-	if v, ok := hashCache.Load("version:" + sum); ok {
-		return v.(string), nil
+	if v, ok := m.get("version:" + sum); ok {
+		return v, nil
 	}
 	out, err := exec.Command(qemu, "--version").Output()
 	if err != nil {
@@ -274,7 +335,7 @@ func qemuVersion(qemu string) (string, error) {
 	}
 	line, _, _ := strings.Cut(string(out), "\n")
 	v := strings.TrimSpace(line) + " " + sum
-	hashCache.Store("version:"+sum, v)
+	m.put("version:"+sum, v)
 	return v, nil
 }
 
@@ -299,7 +360,7 @@ func lookup(root, key string, checkState bool) (*Template, error) {
 		return nil, fmt.Errorf("%w: %s: meta.json describes another template", ErrUnusable, key)
 	}
 	if checkState {
-		sum, err := fileHash(t.statePath())
+		sum, err := fileHash(memo{}, t.statePath())
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: state: %v", ErrUnusable, key, err)
 		}
@@ -321,17 +382,61 @@ func lookup(root, key string, checkState bool) (*Template, error) {
 func (t *Template) statePath() string       { return filepath.Join(t.Dir, "state") }
 func (t *Template) placeholderPath() string { return filepath.Join(t.Dir, "placeholder.img") }
 
+// Exists reports whether a template of key was published, usable or not.
+func Exists(root, key string) bool {
+	_, err := os.Lstat(filepath.Join(Dir(root), key))
+	return err == nil
+}
+
 // Ensure returns the template for c, building it when there is none or
-// when the one there is unusable.
+// when the one there is unusable. Concurrent callers (processes) wanting
+// the same template build it once: the others wait for it.
 func Ensure(ctx context.Context, c Config) (*Template, error) {
 	in, err := c.Inputs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if t, err := Lookup(c.Root, in.Key()); err == nil {
+	key := in.Key()
+	if t, err := Lookup(c.Root, key); err == nil {
 		return t, nil
 	}
+	unlock, err := lockKey(ctx, c.Root, key)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if t, err := Lookup(c.Root, key); err == nil {
+		return t, nil // built while this one waited
+	}
 	return build(ctx, &c, in)
+}
+
+// lockKey takes the build lock of the template key (flock on a file in
+// the templates directory), waiting for it until ctx ends.
+func lockKey(ctx context.Context, root, key string) (func(), error) {
+	if err := os.MkdirAll(Dir(root), 0o700); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(Dir(root), ".lock-"+key), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("template: lock: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Build boots a template for c and publishes it, replacing one of the same
@@ -407,7 +512,7 @@ func build(ctx context.Context, c *Config, in Inputs) (t *Template, err error) {
 	}
 	_ = m.Kill()
 	<-m.Done()
-	if t.StateSHA256, err = fileHash(t.statePath()); err != nil {
+	if t.StateSHA256, err = fileHash(memo{}, t.statePath()); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	// Publish: the memory file under its final name, then the directory

@@ -40,7 +40,7 @@ type testEnv struct {
 	initErr error
 }
 
-func setup(t *testing.T) *testEnv {
+func setup(t testing.TB) *testEnv {
 	t.Helper()
 	envOnce.Do(func() { env = newEnv() })
 	if env.skip != "" {
@@ -150,7 +150,7 @@ func spec(args ...string) *guest.Spec {
 }
 
 // runApp hands m the application, as run/boot.go does, and relays it.
-func runApp(t *testing.T, m *vm.Machine, s *guest.Spec, t0 time.Time) app {
+func runApp(t testing.TB, m *vm.Machine, s *guest.Spec, t0 time.Time) app {
 	t.Helper()
 	c := guest.NewConn(m.Control(), m.Control())
 	if err := c.SendJSON(guest.FrameStart, s); err != nil {
@@ -190,7 +190,7 @@ func runApp(t *testing.T, m *vm.Machine, s *guest.Spec, t0 time.Time) app {
 	return a
 }
 
-func ensure(t *testing.T, e *testEnv) *Template {
+func ensure(t testing.TB, e *testEnv) *Template {
 	t.Helper()
 	tpl, err := Ensure(context.Background(), e.cfg)
 	if err != nil {
@@ -199,7 +199,7 @@ func ensure(t *testing.T, e *testEnv) *Template {
 	return tpl
 }
 
-func cloneRun(t *testing.T, e *testEnv, tpl *Template, s *guest.Spec) app {
+func cloneRun(t testing.TB, e *testEnv, tpl *Template, s *guest.Spec) app {
 	t.Helper()
 	t0 := time.Now()
 	cl, err := tpl.Clone(context.Background(), e.cfg, CloneOptions{RootDisk: e.disk})
@@ -359,12 +359,11 @@ func TestDamagedTemplate(t *testing.T) {
 	}
 }
 
-// TestLatency compares the first-output latency of cold boots and clones
-// with the same machine and the same root disk. Set ARROW_TEMPLATE_BENCH=1.
-func TestLatency(t *testing.T) {
-	if os.Getenv("ARROW_TEMPLATE_BENCH") == "" {
-		t.Skip("set ARROW_TEMPLATE_BENCH=1")
-	}
+// BenchmarkLatency compares the first-output latency of cold boots and
+// clones with the same machine and the same root disk:
+// go test -run XXX -bench Latency -benchtime 1x ./template/
+func BenchmarkLatency(b *testing.B) {
+	t := testing.TB(b)
 	e := setup(t)
 	tpl := ensure(t, e)
 	const n = 5

@@ -41,6 +41,7 @@ func execute(ctx context.Context, args []string) int {
 		newPsCmd(g), newLogsCmd(g), newStopCmd(g), newStartCmd(g), newRestartCmd(g), newKillCmd(g),
 		newRmCmd(g), newWaitCmd(g), newInspectCmd(g), newStatsCmd(g), newEventsCmd(g), newAttachCmd(g),
 		newNetworkCmd(g), newPortCmd(g))
+	root.AddCommand(newTemplateCmd(g))
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

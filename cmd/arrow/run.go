@@ -164,6 +164,7 @@ or a library it needs was not found.`,
 	f.StringVar(&o.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	f.BoolVar(&o.Console, "console", false, "show the guest's console (kernel messages) on standard error")
 	f.BoolVar(&o.Debug, "debug", false, "print what Arrow does and how long each step takes")
+	f.BoolVar(&o.Cold, "cold", false, "boot the VM even where a clone of a pre-booted template would do")
 	f.DurationVar(&o.BootTimeout, "boot-timeout", run.DefaultBootTimeout, "fail if the guest has not booted by then")
 	f.IntVar(&stopSec, "stop-timeout", int(run.DefaultStopTimeout/time.Second), "seconds the program has to exit after SIGTERM/SIGINT/SIGHUP before its VM is stopped")
 	return cmd

@@ -55,6 +55,9 @@ type Config struct {
 	Kernel     string `json:"kernel,omitempty"`
 	KernelArgs string `json:"kernel_args,omitempty"`
 	Accel      string `json:"accel,omitempty"`
+	// Cold boots each run even where a clone of a pre-booted template
+	// would do.
+	Cold bool `json:"cold,omitempty"`
 	// BootTimeout and StopTimeout are in seconds (0: the defaults).
 	BootTimeout float64 `json:"boot_timeout,omitempty"`
 	StopTimeout float64 `json:"stop_timeout,omitempty"`

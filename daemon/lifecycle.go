@@ -287,7 +287,10 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 	if r.StartedAt.IsZero() {
 		ranFor = 0
 	}
-	if e.ExitCode == 0 || ranFor >= stableRun {
+	// As docker: every restart of a run that ended within stableRun waits
+	// twice as long as the last, whatever its exit status, so that an
+	// application that ends at once cannot keep the host busy.
+	if ranFor >= stableRun {
 		r.Failures = 0
 	} else {
 		r.Failures++

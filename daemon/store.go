@@ -23,7 +23,8 @@ type record struct {
 	ShimStart uint64 `json:"shim_start,omitempty"`
 	// Socket is the shim's socket.
 	Socket string `json:"socket,omitempty"`
-	// Failures counts consecutive failed runs, for the restart back-off.
+	// Failures counts consecutive short runs (under stableRun), for the
+	// restart back-off.
 	Failures int `json:"failures,omitempty"`
 	// Tap is how the arrow's runs join its bridge network.
 	Tap *run.TapAttachment `json:"tap,omitempty"`

@@ -176,6 +176,7 @@ func Options(c *api.Config, root string) run.Options {
 		o.Dir = "/"
 	}
 	o.ReadyPort = c.ReadyPort
+	o.Cold = c.Cold
 	o.BootTimeout = seconds(c.BootTimeout)
 	o.StopTimeout = seconds(c.StopTimeout)
 	return o

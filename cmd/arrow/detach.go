@@ -151,7 +151,7 @@ func detachedRequest(o *run.Options, d *detachFlags) (*api.CreateRequest, error)
 		}
 		c.Env = append(c.Env, e)
 	}
-	c.ReadyPort = d.ready
+	c.ReadyPort, c.Cold = d.ready, o.Cold
 	req.Config = c
 	if err := req.Validate(); err != nil {
 		return nil, err

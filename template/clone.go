@@ -85,6 +85,7 @@ func (t *Template) Clone(ctx context.Context, c Config, o CloneOptions) (*Clone,
 	cl.Resume = time.Since(t2)
 	ok = true
 	cl.Machine = m
+	t.touch()
 	return cl, nil
 }
 

@@ -408,7 +408,44 @@ func Ensure(ctx context.Context, c Config) (*Template, error) {
 	if t, err := Lookup(c.Root, key); err == nil {
 		return t, nil // built while this one waited
 	}
-	return build(ctx, &c, in)
+	t, err := build(ctx, &c, in)
+	if err == nil {
+		// A new template is often the successor of others (a rebuilt
+		// kernel or arrow-init): those are never used again.
+		PruneUnused(c.Root, MaxUnused, time.Now())
+	}
+	return t, err
+}
+
+// MaxUnused is how long a template may go unused before [PruneUnused]
+// removes it.
+const MaxUnused = 7 * 24 * time.Hour
+
+// PruneUnused removes the templates under root that no clone used for
+// longer than maxAge (a template's directory is touched by every clone).
+// It returns how many it removed.
+func PruneUnused(root string, maxAge time.Duration, now time.Time) int {
+	list, err := List(root)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, t := range list {
+		fi, err := os.Stat(t.Dir)
+		if err != nil || now.Sub(fi.ModTime()) <= maxAge {
+			continue
+		}
+		if Remove(root, t.Key) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// touch marks t as used now, for [PruneUnused].
+func (t *Template) touch() {
+	now := time.Now()
+	_ = os.Chtimes(t.Dir, now, now)
 }
 
 // lockKey takes the build lock of the template key (flock on a file in

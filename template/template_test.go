@@ -3,6 +3,7 @@ package template
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -403,4 +404,39 @@ func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+func TestPruneUnused(t *testing.T) {
+	root := t.TempDir()
+	for _, key := range []string{"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"} {
+		dir := filepath.Join(Dir(root), key)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		mem := filepath.Join(root, key+".mem")
+		if err := os.WriteFile(mem, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(Template{Key: key, MemFile: mem})
+		if err := os.WriteFile(filepath.Join(dir, "meta.json"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	stale := filepath.Join(Dir(root), "0123456789abcdef0123456789abcdef")
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if n := PruneUnused(root, MaxUnused, time.Now()); n != 1 {
+		t.Fatalf("pruned %d, want 1", n)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the unused template is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "0123456789abcdef0123456789abcdef.mem")); !os.IsNotExist(err) {
+		t.Errorf("its memory file is still there: %v", err)
+	}
+	if list, _ := List(root); len(list) != 1 {
+		t.Errorf("%d templates left, want 1", len(list))
+	}
 }

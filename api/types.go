@@ -156,6 +156,9 @@ type Arrow struct {
 	Accel   string `json:"accel,omitempty"`
 	// BootSeconds is the time from start to the application's start.
 	BootSeconds float64 `json:"boot_seconds,omitempty"`
+	// Template is the key of the pre-booted template the VM was cloned
+	// from; empty when it booted cold.
+	Template string `json:"template,omitempty"`
 	// Endpoint is the arrow's place on its bridge network, if it has one.
 	Endpoint *Endpoint `json:"endpoint,omitempty"`
 

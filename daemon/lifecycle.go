@@ -194,7 +194,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	err = d.updateLocked(a, func(r *record) {
 		r.State = api.Starting
 		r.ShimPid, r.ShimStart, r.Socket = p.Pid(), start, l.Socket
-		r.Pid, r.ExitCode, r.Error, r.OOMKilled, r.Health = 0, 0, "", false, ""
+		r.Pid, r.ExitCode, r.Error, r.OOMKilled, r.Health, r.Template = 0, 0, "", false, "", ""
 		r.StoppedByUser = false
 		r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
 	})
@@ -235,6 +235,7 @@ func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64
 			_ = d.update(a, func(r *record) {
 				if a.run == rs && r.State == api.Starting {
 					r.State, r.StartedAt, r.Pid, r.BootSeconds, r.Accel = api.Running, st.StartedAt.UTC(), st.Pid, st.BootSeconds, st.Accel
+					r.Template = st.Template
 					observed = true
 				}
 			})

@@ -190,6 +190,9 @@ func TestDaemonLifecycle(t *testing.T) {
 	if a.State != api.Running || a.Pid == 0 || a.Accel == "" || a.Labels["tier"] != "front" {
 		t.Fatalf("after run -d: %+v", a)
 	}
+	if a.Template == "" {
+		t.Errorf("inspect does not say which template web was cloned from")
+	}
 	// Resolution by ID prefix.
 	if got := d.inspect(id[:8]); got.Name != "web" {
 		t.Fatalf("inspect by prefix: %s", got.Name)
@@ -524,6 +527,9 @@ func TestDaemonOOM(t *testing.T) {
 	d.arrow("run", "-d", "--cold", "--name", "hog", "--memory", "96M", "--restart", "always",
 		"/bin/busybox", "sh", "-c", "echo filling; dd if=/dev/zero of=/tmp/fill bs=1M count=90; echo survived")
 	a := d.waitFor("hog", 2*time.Minute, "killed", func(a api.Arrow) bool { return a.State == api.Exited })
+	if a.Template != "" {
+		t.Errorf("a --cold arrow says it was cloned from %s", a.Template)
+	}
 	if !a.OOMKilled || a.ExitCode != 137 || a.Restarts != 0 {
 		t.Fatalf("hog: oom %v exit %d restarts %d error %q", a.OOMKilled, a.ExitCode, a.Restarts, a.Error)
 	}

@@ -74,7 +74,7 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 		res.Phases = append(res.Phases, Phase{"boot", time.Since(t0)})
 	}
 	if o.Ready != nil {
-		o.Ready()
+		o.Ready(p.tmplKey)
 	}
 	t1 := time.Now()
 	if p.spec.Stdin {

@@ -138,8 +138,9 @@ type Options struct {
 	// the VM process exists (a supervisor puts it into a cgroup).
 	Started func(pid int)
 	// Ready, when set, is called when arrow-init has started the
-	// application.
-	Ready func()
+	// application, with the key of the template the VM was cloned from
+	// ("" for a cold boot).
+	Ready func(template string)
 	// ReadyPort is a guest TCP port the application listens on once it
 	// is ready to serve; Healthy, when set, is called when arrow-init
 	// could connect to it.

@@ -69,6 +69,9 @@ type Status struct {
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	BootSeconds float64   `json:"boot_seconds,omitempty"`
 	Accel       string    `json:"accel,omitempty"`
+	// Template is the key of the template the VM was cloned from; empty
+	// for a cold boot.
+	Template string `json:"template,omitempty"`
 	// Healthy: the application accepts connections on its ready port.
 	Healthy bool `json:"healthy,omitempty"`
 	// Exit is set once the run ended.

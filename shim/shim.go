@@ -151,8 +151,9 @@ func (s *server) run(ctx context.Context) error {
 		s.status.Pid = pid
 		s.mu.Unlock()
 	}
-	o.Ready = func() {
+	o.Ready = func(template string) {
 		s.mu.Lock()
+		s.status.Template = template
 		s.status.State = api.Running
 		s.status.StartedAt = time.Now()
 		s.status.BootSeconds = time.Since(t0).Seconds()

@@ -30,6 +30,12 @@
 // bridge network.
 //
 //	go run ./bench -network -duration 10s
+//
+// With -templates it measures the host memory (PSS) of -idle idle arrows
+// cloned from one template against as many cold-booted ones (see
+// benchTemplates).
+//
+//	go run ./bench -templates -idle 20
 package main
 
 import (
@@ -59,11 +65,14 @@ func main() {
 	images := flag.Bool("images", false, "measure image import and runs of a Debian python3 image instead")
 	daemon := flag.Bool("daemon", false, "measure detached arrows under arrowd (start latency, memory per idle arrow) instead")
 	idle := flag.Int("idle", 5, "with -daemon: idle arrows started each way to measure memory")
+	templates := flag.Bool("templates", false, "measure the memory (PSS) of -idle idle clones of one template against as many cold-booted arrows instead")
 	network := flag.Bool("network", false, "measure HTTP through published ports (user mode and bridge) against native instead")
 	duration := flag.Duration("duration", 10*time.Second, "with -network: how long wrk loads each server")
 	flag.Parse()
 	var err error
 	switch {
+	case *templates:
+		err = benchTemplates(context.Background(), *arrowBin, *idle)
 	case *network:
 		err = benchNetwork(context.Background(), *arrowBin, *duration)
 	case *daemon:

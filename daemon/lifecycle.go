@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -629,9 +628,6 @@ func (d *Daemon) freeNameLocked() string {
 		}
 	}
 }
-
-// IsNotFound reports whether err is about an unknown arrow.
-func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
 // accelOf is the accelerator a's VM runs under: the one it asked for, or
 // the one detection picks.

@@ -41,6 +41,10 @@ const (
 	FrameSignal
 	// FrameResize carries a JSON [WindowSize] for the application's terminal.
 	FrameResize
+	// FrameWarm, sent to a pooled clone before any [FrameStart], carries a
+	// sample JSON [Spec]: arrow-init runs the steps of a start that do not
+	// depend on the application (see [Warmed]) and answers [FrameWarmed].
+	FrameWarm
 )
 
 // Frames sent by the guest.
@@ -59,6 +63,8 @@ const (
 	// FrameHealthy (no payload) says the application accepts TCP
 	// connections on the spec's ReadyPort.
 	FrameHealthy
+	// FrameWarmed carries a JSON [Warmed]: the answer to [FrameWarm].
+	FrameWarmed
 )
 
 // String names the frame type for logs and errors.
@@ -84,12 +90,16 @@ func (t FrameType) String() string {
 		return "exit"
 	case FrameHealthy:
 		return "healthy"
+	case FrameWarm:
+		return "warm"
+	case FrameWarmed:
+		return "warmed"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }
 
 func (t FrameType) known() bool {
-	return (t >= FrameStart && t <= FrameResize) || (t >= FrameReady && t <= FrameHealthy)
+	return (t >= FrameStart && t <= FrameWarm) || (t >= FrameReady && t <= FrameWarmed)
 }
 
 // ErrFrameTooLarge is returned when a peer announces a payload larger than

@@ -65,6 +65,10 @@ type Spec struct {
 	// QEMU's user-mode network, the host's connection is accepted either
 	// way.
 	ReadyPort int `json:"ready_port,omitempty"`
+	// Debug makes arrow-init log its steps and their timings on the
+	// console, as arrow.debug on the kernel command line does; a clone
+	// of a template has the template's command line, so it learns here.
+	Debug bool `json:"debug,omitempty"`
 }
 
 // Network is the guest's static network configuration: the host decides
@@ -498,8 +502,22 @@ type Hello struct {
 // ProtocolVersion is the version of this protocol. A host refuses a guest
 // announcing another one. Version 2 added [Spec.Root] and [Spec.Mounts];
 // version 3 [Spec.Network] (and arrow-init bringing up the loopback
-// interface).
-const ProtocolVersion = 4
+// interface); version 5 [FrameWarm] and [Spec.Debug].
+const ProtocolVersion = 5
+
+// Warmed is arrow-init's answer to [FrameWarm]: what it exercised and how
+// long that took. Under TCG, code runs slowly the first time a VM executes
+// it (it is translated then), so a clone that ran these steps once while
+// it waited in a pool starts its application faster.
+type Warmed struct {
+	// Steps name what ran, in order ("decode", "disk", "root", "exec").
+	Steps []string `json:"steps"`
+	// Error is the first step that failed, if any; a failed warm-up
+	// leaves the guest as ready as before it.
+	Error string `json:"error,omitempty"`
+	// Nanos is how long the warm-up took in the guest.
+	Nanos int64 `json:"ns"`
+}
 
 // ExitReason says how the application ended.
 type ExitReason string

@@ -33,6 +33,7 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 	}
 	t0 := time.Now()
 	m := p.clone(ctx, o, console)
+	p.dropSpare()
 	cloned := m != nil
 	res.Template = p.tmplKey
 	if !cloned {
@@ -74,7 +75,7 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 		res.Phases = append(res.Phases, Phase{"boot", time.Since(t0)})
 	}
 	if o.Ready != nil {
-		o.Ready(p.tmplKey)
+		o.Ready(StartInfo{Template: p.tmplKey, Spare: p.fromSpare, Phases: append(append([]Phase(nil), p.phases...), res.Phases...)})
 	}
 	t1 := time.Now()
 	if p.spec.Stdin {

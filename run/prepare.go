@@ -43,6 +43,10 @@ type prepared struct {
 	coldWhy string
 	tmplKey string
 	built   bool
+	// spare is Options.Spare until the run took it or killed it.
+	spare *template.Spare
+	// fromSpare: the VM is a spare from a pool.
+	fromSpare bool
 }
 
 // release closes what the run held.

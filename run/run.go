@@ -20,6 +20,7 @@ import (
 
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/spec"
+	"github.com/arrowsys/arrow/template"
 	"github.com/arrowsys/arrow/vm"
 )
 
@@ -137,10 +138,13 @@ type Options struct {
 	// Started, when set, is called with the QEMU process's ID as soon as
 	// the VM process exists (a supervisor puts it into a cgroup).
 	Started func(pid int)
-	// Ready, when set, is called when arrow-init has started the
-	// application, with the key of the template the VM was cloned from
-	// ("" for a cold boot).
-	Ready func(template string)
+	// Ready, when set, is called when the application was handed to
+	// arrow-init, with how the VM started.
+	Ready func(StartInfo)
+	// Spare, when set, is a warmed clone from a pool (arrowd's): the run
+	// uses it instead of starting a clone when it would be cloned from
+	// the spare's template, and kills it otherwise. The run owns it.
+	Spare *template.Spare
 	// ReadyPort is a guest TCP port the application listens on once it
 	// is ready to serve; Healthy, when set, is called when arrow-init
 	// could connect to it.
@@ -159,6 +163,17 @@ type Result struct {
 	// Template is the key of the template the VM was cloned from; empty
 	// for a cold boot.
 	Template string
+}
+
+// StartInfo is how a run's VM started.
+type StartInfo struct {
+	// Template is the key of the template the VM was cloned from; empty
+	// for a cold boot.
+	Template string
+	// Spare says the clone was a spare from a pool (Options.Spare).
+	Spare bool
+	// Phases are the steps up to the start, timed.
+	Phases []Phase
 }
 
 // ExitCode is the exit status `arrow run` ends with for r.
@@ -279,6 +294,7 @@ func (o *Options) spec(args, imageEnv []string, imageDir string, cred credential
 		TimeUnixNano: time.Now().UnixNano(),
 		Seed:         seed,
 		ReadyPort:    o.ReadyPort,
+		Debug:        o.Debug,
 	}
 	if err := s.Validate(); err != nil {
 		return nil, fail(ExitArrowFailed, err)
@@ -326,11 +342,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err := o.setDefaults(); err != nil {
 		return Result{}, fail(ExitArrowFailed, err)
 	}
-	p := &prepared{id: newID()}
+	p := &prepared{id: newID(), spare: o.Spare}
 	if o.Hostname == "" {
 		o.Hostname = p.id
 	}
 	defer p.release()
+	defer p.dropSpare()
 	if err := p.prepare(ctx, &o); err != nil {
 		return Result{Phases: p.phases}, err
 	}
@@ -340,6 +357,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		start := "cold"
 		if res.Template != "" {
 			start = "template " + res.Template
+		}
+		if p.fromSpare {
+			start += " (a spare from the pool)"
 		}
 		fmt.Fprintf(o.Log, "arrow: start      %s\n", start)
 		for _, ph := range res.Phases {

@@ -183,6 +183,9 @@ func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm
 			}
 		}()
 	}
+	if m := p.useSpare(ctx, o, t, console); m != nil {
+		return m
+	}
 	t1 := time.Now()
 	cl, err := t.Clone(ctx, *p.tmpl, template.CloneOptions{RootDisk: p.cfg.Drives[0].Path, Console: console})
 	if err != nil {
@@ -209,42 +212,102 @@ func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm
 	return cl.Machine
 }
 
+// useSpare readies the run's spare, when it has one cloned from t, and
+// returns its machine; nil when the run must start a clone of its own.
+func (p *prepared) useSpare(ctx context.Context, o *Options, t *template.Template, console io.Writer) *vm.Machine {
+	sp := p.spare
+	if sp == nil {
+		return nil
+	}
+	if sp.Template.Key != t.Key || sp.Template.MemFile != t.MemFile {
+		if o.Debug {
+			fmt.Fprintf(o.Log, "arrow: the spare is of template %s, this run's is %s: not used\n", sp.Template.Key, t.Key)
+		}
+		return nil
+	}
+	t0 := time.Now()
+	if err := sp.Use(ctx, p.cfg.Drives[0].Path, p.tmpl.Forwards, console); err != nil {
+		if ctx.Err() == nil {
+			fmt.Fprintf(o.Log, "arrow: warning: the spare VM failed (%v); starting a clone\n", err)
+		}
+		return nil
+	}
+	p.spare, p.fromSpare, p.tmplKey = nil, true, t.Key
+	p.phases = append(p.phases, Phase{"spare", time.Since(t0)})
+	if o.Debug {
+		fmt.Fprintf(o.Log, "arrow: took a spare of template %s (warmed in %v: %v)\n", t.Key, sp.Warm.Round(time.Microsecond), sp.Warmed.Steps)
+	}
+	return sp.Machine
+}
+
+// dropSpare kills the run's spare unless the run took it.
+func (p *prepared) dropSpare() {
+	if p.spare != nil {
+		_ = p.spare.Machine.Kill()
+		<-p.spare.Machine.Done()
+		p.spare = nil
+	}
+}
+
 // WarmTemplate builds the template runs with o's machine (memory, vCPUs,
 // accelerator, network) are cloned from, unless it exists, and returns it.
 // Runs build it themselves on first use; warming spares the first run
 // that wait.
 func WarmTemplate(ctx context.Context, o Options) (*template.Template, error) {
-	if err := o.setDefaults(); err != nil {
+	tc, err := machineTemplate(&o)
+	if err != nil {
 		return nil, err
+	}
+	return template.Ensure(ctx, tc)
+}
+
+// StartSpare starts a spare for runs with o's machine: a warmed, paused
+// clone of their template (built first if need be) for Options.Spare.
+func StartSpare(ctx context.Context, o Options) (*template.Spare, error) {
+	tc, err := machineTemplate(&o)
+	if err != nil {
+		return nil, err
+	}
+	t, err := template.Ensure(ctx, tc)
+	if err != nil {
+		return nil, err
+	}
+	return t.StartSpare(ctx, tc, nil)
+}
+
+// machineTemplate is the template configuration of runs with o's machine.
+func machineTemplate(o *Options) (template.Config, error) {
+	if err := o.setDefaults(); err != nil {
+		return template.Config{}, err
 	}
 	p := &prepared{id: newID()}
 	if err := p.network(&Options{Network: o.Network}); err != nil {
-		return nil, err
+		return template.Config{}, err
 	}
 	qemu, err := vm.FindQEMU()
 	if err != nil {
-		return nil, err
+		return template.Config{}, err
 	}
 	accel, err := vm.DetectAccel(o.Accel, vm.LocalHost())
 	if err != nil {
-		return nil, err
+		return template.Config{}, err
 	}
-	k, err := findKernel(&o)
+	k, err := findKernel(o)
 	if err != nil {
-		return nil, err
+		return template.Config{}, err
 	}
 	if !k.Tailored {
-		return nil, fmt.Errorf("kernel %s is not Arrow's: runs with it boot cold", k.Path)
+		return template.Config{}, fmt.Errorf("kernel %s is not Arrow's: runs with it boot cold", k.Path)
 	}
 	initPath, err := FindInit(o.Init)
 	if err != nil {
-		return nil, err
+		return template.Config{}, err
 	}
 	p.cfg = vm.Config{QEMU: qemu, Kernel: k.Path, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Accel: accel, NICs: p.nics}
 	if err := p.jail(); err != nil {
-		return nil, err
+		return template.Config{}, err
 	}
-	return template.Ensure(ctx, templateConfig(&o, p.cfg, initPath))
+	return templateConfig(o, p.cfg, initPath), nil
 }
 
 // hostRoot is the guest root of a host program cloned from a template:

@@ -72,6 +72,8 @@ type Status struct {
 	// Template is the key of the template the VM was cloned from; empty
 	// for a cold boot.
 	Template string `json:"template,omitempty"`
+	// Spare says the clone came from arrowd's pool of spares.
+	Spare bool `json:"spare,omitempty"`
 	// Healthy: the application accepts connections on its ready port.
 	Healthy bool `json:"healthy,omitempty"`
 	// Exit is set once the run ended.

@@ -151,9 +151,10 @@ func (s *server) run(ctx context.Context) error {
 		s.status.Pid = pid
 		s.mu.Unlock()
 	}
-	o.Ready = func(template string) {
+	o.Ready = func(how run.StartInfo) {
 		s.mu.Lock()
-		s.status.Template = template
+		s.status.Template = how.Template
+		s.status.Spare = how.Spare
 		s.status.State = api.Running
 		s.status.StartedAt = time.Now()
 		s.status.BootSeconds = time.Since(t0).Seconds()

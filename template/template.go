@@ -48,6 +48,7 @@ import (
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/image/initramfs"
+	"github.com/arrowsys/arrow/image/rootfs"
 	"github.com/arrowsys/arrow/vm"
 )
 
@@ -60,11 +61,7 @@ const RootSerial = "arrow-root"
 const DefaultMemDir = "/dev/shm/arrow-templates"
 
 // formatVersion changes when the files of a template change meaning.
-const formatVersion = "arrow-template-1"
-
-// placeholderSize is the size of the image in the disk slot of a
-// template; clones replace it.
-const placeholderSize = 4096
+const formatVersion = "arrow-template-2"
 
 // ErrUnusable wraps every reason a template cannot be cloned: missing or
 // damaged files, a key that does not match, a state QEMU refused. Callers
@@ -510,8 +507,8 @@ func build(ctx context.Context, c *Config, in Inputs) (t *Template, err error) {
 		}
 	}()
 	t = &Template{Key: key, Dir: tmp, Inputs: in, MemFile: filepath.Join(c.memDir(), key+"-"+suffix+".mem")}
-	if err := os.WriteFile(t.placeholderPath(), make([]byte, placeholderSize), 0o600); err != nil {
-		return nil, fmt.Errorf("template: %w", err)
+	if err := writePlaceholder(ctx, t.placeholderPath()); err != nil {
+		return nil, fmt.Errorf("template: placeholder disk: %w", err)
 	}
 	if err := createMem(tmpMem, c.RunAs); err != nil {
 		return nil, err
@@ -699,4 +696,20 @@ func randomSuffix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// writePlaceholder writes the image in the disk slot of a template: an
+// erofs image of an empty directory. Clones put the application's image
+// in the slot; a spare (see Spare) mounts the placeholder while it warms.
+func writePlaceholder(ctx context.Context, path string) error {
+	empty, err := os.MkdirTemp(filepath.Dir(path), ".empty-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(empty)
+	img, err := rootfs.Build(ctx, empty, filepath.Dir(path), "arrow-template-placeholder")
+	if err != nil {
+		return err
+	}
+	return os.Rename(img, path)
 }

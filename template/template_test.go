@@ -440,3 +440,44 @@ func TestPruneUnused(t *testing.T) {
 		t.Errorf("%d templates left, want 1", len(list))
 	}
 }
+
+// spareRun runs s in a spare of tpl whose disk slot gets e.disk.
+func spareRun(t testing.TB, e *testEnv, tpl *Template, s *guest.Spec) (app, *Spare) {
+	t.Helper()
+	sp, err := tpl.StartSpare(context.Background(), e.cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = sp.Machine.Kill()
+		<-sp.Machine.Done()
+	}()
+	t0 := time.Now()
+	if err := sp.Use(context.Background(), e.disk, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	a := runApp(t, sp.Machine, s, t0)
+	t.Logf("spare: warmed %v in %v (guest %v), first output %v after use", sp.Warmed.Steps, sp.Warm.Round(time.Millisecond),
+		time.Duration(sp.Warmed.Nanos).Round(time.Millisecond), a.first.Round(time.Millisecond))
+	return a, sp
+}
+
+// A spare warms up on the placeholder, then runs the application from the
+// disk it is given when used, like any clone.
+func TestSpareRunsHostProgram(t *testing.T) {
+	e := setup(t)
+	tpl := ensure(t, e)
+	a, sp := spareRun(t, e, tpl, spec("/bin/sh", "-c", "cat /marker; ls /.arrow 2>&1; exit 7"))
+	if want := []string{"decode", "disk", "root", "exec"}; strings.Join(sp.Warmed.Steps, " ") != strings.Join(want, " ") || sp.Warmed.Error != "" {
+		t.Errorf("warm-up: steps %v, error %q; want %v", sp.Warmed.Steps, sp.Warmed.Error, want)
+	}
+	// The marker is on the run's disk, not the placeholder; nothing of
+	// the warm-up's mounts is left in the new root.
+	if !strings.HasPrefix(a.stdout, "from the clone's disk\n") || strings.Contains(a.stdout, "warm") || a.status.Code != 7 {
+		t.Errorf("stdout %q, status %+v", a.stdout, a.status)
+	}
+	b, _ := spareRun(t, e, tpl, spec("/bin/busybox", "echo", "hi"))
+	if b.stdout != "hi\n" || b.status.Code != 0 {
+		t.Errorf("echo hi: stdout %q, status %+v", b.stdout, b.status)
+	}
+}

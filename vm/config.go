@@ -359,6 +359,9 @@ func (c Config) Args() []string {
 	return args
 }
 
+// driveNode is the node name of drive i's format (raw) node.
+func driveNode(i int) string { return "drive" + strconv.Itoa(i) + "-raw" }
+
 // args are QEMU's arguments for drive i, whose image QEMU inherits on fd:
 // an fd set of its own that the drive opens through /dev/fdset.
 func (d Drive) args(i, fd int) []string {
@@ -368,7 +371,9 @@ func (d Drive) args(i, fd int) []string {
 	}
 	id := "drive" + strconv.Itoa(i)
 	set := strconv.Itoa(i + 1)
-	drive := "if=none,id=" + id + ",file=/dev/fdset/" + set + ",format=raw,cache=" + cache
+	// The format node is named so that SwapDrive can point it at
+	// another image.
+	drive := "if=none,id=" + id + ",node-name=" + driveNode(i) + ",file=/dev/fdset/" + set + ",format=raw,cache=" + cache
 	if d.ReadOnly {
 		drive += ",readonly=on"
 	}

@@ -46,8 +46,8 @@ func TestArgs(t *testing.T) {
 		{"no -runas: it would clear the parent-death signal", func(c *Config) { c.RunAs = &syscall.Credential{Uid: 65534, Gid: 65534} }, "-runas", nil},
 		{"drives by fd set", withDevices, "-add-fd", []string{"fd=8,set=1", "fd=9,set=2"}},
 		{"drive options", withDevices, "-drive", []string{
-			"if=none,id=drive0,file=/dev/fdset/1,format=raw,cache=writeback,readonly=on",
-			"if=none,id=drive1,file=/dev/fdset/2,format=raw,cache=none",
+			"if=none,id=drive0,node-name=drive0-raw,file=/dev/fdset/1,format=raw,cache=writeback,readonly=on",
+			"if=none,id=drive1,node-name=drive1-raw,file=/dev/fdset/2,format=raw,cache=none",
 		}},
 		{"devices", withDevices, "-device", []string{
 			"virtio-serial-device,max_ports=2", "virtserialport,chardev=control,name=arrow.0", "virtio-rng-device",

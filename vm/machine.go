@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 
 // Machine is a running QEMU process and the host ends of its channels.
 type Machine struct {
+	cfg     Config // as started, with SwapDrive's changes
+	swaps   atomic.Uint64
 	cmd     *exec.Cmd
 	control net.Conn
 	qmpConn net.Conn
@@ -157,6 +160,7 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 	}
 
 	m = &Machine{
+		cfg:     cfg.withOwnDrives(),
 		console: newTail(4<<10, console),
 		stderr:  newTail(4<<10, nil),
 		daemons: daemons,
@@ -396,11 +400,18 @@ func (t *tail) Write(p []byte) (int, error) {
 	if len(t.buf) > t.n {
 		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.n:]...)
 	}
+	w := t.w
 	t.mu.Unlock()
-	if t.w != nil {
-		_, _ = t.w.Write(p) // a failing console sink must not stop the VM
+	if w != nil {
+		_, _ = w.Write(p) // a failing console sink must not stop the VM
 	}
 	return len(p), nil
+}
+
+func (t *tail) setWriter(w io.Writer) {
+	t.mu.Lock()
+	t.w = w
+	t.mu.Unlock()
 }
 
 func (t *tail) String() string {

@@ -80,26 +80,39 @@ func openMemory(mf MemoryFile) (*os.File, error) {
 // travelling as SCM_RIGHTS with the command), for commands that take
 // "fd:name" URIs.
 func (q *QMP) SendFD(ctx context.Context, name string, f *os.File) error {
+	_, err := q.executeFD(ctx, "getfd", map[string]string{"fdname": name}, f)
+	return err
+}
+
+// executeFD runs command with f's descriptor attached (SCM_RIGHTS).
+func (q *QMP) executeFD(ctx context.Context, command string, args any, f *os.File) (json.RawMessage, error) {
 	uc, ok := q.conn.(*net.UnixConn)
 	if !ok {
-		return errors.New("qmp getfd: the monitor is not a unix socket")
+		return nil, fmt.Errorf("qmp %s: the monitor is not a unix socket", command)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	b, _ := json.Marshal(map[string]any{"execute": "getfd", "arguments": map[string]string{"fdname": name}})
+	req := map[string]any{"execute": command}
+	if args != nil {
+		req["arguments"] = args
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", command, err)
+	}
 	if _, _, err := uc.WriteMsgUnix(append(b, '\n'), syscall.UnixRights(int(f.Fd())), nil); err != nil {
-		return fmt.Errorf("qmp getfd: %w", err)
+		return nil, fmt.Errorf("qmp %s: %w", command, err)
 	}
 	select {
 	case m := <-q.replies:
 		if m.Error != nil {
-			return fmt.Errorf("qmp getfd: %w", m.Error)
+			return nil, fmt.Errorf("qmp %s: %w", command, m.Error)
 		}
-		return nil
+		return m.Return, nil
 	case <-q.closed:
-		return fmt.Errorf("qmp getfd: %w", q.readErr)
+		return nil, fmt.Errorf("qmp %s: %w", command, q.readErr)
 	case <-ctx.Done():
-		return fmt.Errorf("qmp getfd: %w", ctx.Err())
+		return nil, fmt.Errorf("qmp %s: %w", command, ctx.Err())
 	}
 }
 

@@ -29,6 +29,9 @@ import (
 // Main runs arrow-init and powers the VM off when the application ends, or
 // when anything goes wrong before it could start. It does not return.
 func Main() {
+	if isWarmStandIn() {
+		os.Exit(0)
+	}
 	logger := log.New(os.Stderr, "arrow-init: ", 0)
 	a := &agent{log: logger, born: time.Now()}
 	status := a.main()
@@ -92,6 +95,8 @@ func (a *agent) main() (status guest.ExitStatus) {
 	if err != nil {
 		return initFailed(err)
 	}
+	a.debug = a.debug || spec.Debug
+	a.debugf("received the spec")
 	if err := a.attachDisks(); err != nil {
 		return initFailed(err)
 	}
@@ -121,6 +126,12 @@ func (a *agent) receiveSpec() (*guest.Spec, error) {
 		f, err := a.conn.Recv()
 		if err != nil {
 			return nil, fmt.Errorf("waiting for the application: %w", err)
+		}
+		if f.Type == guest.FrameWarm {
+			if err := a.conn.SendJSON(guest.FrameWarmed, a.warm(f.Payload)); err != nil {
+				return nil, fmt.Errorf("answering the warm-up: %w", err)
+			}
+			continue
 		}
 		if f.Type != guest.FrameStart {
 			a.debugf("ignoring %s frame before start", f.Type)

@@ -174,6 +174,44 @@ func ifUp(fd int, name string) error {
 	return nil
 }
 
+// unconfigure takes the interfaces of n down and removes their addresses
+// (and with them their routes): it undoes setupNetwork, for the warm-up.
+func unconfigure(n *guest.Network) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for _, i := range n.Interfaces {
+		name, err := findNIC(i.MAC, 0)
+		if err != nil {
+			return err
+		}
+		req, err := unix.NewIfreq(name)
+		if err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, req); err != nil {
+			return fmt.Errorf("%s: flags: %w", name, err)
+		}
+		req.SetUint16(req.Uint16() &^ unix.IFF_UP)
+		if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, req); err != nil {
+			return fmt.Errorf("%s: down: %w", name, err)
+		}
+		// SIOCSIFADDR with 0.0.0.0 deletes the address.
+		if req, err = unix.NewIfreq(name); err != nil {
+			return err
+		}
+		if err := req.SetInet4Addr([]byte{0, 0, 0, 0}); err != nil {
+			return err
+		}
+		if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, req); err != nil {
+			return fmt.Errorf("%s: remove the address: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // rtentry is the kernel's struct rtentry (linux/route.h), which x/sys/unix
 // does not define. Its layout follows the C one on 32- and 64-bit
 // platforms alike: unsigned long and pointers are uintptr-sized.

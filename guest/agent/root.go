@@ -80,7 +80,7 @@ func switchRoot(r *guest.Root) error {
 	}
 	root := lowerDir
 	if !r.ReadOnly {
-		if err := mountOverlay(); err != nil {
+		if err := mountOverlay(lowerDir, rwDir, mergeDir); err != nil {
 			return err
 		}
 		root = mergeDir
@@ -116,8 +116,9 @@ func switchRoot(r *guest.Root) error {
 }
 
 // mountOverlay puts a writable overlay on lowerDir at mergeDir, its
-// upper layer on a fresh tmpfs: writes live in guest memory only.
-func mountOverlay() error {
+// upper layer on a fresh tmpfs mounted at rwDir: writes live in guest
+// memory only.
+func mountOverlay(lowerDir, rwDir, mergeDir string) error {
 	var st unix.Stat_t
 	if err := unix.Stat(lowerDir, &st); err != nil {
 		return fmt.Errorf("stat the image root: %w", err)

@@ -1,0 +1,148 @@
+package template
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/rootfs"
+	"github.com/arrowsys/arrow/vm"
+)
+
+// A Spare is a clone started before its application is known, kept paused
+// in a pool (arrowd's) until a run takes it.
+//
+// A clone's time to its application is mostly guest code running for the
+// first time in that QEMU: under TCG every code path is translated on its
+// first run, and translations live in the QEMU process, not in the
+// snapshot. So a spare does more than start and restore: once resumed it
+// has arrow-init warm up (guest.FrameWarm: decode a spec, probe the
+// placeholder disk, mount it under an overlay, start a process, undo it
+// all), and only then is paused. When a run takes it, [Spare.Use] points
+// its disk at the application's image and publishes the run's ports, and
+// the run hands arrow-init the application as it would to any clone.
+type Spare struct {
+	*Clone
+	// Warmed is arrow-init's account of the warm-up; Warm is how long it
+	// took as the host saw it.
+	Warmed guest.Warmed
+	Warm   time.Duration
+}
+
+// warmTimeout bounds a spare's warm-up.
+const warmTimeout = 30 * time.Second
+
+// StartSpare starts a clone of t for c with the placeholder in its disk
+// slot and no published ports, warms it and pauses it. On failure no QEMU
+// is left.
+func (t *Template) StartSpare(ctx context.Context, c Config, console io.Writer) (*Spare, error) {
+	c.Forwards = nil // published when the spare is used
+	cl, err := t.Clone(ctx, c, CloneOptions{Console: console})
+	if err != nil {
+		return nil, err
+	}
+	s := &Spare{Clone: cl}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = cl.Machine.Kill()
+			<-cl.Machine.Done()
+		}
+	}()
+	t0 := time.Now()
+	if err := s.warm(ctx, c.UserNet); err != nil {
+		return nil, fmt.Errorf("spare: %w", err)
+	}
+	s.Warm = time.Since(t0)
+	if err := cl.Machine.Pause(ctx); err != nil {
+		return nil, fmt.Errorf("spare: %w", err)
+	}
+	ok = true
+	return s, nil
+}
+
+// warm has arrow-init run the warm-up and waits for its answer.
+func (s *Spare) warm(ctx context.Context, userNet bool) error {
+	m := s.Machine
+	conn := guest.NewConn(m.Control(), m.Control())
+	sample := guest.Spec{
+		Version: guest.ProtocolVersion,
+		Args:    []string{"/init"},
+		Root:    &guest.Root{Device: RootSerial, FSType: rootfs.FSType},
+	}
+	if userNet {
+		// The addresses a run on the user-mode network gets; arrow-init
+		// removes them again.
+		base := vm.DefaultUserNet.Addr().As4()
+		guestIP, gateway := base, base
+		guestIP[3], gateway[3] = 15, 2
+		sample.Network = &guest.Network{Interfaces: []guest.Interface{{
+			MAC:     UserMAC,
+			Address: netip.PrefixFrom(netip.AddrFrom4(guestIP), vm.DefaultUserNet.Bits()).String(),
+			Gateway: netip.AddrFrom4(gateway).String(),
+		}}}
+	}
+	if err := conn.SendJSON(guest.FrameWarm, sample); err != nil {
+		return err
+	}
+	// Recv has no deadline of its own: a guest that never answers is
+	// killed, which ends the read.
+	answer := make(chan error, 1)
+	go func() {
+		for {
+			f, err := conn.Recv()
+			if err != nil {
+				answer <- fmt.Errorf("warm-up: %w", err)
+				return
+			}
+			if f.Type == guest.FrameWarmed {
+				answer <- guest.Decode(f.Payload, &s.Warmed)
+				return
+			}
+		}
+	}()
+	timer := time.NewTimer(warmTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-answer:
+		if err == nil && s.Warmed.Error != "" {
+			// The guest is no worse off than an unwarmed clone, but a
+			// failing warm-up means something is wrong with the
+			// template: say so rather than pool it.
+			err = errors.New("warm-up: " + s.Warmed.Error)
+		}
+		return err
+	case <-timer.C:
+		err := fmt.Errorf("warm-up: no answer within %v", warmTimeout)
+		_ = m.Kill()
+		<-answer
+		return err
+	case <-ctx.Done():
+		_ = m.Kill()
+		<-answer
+		return ctx.Err()
+	}
+}
+
+// Use readies the spare for an application: its disk slot gets rootDisk
+// (read-only), its user-mode network card the forwards, its console goes
+// to console, and its vCPUs run again. arrow-init then waits for the start
+// frame. On failure the caller kills the machine.
+func (s *Spare) Use(ctx context.Context, rootDisk string, forwards []vm.Forward, console io.Writer) error {
+	m := s.Machine
+	m.SetConsole(console)
+	if err := m.SwapDrive(ctx, 0, vm.Drive{Path: rootDisk, Serial: RootSerial, ReadOnly: true}); err != nil {
+		return err
+	}
+	for _, f := range forwards {
+		if err := m.AddForward(ctx, 0, f); err != nil {
+			return err
+		}
+	}
+	s.Template.touch()
+	return m.Resume(ctx)
+}

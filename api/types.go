@@ -159,6 +159,12 @@ type Arrow struct {
 	// Template is the key of the pre-booted template the VM was cloned
 	// from; empty when it booted cold.
 	Template string `json:"template,omitempty"`
+	// Spare says the clone was a spare from arrowd's pool: started,
+	// warmed and paused before the arrow existed.
+	Spare bool `json:"spare,omitempty"`
+	// StartPhases are the steps of the last start and how long each
+	// took (setup, template, clone or spare, boot for a cold one).
+	StartPhases []Phase `json:"start_phases,omitempty"`
 	// Endpoint is the arrow's place on its bridge network, if it has one.
 	Endpoint *Endpoint `json:"endpoint,omitempty"`
 
@@ -256,6 +262,38 @@ type Info struct {
 // Error is the body of every response with a status of 400 or more.
 type Error struct {
 	Message string `json:"message"`
+}
+
+// Phase is one timed step of an arrow's start.
+type Phase struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// PoolEntry is one machine shape of arrowd's pool of spare VMs: warmed,
+// paused clones of a template that arrows of that shape start from.
+type PoolEntry struct {
+	MemoryMiB int    `json:"memory_mib"`
+	CPUs      int    `json:"cpus"`
+	Network   string `json:"network,omitempty"` // "" (user mode) or "none"
+	Accel     string `json:"accel,omitempty"`
+	// Want is how many spares the pool keeps; Ready how many it holds,
+	// Starting how many are being started.
+	Want     int `json:"want"`
+	Ready    int `json:"ready"`
+	Starting int `json:"starting"`
+}
+
+// PoolRequest sets how many spares the pool keeps for a machine shape
+// (`arrow template warm --count N`); the zero shape fields take the
+// defaults of `arrow run`.
+type PoolRequest struct {
+	MemoryMiB int    `json:"memory_mib,omitempty"`
+	CPUs      int    `json:"cpus,omitempty"`
+	Network   string `json:"network,omitempty"`
+	Accel     string `json:"accel,omitempty"`
+	// Count is the number of spares to keep; 0 empties the shape.
+	Count int `json:"count"`
 }
 
 // NetworkCreateRequest asks for a bridge network.

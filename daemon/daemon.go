@@ -52,6 +52,12 @@ type Config struct {
 	// VMOverheadMiB is added to an arrow's memory for its cgroup limit;
 	// DefaultVMOverheadMiB when 0.
 	VMOverheadMiB int
+	// PoolSize is how many spare VMs (warmed clones of a template) the
+	// daemon keeps ready for each machine shape arrows were started
+	// with; 0 keeps none unless asked (POST /v1/pool). MaxSpares bounds
+	// the spares of all shapes; DefaultMaxSpares when 0.
+	PoolSize  int
+	MaxSpares int
 	// LogMaxSize and LogMaxFiles bound each arrow's log.
 	LogMaxSize  int64
 	LogMaxFiles int
@@ -75,6 +81,7 @@ type Daemon struct {
 	accel   vm.Accel
 	events  *broker
 	metrics *metrics
+	pool    *pool
 
 	// ctx ends with the daemon; background work (monitors, restarts)
 	// stops with it, arrows do not.
@@ -127,6 +134,7 @@ func New(cfg Config) (*Daemon, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Daemon{cfg: cfg, st: st, events: newBroker(), ctx: ctx, cancel: cancel, arrows: make(map[string]*arrow)}
 	d.metrics = newMetrics(d)
+	d.pool = newPool(d, cfg.PoolSize, cfg.MaxSpares)
 	d.accel, _ = vm.DetectAccel("auto", vm.LocalHost())
 	if cfg.CgroupParent != "" {
 		if m, err := cgroup.New(cfg.CgroupParent); err == nil {
@@ -143,6 +151,7 @@ func New(cfg Config) (*Daemon, error) {
 // Close stops the daemon's own work. Arrows keep running; a new daemon on
 // the same root takes them over.
 func (d *Daemon) Close() error {
+	d.pool.close()
 	d.cancel()
 	d.mu.Lock()
 	for _, a := range d.arrows {

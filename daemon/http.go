@@ -46,6 +46,8 @@ func (d *Daemon) routes() []route {
 		{"GET " + v + "/networks", http.HandlerFunc(d.handleNetworkList)},
 		{"GET " + v + "/networks/{name}", http.HandlerFunc(d.handleNetworkInspect)},
 		{"DELETE " + v + "/networks/{name}", http.HandlerFunc(d.handleNetworkRemove)},
+		{"GET " + v + "/pool", http.HandlerFunc(d.handlePool)},
+		{"POST " + v + "/pool", http.HandlerFunc(d.handlePoolSet)},
 		{"GET " + v + "/stats", http.HandlerFunc(d.handleStats)},
 		{"GET " + v + "/events", http.HandlerFunc(d.handleEvents)},
 		{"GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{})},

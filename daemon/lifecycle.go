@@ -182,7 +182,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	if err := shim.WriteLaunch(dir, l); err != nil {
 		return nil, d.startFailed(a, fmt.Errorf("write launch: %w", err))
 	}
-	p, err := shim.Start(ctx, d.cfg.Exe, []string{"shim", dir}, dir)
+	p, err := d.startShim(ctx, l, dir)
 	if err != nil {
 		return nil, d.startFailed(a, err)
 	}
@@ -194,6 +194,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		r.State = api.Starting
 		r.ShimPid, r.ShimStart, r.Socket = p.Pid(), start, l.Socket
 		r.Pid, r.ExitCode, r.Error, r.OOMKilled, r.Health, r.Template = 0, 0, "", false, "", ""
+		r.Spare, r.StartPhases = false, nil
 		r.StoppedByUser = false
 		r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
 	})
@@ -204,6 +205,21 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	d.emit(a, "start", nil, "")
 	d.goMonitor(a, rs, p.Pid(), start)
 	return rs, nil
+}
+
+// startShim starts the shim of the arrow in dir: a spare from the pool
+// when one fits, a new shim otherwise.
+func (d *Daemon) startShim(ctx context.Context, l *shim.Launch, dir string) (*shim.Process, error) {
+	if s, ok := shapeOf(l.Config); ok && l.Tap == nil {
+		if sp := d.pool.take(s); sp != nil {
+			err := sp.claim(ctx, dir)
+			if err == nil {
+				return sp.proc, nil
+			}
+			fmt.Fprintf(d.cfg.Log, "arrowd: %s: claiming a spare: %v (starting a shim)\n", l.ID[:12], err)
+		}
+	}
+	return shim.Start(ctx, d.cfg.Exe, []string{"shim", dir}, dir)
 }
 
 // startFailed records a run that could not start.
@@ -234,7 +250,7 @@ func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64
 			_ = d.update(a, func(r *record) {
 				if a.run == rs && r.State == api.Starting {
 					r.State, r.StartedAt, r.Pid, r.BootSeconds, r.Accel = api.Running, st.StartedAt.UTC(), st.Pid, st.BootSeconds, st.Accel
-					r.Template = st.Template
+					r.Template, r.Spare, r.StartPhases = st.Template, st.Spare, st.Phases
 					observed = true
 				}
 			})

@@ -36,6 +36,13 @@ type testDaemon struct {
 // removes every arrow it has and checks that no VM of it is left.
 func startDaemon(t *testing.T, args ...string) *testDaemon {
 	t.Helper()
+	return startDaemonEnv(t, nil, args...)
+}
+
+// startDaemonEnv is startDaemon with env added to the environment of
+// arrowd and of the CLI.
+func startDaemonEnv(t *testing.T, env []string, args ...string) *testDaemon {
+	t.Helper()
 	root := t.TempDir()
 	for _, shared := range []string{"kernels", "initramfs"} {
 		if err := os.Symlink(filepath.Join("/var/lib/arrow", shared), filepath.Join(root, shared)); err != nil {
@@ -49,7 +56,7 @@ func startDaemon(t *testing.T, args ...string) *testDaemon {
 		t.Fatal(err)
 	}
 	d := &testDaemon{t: t, root: root, socket: filepath.Join(run, "arrow.sock"), args: args}
-	d.env = []string{"ARROW_ROOT=" + root, "ARROW_SOCKET=" + d.socket}
+	d.env = append([]string{"ARROW_ROOT=" + root, "ARROW_SOCKET=" + d.socket}, env...)
 	before := qemuProcesses(t)
 	d.start()
 	t.Cleanup(func() {

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,9 @@ type Process struct {
 
 // Pid is the shim's process ID.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the shim process.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
 // Start starts a shim for the arrow in dir: exe (Arrow's own binary) with
 // args (which must make it call [Serve] on dir), in a session of its own so
@@ -159,8 +163,23 @@ func (c *Client) Attach(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 	return conn, br, nil
 }
 
+// Claim makes the spare shim on the client's socket the shim of the
+// arrow in dir (see [ServeSpare]). Once it returns, the shim serves the
+// arrow's socket, as after [Start].
+func (c *Client) Claim(ctx context.Context, dir string) error {
+	body, err := json.Marshal(Claim{Dir: dir})
+	if err != nil {
+		return err
+	}
+	return c.doBody(ctx, http.MethodPost, "/claim", bytes.NewReader(body), nil)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://shim"+path, nil)
+	return c.doBody(ctx, method, path, nil, out)
+}
+
+func (c *Client) doBody(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://shim"+path, body)
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,8 @@ type Status struct {
 	Template string `json:"template,omitempty"`
 	// Spare says the clone came from arrowd's pool of spares.
 	Spare bool `json:"spare,omitempty"`
+	// Phases are the start's steps.
+	Phases []api.Phase `json:"phases,omitempty"`
 	// Healthy: the application accepts connections on its ready port.
 	Healthy bool `json:"healthy,omitempty"`
 	// Exit is set once the run ended.

@@ -19,6 +19,7 @@ import (
 	"github.com/arrowsys/arrow/cgroup"
 	"github.com/arrowsys/arrow/logs"
 	"github.com/arrowsys/arrow/run"
+	"github.com/arrowsys/arrow/template"
 )
 
 // forever stands in for run's own stop timeout: a shim times stops itself,
@@ -58,6 +59,7 @@ type server struct {
 	stdinR *io.PipeReader
 	out    *fanout
 	group  *cgroup.Group
+	spare  *template.Spare // the VM to run in, when a spare shim was claimed
 
 	mu       sync.Mutex
 	status   Status
@@ -140,6 +142,7 @@ func (s *server) run(ctx context.Context) error {
 	o.In = s.stdinR
 	o.Signals = s.sigs
 	o.StopTimeout = forever
+	o.Spare = s.spare
 	t0 := time.Now()
 	o.Started = func(pid int) {
 		if s.group != nil {
@@ -155,6 +158,9 @@ func (s *server) run(ctx context.Context) error {
 		s.mu.Lock()
 		s.status.Template = how.Template
 		s.status.Spare = how.Spare
+		for _, ph := range how.Phases {
+			s.status.Phases = append(s.status.Phases, api.Phase{Name: ph.Name, Seconds: ph.Duration.Seconds()})
+		}
 		s.status.State = api.Running
 		s.status.StartedAt = time.Now()
 		s.status.BootSeconds = time.Since(t0).Seconds()

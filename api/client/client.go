@@ -328,3 +328,16 @@ func (c *Client) Network(ctx context.Context, name string) (api.Network, error) 
 func (c *Client) RemoveNetwork(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/networks/"+url.PathEscape(name), nil, nil, nil)
 }
+
+// Pool lists the daemon's pool of spare VMs by machine shape.
+func (c *Client) Pool(ctx context.Context) ([]api.PoolEntry, error) {
+	var out []api.PoolEntry
+	return out, c.do(ctx, http.MethodGet, "/pool", nil, nil, &out)
+}
+
+// SetPool sets how many spare VMs the daemon keeps for a machine shape,
+// and returns the pool then.
+func (c *Client) SetPool(ctx context.Context, req *api.PoolRequest) ([]api.PoolEntry, error) {
+	var out []api.PoolEntry
+	return out, c.do(ctx, http.MethodPost, "/pool", nil, req, &out)
+}

@@ -52,6 +52,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		tlsCert      string
 		tlsKey       string
 		tlsCA        string
+		poolSize     int
+		maxSpares    int
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -78,6 +80,7 @@ other commands that need arrowd start one when none answers.`,
 				Root: g.dataRoot(), RunDir: filepath.Dir(sock), Exe: exe, Version: version,
 				Log: os.Stderr, CgroupParent: cgroupParent, BridgeNetworks: true,
 				LogMaxSize: maxSize, LogMaxFiles: logMaxFiles, VMOverheadMiB: overhead,
+				PoolSize: poolSize, MaxSpares: maxSpares,
 			})
 			if err != nil {
 				return err
@@ -117,6 +120,8 @@ other commands that need arrowd start one when none answers.`,
 	f.StringVar(&logMaxSize, "log-max-size", "10M", "rotate an arrow's log at this size")
 	f.IntVar(&logMaxFiles, "log-max-files", 3, "log files kept per arrow, the current one included")
 	f.IntVar(&overhead, "vm-overhead", daemon.DefaultVMOverheadMiB, "MiB allowed to each VM's QEMU on top of --memory in its cgroup limit")
+	f.IntVar(&poolSize, "pool-size", 1, "spare VMs (warmed clones of a template) kept ready for each machine arrows were started with; 0: only those 'arrow template warm --count' asks for")
+	f.IntVar(&maxSpares, "max-spares", daemon.DefaultMaxSpares, "spare VMs kept in all")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9323); always at /metrics on the socket")
 	f.StringVar(&tlsListen, "tls-listen", "", "also serve the API on this TCP address, with mutual TLS only")
 	f.StringVar(&tlsCert, "tls-cert", "", "the daemon's TLS certificate (PEM)")
@@ -127,7 +132,8 @@ other commands that need arrowd start one when none answers.`,
 
 // newShimCmd is the supervisor of one detached arrow, started by arrowd.
 func newShimCmd() *cobra.Command {
-	return &cobra.Command{
+	var spare bool
+	cmd := &cobra.Command{
 		Use:    "shim DIR",
 		Short:  "Supervise one detached arrow (started by arrowd)",
 		Hidden: true,
@@ -137,9 +143,14 @@ func newShimCmd() *cobra.Command {
 			if ready == nil {
 				return errors.New("shim: no ready pipe (fd 3): arrowd starts shims")
 			}
+			if spare {
+				return shim.ServeSpare(cmd.Context(), args[0], ready)
+			}
 			return shim.Serve(cmd.Context(), args[0], ready)
 		},
 	}
+	cmd.Flags().BoolVar(&spare, "spare", false, "hold a spare VM for arrowd's pool until an arrow claims it (DIR holds spare.json)")
+	return cmd
 }
 
 // connect returns a client of the daemon, starting one when none answers.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/run"
 	"github.com/arrowsys/arrow/spec"
 	"github.com/arrowsys/arrow/template"
@@ -59,15 +60,27 @@ its key no longer matches. 'arrow run --cold' boots without one.`,
 		memory  string
 		cpus    int
 		network string
+		count   int
 	)
 	warm := &cobra.Command{
 		Use:   "warm",
 		Short: "Build the template for a machine now, unless it exists, so that no run waits for it",
-		Args:  cobra.NoArgs,
+		Long: `Build the template for a machine now, unless it exists, so that no run
+waits for it.
+
+With --count N, arrowd (started if none answers) also keeps N spare VMs of
+that machine: clones of the template, started, warmed up and paused, which
+'arrow run -d' and API-started arrows take instead of starting a clone.
+arrowd keeps --pool-size spares (default 1) for every machine arrows were
+started with anyway; --count 0 drops a machine's spares.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mib, err := spec.ParseMemory(memory)
 			if err != nil {
 				return fmt.Errorf("--memory: %w", err)
+			}
+			if cmd.Flags().Changed("count") {
+				return setPool(cmd, g, &api.PoolRequest{MemoryMiB: mib, CPUs: cpus, Network: network, Count: count})
 			}
 			t0 := time.Now()
 			t, err := run.WarmTemplate(cmd.Context(), run.Options{
@@ -84,6 +97,7 @@ its key no longer matches. 'arrow run --cold' boots without one.`,
 	warm.Flags().StringVarP(&memory, "memory", "m", strconv.Itoa(run.DefaultMemoryMiB)+"M", "guest memory (e.g. 256M, 1G)")
 	warm.Flags().IntVar(&cpus, "cpus", run.DefaultCPUs, "number of vCPUs")
 	warm.Flags().StringVar(&network, "network", run.NetworkUser, "network of the runs: user or none")
+	warm.Flags().IntVar(&count, "count", 0, "keep this many spare VMs of the machine in arrowd's pool")
 	var all bool
 	rm := &cobra.Command{
 		Use:   "rm [KEY...]",
@@ -114,8 +128,72 @@ its key no longer matches. 'arrow run --cold' boots without one.`,
 		},
 	}
 	rm.Flags().BoolVar(&all, "all", false, "remove every template")
-	cmd.AddCommand(ls, warm, rm)
+	pool := &cobra.Command{
+		Use:   "pool",
+		Short: "Show arrowd's pool of spare VMs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			entries, err := c.Pool(cmd.Context())
+			if err != nil {
+				return err
+			}
+			printPool(entries)
+			return nil
+		},
+	}
+	cmd.AddCommand(ls, warm, rm, pool)
 	return cmd
+}
+
+// setPool asks arrowd to keep req.Count spares of req's machine, and
+// waits (a while) until it does.
+func setPool(cmd *cobra.Command, g *globals, req *api.PoolRequest) error {
+	ctx := cmd.Context()
+	c, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	entries, err := c.SetPool(ctx, req)
+	if err != nil {
+		return err
+	}
+	// The template is built and the spares warmed in the background:
+	// wait for them, so that the next run finds them.
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		done := true
+		for _, e := range entries {
+			if e.Starting > 0 {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+		if entries, err = c.Pool(ctx); err != nil {
+			return err
+		}
+	}
+	printPool(entries)
+	return nil
+}
+
+func printPool(entries []api.PoolEntry) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MEMORY\tCPUS\tNETWORK\tWANT\tREADY\tSTARTING")
+	for _, e := range entries {
+		network := e.Network
+		if network == "" {
+			network = "user"
+		}
+		fmt.Fprintf(w, "%dM\t%d\t%s\t%d\t%d\t%d\n", e.MemoryMiB, e.CPUs, network, e.Want, e.Ready, e.Starting)
+	}
+	_ = w.Flush()
 }
 
 // layoutHasNIC reports whether a template's machine has a network card.

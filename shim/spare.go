@@ -1,0 +1,165 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/run"
+	"github.com/arrowsys/arrow/template"
+)
+
+// A spare shim holds a warmed, paused clone (template.Spare) for arrowd's
+// pool before any arrow exists for it. When the daemon starts an arrow of
+// the spare's machine, it claims the spare instead of starting a shim: the
+// spare shim becomes that arrow's shim, and its run takes the clone in
+// place of starting one (run.Options.Spare). A spare that is never
+// claimed ends with its daemon: it checks for its parent every second.
+//
+// Why the shim and not arrowd holds the clone: the clone's QEMU dies with
+// the process that started it, and its channels must stay with whoever
+// supervises the arrow, the shim (see the package comment).
+
+// Spare describes the spare a daemon asks a spare shim to hold.
+type Spare struct {
+	// Root is Arrow's data root.
+	Root string `json:"root"`
+	// Socket is where the spare shim listens for its claim.
+	Socket string `json:"socket"`
+	// The machine: as api.Config's fields of the same names.
+	MemoryMiB int    `json:"memory_mib"`
+	CPUs      int    `json:"cpus"`
+	Network   string `json:"network,omitempty"`
+	Accel     string `json:"accel,omitempty"`
+}
+
+// SpareFile is the spare description in a spare shim's directory.
+const SpareFile = "spare.json"
+
+// WriteSpare atomically writes s to dir's spare file.
+func WriteSpare(dir string, s *Spare) error { return writeJSON(filepath.Join(dir, SpareFile), s) }
+
+// Claim is the body of a spare shim's POST /claim.
+type Claim struct {
+	// Dir is the arrow's directory, with its launch file written.
+	Dir string `json:"dir"`
+}
+
+// parentPoll is how often an unclaimed spare checks that its daemon lives.
+const parentPoll = time.Second
+
+// ServeSpare is the body of a spare shim: it starts the spare described in
+// dir, writes "ok\n" to ready once the spare is warm and the socket
+// listens (or the reason it could not), and waits for a claim. Claimed, it
+// serves the arrow as [Serve] does. Unclaimed, it ends when ctx does, on
+// a stop signal, when its daemon is gone or its VM died.
+func ServeSpare(ctx context.Context, dir string, ready io.WriteCloser) error {
+	failed := func(err error) error {
+		fmt.Fprintf(ready, "%v\n", err)
+		ready.Close()
+		return err
+	}
+	var sp Spare
+	if err := readJSON(filepath.Join(dir, SpareFile), &sp); err != nil {
+		return failed(fmt.Errorf("spare: %w", err))
+	}
+	parent := os.Getppid()
+	vm, err := run.StartSpare(ctx, run.Options{Root: sp.Root, MemoryMiB: sp.MemoryMiB, CPUs: sp.CPUs, Network: sp.Network, Accel: sp.Accel})
+	if err != nil {
+		return failed(fmt.Errorf("spare: %w", err))
+	}
+	owned := true
+	defer func() {
+		if owned {
+			_ = vm.Machine.Kill()
+			<-vm.Machine.Done()
+		}
+	}()
+	_ = os.Remove(sp.Socket)
+	ln, err := net.Listen("unix", sp.Socket)
+	if err != nil {
+		return failed(fmt.Errorf("spare: %w", err))
+	}
+	defer os.Remove(sp.Socket)
+	_ = os.Chmod(sp.Socket, 0o600)
+	claims := make(chan claimReq)
+	srv := &http.Server{Handler: spareHandler(vm, claims), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+
+	stop := make(chan os.Signal, 1)
+	signalNotify(stop)
+	tick := time.NewTicker(parentPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case c := <-claims:
+			s, err := newServer(c.dir)
+			c.reply <- err
+			if err != nil {
+				return fmt.Errorf("spare: claimed for %s: %w", c.dir, err)
+			}
+			defer s.close()
+			// The spare's socket goes: the arrow's serves from now on.
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+			signal.Stop(stop) // the arrow's run handles stop signals now
+			s.spare, owned = vm, false
+			return s.run(ctx)
+		case <-vm.Machine.Done():
+			return errors.New("spare: its VM ended")
+		case <-tick.C:
+			if os.Getppid() != parent {
+				return errors.New("spare: the daemon is gone")
+			}
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+type claimReq struct {
+	dir   string
+	reply chan error
+}
+
+// spareHandler serves a spare shim's socket: GET /status and POST /claim.
+func spareHandler(vm *template.Spare, claims chan<- claimReq) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		writeReply(w, http.StatusOK, Status{State: api.Created, Pid: vm.Machine.Pid(), Template: vm.Template.Key})
+	})
+	mux.HandleFunc("POST /claim", func(w http.ResponseWriter, r *http.Request) {
+		var c Claim
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&c); err != nil || !filepath.IsAbs(c.Dir) {
+			writeReply(w, http.StatusBadRequest, api.Error{Message: "claim: want {\"dir\": an absolute path}"})
+			return
+		}
+		req := claimReq{dir: c.Dir, reply: make(chan error, 1)}
+		select {
+		case claims <- req:
+		case <-r.Context().Done():
+			return
+		}
+		if err := <-req.reply; err != nil {
+			writeReply(w, http.StatusInternalServerError, api.Error{Message: err.Error()})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}

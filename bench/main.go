@@ -31,6 +31,12 @@
 //
 //	go run ./bench -network -duration 10s
 //
+// With -spares it measures the latency to the first output and to the
+// exit of echo and python3 started in a cold boot, a template clone and a
+// spare from a pool (see benchSpares).
+//
+//	go run ./bench -spares -runs 10
+//
 // With -templates it measures the host memory (PSS) of -idle idle arrows
 // cloned from one template against as many cold-booted ones (see
 // benchTemplates).
@@ -66,11 +72,14 @@ func main() {
 	daemon := flag.Bool("daemon", false, "measure detached arrows under arrowd (start latency, memory per idle arrow) instead")
 	idle := flag.Int("idle", 5, "with -daemon: idle arrows started each way to measure memory")
 	templates := flag.Bool("templates", false, "measure the memory (PSS) of -idle idle clones of one template against as many cold-booted arrows instead")
+	spares := flag.Bool("spares", false, "measure first-output latency of a cold boot, a template clone and a pooled spare, for echo and python3, instead")
 	network := flag.Bool("network", false, "measure HTTP through published ports (user mode and bridge) against native instead")
 	duration := flag.Duration("duration", 10*time.Second, "with -network: how long wrk loads each server")
 	flag.Parse()
 	var err error
 	switch {
+	case *spares:
+		err = benchSpares(context.Background(), *arrowBin, *runs)
 	case *templates:
 		err = benchTemplates(context.Background(), *arrowBin, *idle)
 	case *network:

@@ -77,6 +77,7 @@ func FuzzRecv(f *testing.F) {
 	_ = c.SendJSON(FrameReady, Hello{Version: ProtocolVersion, Kernel: "6.1"})
 	_ = c.Send(FrameStdout, []byte("out"))
 	_ = c.SendJSON(FrameExit, ExitStatus{Reason: Signaled, Signal: 9})
+	_ = c.SendJSON(FrameWarmed, Warmed{Steps: []string{"decode", "disk"}, Error: "x", Nanos: 5})
 	f.Add(seed.Bytes())
 	f.Add([]byte{byte(FrameExit), 0, 0, 0, 0, 0, 0, 2, '{', '}'})
 	f.Add([]byte{byte(FrameStart), 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
@@ -106,6 +107,9 @@ func FuzzRecv(f *testing.F) {
 			case FrameReady:
 				var h Hello
 				_ = Decode(fr.Payload, &h)
+			case FrameWarmed:
+				var w Warmed
+				_ = Decode(fr.Payload, &w)
 			}
 		}
 	})

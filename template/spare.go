@@ -100,7 +100,7 @@ func (s *Spare) warm(ctx context.Context, userNet bool) error {
 				return
 			}
 			if f.Type == guest.FrameWarmed {
-				answer <- guest.Decode(f.Payload, &s.Warmed)
+				answer <- s.decodeWarmed(f.Payload)
 				return
 			}
 		}
@@ -126,6 +126,29 @@ func (s *Spare) warm(ctx context.Context, userNet bool) error {
 		<-answer
 		return ctx.Err()
 	}
+}
+
+// decodeWarmed decodes the guest's answer to the warm-up. It comes from
+// the guest, so what of it reaches logs is bounded.
+func (s *Spare) decodeWarmed(payload []byte) error {
+	var w guest.Warmed
+	if err := guest.Decode(payload, &w); err != nil {
+		return err
+	}
+	const maxSteps, maxLen = 8, 256
+	if len(w.Steps) > maxSteps {
+		w.Steps = w.Steps[:maxSteps]
+	}
+	for i, st := range w.Steps {
+		if len(st) > 32 {
+			w.Steps[i] = st[:32]
+		}
+	}
+	if len(w.Error) > maxLen {
+		w.Error = w.Error[:maxLen] + "..."
+	}
+	s.Warmed = w
+	return nil
 }
 
 // Use readies the spare for an application: its disk slot gets rootDisk

@@ -319,6 +319,9 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 		if e.Accel != "" {
 			r.Accel = e.Accel
 		}
+		if e.Template != "" || len(e.Phases) > 0 {
+			r.Template, r.Spare, r.StartPhases = e.Template, e.Spare, e.Phases
+		}
 		if restart {
 			r.State = api.Restarting
 			r.Restarts++

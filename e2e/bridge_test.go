@@ -100,6 +100,15 @@ func TestDaemonBridgeNetwork(t *testing.T) {
 	if logs := d.must("logs", "client"); !strings.Contains(logs, "200") {
 		t.Fatalf("client could not reach db by name:\n%s", logs)
 	}
+	// Arrows on a bridge network are clones of the template too, their
+	// tap plugged into the template's card, which carries the arrow's
+	// own MAC.
+	d.must("run", "-d", "--name", "mac", "--network", "appnet", "/bin/busybox", "cat", "/sys/class/net/eth0/address")
+	d.arrow("wait", "mac")
+	mac := d.inspect("mac")
+	if mac.Template == "" || mac.Endpoint == nil || strings.TrimSpace(d.must("logs", "mac")) != mac.Endpoint.MAC {
+		t.Errorf("bridge arrow: template %q, phases %+v, endpoint %+v, eth0 %q: want a clone with the endpoint's MAC", mac.Template, mac.StartPhases, mac.Endpoint, d.must("logs", "mac"))
+	}
 
 	// A host port that is taken fails cleanly: no arrow, no rule.
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -121,7 +130,7 @@ func TestDaemonBridgeNetwork(t *testing.T) {
 	if r := d.arrow("network", "rm", "appnet"); r.code == 0 || !strings.Contains(r.stderr, "in use") {
 		t.Errorf("network rm while in use: exit %d: %s", r.code, r.stderr)
 	}
-	for _, n := range []string{"db", "web", "client"} {
+	for _, n := range []string{"db", "web", "client", "mac"} {
 		d.must("rm", "-f", n)
 	}
 	d.must("network", "rm", "appnet")

@@ -21,8 +21,8 @@ import (
 
 // Runs start from a pre-booted template when they can (package template):
 // a clone of a VM that already booted skips the kernel's boot. A run can
-// when it boots Arrow's own kernel, with no volumes and no --kernel-args,
-// on the user-mode network or none. Its files reach the clone on the root
+// when it boots Arrow's own kernel, with no volumes and no --kernel-args;
+// on the user-mode network, a bridge network (arrowd's tap) or none. Its files reach the clone on the root
 // disk: an image's or --rootfs's disk, or for a host program an erofs
 // image of its closure (cached under the initramfs's key). The first run
 // of a machine size builds its template (a cold boot and a snapshot, 1 to
@@ -41,8 +41,8 @@ func (p *prepared) coldReason(o *Options, k kernel.Kernel) string {
 		return "volumes"
 	case o.KernelArgs != "":
 		return "--kernel-args"
-	case len(p.cfg.NICs) > 1 || len(p.cfg.NICs) == 1 && p.cfg.NICs[0].User == nil:
-		return "a bridge network"
+	case len(p.cfg.NICs) > 1:
+		return "several network cards"
 	}
 	return ""
 }
@@ -124,8 +124,12 @@ func templateConfig(o *Options, cfg vm.Config, initPath string) template.Config 
 		MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, Accel: cfg.Accel, RunAs: cfg.RunAs,
 		BootTimeout: max(o.BootTimeout, DefaultBootTimeout), // --boot-timeout is the cold boot's
 	}
-	if len(cfg.NICs) == 1 && cfg.NICs[0].User != nil {
-		tc.UserNet, tc.Forwards = true, cfg.NICs[0].User.Forwards
+	if len(cfg.NICs) == 1 {
+		if u := cfg.NICs[0].User; u != nil {
+			tc.UserNet, tc.Forwards = true, u.Forwards
+		} else {
+			tc.TapNet, tc.Tap = true, cfg.NICs[0].Tap
+		}
 	}
 	return tc
 }
@@ -175,7 +179,7 @@ func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm
 	p.phases = append(p.phases, Phase{"template", time.Since(t0)})
 	// The clone's card is the template's, with the template's address:
 	// arrow-init finds it by that and gives it the run's own.
-	if n := p.spec.Network; n != nil && len(n.Interfaces) == 1 && p.tmpl.UserNet {
+	if n := p.spec.Network; n != nil && len(n.Interfaces) == 1 && (p.tmpl.UserNet || p.tmpl.TapNet) {
 		n.Interfaces[0].CardMAC = template.UserMAC
 		defer func() {
 			if p.tmplKey == "" {
@@ -216,7 +220,9 @@ func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm
 // returns its machine; nil when the run must start a clone of its own.
 func (p *prepared) useSpare(ctx context.Context, o *Options, t *template.Template, console io.Writer) *vm.Machine {
 	sp := p.spare
-	if sp == nil {
+	if sp == nil || p.tmpl.Tap != nil {
+		// A spare's card is on the user-mode network; a bridge
+		// network's tap is plugged in when QEMU starts.
 		return nil
 	}
 	if sp.Template.Key != t.Key || sp.Template.MemFile != t.MemFile {

@@ -59,6 +59,11 @@ type Exit struct {
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at"`
 	Accel      string    `json:"accel,omitempty"`
+	// How the VM started, as in [Status]: recorded here too, for runs
+	// that ended before anyone saw them running.
+	Template string      `json:"template,omitempty"`
+	Spare    bool        `json:"spare,omitempty"`
+	Phases   []api.Phase `json:"phases,omitempty"`
 }
 
 // Status is a running shim's answer to GET /status.

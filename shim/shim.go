@@ -193,6 +193,7 @@ func (s *server) run(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	e.StartedAt = s.status.StartedAt
+	e.Template, e.Spare, e.Phases = s.status.Template, s.status.Spare, s.status.Phases
 	s.status.State = api.Exited
 	s.status.Pid = 0
 	s.status.Exit = e

@@ -77,13 +77,11 @@ func (s *Spare) warm(ctx context.Context, userNet bool) error {
 	if userNet {
 		// The addresses a run on the user-mode network gets; arrow-init
 		// removes them again.
-		base := vm.DefaultUserNet.Addr().As4()
-		guestIP, gateway := base, base
-		guestIP[3], gateway[3] = 15, 2
+		gateway, _, guestIP := vm.UserNetHosts(vm.DefaultUserNet)
 		sample.Network = &guest.Network{Interfaces: []guest.Interface{{
 			MAC:     UserMAC,
-			Address: netip.PrefixFrom(netip.AddrFrom4(guestIP), vm.DefaultUserNet.Bits()).String(),
-			Gateway: netip.AddrFrom4(gateway).String(),
+			Address: netip.PrefixFrom(guestIP, vm.DefaultUserNet.Bits()).String(),
+			Gateway: gateway.String(),
 		}}}
 	}
 	if err := conn.SendJSON(guest.FrameWarm, sample); err != nil {

@@ -99,9 +99,18 @@ type Config struct {
 	// state, so they are not part of the key and may differ per clone;
 	// a template itself never listens.
 	Forwards []vm.Forward
+	// TapNet gives the machine a virtio-net card whose clones plug it
+	// into a tap device (a bridge network's), Tap. The template's card
+	// is plugged into nothing (vm.NIC.Placeholder): QEMU's user-mode
+	// network keeps state of its own in a snapshot, which a clone on a
+	// tap could not load. The card's MAC is [UserMAC] too; arrow-init
+	// gives it the run's own. At most one of UserNet and TapNet.
+	TapNet bool
+	// Tap is a clone's tap device, with TapNet; not part of the key.
+	Tap *os.File
 }
 
-// UserMAC is the MAC of a template's user-mode network card.
+// UserMAC is the MAC of a template's network card.
 const UserMAC = "02:a7:70:00:00:01"
 
 // Template is a built template, as published.
@@ -176,13 +185,19 @@ func (c *Config) vmConfig(initrd, disk string) vm.Config {
 	}
 }
 
-// nics is the machine's network card, with the clone's forwards or none.
-func (c *Config) nics(forwards bool) []vm.NIC {
-	if !c.UserNet {
+// nics is the machine's network card: the template's, or with clone set a
+// clone's (with its forwards, or its tap).
+func (c *Config) nics(clone bool) []vm.NIC {
+	switch {
+	case c.TapNet && clone:
+		return []vm.NIC{{MAC: UserMAC, Tap: c.Tap}}
+	case c.TapNet:
+		return []vm.NIC{{MAC: UserMAC, Placeholder: true}}
+	case !c.UserNet:
 		return nil
 	}
 	u := &vm.UserNet{Net: vm.DefaultUserNet}
-	if forwards {
+	if clone {
 		u.Forwards = c.Forwards
 	}
 	return []vm.NIC{{MAC: UserMAC, User: u}}

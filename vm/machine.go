@@ -139,7 +139,22 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		}
 		daemons = append(daemons, d)
 	}
+	var placeholders []*os.File // host ends of placeholder cards; see NIC.Placeholder
+	defer func() {
+		if err != nil {
+			closeAll(placeholders)
+		}
+	}()
 	for i, n := range cfg.NICs {
+		if n.Placeholder {
+			h, g, err := socketpair()
+			if err != nil {
+				return nil, err
+			}
+			placeholders = append(placeholders, h)
+			guestEnds = append(guestEnds, g) // see Config.nicFD
+			continue
+		}
 		if n.Tap == nil {
 			continue
 		}
@@ -229,6 +244,7 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 	go func() {
 		err := <-waited
 		close(m.exited)
+		closeAll(placeholders)
 		// The console is fully read once QEMU is gone: its end closed.
 		m.copied.Wait()
 		// Nothing is left for the daemons to serve.

@@ -26,6 +26,13 @@ type NIC struct {
 	// QEMU inherits like the VM's other channels; whoever created the
 	// device connects it (to a bridge, say).
 	Tap *os.File
+	// Placeholder plugs the card into nothing: QEMU's socket backend on
+	// a socket pair whose other end the Machine holds, never reading or
+	// writing it, until QEMU exits. It is for VM templates whose clones
+	// get a tap: unlike the user-mode network, the socket backend keeps
+	// no state in a snapshot, so a clone can plug the same card into a
+	// tap (package template).
+	Placeholder bool
 }
 
 // UserNet is the configuration of a user-mode network.
@@ -84,7 +91,7 @@ func (c Config) nicFD(i int) int {
 		}
 	}
 	for _, n := range c.NICs[:i] {
-		if n.Tap != nil {
+		if n.Tap != nil || n.Placeholder {
 			fd++
 		}
 	}
@@ -129,10 +136,16 @@ func (n NIC) validate() error {
 	if n.MAC[1] == '1' || n.MAC[1] == '3' || n.MAC[1] == '5' || n.MAC[1] == '7' || n.MAC[1] == '9' || n.MAC[1] == 'b' || n.MAC[1] == 'd' || n.MAC[1] == 'f' {
 		return fmt.Errorf("MAC %s is a multicast address", n.MAC)
 	}
+	backends := 0
+	for _, b := range []bool{n.User != nil, n.Tap != nil, n.Placeholder} {
+		if b {
+			backends++
+		}
+	}
 	switch {
-	case (n.User == nil) == (n.Tap == nil):
-		return errors.New("want exactly one of a user-mode network and a tap device")
-	case n.Tap != nil:
+	case backends != 1:
+		return errors.New("want exactly one of a user-mode network, a tap device and a placeholder")
+	case n.User == nil:
 		return nil
 	}
 	u := n.User
@@ -174,10 +187,13 @@ func (f Forward) String() string {
 func (n NIC) args(i, fd int) []string {
 	id := "net" + strconv.Itoa(i)
 	var netdev string
-	if n.Tap != nil {
+	switch {
+	case n.Tap != nil:
 		// QEMU probes the descriptor for IFF_VNET_HDR itself (TUNGETIFF).
 		netdev = "tap,id=" + id + ",fd=" + strconv.Itoa(fd)
-	} else {
+	case n.Placeholder:
+		netdev = "socket,id=" + id + ",fd=" + strconv.Itoa(fd)
+	default:
 		u := n.User
 		net := u.Net
 		if !net.IsValid() {

@@ -39,6 +39,9 @@ func TestNICArgs(t *testing.T) {
 			"user,id=net1,net=10.0.2.0/24,ipv6=off,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp::5353-:53",
 			"tap,id=net2,fd=13",
 		}},
+		{"placeholders take a descriptor as taps do", func(c *Config) {
+			c.NICs = []NIC{{MAC: "02:00:00:00:00:04", Placeholder: true}, tap}
+		}, "-netdev", []string{"socket,id=net0,fd=8", "tap,id=net1,fd=9"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,6 +70,10 @@ func TestNICValidate(t *testing.T) {
 		{"tap", func(c *Config) { c.NICs = []NIC{{MAC: "02:00:00:00:00:01", Tap: os.Stdin}} }, ""},
 		{"neither", func(c *Config) { c.NICs = []NIC{{MAC: "02:00:00:00:00:01"}} }, "exactly one"},
 		{"both", func(c *Config) { n := ok(); n.Tap = os.Stdin; c.NICs = []NIC{n} }, "exactly one"},
+		{"placeholder", func(c *Config) { c.NICs = []NIC{{MAC: "02:00:00:00:00:01", Placeholder: true}} }, ""},
+		{"placeholder and tap", func(c *Config) {
+			c.NICs = []NIC{{MAC: "02:00:00:00:00:01", Placeholder: true, Tap: os.Stdin}}
+		}, "exactly one"},
 		{"bad MAC", func(c *Config) { n := ok(); n.MAC = "02:00:00:00:00"; c.NICs = []NIC{n} }, "MAC"},
 		{"multicast MAC", func(c *Config) { n := ok(); n.MAC = "03:00:00:00:00:01"; c.NICs = []NIC{n} }, "multicast"},
 		{"MAC twice", func(c *Config) { c.NICs = []NIC{ok(), ok()} }, "used twice"},

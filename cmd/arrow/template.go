@@ -46,10 +46,7 @@ its key no longer matches. 'arrow run --cold' boots without one.`,
 				if _, err := template.Lookup(g.dataRoot(), t.Key); err != nil {
 					status = "unusable"
 				}
-				network := "none"
-				if layoutHasNIC(t.Inputs.Layout) {
-					network = "user"
-				}
+				network := layoutNetwork(t.Inputs.Layout)
 				fmt.Fprintf(w, "%s\t%dM\t%d\t%s\t%v\t%s\t%s\n", t.Key, t.Inputs.MemoryMiB, t.Inputs.CPUs, network,
 					t.BootTime.Round(time.Millisecond), t.Created.Local().Format(time.DateTime), status)
 			}
@@ -196,5 +193,14 @@ func printPool(entries []api.PoolEntry) {
 	_ = w.Flush()
 }
 
-// layoutHasNIC reports whether a template's machine has a network card.
-func layoutHasNIC(layout string) bool { return strings.Contains(layout, "virtio-net") }
+// layoutNetwork says what network the clones of a template with layout
+// are on: user, bridge (their card is plugged into a tap) or none.
+func layoutNetwork(layout string) string {
+	switch {
+	case !strings.Contains(layout, "virtio-net"):
+		return "none"
+	case strings.Contains(layout, "-netdev socket,"):
+		return "bridge"
+	}
+	return "user"
+}

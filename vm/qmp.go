@@ -117,6 +117,15 @@ func (q *QMP) Events() <-chan QMPEvent { return q.events }
 
 // Execute runs one command and returns its "return" value.
 func (q *QMP) Execute(ctx context.Context, command string, args any) (json.RawMessage, error) {
+	return q.execute(ctx, command, args, func(b []byte) error {
+		_, err := q.conn.Write(b)
+		return err
+	})
+}
+
+// execute sends command with send, one command at a time, and waits for
+// its reply.
+func (q *QMP) execute(ctx context.Context, command string, args any, send func([]byte) error) (json.RawMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	req := map[string]any{"execute": command}
@@ -127,7 +136,7 @@ func (q *QMP) Execute(ctx context.Context, command string, args any) (json.RawMe
 	if err != nil {
 		return nil, fmt.Errorf("qmp %s: %w", command, err)
 	}
-	if _, err := q.conn.Write(append(b, '\n')); err != nil {
+	if err := send(append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("qmp %s: %w", command, err)
 	}
 	select {

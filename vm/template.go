@@ -90,30 +90,10 @@ func (q *QMP) executeFD(ctx context.Context, command string, args any, f *os.Fil
 	if !ok {
 		return nil, fmt.Errorf("qmp %s: the monitor is not a unix socket", command)
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	req := map[string]any{"execute": command}
-	if args != nil {
-		req["arguments"] = args
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("qmp %s: %w", command, err)
-	}
-	if _, _, err := uc.WriteMsgUnix(append(b, '\n'), syscall.UnixRights(int(f.Fd())), nil); err != nil {
-		return nil, fmt.Errorf("qmp %s: %w", command, err)
-	}
-	select {
-	case m := <-q.replies:
-		if m.Error != nil {
-			return nil, fmt.Errorf("qmp %s: %w", command, m.Error)
-		}
-		return m.Return, nil
-	case <-q.closed:
-		return nil, fmt.Errorf("qmp %s: %w", command, q.readErr)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("qmp %s: %w", command, ctx.Err())
-	}
+	return q.execute(ctx, command, args, func(b []byte) error {
+		_, _, err := uc.WriteMsgUnix(b, syscall.UnixRights(int(f.Fd())), nil)
+		return err
+	})
 }
 
 // ignoreShared is the migration capability that leaves shared RAM out of

@@ -299,7 +299,7 @@ func (p *pool) status() []api.PoolEntry {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := make(map[shape]bool)
-	var out []api.PoolEntry
+	out := []api.PoolEntry{}
 	add := func(s shape) {
 		if seen[s] {
 			return

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/arrowsys/arrow/api"
@@ -51,5 +53,34 @@ func TestMemAvailable(t *testing.T) {
 	n, err := memAvailableMiB()
 	if err != nil || n <= 0 {
 		t.Fatalf("memAvailableMiB = %d, %v", n, err)
+	}
+}
+
+func TestHTTPPoolInvalid(t *testing.T) {
+	d := newTestDaemon(t)
+	h := d.Handler()
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		msg        string
+	}{
+		{"negative count", `{"count":-1}`, 400, "count -1"},
+		{"too many", `{"count":1000}`, 400, "count 1000"},
+		{"bridge network", `{"network":"appnet","count":1}`, 400, "user-mode network or none"},
+		{"bad memory", `{"memory_mib":-5,"count":1}`, 400, "memory"},
+		{"unknown field", `{"count":1,"size":2}`, 400, `unknown field "size"`},
+		{"malformed", `{"count":`, 400, "malformed JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantError(t, serveReq(t, h, "POST", "/v1/pool", "application/json", strings.NewReader(tc.body)), tc.code, tc.msg)
+			if st := d.pool.status(); len(st) != 0 {
+				t.Fatalf("a bad request changed the pool: %+v", st)
+			}
+		})
+	}
+	// Count 0 for a shape the pool does not keep changes nothing either.
+	resp := serveReq(t, h, "POST", "/v1/pool", "application/json", strings.NewReader(`{"count":0}`))
+	if resp.code != http.StatusOK || strings.TrimSpace(string(resp.body)) != "[]" {
+		t.Fatalf("count 0: %d %s", resp.code, resp.body)
 	}
 }

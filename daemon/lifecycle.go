@@ -256,6 +256,7 @@ func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64
 			})
 			if observed {
 				d.metrics.startLatency.Observe(st.BootSeconds)
+				d.metrics.starts.WithLabelValues(startedHow(st.Template, st.Spare)).Inc()
 			}
 			if d.snapshot(a).Config.ReadyPort > 0 {
 				go d.probeReady(a, rs)

@@ -14,6 +14,8 @@ type metrics struct {
 	startLatency prometheus.Histogram
 	restarts     prometheus.Counter
 	ooms         prometheus.Counter
+	// starts counts starts by how the VM started: cold, clone or spare.
+	starts *prometheus.CounterVec
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -32,8 +34,12 @@ func newMetrics(d *Daemon) *metrics {
 			Name: "arrow_oom_kills_total",
 			Help: "Arrows whose VM was killed for exceeding its memory limit.",
 		}),
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "arrow_starts_total",
+			Help: "Arrows' starts that reached running, by how their VM started: cold (a boot), clone (of a template) or spare (from the pool).",
+		}, []string{"how"}),
 	}
-	m.reg.MustRegister(m.startLatency, m.restarts, m.ooms, &collector{d: d},
+	m.reg.MustRegister(m.startLatency, m.restarts, m.ooms, m.starts, &collector{d: d},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -47,6 +53,7 @@ var (
 	descCPU       = prometheus.NewDesc("arrow_cpu_seconds_total", "CPU time used by an arrow's VM process.", []string{"id", "name"}, nil)
 	descMemory    = prometheus.NewDesc("arrow_memory_bytes", "Resident memory of an arrow's VM process.", []string{"id", "name"}, nil)
 	descMemPriv   = prometheus.NewDesc("arrow_memory_private_bytes", "Resident memory of an arrow's VM process that no other process maps (for a clone: pages written since it was cloned).", []string{"id", "name"}, nil)
+	descSpares    = prometheus.NewDesc("arrow_spares", "Spare VMs in the pool, ready or starting.", []string{"state"}, nil)
 	descMemShared = prometheus.NewDesc("arrow_memory_shared_bytes", "Resident memory of an arrow's VM process shared with others (template pages, QEMU's code).", []string{"id", "name"}, nil)
 )
 
@@ -56,6 +63,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descMemory
 	ch <- descMemPriv
 	ch <- descMemShared
+	ch <- descSpares
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -66,6 +74,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descArrows, prometheus.GaugeValue, float64(n), string(st))
 	}
+	ready, starting := 0, 0
+	for _, e := range c.d.pool.status() {
+		ready += e.Ready
+		starting += e.Starting
+	}
+	ch <- prometheus.MustNewConstMetric(descSpares, prometheus.GaugeValue, float64(ready), "ready")
+	ch <- prometheus.MustNewConstMetric(descSpares, prometheus.GaugeValue, float64(starting), "starting")
 	for _, a := range c.d.running() {
 		s, ok := c.d.sampleOf(a)
 		if !ok {
@@ -77,6 +92,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descMemPriv, prometheus.GaugeValue, float64(s.s.MemoryPrivate), short, a.Name)
 		ch <- prometheus.MustNewConstMetric(descMemShared, prometheus.GaugeValue, float64(s.s.MemoryShared), short, a.Name)
 	}
+}
+
+// startedHow names how a run's VM started, for arrow_starts_total.
+func startedHow(template string, spare bool) string {
+	switch {
+	case spare:
+		return "spare"
+	case template != "":
+		return "clone"
+	}
+	return "cold"
 }
 
 // Registry is the daemon's metrics registry, for serving /metrics on

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -112,6 +113,28 @@ func TestDaemonSpares(t *testing.T) {
 	if pool := d.must("template", "pool"); !strings.Contains(pool, "256M") {
 		t.Errorf("template pool:\n%s", pool)
 	}
+	metrics := d.metrics()
+	for _, want := range []string{`arrow_starts_total{how="spare"}`, `arrow_spares{state="ready"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+}
+
+// metrics fetches arrowd's Prometheus metrics from its socket.
+func (d *testDaemon) metrics() string {
+	d.t.Helper()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "unix", d.socket)
+	}}}
+	resp, err := hc.Get("http://arrowd/metrics")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // TestDaemonSpareStale: a spare whose template went stale while it waited

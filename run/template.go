@@ -21,13 +21,14 @@ import (
 
 // Runs start from a pre-booted template when they can (package template):
 // a clone of a VM that already booted skips the kernel's boot. A run can
-// when it boots Arrow's own kernel, with no volumes and no --kernel-args;
-// on the user-mode network, a bridge network (arrowd's tap) or none. Its files reach the clone on the root
-// disk: an image's or --rootfs's disk, or for a host program an erofs
-// image of its closure (cached under the initramfs's key). The first run
-// of a machine size builds its template (a cold boot and a snapshot, 1 to
-// 2 s under TCG); later runs clone it. Templates never make a run fail:
-// any problem with one is a warning and a cold boot.
+// when it boots Arrow's own kernel, with no volumes and no --kernel-args,
+// on the user-mode network, a bridge network (arrowd's tap) or none. Its
+// files reach the clone on the root disk: an image's or --rootfs's disk,
+// or for a host program an erofs image of its closure (cached under the
+// initramfs's key). The first run of a machine size builds its template
+// (a cold boot and a snapshot, 1 to 2 s under TCG); later runs clone it,
+// or take a spare (Options.Spare, arrowd's pool). Templates never make a
+// run fail: any problem with one is a warning and a cold boot.
 
 // coldReason says why the run must boot cold, or "" when a clone of a
 // template may serve it. The root disk is not known yet: see planTemplate.

@@ -40,6 +40,9 @@ func (t *Template) Clone(ctx context.Context, c Config, o CloneOptions) (*Clone,
 	if err := c.defaults(); err != nil {
 		return nil, err
 	}
+	if c.TapNet && c.Tap == nil {
+		return nil, errors.New("clone: a bridge template's clone needs its tap device")
+	}
 	disk := o.RootDisk
 	if disk == "" {
 		disk = t.placeholderPath()

@@ -241,6 +241,9 @@ func (c *Config) defaults() error {
 	if c.Root == "" || c.Kernel == "" || c.Init == "" {
 		return errors.New("template: Root, Kernel and Init are required")
 	}
+	if c.UserNet && c.TapNet {
+		return errors.New("template: UserNet and TapNet exclude each other")
+	}
 	if c.QEMU == "" {
 		q, err := vm.FindQEMU()
 		if err != nil {

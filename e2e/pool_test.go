@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -121,20 +120,14 @@ func TestDaemonSpares(t *testing.T) {
 	}
 }
 
-// metrics fetches arrowd's Prometheus metrics from its socket.
+// metrics fetches arrowd's Prometheus metrics.
 func (d *testDaemon) metrics() string {
 	d.t.Helper()
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var dl net.Dialer
-		return dl.DialContext(ctx, "unix", d.socket)
-	}}}
-	resp, err := hc.Get("http://arrowd/metrics")
+	m, err := d.client().Metrics(context.Background())
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return m
 }
 
 // TestDaemonSpareStale: a spare whose template went stale while it waited

@@ -341,3 +341,25 @@ func (c *Client) SetPool(ctx context.Context, req *api.PoolRequest) ([]api.PoolE
 	var out []api.PoolEntry
 	return out, c.do(ctx, http.MethodPost, "/pool", nil, req, &out)
 }
+
+// Metrics returns the daemon's Prometheus metrics, in the text exposition
+// format.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://arrowd/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("%w at %s: %w", ErrUnreachable, c.socket, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return "", responseError(resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return string(b), err
+}

@@ -147,6 +147,16 @@ func TestClient(t *testing.T) {
 	}
 	_, err = c.Inspect(cx, a.ID)
 	wantStatus(t, err, http.StatusNotFound, "no such arrow")
+
+	// The pool, empty, then asked for a shape it cannot keep.
+	if p, err := c.Pool(cx); err != nil || len(p) != 0 {
+		t.Fatalf("Pool = %+v, %v", p, err)
+	}
+	_, err = c.SetPool(cx, &api.PoolRequest{Network: "appnet", Count: 1})
+	wantStatus(t, err, http.StatusBadRequest, "user-mode network or none")
+	if m, err := c.Metrics(cx); err != nil || !strings.Contains(m, `arrow_arrows{state="exited"} 0`) || !strings.Contains(m, "arrow_spares") {
+		t.Fatalf("Metrics: %v\n%.400s", err, m)
+	}
 }
 
 func TestClientEvents(t *testing.T) {

@@ -60,7 +60,7 @@ func TestDaemonSpares(t *testing.T) {
 	}
 	d.waitPool(2)
 
-	script := "cat /sys/class/net/eth0/address; hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /proc/sys/kernel/random/uuid; exit 3"
+	script := "cat /sys/class/net/eth0/address; hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /proc/sys/kernel/random/uuid; cat /etc/machine-id; exit 3"
 	var outs [2][]string
 	for i := range outs {
 		a := d.runSpare("/bin/busybox", "sh", "-c", script)
@@ -69,8 +69,8 @@ func TestDaemonSpares(t *testing.T) {
 			t.Fatalf("wait: %+v, %v", w, err)
 		}
 		outs[i] = strings.Split(strings.TrimSpace(d.must("logs", a.ID)), "\n")
-		if len(outs[i]) != 4 {
-			t.Fatalf("logs %q: want 4 lines", outs[i])
+		if len(outs[i]) != 5 || len(outs[i][4]) != 32 {
+			t.Fatalf("logs %q: want 5 lines, the last a machine ID", outs[i])
 		}
 		names := ""
 		for _, p := range a.StartPhases {
@@ -80,7 +80,7 @@ func TestDaemonSpares(t *testing.T) {
 			t.Errorf("start phases %q: want a spare's", names)
 		}
 	}
-	for j, what := range []string{"MAC", "host name", "/dev/urandom bytes", "random UUID"} {
+	for j, what := range []string{"MAC", "host name", "/dev/urandom bytes", "random UUID", "machine ID"} {
 		if outs[0][j] == outs[1][j] {
 			t.Errorf("both spares have the %s %q", what, outs[0][j])
 		}

@@ -64,7 +64,7 @@ func started(t *testing.T, stderr string) string {
 // TestTemplateClonesUnique: two clones of one template have their own
 // random bytes, host names, MAC addresses and boot IDs.
 func TestTemplateClonesUnique(t *testing.T) {
-	script := "cat /sys/class/net/eth0/address; hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /proc/sys/kernel/random/uuid"
+	script := "cat /sys/class/net/eth0/address; hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; cat /proc/sys/kernel/random/uuid; cat /etc/machine-id"
 	var outs [2][]string
 	var key string
 	for i := range outs {
@@ -78,11 +78,11 @@ func TestTemplateClonesUnique(t *testing.T) {
 		}
 		key = k
 		outs[i] = strings.Split(strings.TrimSpace(r.stdout), "\n")
-		if len(outs[i]) != 4 {
-			t.Fatalf("output %q: want 4 lines", r.stdout)
+		if len(outs[i]) != 5 || len(outs[i][4]) != 32 {
+			t.Fatalf("output %q: want 5 lines, the last a machine ID", r.stdout)
 		}
 	}
-	for j, what := range []string{"MAC", "host name", "/dev/urandom bytes", "random UUID"} {
+	for j, what := range []string{"MAC", "host name", "/dev/urandom bytes", "random UUID", "machine ID"} {
 		if outs[0][j] == outs[1][j] {
 			t.Errorf("both clones have the %s %q", what, outs[0][j])
 		}

@@ -30,6 +30,10 @@ type Spec struct {
 	Groups []uint32 `json:"groups,omitempty"`
 	// Hostname is the guest's host name.
 	Hostname string `json:"hostname,omitempty"`
+	// MachineID is the guest's /etc/machine-id: 32 lower-case hex digits,
+	// new for every run, so that clones of one template (and arrows of
+	// one image) are not one machine to software that keys state by it.
+	MachineID string `json:"machine_id,omitempty"`
 	// Stdin says whether the host forwards standard input. Without it the
 	// application reads from /dev/null.
 	Stdin bool `json:"stdin,omitempty"`
@@ -199,6 +203,8 @@ func (s *Spec) Validate() error {
 		return errors.New("spec: no program to run")
 	case s.ReadyPort < 0 || s.ReadyPort > 65535:
 		return fmt.Errorf("spec: ready port %d: want 1 to 65535", s.ReadyPort)
+	case s.MachineID != "" && !isMachineID(s.MachineID):
+		return fmt.Errorf("spec: machine ID %q: want 32 lower-case hex digits", s.MachineID)
 	case len(s.Args) > maxArgs:
 		return fmt.Errorf("spec: %d arguments, at most %d", len(s.Args), maxArgs)
 	case len(s.Env) > maxEnv:
@@ -349,6 +355,19 @@ func parseIP(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("%.60q is not an IP address", s)
 	}
 	return a, nil
+}
+
+// isMachineID reports whether s is a machine ID as machine-id(5) has it.
+func isMachineID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // IsMAC reports whether s is a MAC address as Arrow writes them: six
@@ -502,8 +521,9 @@ type Hello struct {
 // ProtocolVersion is the version of this protocol. A host refuses a guest
 // announcing another one. Version 2 added [Spec.Root] and [Spec.Mounts];
 // version 3 [Spec.Network] (and arrow-init bringing up the loopback
-// interface); version 5 [FrameWarm] and [Spec.Debug].
-const ProtocolVersion = 5
+// interface); version 5 [FrameWarm] and [Spec.Debug]; version 6
+// [Spec.MachineID].
+const ProtocolVersion = 6
 
 // Warmed is arrow-init's answer to [FrameWarm]: what it exercised and how
 // long that took. Under TCG, code runs slowly the first time a VM executes

@@ -34,7 +34,7 @@ func TestExitCode(t *testing.T) {
 
 func TestSpecValidate(t *testing.T) {
 	ok := Spec{Version: ProtocolVersion, Args: []string{"/bin/echo", "hi"}, Env: []string{"A=b", "EMPTY="}, Dir: "/tmp",
-		Rlimits: []Rlimit{{Type: "nofile", Soft: 1024, Hard: 4096}}}
+		Rlimits: []Rlimit{{Type: "nofile", Soft: 1024, Hard: 4096}}, MachineID: strings.Repeat("0a", 16)}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid spec rejected: %v", err)
 	}
@@ -86,6 +86,9 @@ func TestSpecValidate(t *testing.T) {
 		{"soft above hard", func(s *Spec) { s.Rlimits = []Rlimit{{Type: "nofile", Soft: 10, Hard: 1}} }, "above hard"},
 		{"huge seed", func(s *Spec) { s.Seed = make([]byte, 4096) }, "seed"},
 		{"long hostname", func(s *Spec) { s.Hostname = strings.Repeat("h", 65) }, "host name"},
+		{"short machine ID", func(s *Spec) { s.MachineID = "abc" }, "machine ID"},
+		{"upper-case machine ID", func(s *Spec) { s.MachineID = strings.Repeat("A", 32) }, "machine ID"},
+		{"machine ID with a newline", func(s *Spec) { s.MachineID = strings.Repeat("a", 31) + "\n" }, "machine ID"},
 		{"too many args", func(s *Spec) { s.Args = make([]string, maxArgs+1); s.Args[0] = "x" }, "arguments"},
 		{"root fstype", func(s *Spec) { s.Root = &Root{Device: "root", FSType: "xfs"} }, "root file system type"},
 		{"root no fstype", func(s *Spec) { s.Root = &Root{Device: "root"} }, "root file system type"},

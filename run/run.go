@@ -273,22 +273,24 @@ func (o *Options) spec(args, imageEnv []string, imageDir string, cred credential
 		}
 		env = append(env, "HOME="+home)
 	}
-	seed := make([]byte, 64)
+	seed := make([]byte, 64+16)
 	if _, err := rand.Read(seed); err != nil {
 		return nil, fmt.Errorf("entropy for the guest: %w", err)
 	}
+	seed, machineID := seed[:64], hex.EncodeToString(seed[64:])
 	s := &guest.Spec{
-		Version:  guest.ProtocolVersion,
-		Args:     args,
-		Env:      env,
-		Dir:      dir,
-		UID:      cred.uid,
-		GID:      cred.gid,
-		Groups:   cred.groups,
-		Hostname: hostname,
-		Stdin:    o.Stdin,
-		TTY:      o.TTY,
-		Size:     o.Size,
+		Version:   guest.ProtocolVersion,
+		Args:      args,
+		Env:       env,
+		Dir:       dir,
+		UID:       cred.uid,
+		GID:       cred.gid,
+		Groups:    cred.groups,
+		Hostname:  hostname,
+		MachineID: machineID,
+		Stdin:     o.Stdin,
+		TTY:       o.TTY,
+		Size:      o.Size,
 		// As docker does: a high open-files limit servers expect.
 		Rlimits:      []guest.Rlimit{{Type: "nofile", Soft: 1048576, Hard: 1048576}},
 		TimeUnixNano: time.Now().UnixNano(),

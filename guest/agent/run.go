@@ -364,7 +364,7 @@ func prepare(spec *guest.Spec) error {
 	if err := unix.Sethostname([]byte(hostname)); err != nil {
 		return fmt.Errorf("set host name: %w", err)
 	}
-	if err := writeIdentityFiles(hostname, spec.Network); err != nil {
+	if err := writeIdentityFiles(hostname, spec.MachineID, spec.Network); err != nil {
 		return err
 	}
 	if spec.Dir != "" {
@@ -384,11 +384,12 @@ func prepare(spec *guest.Spec) error {
 }
 
 // writeIdentityFiles writes the /etc files every libc consults, unless the
-// root file system brings its own. On a read-only root the image's files
-// (or their absence) stand.
-func writeIdentityFiles(hostname string, n *guest.Network) error {
+// root file system brings its own, and the machine ID. On a read-only root
+// the image's files (or their absence) stand.
+func writeIdentityFiles(hostname, machineID string, n *guest.Network) error {
 	files := []struct{ path, content string }{
 		{"/etc/hostname", hostname + "\n"},
+		{"/etc/machine-id", machineID + "\n"},
 		{"/etc/hosts", hostsFile(hostname, n)},
 		{"/etc/resolv.conf", resolvConf(n)},
 		{"/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
@@ -403,11 +404,12 @@ func writeIdentityFiles(hostname string, n *guest.Network) error {
 	for _, f := range files {
 		switch f.path {
 		case "/etc/hostname", "/etc/hosts":
-		case "/etc/resolv.conf":
+		case "/etc/resolv.conf", "/etc/machine-id":
 			// The host's name servers, as docker does: an image's
 			// resolv.conf (often a link into /run/systemd) means
-			// nothing in the guest.
-			if f.content == "" {
+			// nothing in the guest. An image's machine ID would be
+			// every arrow's, and a template's every clone's.
+			if strings.TrimSpace(f.content) == "" {
 				continue
 			}
 			if fi, err := os.Lstat(f.path); err == nil && fi.Mode()&os.ModeSymlink != 0 {

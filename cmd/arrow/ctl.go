@@ -39,20 +39,43 @@ func eachArrow(refs []string, fn func(ref string) error) error {
 	return nil
 }
 
-// eachRef connects to arrowd and runs fn for each named arrow, printing
-// the name of each that succeeded, as docker's stop, kill and rm do.
-func eachRef(g *globals, cmd *cobra.Command, refs []string, fn func(ctx context.Context, c *client.Client, ref string) error) error {
+// eachConnected connects to arrowd and runs fn for each named arrow (or
+// network), reporting failures as eachArrow does.
+func eachConnected(g *globals, cmd *cobra.Command, refs []string, fn func(ctx context.Context, c *client.Client, ref string) error) error {
 	c, err := g.connect(cmd.Context())
 	if err != nil {
 		return err
 	}
-	return eachArrow(refs, func(ref string) error {
-		if err := fn(cmd.Context(), c, ref); err != nil {
+	return eachArrow(refs, func(ref string) error { return fn(cmd.Context(), c, ref) })
+}
+
+// eachRef is eachConnected printing the name of each that succeeded, as
+// docker's stop, kill and rm do.
+func eachRef(g *globals, cmd *cobra.Command, refs []string, fn func(ctx context.Context, c *client.Client, ref string) error) error {
+	return eachConnected(g, cmd, refs, func(ctx context.Context, c *client.Client, ref string) error {
+		if err := fn(ctx, c, ref); err != nil {
 			return err
 		}
 		fmt.Println(ref)
 		return nil
 	})
+}
+
+// inspectEach prints, as one JSON array, what get returns for each name
+// it could find, and fails if one was not.
+func inspectEach[T any](g *globals, cmd *cobra.Command, refs []string, get func(c *client.Client, ctx context.Context, ref string) (T, error)) error {
+	var out []T
+	err := eachConnected(g, cmd, refs, func(ctx context.Context, c *client.Client, ref string) error {
+		v, err := get(c, ctx, ref)
+		if err == nil {
+			out = append(out, v)
+		}
+		return err
+	})
+	if perr := printJSON(out); perr != nil {
+		return perr
+	}
+	return err
 }
 
 // started checks that an arrow (re)started: its run may have ended at
@@ -337,12 +360,8 @@ func newWaitCmd(g *globals) *cobra.Command {
 		Short: "Wait for arrows to end and print their exit statuses",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return eachArrow(args, func(ref string) error {
-				w, err := c.Wait(cmd.Context(), ref)
+			return eachConnected(g, cmd, args, func(ctx context.Context, c *client.Client, ref string) error {
+				w, err := c.Wait(ctx, ref)
 				if err != nil {
 					return err
 				}
@@ -359,22 +378,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 		Short: "Show everything arrowd knows of arrows, as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var out []api.Arrow
-			err = eachArrow(args, func(ref string) error {
-				a, err := c.Inspect(cmd.Context(), ref)
-				if err == nil {
-					out = append(out, a)
-				}
-				return err
-			})
-			if perr := printJSON(out); perr != nil {
-				return perr
-			}
-			return err
+			return inspectEach(g, cmd, args, (*client.Client).Inspect)
 		},
 	}
 }

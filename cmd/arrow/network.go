@@ -70,22 +70,7 @@ rootless); '--network none' leaves only loopback.`,
 		Short: "Show bridge networks as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var out []api.Network
-			err = eachArrow(args, func(name string) error {
-				n, err := c.Network(cmd.Context(), name)
-				if err == nil {
-					out = append(out, n)
-				}
-				return err
-			})
-			if perr := printJSON(out); perr != nil {
-				return perr
-			}
-			return err
+			return inspectEach(g, cmd, args, (*client.Client).Network)
 		},
 	}
 	rm := &cobra.Command{

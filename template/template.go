@@ -34,7 +34,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,10 +223,10 @@ func (c *Config) Inputs(ctx context.Context) (Inputs, error) {
 		return Inputs{}, err
 	}
 	in := Inputs{Format: formatVersion, Kernel: c.Kernel, Initrd: initrd, MemoryMiB: c.MemoryMiB, CPUs: c.CPUs, Accel: c.Accel.Name}
-	if in.KernelSHA, err = fileHash(c.memo(), c.Kernel); err != nil {
+	if in.KernelSHA, err = c.memo().FileSum(c.Kernel); err != nil {
 		return in, fmt.Errorf("template: kernel: %w", err)
 	}
-	if in.InitSHA, err = fileHash(c.memo(), initrd); err != nil {
+	if in.InitSHA, err = c.memo().FileSum(initrd); err != nil {
 		return in, fmt.Errorf("template: initramfs: %w", err)
 	}
 	if in.QEMU, err = qemuVersion(c.memo(), c.QEMU); err != nil {
@@ -267,81 +266,20 @@ func (c *Config) initramfs(ctx context.Context) (string, error) {
 	return p, nil
 }
 
-// memo remembers what is derived from a file (its hash, QEMU's version
-// line) by the file's identity (device, inode, size, modification time),
-// across processes, in small files under dir: each run would otherwise
-// hash the kernel and QEMU again. The zero memo remembers nothing.
-type memo struct{ dir string }
-
-func (m memo) path(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(m.dir, hex.EncodeToString(sum[:16]))
-}
-
-func (m memo) get(key string) (string, bool) {
-	if m.dir == "" {
-		return "", false
-	}
-	b, err := os.ReadFile(m.path(key))
-	if err != nil || len(b) == 0 || len(b) > 4096 {
-		return "", false
-	}
-	return string(b), true
-}
-
-func (m memo) put(key, v string) {
-	if m.dir == "" || os.MkdirAll(m.dir, 0o700) != nil {
-		return
-	}
-	_ = cachefile.WriteFile(m.path(key), []byte(v), 0o600) // a memo: best effort
-}
-
-// memo is the memo of the templates under c.Root.
-func (c *Config) memo() memo { return memo{dir: filepath.Join(Dir(c.Root), ".memo")} }
-
-// fileID is p's identity: what must not change for a memo of it to hold.
-func fileID(p string) (string, error) {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return "", err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "", fmt.Errorf("%s: no inode", p)
-	}
-	return fmt.Sprintf("%s:%d:%d:%d:%d", p, st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano()), nil
-}
-
-func fileHash(m memo, p string) (string, error) {
-	id, err := fileID(p)
-	if err != nil {
-		return "", err
-	}
-	if v, ok := m.get("sha256:" + id); ok {
-		return v, nil
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	m.put("sha256:"+id, sum)
-	return sum, nil
+// memo is the memo of the templates under c.Root: the hashes of the
+// kernel, the template's initramfs and QEMU, and QEMU's version line.
+func (c *Config) memo() cachefile.Memo {
+	return cachefile.Memo{Dir: filepath.Join(Dir(c.Root), ".memo")}
 }
 
 // qemuVersion is QEMU's version line and the binary's hash: a rebuilt
 // QEMU of the same version may lay its devices' state out differently.
-func qemuVersion(m memo, qemu string) (string, error) {
-	sum, err := fileHash(m, qemu)
+func qemuVersion(m cachefile.Memo, qemu string) (string, error) {
+	sum, err := m.FileSum(qemu)
 	if err != nil {
 		return "", fmt.Errorf("template: qemu: %w", err)
 	}
-	if v, ok := m.get("version:" + sum); ok {
+	if v, ok := m.Get("version:" + sum); ok {
 		return v, nil
 	}
 	out, err := exec.Command(qemu, "--version").Output()
@@ -350,7 +288,7 @@ func qemuVersion(m memo, qemu string) (string, error) {
 	}
 	line, _, _ := strings.Cut(string(out), "\n")
 	v := strings.TrimSpace(line) + " " + sum
-	m.put("version:"+sum, v)
+	m.Put("version:"+sum, v)
 	return v, nil
 }
 
@@ -375,7 +313,7 @@ func lookup(root, key string, checkState bool) (*Template, error) {
 		return nil, fmt.Errorf("%w: %s: meta.json describes another template", ErrUnusable, key)
 	}
 	if checkState {
-		sum, err := fileHash(memo{}, t.statePath())
+		sum, err := (cachefile.Memo{}).FileSum(t.statePath())
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: state: %v", ErrUnusable, key, err)
 		}
@@ -564,7 +502,7 @@ func build(ctx context.Context, c *Config, in Inputs) (t *Template, err error) {
 	}
 	_ = m.Kill()
 	<-m.Done()
-	if t.StateSHA256, err = fileHash(memo{}, t.statePath()); err != nil {
+	if t.StateSHA256, err = (cachefile.Memo{}).FileSum(t.statePath()); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	// Publish: the memory file under its final name, then the directory

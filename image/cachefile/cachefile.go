@@ -5,7 +5,8 @@
 // reader never sees a partial file, and a crash leaves at most a temporary
 // file. [RemoveStale] deletes temporary files that are old enough and that
 // no process holds locked, which is how the leftovers of a killed writer
-// go. The initramfs and root-disk caches both work this way.
+// go. The initramfs and root-disk caches both work this way. [Memo] keeps
+// small values derived from files (hashes, version lines) the same way.
 package cachefile
 
 import (

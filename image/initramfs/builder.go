@@ -24,7 +24,7 @@ import (
 
 // keyVersion changes whenever the archive layout for the same inputs
 // changes, so that archives of an older Arrow are not reused.
-const keyVersion = "arrow-initramfs-1"
+const keyVersion = "arrow-initramfs-2"
 
 // sumPrefix starts the names of memoized content sums.
 const sumPrefix = ".sum-"
@@ -224,43 +224,13 @@ func hostIdent(source string, f *closure.File, putInt func(uint64)) error {
 
 // contentIdent hashes the content of an extra entry's file. Hashing
 // arrow-init would cost milliseconds on every run, so the sum is memoized
-// in dir under the file's host identity (path, size, modification and
-// change time, inode, device): a file whose identity is unchanged has the
-// same content.
+// in dir under the file's identity (see cachefile.Memo.FileSum).
 func contentIdent(h hash.Hash, dir, source string) error {
-	f, err := os.Open(source)
+	sum, err := cachefile.Memo{Dir: dir, Prefix: sumPrefix}.FileSum(source)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return &fs.PathError{Op: "stat", Path: source, Err: err}
-	}
-	id := sha256.New()
-	fmt.Fprintf(id, "%s\x00%d %d.%d %d.%d %d %d", source, st.Size,
-		st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec, st.Ino, st.Dev)
-	memo := filepath.Join(dir, sumPrefix+hex.EncodeToString(id.Sum(nil))[:32])
-	if sum, err := os.ReadFile(memo); err == nil && len(sum) == sha256.Size {
-		h.Write(sum)
-		return nil
-	}
-	c := sha256.New()
-	if _, err := io.Copy(c, f); err != nil {
-		return err
-	}
-	sum := c.Sum(nil)
-	h.Write(sum)
-	// Best effort: a failure to memoize costs the next run a hash.
-	if err := os.MkdirAll(dir, 0o755); err == nil {
-		if tmp, err := os.CreateTemp(dir, cachefile.TempPrefix+"*.tmp"); err == nil {
-			_, werr := tmp.Write(sum)
-			cerr := tmp.Close()
-			if werr != nil || cerr != nil || os.Rename(tmp.Name(), memo) != nil {
-				os.Remove(tmp.Name())
-			}
-		}
-	}
+	io.WriteString(h, sum)
 	return nil
 }
 

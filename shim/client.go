@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/api/client"
 )
 
 // Process is a shim the caller started.
@@ -92,13 +93,11 @@ type Client struct {
 
 // NewClient returns a client for the shim listening on socket.
 func NewClient(socket string) *Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &Client{socket: socket, hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", socket)
-		},
-		DisableKeepAlives: true,
-	}}}
+	t := client.UnixTransport(socket)
+	// A shim's requests are few and some are long waits: no idle
+	// connections kept for reuse.
+	t.DisableKeepAlives = true
+	return &Client{socket: socket, hc: &http.Client{Transport: t}}
 }
 
 // Status asks the shim how its run is going.

@@ -29,12 +29,19 @@ type Client struct {
 
 // New returns a client for the daemon listening on socket.
 func New(socket string) *Client {
+	return &Client{socket: socket, hc: &http.Client{Transport: UnixTransport(socket)}}
+}
+
+// UnixTransport is an HTTP transport whose every connection goes to the
+// Unix socket socket, whatever the request's host: for arrowd's API and
+// for the other HTTP-over-Unix-socket services of Arrow (shims).
+func UnixTransport(socket string) *http.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &Client{socket: socket, hc: &http.Client{Transport: &http.Transport{
+	return &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, "unix", socket)
 		},
-	}}}
+	}
 }
 
 // NewTLS returns a client for a daemon's TCP listener (arrow daemon

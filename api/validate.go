@@ -47,6 +47,15 @@ func ValidName(name string) bool {
 	return true
 }
 
+// MaxNetworkNameLen bounds the name of a bridge network.
+const MaxNetworkNameLen = 32
+
+// ValidNetworkName reports whether name may name a bridge network: the
+// rule of [ValidName], at most MaxNetworkNameLen bytes.
+func ValidNetworkName(name string) bool {
+	return ValidName(name) && len(name) <= MaxNetworkNameLen
+}
+
 // Validate checks a request before anything is created, so that a bad one
 // changes nothing. Its errors name the offending field.
 func (r *CreateRequest) Validate() error {

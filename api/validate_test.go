@@ -35,6 +35,17 @@ func TestValidName(t *testing.T) {
 			t.Errorf("ValidName(%q) = %v, want %v", tc.name, got, tc.ok)
 		}
 	}
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"appnet", true}, {"my-net_1.x", true}, {strings.Repeat("n", MaxNetworkNameLen), true},
+		{strings.Repeat("n", MaxNetworkNameLen+1), false}, {"", false}, {"-x", false}, {"a b", false}, {"ü", false},
+	} {
+		if got := ValidNetworkName(tc.name); got != tc.ok {
+			t.Errorf("ValidNetworkName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
 }
 
 func TestRestartPolicy(t *testing.T) {

@@ -169,8 +169,8 @@ func (d *Daemon) handleNetworkCreate(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("%w: %w", ErrInvalid, errNoBridges))
 		return
 	}
-	if !api.ValidName(req.Name) || len(req.Name) > 32 {
-		fail(w, fmt.Errorf("%w: network name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most 32)", ErrInvalid, req.Name))
+	if !api.ValidNetworkName(req.Name) {
+		fail(w, fmt.Errorf("%w: network name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", ErrInvalid, req.Name, api.MaxNetworkNameLen))
 		return
 	}
 	var subnet netip.Prefix

@@ -33,6 +33,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/arrowsys/arrow/api"
 )
 
 // Errors that the Manager's methods wrap.
@@ -223,23 +225,6 @@ func (m *Manager) lock() error {
 	return nil
 }
 
-// validNetworkName reports whether name may name a network: a letter or
-// digit, then letters, digits, '_', '.' or '-', at most 64 in all.
-func validNetworkName(name string) bool {
-	if name == "" || len(name) > 64 {
-		return false
-	}
-	for i, c := range name {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case i > 0 && (c == '_' || c == '.' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // shortHash is the first n hex digits of the SHA-256 of the parts joined
 // by NULs.
 func shortHash(n int, parts ...string) string {
@@ -269,7 +254,7 @@ func macAddr(network, arrowID string) net.HardwareAddr {
 // wraps ErrExists when the network exists, ErrOverlap when the subnet
 // overlaps another network's or a host route.
 func (m *Manager) Create(ctx context.Context, name string, subnet netip.Prefix) (Info, error) {
-	if !validNetworkName(name) {
+	if !api.ValidNetworkName(name) {
 		return Info{}, fmt.Errorf("network: invalid network name %q", name)
 	}
 	if err := m.lock(); err != nil {

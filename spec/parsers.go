@@ -8,6 +8,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/arrowsys/arrow/api"
 )
 
 // Limits on a machine's size, as `arrow run` applies them.
@@ -486,13 +488,8 @@ func checkName(s string) error {
 // take it: user, none, or 1 to 63 letters, digits, '_', '.' and '-',
 // starting with a letter or digit.
 func CheckNetwork(s string) error {
-	ok := len(s) >= 1 && len(s) <= 63
-	for i := 0; ok && i < len(s); i++ {
-		c := s[i]
-		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '.' || c == '-')
-	}
-	if !ok {
-		return fmt.Errorf("network %s: want user, none, or a network's name (1 to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)", quote(s))
+	if !api.ValidNetworkName(s) {
+		return fmt.Errorf("network %s: want user, none, or a network's name (1 to %d letters, digits, '_', '.' and '-', starting with a letter or digit)", quote(s), api.MaxNetworkNameLen)
 	}
 	return nil
 }

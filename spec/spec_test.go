@@ -333,7 +333,7 @@ func TestParseInvalid(t *testing.T) {
 			"arrow.yaml:5: ports[1]: host port 8080/tcp is already published by ports[0]",
 			"arrow.yaml:7: ports[3]: host port 8080/udp is already published by ports[2]"}},
 		{"network", head + "network: -x\n", []string{
-			`arrow.yaml:3: network: network "-x": want user, none, or a network's name (1 to 63 letters, digits, '_', '.' and '-', starting with a letter or digit)`}},
+			`arrow.yaml:3: network: network "-x": want user, none, or a network's name (1 to 32 letters, digits, '_', '.' and '-', starting with a letter or digit)`}},
 
 		// Limits.
 		{"too many items", head + "args: [" + strings.Repeat("a,", MaxItems) + "a]\n", []string{

@@ -58,18 +58,11 @@ func benchDaemon(ctx context.Context, arrowBin string, runs, idle int) (err erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if arrowBin, err = filepath.Abs(arrowBin); err != nil {
-		return err
-	}
-	kernelPath, err := exec.Command(arrowBin, "kernel", "path").Output()
-	if err != nil {
-		return fmt.Errorf("%s kernel path: %w (run `make kernel`)", arrowBin, err)
-	}
-	kernel := strings.TrimSpace(string(kernelPath))
-	accel, err := vm.DetectAccel("auto", vm.LocalHost())
+	su, err := newSetup(arrowBin)
 	if err != nil {
 		return err
 	}
+	arrowBin, kernel, accel := su.arrow, su.kernel, su.accel
 
 	b, work, done, err := newDaemonBench(arrowBin, accel.Name, "arrow-bench-daemon-")
 	if err != nil {

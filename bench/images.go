@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -18,7 +16,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/arrowsys/arrow/e2e/fixture"
-	"github.com/arrowsys/arrow/vm"
 )
 
 // benchImages measures images (`go run ./bench -images`): importing a
@@ -31,19 +28,11 @@ func benchImages(ctx context.Context, arrowBin string, runs int) error {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: need at least one", runs)
 	}
-	arrowBin, err := filepath.Abs(arrowBin)
+	su, err := newSetup(arrowBin)
 	if err != nil {
 		return err
 	}
-	kernelPath, err := exec.Command(arrowBin, "kernel", "path").Output()
-	if err != nil {
-		return fmt.Errorf("%s kernel path: %w (run `make kernel`)", arrowBin, err)
-	}
-	kernel := strings.TrimSpace(string(kernelPath))
-	accel, err := vm.DetectAccel("auto", vm.LocalHost())
-	if err != nil {
-		return err
-	}
+	arrowBin, kernel, accel := su.arrow, su.kernel, su.accel
 	tree, err := fixture.DebianPython(ctx, os.Stderr)
 	if err != nil {
 		return err

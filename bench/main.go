@@ -97,6 +97,31 @@ func main() {
 	}
 }
 
+// setup is what every benchmark starts from: the arrow binary by absolute
+// path (it runs in other working directories), Arrow's kernel, and the
+// accelerator the host gives VMs.
+type setup struct {
+	arrow  string
+	kernel string
+	accel  vm.Accel
+}
+
+func newSetup(arrowBin string) (setup, error) {
+	abs, err := filepath.Abs(arrowBin)
+	if err != nil {
+		return setup{}, err
+	}
+	kernelPath, err := exec.Command(abs, "kernel", "path").Output()
+	if err != nil {
+		return setup{}, fmt.Errorf("%s kernel path: %w (run `make kernel`)", abs, err)
+	}
+	accel, err := vm.DetectAccel("auto", vm.LocalHost())
+	if err != nil {
+		return setup{}, err
+	}
+	return setup{arrow: abs, kernel: strings.TrimSpace(string(kernelPath)), accel: accel}, nil
+}
+
 type contender struct {
 	name    string
 	argv    []string
@@ -110,15 +135,11 @@ func bench(ctx context.Context, arrowBin, program, arg string, runs int) error {
 	}
 	defer os.RemoveAll(work)
 
-	kernelPath, err := exec.Command(arrowBin, "kernel", "path").Output()
-	if err != nil {
-		return fmt.Errorf("%s kernel path: %w (run `make kernel`)", arrowBin, err)
-	}
-	k := strings.TrimSpace(string(kernelPath))
-	accel, err := vm.DetectAccel("auto", vm.LocalHost())
+	su, err := newSetup(arrowBin)
 	if err != nil {
 		return err
 	}
+	arrowBin, k, accel := su.arrow, su.kernel, su.accel
 	r := &closure.Resolver{Root: "/"}
 	set, err := r.Resolve(ctx, program, nil)
 	if err != nil {

@@ -67,13 +67,11 @@ func benchNetwork(ctx context.Context, arrowBin string, duration time.Duration) 
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("wrk is not installed (apt-get install wrk; setup.sh installs it)")
 	}
-	if arrowBin, err = filepath.Abs(arrowBin); err != nil {
-		return err
-	}
-	accel, err := vm.DetectAccel("auto", vm.LocalHost())
+	su, err := newSetup(arrowBin)
 	if err != nil {
 		return err
 	}
+	arrowBin, accel := su.arrow, su.accel
 	// The bridge placement needs root and an arrowd of the benchmark's
 	// own, which must not meet another arrowd's networks (see
 	// foreignNetworkState): check before anything runs.

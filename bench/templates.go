@@ -8,11 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"text/tabwriter"
-
-	"github.com/arrowsys/arrow/vm"
 )
 
 // benchTemplates measures issue 6's memory goal: the host memory (PSS) of
@@ -26,13 +23,11 @@ func benchTemplates(ctx context.Context, arrowBin string, idle int) (err error) 
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if arrowBin, err = filepath.Abs(arrowBin); err != nil {
-		return err
-	}
-	accel, err := vm.DetectAccel("auto", vm.LocalHost())
+	su, err := newSetup(arrowBin)
 	if err != nil {
 		return err
 	}
+	arrowBin, accel := su.arrow, su.accel
 	b, _, done, err := newDaemonBench(arrowBin, accel.Name, "arrow-bench-tmpl-")
 	if err != nil {
 		return err

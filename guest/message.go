@@ -518,6 +518,16 @@ type Hello struct {
 	Kernel string `json:"kernel,omitempty"`
 }
 
+// Words on the guest kernel's command line that arrow-init reads.
+const (
+	// CmdlineDebug makes arrow-init log its steps (see Spec.Debug).
+	CmdlineDebug = "arrow.debug"
+	// CmdlineTemplate says the guest boots to become a VM template
+	// (package template): it is snapshotted while it waits for its
+	// application, and its clones run with other disks.
+	CmdlineTemplate = "arrow.template"
+)
+
 // ProtocolVersion is the version of this protocol. A host refuses a guest
 // announcing another one. Version 2 added [Spec.Root] and [Spec.Mounts];
 // version 3 [Spec.Network] (and arrow-init bringing up the loopback
@@ -530,10 +540,10 @@ const ProtocolVersion = 6
 // it (it is translated then), so a clone that ran these steps once while
 // it waited in a pool starts its application faster.
 type Warmed struct {
-	// Steps name what ran, in order ("decode", "disk", "root", "exec").
+	// Steps name what ran, in order ("decode", "network", "disk",
+	// "root", "exec").
 	Steps []string `json:"steps"`
-	// Error is the first step that failed, if any; a failed warm-up
-	// leaves the guest as ready as before it.
+	// Error says which step failed and why, if one did.
 	Error string `json:"error,omitempty"`
 	// Nanos is how long the warm-up took in the guest.
 	Nanos int64 `json:"ns"`

@@ -111,7 +111,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	}
 	p.cfg.Cmdline = o.KernelArgs
 	if o.Debug {
-		p.cfg.Cmdline = strings.TrimSpace("arrow.debug " + p.cfg.Cmdline)
+		p.cfg.Cmdline = strings.TrimSpace(guest.CmdlineDebug + " " + p.cfg.Cmdline)
 	}
 	p.timed("setup", t0)
 

@@ -174,7 +174,7 @@ func (c *Config) vmConfig(initrd, disk string) vm.Config {
 		QEMU:      c.QEMU,
 		Kernel:    c.Kernel,
 		Initrd:    initrd,
-		Cmdline:   "arrow.template",
+		Cmdline:   guest.CmdlineTemplate,
 		MemoryMiB: c.MemoryMiB,
 		CPUs:      c.CPUs,
 		Accel:     c.Accel,

@@ -359,16 +359,21 @@ func (c Config) Args() []string {
 	return args
 }
 
+// cacheMode is d's QEMU cache mode: d.Cache, writeback when empty.
+func (d Drive) cacheMode() string {
+	if d.Cache == "" {
+		return "writeback"
+	}
+	return d.Cache
+}
+
 // driveNode is the node name of drive i's format (raw) node.
 func driveNode(i int) string { return "drive" + strconv.Itoa(i) + "-raw" }
 
 // args are QEMU's arguments for drive i, whose image QEMU inherits on fd:
 // an fd set of its own that the drive opens through /dev/fdset.
 func (d Drive) args(i, fd int) []string {
-	cache := d.Cache
-	if cache == "" {
-		cache = "writeback"
-	}
+	cache := d.cacheMode()
 	id := "drive" + strconv.Itoa(i)
 	set := strconv.Itoa(i + 1)
 	// The format node is named so that SwapDrive can point it at

@@ -22,7 +22,7 @@ import (
 
 // Machine is a running QEMU process and the host ends of its channels.
 type Machine struct {
-	cfg     Config // as started, with SwapDrive's changes
+	cfg     Config // as started
 	swaps   atomic.Uint64
 	cmd     *exec.Cmd
 	control net.Conn
@@ -175,7 +175,7 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 	}
 
 	m = &Machine{
-		cfg:     cfg.withOwnDrives(),
+		cfg:     cfg,
 		console: newTail(4<<10, console),
 		stderr:  newTail(4<<10, nil),
 		daemons: daemons,

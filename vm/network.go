@@ -81,15 +81,11 @@ func UserNetHosts(net netip.Prefix) (gateway, dns, guestAddr netip.Addr) {
 	return at(2), at(3), at(15)
 }
 
-// nicFD is the descriptor QEMU inherits NIC i's tap device on, after the
-// virtiofs shares' sockets; only tap NICs have one.
+// nicFD is the descriptor QEMU inherits NIC i's tap device (or
+// placeholder socket) on, after the virtiofs shares' sockets; user-mode
+// NICs have none.
 func (c Config) nicFD(i int) int {
-	fd := fdFirstExtra + len(c.Drives)
-	for _, s := range c.Shares {
-		if s.FS == ShareVirtiofs {
-			fd++
-		}
-	}
+	fd := c.shareFD(len(c.Shares))
 	for _, n := range c.NICs[:i] {
 		if n.Tap != nil || n.Placeholder {
 			fd++
@@ -182,10 +178,13 @@ func (f Forward) String() string {
 	return f.Proto + ":" + f.HostIP + ":" + strconv.Itoa(f.HostPort) + "-:" + strconv.Itoa(f.GuestPort)
 }
 
+// netdevID is the QEMU id of NIC i's network backend.
+func netdevID(i int) string { return "net" + strconv.Itoa(i) }
+
 // args are QEMU's arguments for NIC i; a tap NIC's device is inherited on
 // fd.
 func (n NIC) args(i, fd int) []string {
-	id := "net" + strconv.Itoa(i)
+	id := netdevID(i)
 	var netdev string
 	switch {
 	case n.Tap != nil:

@@ -13,7 +13,7 @@ import (
 // it knew its application (package template): its disk and its published
 // ports are the application's, not the ones it was started with.
 
-// SwapDrive points drive i at the image d.Path (d.ReadOnly as d says; the
+// SwapDrive points drive i at the image d.Path, read-only as d says (the
 // serial and cache mode stay the drive's): the image is opened here and
 // passed to QEMU on the monitor, a file node is added for it, and the
 // drive's format node is reopened on that node (QMP blockdev-reopen). The
@@ -46,10 +46,7 @@ func (m *Machine) SwapDrive(ctx context.Context, i int, d Drive) error {
 		return fmt.Errorf("swap drive %d: add-fd answer: %w", i, err)
 	}
 	node := driveNode(i) + "-file" + strconv.FormatUint(m.swaps.Add(1), 10)
-	cache := d.Cache
-	if cache == "" {
-		cache = "writeback"
-	}
+	cache := m.cfg.Drives[i].cacheMode()
 	direct := cache == "none" || cache == "directsync"
 	if _, err := q.Execute(ctx, "blockdev-add", map[string]any{
 		"driver": "file", "node-name": node, "filename": "/dev/fdset/" + strconv.Itoa(fdset.ID),
@@ -67,7 +64,6 @@ func (m *Machine) SwapDrive(ctx context.Context, i int, d Drive) error {
 	// QEMU keeps the descriptor in the fd set for as long as the node
 	// has it open; the set itself can go.
 	_, _ = q.Execute(ctx, "remove-fd", map[string]any{"fdset-id": fdset.ID})
-	m.cfg.Drives[i].Path, m.cfg.Drives[i].ReadOnly = d.Path, d.ReadOnly
 	return nil
 }
 
@@ -82,7 +78,7 @@ func (m *Machine) AddForward(ctx context.Context, nic int, f Forward) error {
 		return err
 	}
 	raw, err := q.Execute(ctx, "human-monitor-command", map[string]any{
-		"command-line": "hostfwd_add net" + strconv.Itoa(nic) + " " + f.String(),
+		"command-line": "hostfwd_add " + netdevID(nic) + " " + f.String(),
 	})
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", f, err)
@@ -109,10 +105,3 @@ func (m *Machine) Pause(ctx context.Context) error {
 // SetConsole makes w (nil for none) receive the guest's console output
 // from now on, in place of the writer given to [Start].
 func (m *Machine) SetConsole(w io.Writer) { m.console.setWriter(w) }
-
-// withOwnDrives is c with a copy of its drive list, which SwapDrive may
-// change without touching the caller's.
-func (c Config) withOwnDrives() Config {
-	c.Drives = append([]Drive(nil), c.Drives...)
-	return c
-}

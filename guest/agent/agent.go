@@ -42,7 +42,10 @@ type agent struct {
 	born  time.Time // when arrow-init started, for debug timings
 	log   *log.Logger
 	debug bool
-	conn  *guest.Conn
+	// template: the guest boots to become a VM template, or is a clone
+	// of one (a clone has its template's command line).
+	template bool
+	conn     *guest.Conn
 }
 
 func (a *agent) debugf(format string, args ...any) {
@@ -64,14 +67,15 @@ func (a *agent) main() (status guest.ExitStatus) {
 	if err := mountAll(); err != nil {
 		return initFailed(err)
 	}
-	a.debug = hasCmdlineFlag("arrow.debug") // needs /proc
+	cmdline, _ := os.ReadFile("/proc/cmdline") // needs /proc
+	a.debug = hasFlag(string(cmdline), guest.CmdlineDebug)
+	a.template = hasFlag(string(cmdline), guest.CmdlineTemplate)
 	a.debugf("mounted")
 	// Bringing lo up costs the kernel some milliseconds of (under TCG,
 	// first-run) work: do it while the control port comes up and the
 	// host's spec arrives, which is mostly waiting.
 	loopback := make(chan error, 1)
 	go func() { loopback <- loopbackUp() }()
-	cmdline, _ := os.ReadFile("/proc/cmdline")
 	loaded, err := loadModules(string(cmdline))
 	if err != nil {
 		return initFailed(err)
@@ -80,7 +84,9 @@ func (a *agent) main() (status guest.ExitStatus) {
 	if err != nil {
 		return initFailed(err)
 	}
-	a.prepareTemplate() // before the hello: a template is saved after it
+	if err := a.prepareTemplate(); err != nil { // before the hello: a template is saved after it
+		return initFailed(err)
+	}
 	a.conn = guest.NewConn(port, port)
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
@@ -197,13 +203,10 @@ func openPort(name string) (*os.File, error) {
 	return nil, fmt.Errorf("find control port: no virtio-serial port named %q", name)
 }
 
-// hasCmdlineFlag reports whether the kernel command line carries word.
-func hasCmdlineFlag(word string) bool {
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return false
-	}
-	for _, f := range strings.Fields(string(b)) {
+// hasFlag reports whether the kernel command line cmdline has the word
+// word.
+func hasFlag(cmdline, word string) bool {
+	for _, f := range strings.Fields(cmdline) {
 		if f == word {
 			return true
 		}

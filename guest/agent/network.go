@@ -159,7 +159,10 @@ func setMAC(fd int, name, mac string) error {
 }
 
 // ifUp sets IFF_UP on the interface name.
-func ifUp(fd int, name string) error {
+func ifUp(fd int, name string) error { return setUp(fd, name, true) }
+
+// setUp sets or clears IFF_UP on the interface name.
+func setUp(fd int, name string, up bool) error {
 	req, err := unix.NewIfreq(name)
 	if err != nil {
 		return err
@@ -167,15 +170,21 @@ func ifUp(fd int, name string) error {
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, req); err != nil {
 		return fmt.Errorf("%s: flags: %w", name, err)
 	}
-	req.SetUint16(req.Uint16() | unix.IFF_UP)
+	flags, what := req.Uint16()|unix.IFF_UP, "up"
+	if !up {
+		flags, what = req.Uint16()&^unix.IFF_UP, "down"
+	}
+	req.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, req); err != nil {
-		return fmt.Errorf("%s: up: %w", name, err)
+		return fmt.Errorf("%s: %s: %w", name, what, err)
 	}
 	return nil
 }
 
 // unconfigure takes the interfaces of n down and removes their addresses
 // (and with them their routes): it undoes setupNetwork, for the warm-up.
+// It does not give back a card's own MAC (Interface.CardMAC): warm-ups
+// configure cards with the MAC they have.
 func unconfigure(n *guest.Network) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -187,19 +196,12 @@ func unconfigure(n *guest.Network) error {
 		if err != nil {
 			return err
 		}
-		req, err := unix.NewIfreq(name)
-		if err != nil {
+		if err := setUp(fd, name, false); err != nil {
 			return err
 		}
-		if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, req); err != nil {
-			return fmt.Errorf("%s: flags: %w", name, err)
-		}
-		req.SetUint16(req.Uint16() &^ unix.IFF_UP)
-		if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, req); err != nil {
-			return fmt.Errorf("%s: down: %w", name, err)
-		}
 		// SIOCSIFADDR with 0.0.0.0 deletes the address.
-		if req, err = unix.NewIfreq(name); err != nil {
+		req, err := unix.NewIfreq(name)
+		if err != nil {
 			return err
 		}
 		if err := req.SetInet4Addr([]byte{0, 0, 0, 0}); err != nil {

@@ -384,16 +384,30 @@ func prepare(spec *guest.Spec) error {
 }
 
 // writeIdentityFiles writes the /etc files every libc consults, unless the
-// root file system brings its own, and the machine ID. On a read-only root
-// the image's files (or their absence) stand.
+// root file system brings its own, and the run's own identity (host name,
+// hosts, machine ID), which replaces the image's. On a read-only root the
+// image's files (or their absence) stand.
 func writeIdentityFiles(hostname, machineID string, n *guest.Network) error {
-	files := []struct{ path, content string }{
-		{"/etc/hostname", hostname + "\n"},
-		{"/etc/machine-id", machineID + "\n"},
-		{"/etc/hosts", hostsFile(hostname, n)},
-		{"/etc/resolv.conf", resolvConf(n)},
-		{"/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
-		{"/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"},
+	const (
+		keep    = iota // the image's file stands if it has one
+		replace        // the run's replaces the image's
+		link           // the run's replaces the image's, even a link, unless it is empty
+	)
+	files := []struct {
+		path, content string
+		how           int
+	}{
+		{"/etc/hostname", hostname + "\n", replace},
+		{"/etc/hosts", hostsFile(hostname, n), replace},
+		// An image's machine ID would be every arrow's, and a
+		// template's every clone's.
+		{"/etc/machine-id", machineID + "\n", link},
+		// The host's name servers, as docker does: an image's
+		// resolv.conf (often a link into /run/systemd) means nothing in
+		// the guest.
+		{"/etc/resolv.conf", resolvConf(n), link},
+		{"/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", keep},
+		{"/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n", keep},
 	}
 	if err := os.MkdirAll("/etc", 0o755); err != nil {
 		if errors.Is(err, unix.EROFS) {
@@ -402,13 +416,12 @@ func writeIdentityFiles(hostname, machineID string, n *guest.Network) error {
 		return fmt.Errorf("create /etc: %w", err)
 	}
 	for _, f := range files {
-		switch f.path {
-		case "/etc/hostname", "/etc/hosts":
-		case "/etc/resolv.conf", "/etc/machine-id":
-			// The host's name servers, as docker does: an image's
-			// resolv.conf (often a link into /run/systemd) means
-			// nothing in the guest. An image's machine ID would be
-			// every arrow's, and a template's every clone's.
+		switch f.how {
+		case keep:
+			if _, err := os.Lstat(f.path); err == nil {
+				continue
+			}
+		case link:
 			if strings.TrimSpace(f.content) == "" {
 				continue
 			}
@@ -416,10 +429,6 @@ func writeIdentityFiles(hostname, machineID string, n *guest.Network) error {
 				if err := os.Remove(f.path); err != nil && !errors.Is(err, unix.EROFS) {
 					return fmt.Errorf("replace %s: %w", f.path, err)
 				}
-			}
-		default:
-			if _, err := os.Lstat(f.path); err == nil {
-				continue
 			}
 		}
 		if err := os.WriteFile(f.path, []byte(f.content), 0o644); err != nil {

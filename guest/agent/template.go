@@ -10,11 +10,6 @@ import (
 	"time"
 )
 
-// TemplateFlag on the kernel command line says the guest is booted to
-// become a VM template (package template): it is snapshotted while it
-// waits for its application, and its clones run with other disks.
-const TemplateFlag = "arrow.template"
-
 // Where the guest kernel lists virtio devices and its block driver.
 const (
 	virtioDevices   = "/sys/bus/virtio/devices"
@@ -31,25 +26,30 @@ const (
 // cache, and QEMU cannot announce a new size for a read-only image
 // (block_resize needs write access). A disk no driver holds is probed
 // afresh when the clone attaches it (attachDisks): capacity, serial and
-// cache all come from the clone's image.
-func (a *agent) prepareTemplate() {
-	if !hasCmdlineFlag(TemplateFlag) {
-		return
+// cache all come from the clone's image. A template that could not
+// release a disk must not be saved: its boot fails.
+func (a *agent) prepareTemplate() error {
+	if !a.template {
+		return nil
 	}
 	t0 := time.Now()
-	n, err := bindDisks("unbind", true)
+	n, err := releaseDisks()
 	if err != nil {
-		a.log.Printf("template: %v", err)
+		return fmt.Errorf("template: %w", err)
 	}
 	a.debugf("template: released %d disks in %v", n, time.Since(t0))
+	return nil
 }
 
 // attachDisks binds the block driver to virtio disks that have none: the
-// disks of a clone of a template. In a cold boot every disk is bound
-// already and this only reads sysfs.
+// disks of a clone of a template. A cold boot's disks were all probed
+// when the kernel started: it has nothing to do.
 func (a *agent) attachDisks() error {
+	if !a.template {
+		return nil
+	}
 	t0 := time.Now()
-	n, err := bindDisks("bind", false)
+	n, err := bindDisks("bind")
 	if err != nil {
 		return fmt.Errorf("attach disks: %w", err)
 	}
@@ -59,9 +59,14 @@ func (a *agent) attachDisks() error {
 	return nil
 }
 
-// bindDisks writes every virtio block device whose driver state is bound
-// to virtio_blk's bind or unbind file, and returns how many it wrote.
-func bindDisks(op string, bound bool) (int, error) {
+// releaseDisks unbinds the block driver from every virtio disk that has it.
+func releaseDisks() (int, error) { return bindDisks("unbind") }
+
+// bindDisks writes each virtio block device to virtio_blk's op file
+// ("bind" or "unbind"): those without a driver to bind, those with one to
+// unbind. It returns how many it wrote.
+func bindDisks(op string) (int, error) {
+	bound := op == "unbind" // the state a device must be in for op
 	ents, err := os.ReadDir(virtioDevices)
 	if os.IsNotExist(err) {
 		return 0, nil

@@ -5,6 +5,7 @@ package agent
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
@@ -51,13 +52,13 @@ func (a *agent) warm(payload []byte) guest.Warmed {
 	return w
 }
 
-func (a *agent) warmSteps(payload []byte, w *guest.Warmed) error {
+func (a *agent) warmSteps(payload []byte, w *guest.Warmed) (err error) {
 	var spec guest.Spec
 	if err := guest.Decode(payload, &spec); err != nil {
-		return err
+		return fmt.Errorf("decode: %w", err)
 	}
 	if err := spec.Validate(); err != nil {
-		return err
+		return fmt.Errorf("decode: %w", err)
 	}
 	w.Steps = append(w.Steps, "decode")
 	if spec.Network != nil {
@@ -66,35 +67,41 @@ func (a *agent) warmSteps(payload []byte, w *guest.Warmed) error {
 			err = uerr
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("network: %w", err)
 		}
 		w.Steps = append(w.Steps, "network")
 	}
 	seed := make([]byte, 32)
 	if _, err := rand.Read(seed); err != nil {
-		return err
+		return fmt.Errorf("entropy: %w", err)
 	}
 	if err := addEntropy(seed); err != nil {
-		return err
+		return fmt.Errorf("entropy: %w", err)
 	}
 	if spec.Root == nil {
 		return nil
 	}
 	if err := a.attachDisks(); err != nil {
-		return err
+		return fmt.Errorf("disk: %w", err)
 	}
-	defer func() { _, _ = bindDisks("unbind", true) }()
+	// The disk must be released again whatever happens: a clone whose
+	// disk stayed bound would keep the placeholder's size and cache.
+	defer func() {
+		if _, uerr := releaseDisks(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("release the disk: %w", uerr))
+		}
+	}()
 	dev, err := findDevice(spec.Root.Device, deviceWait)
 	if err != nil {
-		return err
+		return fmt.Errorf("disk: %w", err)
 	}
 	w.Steps = append(w.Steps, "disk")
 	if err := warmRoot(dev, spec.Root.FSType); err != nil {
-		return err
+		return fmt.Errorf("root: %s (%s): %w", dev, spec.Root.FSType, err)
 	}
 	w.Steps = append(w.Steps, "root")
 	if err := warmExec(); err != nil {
-		return err
+		return fmt.Errorf("exec: %w", err)
 	}
 	w.Steps = append(w.Steps, "exec")
 	return nil

@@ -51,9 +51,10 @@ func ValidName(name string) bool {
 const MaxNetworkNameLen = 32
 
 // ValidNetworkName reports whether name may name a bridge network: the
-// rule of [ValidName], at most MaxNetworkNameLen bytes.
+// rule of [ValidName], at most MaxNetworkNameLen bytes, and not "user" or
+// "none", which --network takes for the user-mode network and none.
 func ValidNetworkName(name string) bool {
-	return ValidName(name) && len(name) <= MaxNetworkNameLen
+	return ValidName(name) && len(name) <= MaxNetworkNameLen && name != "user" && name != "none"
 }
 
 // Validate checks a request before anything is created, so that a bad one

@@ -40,7 +40,7 @@ func TestValidName(t *testing.T) {
 		ok   bool
 	}{
 		{"appnet", true}, {"my-net_1.x", true}, {strings.Repeat("n", MaxNetworkNameLen), true},
-		{strings.Repeat("n", MaxNetworkNameLen+1), false}, {"", false}, {"-x", false}, {"a b", false}, {"ü", false},
+		{strings.Repeat("n", MaxNetworkNameLen+1), false}, {"user", false}, {"none", false}, {"", false}, {"-x", false}, {"a b", false}, {"ü", false},
 	} {
 		if got := ValidNetworkName(tc.name); got != tc.ok {
 			t.Errorf("ValidNetworkName(%q) = %v, want %v", tc.name, got, tc.ok)

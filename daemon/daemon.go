@@ -65,10 +65,9 @@ type Config struct {
 
 // Errors the API maps to statuses.
 var (
-	ErrNotFound   = errors.New("not found")
-	ErrConflict   = errors.New("conflict")
-	ErrInvalid    = errors.New("invalid request")
-	ErrNotRunning = errors.New("not running")
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid request")
 )
 
 // Daemon is a running arrowd.

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,7 +60,7 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 
 	d.mu.Lock()
 	if r.Name == "" {
-		r.Name = d.freeNameLocked()
+		r.Name = d.freeNameLocked(randomName)
 	} else if d.byNameLocked(r.Name) != nil {
 		d.mu.Unlock()
 		return api.Arrow{}, fmt.Errorf("%w: the name %q is in use by another arrow", ErrConflict, r.Name)
@@ -162,6 +163,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		ID: id, Config: cfg, Root: d.cfg.Root, Socket: d.socketPath(id), Tap: r.Tap,
 		LogMaxSize: d.cfg.LogMaxSize, LogMaxFiles: d.cfg.LogMaxFiles,
 	}
+	cgroupPath := ""
 	if d.cg != nil {
 		mem := cfg.MemoryMiB
 		if mem == 0 {
@@ -176,7 +178,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 			fmt.Fprintf(d.cfg.Log, "arrowd: %s: cgroup: %v (no limits)\n", id[:12], err)
 		} else {
 			l.Cgroup, l.CgroupParent = id, d.cfg.CgroupParent
-			_ = d.update(a, func(r *record) { r.Cgroup = g.Path() })
+			cgroupPath = g.Path()
 		}
 	}
 	if err := shim.WriteLaunch(dir, l); err != nil {
@@ -193,6 +195,9 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	err = d.updateLocked(a, func(r *record) {
 		r.State = api.Starting
 		r.ShimPid, r.ShimStart, r.Socket = p.Pid(), start, l.Socket
+		if cgroupPath != "" {
+			r.Cgroup = cgroupPath
+		}
 		r.Pid, r.ExitCode, r.Error, r.OOMKilled, r.Health, r.Template = 0, 0, "", false, "", ""
 		r.Spare, r.StartPhases = false, nil
 		r.StoppedByUser = false
@@ -415,7 +420,17 @@ func (d *Daemon) removeCgroup(id string) {
 	if err != nil {
 		return
 	}
-	if err := g.Remove(); err != nil {
+	err = g.Remove()
+	if errors.Is(err, syscall.EBUSY) {
+		// The run ended, yet processes remain in its group (something
+		// its VM left behind): they are the arrow's, and go with it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err = g.Kill(ctx); err == nil {
+			err = g.Remove()
+		}
+		cancel()
+	}
+	if err != nil {
 		fmt.Fprintf(d.cfg.Log, "arrowd: %s: remove cgroup: %v\n", id[:12], err)
 	}
 }
@@ -639,10 +654,11 @@ func (d *Daemon) byNameLocked(name string) *arrow {
 	return nil
 }
 
-// freeNameLocked makes up an unused name, as docker does.
-func (d *Daemon) freeNameLocked() string {
+// freeNameLocked makes up an unused name with next (randomName), as
+// docker does.
+func (d *Daemon) freeNameLocked(next func() string) string {
 	for {
-		n := randomName()
+		n := next()
 		if d.byNameLocked(n) == nil {
 			return n
 		}

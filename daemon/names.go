@@ -3,6 +3,7 @@ package daemon
 import (
 	"crypto/rand"
 	"math/big"
+	"strconv"
 )
 
 // Names for arrows started without --name: an adjective and an archer or
@@ -22,12 +23,5 @@ func pick(n int) int {
 
 // randomName returns a name such as "swift_heron_42".
 func randomName() string {
-	return nameAdjectives[pick(len(nameAdjectives))] + "_" + nameNouns[pick(len(nameNouns))] + "_" + itoa(pick(100))
-}
-
-func itoa(n int) string {
-	if n < 10 {
-		return string(rune('0' + n))
-	}
-	return itoa(n/10) + string(rune('0'+n%10))
+	return nameAdjectives[pick(len(nameAdjectives))] + "_" + nameNouns[pick(len(nameNouns))] + "_" + strconv.Itoa(pick(100))
 }

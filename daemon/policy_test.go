@@ -117,20 +117,20 @@ func TestRandomName(t *testing.T) {
 	if len(seen) < 400 {
 		t.Errorf("%d distinct names of 500", len(seen))
 	}
-	for n, want := range map[int]string{0: "0", 7: "7", 10: "10", 42: "42", 99: "99", 1234: "1234"} {
-		if got := itoa(n); got != want {
-			t.Errorf("itoa(%d) = %q", n, got)
-		}
-	}
 }
 
 func TestFreeName(t *testing.T) {
 	d := &Daemon{arrows: make(map[string]*arrow)}
-	taken := &arrow{rec: &record{Arrow: api.Arrow{ID: "x", Name: "swift_heron_1"}}}
-	d.arrows["x"] = taken
-	for range 100 {
-		if n := d.freeNameLocked(); n == "swift_heron_1" {
-			t.Fatal("a taken name was handed out")
-		}
+	d.arrows["x"] = &arrow{rec: &record{Arrow: api.Arrow{ID: "x", Name: "swift_heron_1"}}}
+	d.arrows["y"] = &arrow{rec: &record{Arrow: api.Arrow{ID: "y", Name: "calm_tern_2"}}}
+	// The generator offers both taken names before a free one.
+	offers := []string{"swift_heron_1", "calm_tern_2", "bold_owl_3"}
+	next := func() string {
+		n := offers[0]
+		offers = offers[1:]
+		return n
+	}
+	if n := d.freeNameLocked(next); n != "bold_owl_3" {
+		t.Fatalf("freeNameLocked = %q, want the first free name offered", n)
 	}
 }

@@ -184,7 +184,9 @@ func (p *pool) fillLocked(s shape, delay time.Duration) {
 			p.mu.Unlock()
 			sp, err := p.start(s)
 			p.mu.Lock()
-			if err != nil || p.closed {
+			// The shape may have been dropped or shrunk (setWant)
+			// while the spare started.
+			if err != nil || p.closed || len(p.ready[s]) >= p.want[s] {
 				p.starting[s]--
 				p.mu.Unlock()
 				if err != nil && p.d.ctx.Err() == nil {
@@ -219,6 +221,11 @@ func (p *pool) start(s shape) (*spareShim, error) {
 		sp.proc, err = shim.Start(p.d.ctx, p.d.cfg.Exe, []string{"shim", "--spare", dir}, dir)
 	}
 	if err != nil {
+		// The directory goes, and its shim.log with it: keep what the
+		// shim said.
+		if log, rerr := os.ReadFile(filepath.Join(dir, "shim.log")); rerr == nil && len(log) > 0 {
+			err = fmt.Errorf("%w; its log: %s", err, strings.TrimSpace(string(tail(log, 1000))))
+		}
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -373,4 +380,12 @@ func (d *Daemon) handlePoolSet(w http.ResponseWriter, r *http.Request) {
 	}
 	d.pool.setWant(s, req.Count)
 	writeJSON(w, http.StatusOK, d.pool.status())
+}
+
+// tail is the last n bytes of b.
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
 }

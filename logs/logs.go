@@ -39,7 +39,6 @@ package logs
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -173,19 +172,4 @@ func rotated(path string) (int, error) {
 		}
 	}
 	return max, nil
-}
-
-// Remove removes the log at path: the file and its rotated files. A log
-// that does not exist is not an error.
-func Remove(path string) error {
-	max, err := rotated(path)
-	if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("remove log %s: %w", path, err)
-	}
-	for i := max; i >= 0; i-- {
-		if err := os.Remove(name(path, i)); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("remove log: %w", err)
-		}
-	}
-	return nil
 }

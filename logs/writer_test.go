@@ -293,27 +293,3 @@ func TestWriteAfterClose(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
-
-func TestRemove(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "log")
-	other := filepath.Join(dir, "log.old")
-	os.WriteFile(other, nil, 0o600)
-	w, err := Create(path, WriterOptions{MaxSize: 100, MaxFiles: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 20; i++ {
-		w.Stream(Stdout).Write([]byte("a line\n"))
-	}
-	w.Close()
-	if err := Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	if names, _ := filepath.Glob(path + "*"); len(names) != 1 || names[0] != other {
-		t.Errorf("left %v", names)
-	}
-	if err := Remove(path); err != nil {
-		t.Errorf("removing again: %v", err)
-	}
-}

@@ -100,12 +100,6 @@ func NewClient(socket string) *Client {
 	return &Client{socket: socket, hc: &http.Client{Transport: t}}
 }
 
-// Status asks the shim how its run is going.
-func (c *Client) Status(ctx context.Context) (*Status, error) {
-	var st Status
-	return &st, c.do(ctx, http.MethodGet, "/status", &st)
-}
-
 // Wait blocks until the run ended and returns its final status.
 func (c *Client) Wait(ctx context.Context) (*Status, error) {
 	var st Status

@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/run"
-	"github.com/arrowsys/arrow/template"
 )
 
 // A spare shim holds a warmed, paused clone (template.Spare) for arrowd's
@@ -92,14 +93,18 @@ func ServeSpare(ctx context.Context, dir string, ready io.WriteCloser) error {
 	defer os.Remove(sp.Socket)
 	_ = os.Chmod(sp.Socket, 0o600)
 	claims := make(chan claimReq)
-	srv := &http.Server{Handler: spareHandler(vm, claims), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: spareHandler(claims), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	fmt.Fprintln(ready, "ok")
 	ready.Close()
 
+	// Registered until the end: stopping it before the claimed run
+	// registered its own would leave a moment in which a SIGTERM has its
+	// default action. Once the run handles them, this copy is ignored.
 	stop := make(chan os.Signal, 1)
 	signalNotify(stop)
+	defer signal.Stop(stop)
 	tick := time.NewTicker(parentPoll)
 	defer tick.Stop()
 	for {
@@ -111,11 +116,13 @@ func ServeSpare(ctx context.Context, dir string, ready io.WriteCloser) error {
 				return fmt.Errorf("spare: claimed for %s: %w", c.dir, err)
 			}
 			defer s.close()
+			// The shim's own diagnostics go to the arrow's directory,
+			// as a started shim's do: the spare's is removed.
+			redirectOutput(filepath.Join(c.dir, "shim.log"))
 			// The spare's socket goes: the arrow's serves from now on.
 			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_ = srv.Shutdown(sctx)
 			cancel()
-			signal.Stop(stop) // the arrow's run handles stop signals now
 			s.spare, owned = vm, false
 			return s.run(ctx)
 		case <-vm.Machine.Done():
@@ -137,12 +144,9 @@ type claimReq struct {
 	reply chan error
 }
 
-// spareHandler serves a spare shim's socket: GET /status and POST /claim.
-func spareHandler(vm *template.Spare, claims chan<- claimReq) http.Handler {
+// spareHandler serves a spare shim's socket: POST /claim.
+func spareHandler(claims chan<- claimReq) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, http.StatusOK, Status{State: api.Created, Pid: vm.Machine.Pid(), Template: vm.Template.Key})
-	})
 	mux.HandleFunc("POST /claim", func(w http.ResponseWriter, r *http.Request) {
 		var c Claim
 		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&c); err != nil || !filepath.IsAbs(c.Dir) {
@@ -162,4 +166,16 @@ func spareHandler(vm *template.Spare, claims chan<- claimReq) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	return mux
+}
+
+// redirectOutput points the process's standard output and error at the
+// file path (appended to); on failure they stay where they were.
+func redirectOutput(path string) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = unix.Dup3(int(f.Fd()), 1, 0)
+	_ = unix.Dup3(int(f.Fd()), 2, 0)
 }

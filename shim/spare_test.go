@@ -12,8 +12,11 @@ import (
 // reach the spare.
 func TestSpareClaimValidation(t *testing.T) {
 	claims := make(chan claimReq, 1)
-	h := spareHandler(nil, claims)
-	for _, body := range []string{``, `{`, `{"dir": "relative"}`, `{"dir": 5}`, strings.Repeat("x", 70<<10)} {
+	h := spareHandler(claims)
+	// A well-formed body over the 64 KiB limit is cut short, and so
+	// refused.
+	huge := `{"dir": "/` + strings.Repeat("x", 70<<10) + `"}`
+	for _, body := range []string{``, `{`, `{"dir": "relative"}`, `{"dir": 5}`, huge} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/claim", strings.NewReader(body)))
 		if rec.Code != http.StatusBadRequest {
@@ -30,7 +33,7 @@ func TestSpareClaimValidation(t *testing.T) {
 // A valid claim is handed to the spare, and its answer is the reply.
 func TestSpareClaim(t *testing.T) {
 	claims := make(chan claimReq)
-	h := spareHandler(nil, claims)
+	h := spareHandler(claims)
 	go func() {
 		c := <-claims
 		if c.dir != "/var/lib/arrow/arrows/x" {

@@ -485,10 +485,9 @@ func checkName(s string) error {
 }
 
 // CheckNetwork checks a network's name as the network field and --network
-// take it: user, none, or 1 to 63 letters, digits, '_', '.' and '-',
-// starting with a letter or digit.
+// take it: user, none, or a bridge network's name (api.ValidNetworkName).
 func CheckNetwork(s string) error {
-	if !api.ValidNetworkName(s) {
+	if s != "user" && s != "none" && !api.ValidNetworkName(s) {
 		return fmt.Errorf("network %s: want user, none, or a network's name (1 to %d letters, digits, '_', '.' and '-', starting with a letter or digit)", quote(s), api.MaxNetworkNameLen)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	reference "github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/image/oci"
 	"github.com/arrowsys/arrow/image/rootfs"
@@ -359,8 +360,10 @@ func (p *prepared) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, e
 	}
 	// Every change to a directory makes a new disk: the old ones go
 	// after a month unused.
-	if _, err := rootfs.Prune(cache, nil, RootDiskMaxAge); err != nil && o.Debug {
-		fmt.Fprintf(o.Log, "arrow: pruning the --rootfs disk cache: %v\n", err)
+	if cachefile.PruneDue(cache, pruneEvery) {
+		if _, err := rootfs.Prune(cache, nil, RootDiskMaxAge); err != nil && o.Debug {
+			fmt.Fprintf(o.Log, "arrow: pruning the --rootfs disk cache: %v\n", err)
+		}
 	}
 	args := append([]string{o.Program}, o.Args...)
 	if o.Entrypoint != nil {
@@ -376,8 +379,9 @@ func (p *prepared) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, e
 }
 
 // PruneRootDisks removes the cached root disks of images the store under
-// root no longer has, and disks not used within maxAge (see rootfs.Prune;
-// a disk in use by a run stays). A removed disk of a stored image is
+// root no longer has, and disks (of images, --rootfs directories and host
+// programs' closures) not used within maxAge (see rootfs.Prune; a disk in
+// use by a run stays). A removed disk of a stored image is
 // rebuilt by its next run.
 func PruneRootDisks(ctx context.Context, root string, maxAge time.Duration) (rootfs.PruneStats, error) {
 	var total rootfs.PruneStats
@@ -400,10 +404,17 @@ func PruneRootDisks(ctx context.Context, root string, maxAge time.Duration) (roo
 	if err != nil {
 		return st, err
 	}
-	dirs, err := rootfs.Prune(dirDisksDir(root), nil, maxAge)
-	st.Images += dirs.Images
-	st.Bytes += dirs.Bytes
-	return st, err
+	// --rootfs disks and host programs' closure disks: nothing
+	// names them, so age alone decides.
+	for _, dir := range []string{dirDisksDir(root), closuresDir(root)} {
+		more, err := rootfs.Prune(dir, nil, maxAge)
+		st.Images += more.Images
+		st.Bytes += more.Bytes
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // volumes turns o.Volumes into the VM's shares and the guest's mounts.

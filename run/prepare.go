@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/image/initramfs"
 	"github.com/arrowsys/arrow/kernel"
@@ -219,8 +220,10 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	p.cfg.Initrd = cpio
 	// Archives of programs not run for a month go; a later run rebuilds
 	// its own in tens of milliseconds.
-	if _, _, err := b.Prune(initramfsMaxAge); err != nil && o.Debug {
-		fmt.Fprintf(o.Log, "arrow: pruning the initramfs cache: %v\n", err)
+	if cachefile.PruneDue(b.Dir, pruneEvery) {
+		if _, _, err := b.Prune(initramfsMaxAge); err != nil && o.Debug {
+			fmt.Fprintf(o.Log, "arrow: pruning the initramfs cache: %v\n", err)
+		}
 	}
 	if err := p.jail(); err != nil {
 		return fail(ExitArrowFailed, err)
@@ -288,6 +291,10 @@ func (p *prepared) jail() error {
 
 // initramfsMaxAge is how long an unused cached initramfs is kept.
 const initramfsMaxAge = 30 * 24 * time.Hour
+
+// pruneEvery is how often a run prunes a cache it uses: pruning lists the
+// whole cache, milliseconds a run need not spend every time.
+const pruneEvery = 24 * time.Hour
 
 // jailUser is who QEMU runs as when Arrow runs as root.
 const jailUser = "nobody"

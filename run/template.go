@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/image/initramfs"
 	"github.com/arrowsys/arrow/image/rootfs"
@@ -71,8 +72,10 @@ func closureDisk(ctx context.Context, o *Options, set *closure.Set) (*rootfs.Dis
 	if err != nil {
 		return nil, err
 	}
-	if _, err := rootfs.Prune(cache, nil, initramfsMaxAge); err != nil && o.Debug {
-		fmt.Fprintf(o.Log, "arrow: pruning the closure disk cache: %v\n", err)
+	if cachefile.PruneDue(cache, pruneEvery) {
+		if _, err := rootfs.Prune(cache, nil, initramfsMaxAge); err != nil && o.Debug {
+			fmt.Fprintf(o.Log, "arrow: pruning the closure disk cache: %v\n", err)
+		}
 	}
 	return disk, nil
 }

@@ -116,3 +116,26 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 	}
 	return t.Publish(path, mode)
 }
+
+// pruneStamp is the file whose modification time says when a cache
+// directory was last pruned.
+const pruneStamp = ".pruned"
+
+// PruneDue reports whether the cache in dir was not pruned within every,
+// and if so marks it pruned now: a cache of hundreds of files is pruned
+// once a day, not on every run that uses it (listing it costs
+// milliseconds). Concurrent callers may both see it due; pruning twice is
+// harmless.
+func PruneDue(dir string, every time.Duration) bool {
+	stamp := filepath.Join(dir, pruneStamp)
+	if fi, err := os.Stat(stamp); err == nil && time.Since(fi.ModTime()) < every {
+		return false
+	}
+	now := time.Now()
+	if err := os.Chtimes(stamp, now, now); err != nil {
+		if f, err := os.OpenFile(stamp, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			f.Close()
+		}
+	}
+	return true
+}

@@ -62,3 +62,23 @@ func TestPublishAndStale(t *testing.T) {
 		t.Fatal("aborted file kept")
 	}
 }
+
+func TestPruneDue(t *testing.T) {
+	dir := t.TempDir()
+	if !PruneDue(dir, time.Hour) {
+		t.Fatal("a cache never pruned is not due")
+	}
+	if PruneDue(dir, time.Hour) {
+		t.Fatal("due again right after")
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, pruneStamp), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if !PruneDue(dir, time.Hour) {
+		t.Fatal("not due an hour after")
+	}
+	if PruneDue(dir, time.Hour) {
+		t.Fatal("the stamp was not renewed")
+	}
+}

@@ -229,7 +229,7 @@ func newDaemonBench(arrowBin, accel, prefix string) (b *daemonBench, work string
 		return nil, "", nil, err
 	}
 	for _, shared := range []string{"kernels", "initramfs"} {
-		if err := os.Symlink(filepath.Join("/var/lib/arrow", shared), filepath.Join(root, shared)); err != nil {
+		if err := os.Symlink(filepath.Join(dataRoot(), shared), filepath.Join(root, shared)); err != nil {
 			done()
 			return nil, "", nil, err
 		}

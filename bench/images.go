@@ -110,7 +110,7 @@ func benchImages(ctx context.Context, arrowBin string, runs int) error {
 			argv: append([]string{arrowBin, "--root", root, "run", "--kernel", kernel, "py", "python3"}, pass...)}},
 		// /usr/bin/python3 is the host's Debian python3, the very
 		// interpreter the image holds.
-		{contender: contender{name: "host program (initramfs)",
+		{contender: contender{name: "host program",
 			argv: append([]string{arrowBin, "--root", root, "run", "--kernel", kernel, "/usr/bin/python3"}, pass...)}},
 	}
 	for round := 0; round <= runs; round++ { // round 0 warms up

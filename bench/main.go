@@ -97,6 +97,15 @@ func main() {
 	}
 }
 
+// dataRoot is the data root of the user's Arrow ($ARROW_ROOT or the
+// default), whose kernel and caches benchmarks share.
+func dataRoot() string {
+	if r := os.Getenv("ARROW_ROOT"); r != "" {
+		return r
+	}
+	return "/var/lib/arrow"
+}
+
 // setup is what every benchmark starts from: the arrow binary by absolute
 // path (it runs in other working directories), Arrow's kernel, and the
 // accelerator the host gives VMs.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -30,10 +29,7 @@ func benchSpares(ctx context.Context, arrowBin string, runs int) error {
 	if _, err := os.Stat(initPath); err != nil {
 		return fmt.Errorf("arrow-init next to %s: %w (run `make`)", arrowBin, err)
 	}
-	root := os.Getenv("ARROW_ROOT")
-	if root == "" {
-		root = "/var/lib/arrow"
-	}
+	root := dataRoot()
 	apps := []struct {
 		name string
 		prog string
@@ -76,9 +72,9 @@ func benchSpares(ctx context.Context, arrowBin string, runs int) error {
 				}
 			}
 		}
-		cf, ce := med(first["cold"]), med(exit["cold"])
+		cf, ce := medianDuration(first["cold"]), medianDuration(exit["cold"])
 		for _, mode := range modes {
-			f, e := med(first[mode]), med(exit[mode])
+			f, e := medianDuration(first[mode]), medianDuration(exit[mode])
 			fmt.Fprintf(w, "| %s\t| %s\t| %.3f s\t| %.3f s\t| %.2f×\t| %.2f×\t|\n", app.name, mode, f.Seconds(), e.Seconds(),
 				float64(f)/float64(cf), float64(e)/float64(ce))
 		}
@@ -128,10 +124,4 @@ func (w *firstWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
-}
-
-func med(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
 }

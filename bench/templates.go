@@ -51,11 +51,6 @@ func benchTemplates(ctx context.Context, arrowBin string, idle int) (err error) 
 	if err != nil {
 		return fmt.Errorf("clones: %w", err)
 	}
-	for p := range b.fg {
-		if err := b.stopForeground(p); err != nil {
-			return err
-		}
-	}
 	colds, err := b.memoryForeground(ctx, idle, cold)
 	if err != nil {
 		return fmt.Errorf("cold: %w", err)

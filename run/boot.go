@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/template"
 	"github.com/arrowsys/arrow/vm"
 )
 
@@ -60,6 +61,11 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 	s := &session{o: o, accel: p.cfg.Accel.Name, m: m, conn: guest.NewConn(m.Control(), m.Control()), frames: make(chan guest.Frame, 16)}
 	go s.receive()
 
+	if n := p.spec.Network; cloned && n != nil && len(n.Interfaces) == 1 {
+		// The clone's card is the template's, with the template's
+		// address: arrow-init finds it by that and gives it the run's.
+		n.Interfaces[0].CardMAC = template.UserMAC
+	}
 	// The application is sent at once, not after arrow-init's hello: the
 	// port buffers it until the guest opens it, which saves a round trip
 	// through the emulated device on every start.

@@ -29,10 +29,6 @@ type Volume struct {
 	ReadOnly       bool
 }
 
-// rootSerial is the virtio-blk serial of the root file system's drive, by
-// which arrow-init finds it.
-const rootSerial = "arrow-root"
-
 // guestRoot is what a run on a disk root brings: the drive and what the
 // spec must say about it, and how to start the application.
 type guestRoot struct {
@@ -263,14 +259,8 @@ func (p *prepared) prepareImage(ctx context.Context, o *Options) (*guestRoot, er
 	if err != nil {
 		return nil, failf(ExitArrowFailed, "image %s: %w", o.Image, err)
 	}
-	gr := &guestRoot{
-		drive: vm.Drive{Path: disk.Path, Serial: rootSerial, ReadOnly: true},
-		root:  &guest.Root{Device: rootSerial, FSType: rootfs.FSType, ReadOnly: o.ReadOnly},
-		disk:  disk,
-		env:   img.Config.Env,
-		dir:   img.Config.WorkingDir,
-		cred:  cred,
-	}
+	gr := diskRoot(disk, o.ReadOnly, cred)
+	gr.env, gr.dir = img.Config.Env, img.Config.WorkingDir
 	// docker run: ARGS replace Cmd; --entrypoint replaces Entrypoint and
 	// drops Cmd.
 	entrypoint, cmd := img.Config.Entrypoint, img.Config.Cmd
@@ -369,13 +359,9 @@ func (p *prepared) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, e
 	if o.Entrypoint != nil {
 		args = append(append([]string{}, o.Entrypoint...), args...)
 	}
-	return &guestRoot{
-		drive: vm.Drive{Path: disk.Path, Serial: rootSerial, ReadOnly: true},
-		root:  &guest.Root{Device: rootSerial, FSType: rootfs.FSType, ReadOnly: o.ReadOnly},
-		disk:  disk,
-		args:  args,
-		cred:  cred,
-	}, nil
+	gr := diskRoot(disk, o.ReadOnly, cred)
+	gr.args = args
+	return gr, nil
 }
 
 // PruneRootDisks removes the cached root disks of images the store under

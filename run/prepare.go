@@ -38,12 +38,10 @@ type prepared struct {
 	// held are what the run keeps open until it ends (its root disk).
 	held []io.Closer
 	// tmpl is the template the run is cloned from; nil for a cold boot,
-	// for the reason coldWhy. tmplKey is the template's key once cloned,
-	// built whether this run built it.
+	// for the reason coldWhy. tmplKey is the template's key once cloned.
 	tmpl    *template.Config
 	coldWhy string
 	tmplKey string
-	built   bool
 	// spare is Options.Spare until the run took it or killed it.
 	spare *template.Spare
 	// fromSpare: the VM is a spare from a pool.
@@ -78,35 +76,15 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	if err := p.network(o); err != nil {
 		return err
 	}
-	qemu, err := vm.FindQEMU()
-	if err != nil {
-		return fail(ExitArrowFailed, err)
-	}
-	host := vm.LocalHost()
-	accel, err := vm.DetectAccel(o.Accel, host)
-	if err != nil {
-		return fail(ExitArrowFailed, err)
-	}
-	if o.Debug {
-		fmt.Fprintf(o.Log, "arrow: accelerator %s: %s\n", accel.Name, accel.Reason)
-	}
-	k, err := findKernel(o)
+	k, initPath, err := p.machine(o)
 	if err != nil {
 		return err
 	}
-	initPath, err := FindInit(o.Init)
-	if err != nil {
-		return fail(ExitArrowFailed, err)
+	accel := p.cfg.Accel
+	if o.Debug {
+		fmt.Fprintf(o.Log, "arrow: accelerator %s: %s\n", accel.Name, accel.Reason)
 	}
-	p.cfg = vm.Config{
-		QEMU:      qemu,
-		Kernel:    k.Path,
-		MemoryMiB: o.MemoryMiB,
-		CPUs:      o.CPUs,
-		Accel:     accel,
-		Verbose:   o.Console,
-	}
-	p.cfg.NICs = p.nics
+	p.cfg.Verbose = o.Console
 	if o.Debug {
 		fmt.Fprintf(o.Log, "arrow: network %s\n", p.netInfo)
 	}
@@ -189,7 +167,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		// virtio drivers are modules the guest must load. Under TCG it
 		// may fail to calibrate the TSC and hang: tell it the rate.
 		p.cfg.ACPI = true
-		if khz := host.TSCkHz(); khz > 0 && accel.Name == vm.AccelTCG {
+		if khz := vm.LocalHost().TSCkHz(); khz > 0 && accel.Name == vm.AccelTCG {
 			p.cfg.Cmdline = strings.TrimSpace(p.cfg.Cmdline + " tsc_early_khz=" + strconv.Itoa(khz))
 		}
 		feats := kernel.Features{Network: len(p.cfg.NICs) > 0}
@@ -287,6 +265,31 @@ func (p *prepared) jail() error {
 	}
 	p.cfg.RunAs = cred
 	return nil
+}
+
+// machine finds what o's VM is made of (QEMU, the accelerator, the kernel
+// and arrow-init) and starts p.cfg with them and the network cards: the
+// same for a run and for the template its clones come from, so that both
+// compute one template key.
+func (p *prepared) machine(o *Options) (kernel.Kernel, string, error) {
+	qemu, err := vm.FindQEMU()
+	if err != nil {
+		return kernel.Kernel{}, "", fail(ExitArrowFailed, err)
+	}
+	accel, err := vm.DetectAccel(o.Accel, vm.LocalHost())
+	if err != nil {
+		return kernel.Kernel{}, "", fail(ExitArrowFailed, err)
+	}
+	k, err := findKernel(o)
+	if err != nil {
+		return kernel.Kernel{}, "", err
+	}
+	initPath, err := FindInit(o.Init)
+	if err != nil {
+		return kernel.Kernel{}, "", fail(ExitArrowFailed, err)
+	}
+	p.cfg = vm.Config{QEMU: qemu, Kernel: k.Path, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Accel: accel, NICs: p.nics}
+	return k, initPath, nil
 }
 
 // initramfsMaxAge is how long an unused cached initramfs is kept.

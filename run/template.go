@@ -43,8 +43,6 @@ func (p *prepared) coldReason(o *Options, k kernel.Kernel) string {
 		return "volumes"
 	case o.KernelArgs != "":
 		return "--kernel-args"
-	case len(p.cfg.NICs) > 1:
-		return "several network cards"
 	}
 	return ""
 }
@@ -151,6 +149,7 @@ func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm
 		return nil
 	}
 	t0 := time.Now()
+	built := false // this run built the template
 	in, err := p.tmpl.Inputs(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -178,19 +177,9 @@ func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm
 			}
 			return nil
 		}
-		p.built = true
+		built = true
 	}
 	p.phases = append(p.phases, Phase{"template", time.Since(t0)})
-	// The clone's card is the template's, with the template's address:
-	// arrow-init finds it by that and gives it the run's own.
-	if n := p.spec.Network; n != nil && len(n.Interfaces) == 1 && (p.tmpl.UserNet || p.tmpl.TapNet) {
-		n.Interfaces[0].CardMAC = template.UserMAC
-		defer func() {
-			if p.tmplKey == "" {
-				n.Interfaces[0].CardMAC = ""
-			}
-		}()
-	}
 	if m := p.useSpare(ctx, o, t, console); m != nil {
 		return m
 	}
@@ -211,7 +200,7 @@ func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm
 	p.phases = append(p.phases, Phase{"clone", time.Since(t1)})
 	if o.Debug {
 		how := "cloned"
-		if p.built {
+		if built {
 			how = "built and cloned"
 		}
 		fmt.Fprintf(o.Log, "arrow: %s template %s (QEMU start %v, restore %v, resume %v)\n", how, t.Key,
@@ -294,26 +283,13 @@ func machineTemplate(o *Options) (template.Config, error) {
 	if err := p.network(&Options{Network: o.Network}); err != nil {
 		return template.Config{}, err
 	}
-	qemu, err := vm.FindQEMU()
-	if err != nil {
-		return template.Config{}, err
-	}
-	accel, err := vm.DetectAccel(o.Accel, vm.LocalHost())
-	if err != nil {
-		return template.Config{}, err
-	}
-	k, err := findKernel(o)
+	k, initPath, err := p.machine(o)
 	if err != nil {
 		return template.Config{}, err
 	}
 	if !k.Tailored {
 		return template.Config{}, fmt.Errorf("kernel %s is not Arrow's: runs with it boot cold", k.Path)
 	}
-	initPath, err := FindInit(o.Init)
-	if err != nil {
-		return template.Config{}, err
-	}
-	p.cfg = vm.Config{QEMU: qemu, Kernel: k.Path, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Accel: accel, NICs: p.nics}
 	if err := p.jail(); err != nil {
 		return template.Config{}, err
 	}
@@ -323,11 +299,19 @@ func machineTemplate(o *Options) (template.Config, error) {
 // hostRoot is the guest root of a host program cloned from a template:
 // its closure on a disk, under a writable overlay.
 func hostRoot(disk *rootfs.Disk, args []string, cred credentials) *guestRoot {
+	gr := diskRoot(disk, false, cred)
+	gr.args = args
+	return gr
+}
+
+// diskRoot is a guest root on disk, in the slot a template's clones get
+// their root in (template.RootSerial, which arrow-init finds it by); under
+// a writable overlay unless readOnly.
+func diskRoot(disk *rootfs.Disk, readOnly bool, cred credentials) *guestRoot {
 	return &guestRoot{
-		drive: vm.Drive{Path: disk.Path, Serial: rootSerial, ReadOnly: true},
-		root:  &guest.Root{Device: rootSerial, FSType: rootfs.FSType},
+		drive: vm.Drive{Path: disk.Path, Serial: template.RootSerial, ReadOnly: true},
+		root:  &guest.Root{Device: template.RootSerial, FSType: rootfs.FSType, ReadOnly: readOnly},
 		disk:  disk,
-		args:  args,
 		cred:  cred,
 	}
 }

@@ -268,8 +268,11 @@ func (c *Config) initramfs(ctx context.Context) (string, error) {
 
 // memo is the memo of the templates under c.Root: the hashes of the
 // kernel, the template's initramfs and QEMU, and QEMU's version line.
-func (c *Config) memo() cachefile.Memo {
-	return cachefile.Memo{Dir: filepath.Join(Dir(c.Root), ".memo")}
+func (c *Config) memo() cachefile.Memo { return rootMemo(c.Root) }
+
+// rootMemo is the memo of the templates under Arrow's data root root.
+func rootMemo(root string) cachefile.Memo {
+	return cachefile.Memo{Dir: filepath.Join(Dir(root), ".memo")}
 }
 
 // qemuVersion is QEMU's version line and the binary's hash: a rebuilt
@@ -295,10 +298,6 @@ func qemuVersion(m cachefile.Memo, qemu string) (string, error) {
 // Lookup returns the published template for key, checked: its metadata,
 // its state's hash and its memory file. Every failure wraps [ErrUnusable].
 func Lookup(root, key string) (*Template, error) {
-	return lookup(root, key, true)
-}
-
-func lookup(root, key string, checkState bool) (*Template, error) {
 	dir := filepath.Join(Dir(root), key)
 	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
 	if err != nil {
@@ -312,14 +311,14 @@ func lookup(root, key string, checkState bool) (*Template, error) {
 	if t.Key != key || t.Inputs.Key() != key {
 		return nil, fmt.Errorf("%w: %s: meta.json describes another template", ErrUnusable, key)
 	}
-	if checkState {
-		sum, err := (cachefile.Memo{}).FileSum(t.statePath())
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: state: %v", ErrUnusable, key, err)
-		}
-		if sum != t.StateSHA256 {
-			return nil, fmt.Errorf("%w: %s: the saved state is damaged (hash mismatch)", ErrUnusable, key)
-		}
+	// Memoized like the kernel's hash: a state file changed in any way
+	// (its size, times or inode) is hashed again.
+	sum, err := rootMemo(root).FileSum(t.statePath())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: state: %v", ErrUnusable, key, err)
+	}
+	if sum != t.StateSHA256 {
+		return nil, fmt.Errorf("%w: %s: the saved state is damaged (hash mismatch)", ErrUnusable, key)
 	}
 	fi, err := os.Lstat(t.MemFile)
 	if err != nil {

@@ -107,6 +107,14 @@ func TestTLSListenerRequiresClientCertificate(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("Info: %v, want success %v", err, tc.ok)
 			}
+			if !tc.ok {
+				return
+			}
+			// Attach, which takes over the connection, goes over TLS
+			// too: the daemon answers that there is no such arrow.
+			if _, _, err := c.Attach(cctx, "nope"); !client.IsNotFound(err) {
+				t.Fatalf("Attach over TLS: %v, want the daemon's 404", err)
+			}
 		})
 	}
 	if _, err := ListenTLS("127.0.0.1:0", "", "", ""); err == nil {

@@ -21,38 +21,38 @@ import (
 	"github.com/arrowsys/arrow/api"
 )
 
-// Client talks to one arrowd over its Unix socket.
+// Client talks to one arrowd, over its Unix socket or its TLS listener.
 type Client struct {
-	socket string
+	socket string // or the TCP address, for errors
+	dial   func(ctx context.Context) (net.Conn, error)
 	hc     *http.Client
+}
+
+// newClient is a client whose every connection is made by dial.
+func newClient(addr string, dial func(ctx context.Context) (net.Conn, error)) *Client {
+	return &Client{socket: addr, dial: dial, hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+	}}}
 }
 
 // New returns a client for the daemon listening on socket.
 func New(socket string) *Client {
-	return &Client{socket: socket, hc: &http.Client{Transport: UnixTransport(socket)}}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return newClient(socket, func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "unix", socket) })
 }
 
 // UnixTransport is an HTTP transport whose every connection goes to the
-// Unix socket socket, whatever the request's host: for arrowd's API and
-// for the other HTTP-over-Unix-socket services of Arrow (shims).
+// Unix socket socket, whatever the request's host: for Arrow's other
+// HTTP-over-Unix-socket services (shims).
 func UnixTransport(socket string) *http.Transport {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}
+	return New(socket).hc.Transport.(*http.Transport)
 }
 
 // NewTLS returns a client for a daemon's TCP listener (arrow daemon
 // --tls-listen), authenticating with the client certificate in cfg.
 func NewTLS(addr string, cfg *tls.Config) *Client {
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
-	return &Client{socket: addr, hc: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "tcp", addr)
-		},
-	}}}
+	return newClient(addr, func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) })
 }
 
 // Error is an error response of the daemon.
@@ -202,8 +202,7 @@ func (c *Client) Events(ctx context.Context, fn func(api.Event) error) error {
 // Attach joins an arrow's stdio: read frames of output (api.ReadFrame)
 // from the reader, write input to the connection.
 func (c *Client) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
+	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}

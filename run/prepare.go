@@ -206,12 +206,9 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	if err := p.jail(); err != nil {
 		return fail(ExitArrowFailed, err)
 	}
-	slots := vm.MaxDevices
-	if p.cfg.ACPI {
-		slots = vm.MaxDevicesACPI
-	}
-	if n := len(p.cfg.Drives) + len(p.cfg.Shares); n <= slots && n+len(p.cfg.NICs) > slots {
-		return failf(ExitArrowFailed, "the root disk and volumes (%d) and the network card need %d device slots, and the VM has %d: use fewer volumes, or --network none", n, n+len(p.cfg.NICs), slots)
+	// Said in the run's terms rather than the machine's (vm's Validate).
+	if need, have := p.cfg.DeviceSlots(); need > have && need-len(p.cfg.NICs) <= have {
+		return failf(ExitArrowFailed, "the root disk and volumes (%d) and the network card need %d device slots, and the VM has %d: use fewer volumes, or --network none", need-len(p.cfg.NICs), need, have)
 	}
 	if err := p.cfg.Validate(); err != nil {
 		return fail(ExitArrowFailed, err)

@@ -191,6 +191,16 @@ func (c Config) shareFD(i int) int {
 	return fd
 }
 
+// DeviceSlots returns how many virtio-mmio device slots c's drives, shares
+// and network cards need, and how many the machine has for them.
+func (c Config) DeviceSlots() (need, have int) {
+	have = MaxDevices
+	if c.ACPI {
+		have = MaxDevicesACPI
+	}
+	return len(c.Drives) + len(c.Shares) + len(c.NICs), have
+}
+
 // Validate checks the parts of c a user sets.
 func (c Config) Validate() error {
 	switch {
@@ -208,12 +218,8 @@ func (c Config) Validate() error {
 	if err := c.validateTemplate(); err != nil {
 		return err
 	}
-	slots := MaxDevices
-	if c.ACPI {
-		slots = MaxDevicesACPI
-	}
-	if n := len(c.Drives) + len(c.Shares) + len(c.NICs); n > slots {
-		return fmt.Errorf("%d drives, %d shares and %d network cards: the machine has room for %d in all", len(c.Drives), len(c.Shares), len(c.NICs), slots)
+	if need, have := c.DeviceSlots(); need > have {
+		return fmt.Errorf("%d drives, %d shares and %d network cards: the machine has room for %d in all", len(c.Drives), len(c.Shares), len(c.NICs), have)
 	}
 	if len(c.NICs) > MaxNICs {
 		return fmt.Errorf("%d network cards, at most %d", len(c.NICs), MaxNICs)

@@ -58,8 +58,7 @@ func (s shape) String() string {
 }
 
 // shapeOf is the shape of runs of c, and whether such runs can use a
-// spare at all: runs that boot cold (volumes, another kernel, kernel
-// arguments, --cold) or join a bridge network cannot.
+// spare at all (run.MayUseSpare).
 func shapeOf(c api.Config) (shape, bool) {
 	s := shape{MemoryMiB: c.MemoryMiB, CPUs: c.CPUs, Network: c.Network, Accel: c.Accel}
 	if s.MemoryMiB == 0 {
@@ -74,8 +73,8 @@ func shapeOf(c api.Config) (shape, bool) {
 	if s.Accel == "auto" {
 		s.Accel = ""
 	}
-	ok := (s.Network == "" || s.Network == "none") && len(c.Volumes) == 0 && c.Kernel == "" && c.KernelArgs == "" && !c.Cold
-	return s, ok
+	o := shim.Options(&c, "")
+	return s, run.MayUseSpare(&o)
 }
 
 // spareShim is one spare shim process.

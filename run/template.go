@@ -34,17 +34,36 @@ import (
 // coldReason says why the run must boot cold, or "" when a clone of a
 // template may serve it. The root disk is not known yet: see planTemplate.
 func (p *prepared) coldReason(o *Options, k kernel.Kernel) string {
+	if why := optionsColdReason(o); why != "" {
+		return why
+	}
+	if !k.Tailored {
+		return "not Arrow's kernel"
+	}
+	return ""
+}
+
+// optionsColdReason is why o's options alone make a run boot cold.
+func optionsColdReason(o *Options) string {
 	switch {
 	case o.Cold:
 		return "--cold"
-	case !k.Tailored:
-		return "not Arrow's kernel"
-	case len(p.cfg.Shares) > 0:
+	case len(o.Volumes) > 0:
 		return "volumes"
 	case o.KernelArgs != "":
 		return "--kernel-args"
 	}
 	return ""
+}
+
+// MayUseSpare reports whether a run with o may run in a spare (a warmed
+// clone of the template of its machine, see Options.Spare): one that
+// would be cloned, on the user-mode network or none, with Arrow's kernel.
+// Given a spare it cannot use, a run starts its own VM and kills the
+// spare: this spares a pool the waste.
+func MayUseSpare(o *Options) bool {
+	return optionsColdReason(o) == "" && o.Kernel == "" && o.Tap == nil &&
+		(o.Network == "" || o.Network == NetworkUser || o.Network == NetworkNone)
 }
 
 // closuresDir caches the erofs images of host programs' closures.

@@ -247,14 +247,13 @@ func (p *prepared) prepareImage(ctx context.Context, o *Options) (*guestRoot, er
 	key := img.Tree.Encoded()
 	cache := RootDisksDir(o.Root)
 	path := filepath.Join(cache, rootfs.ImageName(key))
-	disk, err := rootfs.Hold(path)
-	// A prune may remove a disk between its build and its hold: build it
-	// once more then.
-	for try := 0; errors.Is(err, fs.ErrNotExist) && try < 2; try++ {
-		if err := buildImageDisk(ctx, s, img, o, cache, key); err != nil {
-			return nil, err
-		}
-		disk, err = rootfs.Hold(path)
+	var buildErr error // says what failed itself
+	disk, err := rootfs.HoldOrBuild(path, func() error {
+		buildErr = buildImageDisk(ctx, s, img, o, cache, key)
+		return buildErr
+	})
+	if buildErr != nil {
+		return nil, buildErr
 	}
 	if err != nil {
 		return nil, failf(ExitArrowFailed, "image %s: %w", o.Image, err)
@@ -336,15 +335,10 @@ func (p *prepared) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, e
 		return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
 	}
 	cache := dirDisksDir(o.Root)
-	var disk *rootfs.Disk
-	err = fs.ErrNotExist
-	for try := 0; errors.Is(err, fs.ErrNotExist) && try < 2; try++ {
-		var path string
-		if path, err = rootfs.Build(ctx, dir, cache, key); err != nil {
-			return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
-		}
-		disk, err = rootfs.Hold(path)
-	}
+	disk, err := rootfs.HoldOrBuild(filepath.Join(cache, rootfs.ImageName(key)), func() error {
+		_, err := rootfs.Build(ctx, dir, cache, key)
+		return err
+	})
 	if err != nil {
 		return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
 	}

@@ -2,10 +2,8 @@ package run
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -79,13 +77,7 @@ func closureDisk(ctx context.Context, o *Options, set *closure.Set) (*rootfs.Dis
 	}
 	cache := closuresDir(o.Root)
 	path := filepath.Join(cache, rootfs.ImageName(key))
-	disk, err := rootfs.Hold(path)
-	for try := 0; errors.Is(err, fs.ErrNotExist) && try < 2; try++ {
-		if err := buildClosureDisk(ctx, o, set, cache, key); err != nil {
-			return nil, err
-		}
-		disk, err = rootfs.Hold(path)
-	}
+	disk, err := rootfs.HoldOrBuild(path, func() error { return buildClosureDisk(ctx, o, set, cache, key) })
 	if err != nil {
 		return nil, err
 	}

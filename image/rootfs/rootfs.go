@@ -278,6 +278,20 @@ type Disk struct {
 	f    *os.File
 }
 
+// HoldOrBuild holds the image at path, calling build first when it is not
+// there. A prune may remove an image between its build and its hold:
+// build is called once more then.
+func HoldOrBuild(path string, build func() error) (*Disk, error) {
+	disk, err := Hold(path)
+	for try := 0; errors.Is(err, fs.ErrNotExist) && try < 2; try++ {
+		if err := build(); err != nil {
+			return nil, err
+		}
+		disk, err = Hold(path)
+	}
+	return disk, err
+}
+
 // Hold opens the image at path (in a cache directory Build writes) and
 // holds it for use until Close: [Prune] does not remove a held image. It
 // also marks the image used now, by its access time. An error wrapping

@@ -291,3 +291,49 @@ func TestBuildPreserves(t *testing.T) {
 		t.Errorf("content: %q, %v", b, err)
 	}
 }
+
+func TestHoldOrBuild(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ImageName("k"))
+	for _, tc := range []struct {
+		name   string
+		build  func(calls int) error // called with the calls before it
+		calls  int
+		wantOK bool
+		want   error
+	}{
+		{"built once", func(int) error { return os.WriteFile(path, []byte("img"), 0o644) }, 1, true, nil},
+		{"pruned after its first build", func(n int) error {
+			if n == 0 {
+				return nil // as if pruned right after
+			}
+			return os.WriteFile(path, []byte("img"), 0o644)
+		}, 2, true, nil},
+		{"never there", func(int) error { return nil }, 2, false, os.ErrNotExist},
+		{"build fails", func(int) error { return errors.New("mkfs failed") }, 1, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(path)
+			calls := 0
+			d, err := HoldOrBuild(path, func() error {
+				err := tc.build(calls)
+				calls++
+				return err
+			})
+			if calls != tc.calls || (err == nil) != tc.wantOK || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Fatalf("%d builds, err %v; want %d builds, ok %v", calls, err, tc.calls, tc.wantOK)
+			}
+			if d != nil {
+				d.Close()
+			}
+		})
+	}
+	// Present already: no build.
+	if err := os.WriteFile(path, []byte("img"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := HoldOrBuild(path, func() error { t.Fatal("built an image that was there"); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+}

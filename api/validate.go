@@ -28,6 +28,10 @@ const (
 	maxCPUs      = 256
 	maxRetries   = 1 << 20
 	maxPorts     = 256
+	// MaxTimeoutSeconds bounds boot_timeout and stop_timeout: a day, as
+	// the API's ?t= of stop and restart. Far below where seconds
+	// overflow a time.Duration (about 9.2e9).
+	MaxTimeoutSeconds = 24 * 3600
 )
 
 // ValidName reports whether name may name an arrow: as in docker, a
@@ -175,6 +179,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: cpus %d out of range", c.CPUs)
 	case c.BootTimeout < 0 || c.StopTimeout < 0:
 		return errors.New("config: negative timeout")
+	case c.BootTimeout > MaxTimeoutSeconds:
+		return fmt.Errorf("config: boot timeout %g s: want at most %d s (a day)", c.BootTimeout, MaxTimeoutSeconds)
+	case c.StopTimeout > MaxTimeoutSeconds:
+		return fmt.Errorf("config: stop timeout %g s: want at most %d s (a day)", c.StopTimeout, MaxTimeoutSeconds)
 	}
 	switch c.Accel {
 	case "", "auto", "kvm", "tcg":

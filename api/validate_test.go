@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidName(t *testing.T) {
@@ -145,6 +146,12 @@ func TestConfigValidate(t *testing.T) {
 		{"many cpus", Config{Image: "a", CPUs: 257}, "cpus"},
 		{"negative boot timeout", Config{Image: "a", BootTimeout: -1}, "timeout"},
 		{"negative stop timeout", Config{Image: "a", StopTimeout: -0.5}, "timeout"},
+		// 1e10 s overflows a time.Duration.
+		{"overflowing boot timeout", Config{Image: "a", BootTimeout: 1e10}, "boot timeout 1e+10 s: want at most 86400"},
+		{"overflowing stop timeout", Config{Image: "a", StopTimeout: 1e10}, "stop timeout 1e+10 s: want at most 86400"},
+		{"day-long boot timeout", Config{Image: "a", BootTimeout: 86400.5}, "boot timeout"},
+		{"huge stop timeout", Config{Image: "a", StopTimeout: 1.7e308}, "stop timeout"},
+		{"a day's stop timeout", Config{Image: "a", BootTimeout: 86400, StopTimeout: 86400}, ""},
 		{"bad accel", Config{Image: "a", Accel: "hvf"}, "accel"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,6 +232,13 @@ func FuzzCreateRequest(f *testing.F) {
 		}
 		if r.Config.MemoryMiB < 0 || r.Config.CPUs < 0 || r.Config.BootTimeout < 0 || r.Config.StopTimeout < 0 {
 			t.Fatalf("negative value validated: %+v", r.Config)
+		}
+		// A validated timeout converts to a time.Duration without
+		// overflow.
+		for _, sec := range []float64{r.Config.BootTimeout, r.Config.StopTimeout} {
+			if d := time.Duration(sec * float64(time.Second)); d < 0 || d.Seconds() > MaxTimeoutSeconds+1 {
+				t.Fatalf("timeout %g s validated, a Duration of %v", sec, d)
+			}
 		}
 		for _, l := range [][]string{r.Config.Args, r.Config.Entrypoint, r.Config.Env, r.Config.Includes} {
 			for _, s := range l {

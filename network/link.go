@@ -58,7 +58,8 @@ func deleteLink(name string) error {
 
 // ensureBridge creates the network's bridge when it is missing and gives
 // it its MTU, its gateway address and the up state, and lets it route
-// 127.0.0.0/8 sources (for ports published on the loopback address).
+// 127.0.0.0/8 sources (for ports published on the loopback address; the
+// prefilter chain drops what an arrow sends to or from 127.0.0.0/8).
 func ensureBridge(n *netRecord) error {
 	l, err := linkByName(n.Bridge)
 	if err != nil {
@@ -242,9 +243,16 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, ones), ones >= 0
 }
 
-// enableForwarding turns on IPv4 forwarding, which the networks need.
-func enableForwarding() error {
-	return writeSysctl("net/ipv4/ip_forward", "1")
+// ipForward is the sysctl of IPv4 forwarding (net.ipv4.ip_forward).
+const ipForward = "net/ipv4/ip_forward"
+
+// forwardingOn reports whether IPv4 forwarding is on.
+func forwardingOn() (bool, error) {
+	b, err := os.ReadFile("/proc/sys/" + ipForward)
+	if err != nil {
+		return false, fmt.Errorf("sysctl net.ipv4.ip_forward: %w", err)
+	}
+	return strings.TrimSpace(string(b)) != "0", nil
 }
 
 // writeSysctl writes value to /proc/sys/<key> when it holds another.

@@ -309,7 +309,7 @@ func TestCreateListRemove(t *testing.T) {
 		t.Errorf("Get(nope) = %v", err)
 	}
 	comments, rules := tableRules(t)
-	if !hasMasq(rules[chainPostrouting], "arrow network front: egress") || len(comments[chainForward]) != 9 {
+	if !hasMasq(rules[chainPostrouting], "arrow network front: egress") || len(comments[chainForward]) != 10 {
 		t.Errorf("rules: %v", comments)
 	}
 	logRuleset(t)
@@ -327,6 +327,11 @@ func TestCreateListRemove(t *testing.T) {
 	}
 	if c, _ := tableRules(t); c != nil {
 		t.Errorf("table left: %v", c)
+	}
+	// Arrow turned forwarding on (it is off in a new namespace), and off
+	// again with the last network.
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("ip_forward after the last network = %q", b)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)

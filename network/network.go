@@ -167,6 +167,9 @@ type Manager struct {
 	closed bool
 	nets   map[string]*netRecord
 	dns    map[string]*responder
+	// ownsForwarding is whether Arrow turned IPv4 forwarding on (see
+	// claimForwarding), as persisted.
+	ownsForwarding bool
 }
 
 // Open opens (creating it if need be) the state file and returns a Manager
@@ -189,11 +192,11 @@ func Open(opts Options) (*Manager, error) {
 	if opts.DNSTimeout <= 0 {
 		opts.DNSTimeout = 2 * time.Second
 	}
-	db, nets, err := openState(opts.StatePath)
+	db, nets, owns, err := openState(opts.StatePath)
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
-	return &Manager{opts: opts, db: db, nets: nets, dns: map[string]*responder{}}, nil
+	return &Manager{opts: opts, db: db, nets: nets, dns: map[string]*responder{}, ownsForwarding: owns}, nil
 }
 
 // Close stops the DNS responders and closes the state file. The networks,
@@ -295,22 +298,28 @@ func (m *Manager) Create(ctx context.Context, name string, subnet netip.Prefix) 
 		Created:   time.Now().UTC(),
 		Endpoints: map[string]*Endpoint{},
 	}
-	if err := enableForwarding(); err != nil {
-		return Info{}, fmt.Errorf("network %s: %w", name, err)
-	}
 	if err := ensureBridge(rec); err != nil {
 		_ = deleteLink(rec.Bridge)
 		return Info{}, fmt.Errorf("network %s: %w", name, err)
 	}
 	m.nets[name] = rec
-	err = applyRules(m.nets)
+	// Forwarding goes on last, once the rules that guard the host are
+	// in place.
+	err = m.claimForwarding()
+	if err == nil {
+		err = m.applyRules()
+	}
 	if err == nil {
 		err = putNetwork(m.db, rec)
 	}
+	if err == nil {
+		err = writeSysctl(ipForward, "1")
+	}
 	if err != nil {
 		delete(m.nets, name)
-		_ = applyRules(m.nets)
 		_ = deleteNetwork(m.db, name)
+		_ = m.releaseForwarding()
+		_ = m.applyRules()
 		_ = deleteLink(rec.Bridge)
 		return Info{}, fmt.Errorf("network %s: %w", name, err)
 	}
@@ -376,7 +385,11 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	delete(m.nets, name)
 	m.stopDNS(name)
 	var errs []error
-	if err := applyRules(m.nets); err != nil {
+	// Forwarding goes off before the rules that guard it go.
+	if err := m.releaseForwarding(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.applyRules(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := deleteLink(n.Bridge); err != nil {
@@ -448,7 +461,7 @@ func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, por
 	undo := func() {
 		delete(n.Endpoints, arrowID)
 		n.Next = prevNext
-		_ = applyRules(m.nets)
+		_ = m.applyRules()
 		_ = deleteLink(ep.Tap)
 	}
 	// The bridge may be gone (a network created before a reboot, the
@@ -461,7 +474,7 @@ func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, por
 		undo()
 		return Endpoint{}, wrap(err)
 	}
-	if err := applyRules(m.nets); err != nil {
+	if err := m.applyRules(); err != nil {
 		undo()
 		return Endpoint{}, wrap(err)
 	}
@@ -502,7 +515,7 @@ func (m *Manager) Detach(ctx context.Context, network, arrowID string) error {
 	}
 	m.updateDNS(n)
 	var errs []error
-	if err := applyRules(m.nets); err != nil {
+	if err := m.applyRules(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := deleteLink(ep.Tap); err != nil {
@@ -561,12 +574,25 @@ func (m *Manager) Reconcile(ctx context.Context, live map[string]bool) error {
 		errs = append(errs, err)
 	}
 	if len(m.nets) > 0 {
-		if err := enableForwarding(); err != nil {
+		// Forwarding goes on only once the rules that guard the host
+		// are in place.
+		err := m.claimForwarding()
+		if err == nil {
+			err = m.applyRules()
+		}
+		if err == nil {
+			err = writeSysctl(ipForward, "1")
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if err := applyRules(m.nets); err != nil {
-		errs = append(errs, err)
+	} else {
+		if err := m.releaseForwarding(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := m.applyRules(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for name := range m.dns {
 		m.stopDNS(name)
@@ -579,6 +605,52 @@ func (m *Manager) Reconcile(ctx context.Context, live map[string]bool) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("network: reconcile: %w", err)
 	}
+	return nil
+}
+
+// applyRules rebuilds the nftables tables from the state.
+func (m *Manager) applyRules() error {
+	return applyRules(m.nets, m.ownsForwarding)
+}
+
+// claimForwarding decides, before a network needs IPv4 forwarding, whether
+// Arrow owns it: it does when forwarding is off, and keeps owning it (as
+// the state records) until the last network goes. While Arrow owns it,
+// the rules drop IPv4 forwarding that involves no arrow bridge, so that
+// turning it on for the networks does not make the host a router for its
+// other interfaces. A host that forwarded already (a router, docker,
+// Kubernetes) is left as it was: its forwarding is its own business, and
+// a drop would break it. The ownership is recorded before forwarding goes
+// on, so that a crash in between leaves the guard in force.
+func (m *Manager) claimForwarding() error {
+	if m.ownsForwarding {
+		return nil
+	}
+	on, err := forwardingOn()
+	if err != nil || on {
+		return err
+	}
+	if err := putForwarding(m.db, true); err != nil {
+		return err
+	}
+	m.ownsForwarding = true
+	return nil
+}
+
+// releaseForwarding turns IPv4 forwarding back off when Arrow owns it and
+// no network remains. While that fails, the ownership and with it the
+// guard stay.
+func (m *Manager) releaseForwarding() error {
+	if len(m.nets) > 0 || !m.ownsForwarding {
+		return nil
+	}
+	if err := writeSysctl(ipForward, "0"); err != nil {
+		return err
+	}
+	if err := putForwarding(m.db, false); err != nil {
+		return err
+	}
+	m.ownsForwarding = false
 	return nil
 }
 

@@ -14,6 +14,14 @@ import (
 // netsBucket holds one JSON netRecord per network, keyed by name.
 var netsBucket = []byte("networks")
 
+// hostBucket holds what the package changed on the host: forwardingKey is
+// there, with the value "arrow", while Arrow owns IPv4 forwarding (see
+// [Manager.claimForwarding]).
+var (
+	hostBucket    = []byte("host")
+	forwardingKey = []byte("forwarding")
+)
+
 // netRecord is a network as persisted: its settings, its endpoints and the
 // address allocator's cursor.
 type netRecord struct {
@@ -31,14 +39,21 @@ type netRecord struct {
 	Endpoints map[string]*Endpoint `json:"endpoints"`
 }
 
-// openState opens the bbolt file at path and reads the networks in it.
-func openState(path string) (*bolt.DB, map[string]*netRecord, error) {
+// openState opens the bbolt file at path and reads the networks in it,
+// and whether Arrow owns IPv4 forwarding.
+func openState(path string) (*bolt.DB, map[string]*netRecord, bool, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return nil, nil, fmt.Errorf("open state %s: %w", path, err)
+		return nil, nil, false, fmt.Errorf("open state %s: %w", path, err)
 	}
 	nets := map[string]*netRecord{}
+	ownsForwarding := false
 	err = db.Update(func(tx *bolt.Tx) error {
+		h, err := tx.CreateBucketIfNotExists(hostBucket)
+		if err != nil {
+			return err
+		}
+		ownsForwarding = string(h.Get(forwardingKey)) == "arrow"
 		b, err := tx.CreateBucketIfNotExists(netsBucket)
 		if err != nil {
 			return err
@@ -57,9 +72,22 @@ func openState(path string) (*bolt.DB, map[string]*netRecord, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, nil, fmt.Errorf("read state %s: %w", path, err)
+		return nil, nil, false, fmt.Errorf("read state %s: %w", path, err)
 	}
-	return db, nets, nil
+	return db, nets, ownsForwarding, nil
+}
+
+// putForwarding records, durably, whether Arrow owns IPv4 forwarding.
+func putForwarding(db *bolt.DB, owns bool) error {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if owns {
+			return tx.Bucket(hostBucket).Put(forwardingKey, []byte("arrow"))
+		}
+		return tx.Bucket(hostBucket).Delete(forwardingKey)
+	}); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
 }
 
 // putNetwork writes the network n, durably.

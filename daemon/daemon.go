@@ -61,6 +61,10 @@ type Config struct {
 	// LogMaxSize and LogMaxFiles bound each arrow's log.
 	LogMaxSize  int64
 	LogMaxFiles int
+	// HostPaths says which host paths API clients other than root may
+	// name (volumes, includes, rootfs, kernel, image paths); the zero
+	// policy allows none.
+	HostPaths HostPathPolicy
 }
 
 // Errors the API maps to statuses.

@@ -87,11 +87,13 @@ func fail(w http.ResponseWriter, err error) {
 		code = http.StatusBadRequest
 	case errors.Is(err, ErrConflict):
 		code = http.StatusConflict
+	case errors.Is(err, ErrForbidden):
+		code = http.StatusForbidden
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
 	}
 	msg := err.Error()
-	for _, sentinel := range []error{ErrNotFound, ErrInvalid, ErrConflict} {
+	for _, sentinel := range []error{ErrNotFound, ErrInvalid, ErrConflict, ErrForbidden} {
 		if errors.Is(err, sentinel) {
 			msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
 		}

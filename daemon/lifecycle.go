@@ -49,13 +49,17 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 	if req.Restart.Name == "" {
 		req.Restart.Name = api.RestartNo
 	}
+	owner := peerOf(ctx)
+	if err := d.checkHostPaths(ctx, owner, &req.Config); err != nil {
+		return api.Arrow{}, err
+	}
 	id := newID()
 	dir := d.arrowDir(id)
 	r := &record{Arrow: api.Arrow{
 		ID: id, Name: req.Name, Config: req.Config, Restart: req.Restart, Labels: req.Labels,
 		Created: time.Now().UTC(), State: api.Created,
 		Dir: dir, LogPath: filepath.Join(dir, shim.LogFile),
-	}}
+	}, Owner: owner}
 	a := &arrow{rec: r}
 
 	d.mu.Lock()
@@ -155,6 +159,11 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	id, cfg := r.ID, r.Config
 	d.mu.Unlock()
 
+	// Again at every start, restarts by policy included: a path that was
+	// fine at create may since have become a symlink out of the allow list.
+	if err := d.checkHostPaths(ctx, r.Owner, &cfg); err != nil {
+		return nil, d.startFailed(a, err)
+	}
 	dir := d.arrowDir(id)
 	if err := shim.ClearExit(dir); err != nil {
 		return nil, d.startFailed(a, fmt.Errorf("clear the last exit: %w", err))

@@ -53,6 +53,8 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           d.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return d.ctx },
+		// Who is asking decides which host paths a request may name.
+		ConnContext: connContext,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

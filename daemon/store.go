@@ -28,6 +28,10 @@ type record struct {
 	Failures int `json:"failures,omitempty"`
 	// Tap is how the arrow's runs join its bridge network.
 	Tap *run.TapAttachment `json:"tap,omitempty"`
+	// Owner is the client that created the arrow: every start checks the
+	// host paths of its config with the authority of its creator (see
+	// HostPathPolicy). A record without one is held to the allow list.
+	Owner *Peer `json:"owner,omitempty"`
 }
 
 // store keeps records in a bbolt database. Every change is one committed

@@ -25,6 +25,18 @@ const (
 	setupHeaderEnd   = 0x268
 )
 
+// Bounds on what inspecting a kernel reads beyond its headers.
+const (
+	// maxNoteBytes bounds the ELF notes, in all; a vmlinux has a few
+	// hundred bytes of them.
+	maxNoteBytes = 1 << 20
+	// maxBannerBytes bounds the part of .rodata searched for the version
+	// banner, which the kernel puts near its start.
+	maxBannerBytes = 64 << 20
+	// maxReleaseLen bounds a release string (uname -r is at most 64).
+	maxReleaseLen = 64
+)
+
 // linuxBanner starts the version string of every Linux kernel.
 var linuxBanner = []byte("Linux version ")
 
@@ -50,30 +62,43 @@ func Inspect(path string) (Kernel, error) {
 	if !st.Mode().IsRegular() {
 		return Kernel{}, fmt.Errorf("inspect kernel %s: not a regular file", abs)
 	}
-	head := make([]byte, setupHeaderEnd)
-	n, err := io.ReadFull(f, head)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	k, err := inspect(f, st.Size())
+	if err != nil {
 		return Kernel{}, fmt.Errorf("inspect kernel %s: %w", abs, err)
 	}
+	k.Path = abs
+	return k, nil
+}
+
+// inspect examines the kernel image in r, of size bytes. The image is
+// untrusted input: what it reads is bounded by maxNoteBytes and
+// maxBannerBytes besides the ELF and boot headers, whatever the headers
+// claim.
+func inspect(r io.ReaderAt, size int64) (Kernel, error) {
+	head := make([]byte, setupHeaderEnd)
+	n, err := r.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return Kernel{}, err
+	}
 	head = head[:n]
-	k := Kernel{Path: abs, Size: st.Size()}
+	k := Kernel{Size: size}
 	switch {
 	case bytes.HasPrefix(head, []byte(elf.ELFMAG)):
-		err = inspectELF(f, &k)
+		err = inspectELF(io.NewSectionReader(r, 0, size), &k)
 	case len(head) >= protocolOff+2 && string(head[headerMagicOff:headerMagicOff+4]) == "HdrS":
-		err = inspectBzImage(f, head, &k)
+		err = inspectBzImage(r, head, &k)
 	default:
 		err = errors.New("not a kernel image: neither an ELF vmlinux nor a bzImage (no \"HdrS\" boot header at 0x202)")
 	}
 	if err != nil {
-		return Kernel{}, fmt.Errorf("inspect kernel %s: %w", abs, err)
+		return Kernel{}, err
 	}
 	return k, nil
 }
 
 // inspectELF checks an ELF vmlinux.
-func inspectELF(f *os.File, k *Kernel) error {
-	ef, err := elf.NewFile(f)
+func inspectELF(r io.ReaderAt, k *Kernel) error {
+	ef, err := elf.NewFile(r)
 	if err != nil {
 		return fmt.Errorf("bad ELF file: %w", err)
 	}
@@ -98,7 +123,10 @@ func inspectELF(f *os.File, k *Kernel) error {
 		}
 	}
 	if sec := ef.Section(".rodata"); sec != nil && sec.Type != elf.SHT_NOBITS {
-		if data, err := sec.Data(); err == nil {
+		// Read through Open, not Data: the section's size is the file's
+		// word, and a compressed section would be inflated whole.
+		data, err := io.ReadAll(io.LimitReader(sec.Open(), maxBannerBytes))
+		if err == nil {
 			if rel := releaseFromBanner(data); rel != "" {
 				k.Release, isLinux = rel, true
 			}
@@ -121,14 +149,28 @@ type elfNote struct {
 // elfNotes collects the notes of all PT_NOTE segments, or of SHT_NOTE
 // sections when the file has no note segments.
 func elfNotes(ef *elf.File) ([]elfNote, error) {
+	// One budget for all note bytes: many note headers may name the same
+	// region of the file, and each would otherwise be read again.
+	budget := int64(maxNoteBytes)
+	read := func(what string, r io.Reader) ([]byte, error) {
+		data, err := io.ReadAll(io.LimitReader(r, budget+1))
+		if err != nil {
+			return nil, fmt.Errorf("read ELF note %s: %w", what, err)
+		}
+		if int64(len(data)) > budget {
+			return nil, fmt.Errorf("ELF notes larger than %d bytes in all", maxNoteBytes)
+		}
+		budget -= int64(len(data))
+		return data, nil
+	}
 	var blobs [][]byte
 	for _, p := range ef.Progs {
 		if p.Type != elf.PT_NOTE {
 			continue
 		}
-		data, err := io.ReadAll(io.LimitReader(p.Open(), 1<<20))
+		data, err := read("segment", p.Open())
 		if err != nil {
-			return nil, fmt.Errorf("read ELF note segment: %w", err)
+			return nil, err
 		}
 		blobs = append(blobs, data)
 	}
@@ -137,9 +179,9 @@ func elfNotes(ef *elf.File) ([]elfNote, error) {
 			if s.Type != elf.SHT_NOTE {
 				continue
 			}
-			data, err := s.Data()
+			data, err := read("section "+s.Name, s.Open())
 			if err != nil {
-				return nil, fmt.Errorf("read ELF note section %s: %w", s.Name, err)
+				return nil, err
 			}
 			blobs = append(blobs, data)
 		}
@@ -176,7 +218,7 @@ func parseNotes(b []byte, bo binary.ByteOrder) []elfNote {
 }
 
 // inspectBzImage checks an x86 boot protocol image.
-func inspectBzImage(f *os.File, head []byte, k *Kernel) error {
+func inspectBzImage(r io.ReaderAt, head []byte, k *Kernel) error {
 	if len(head) < setupHeaderEnd {
 		return errors.New("truncated bzImage: file ends inside the setup header")
 	}
@@ -189,7 +231,7 @@ func inspectBzImage(f *os.File, head []byte, k *Kernel) error {
 	k.Format = FormatBzImage
 	if ptr := binary.LittleEndian.Uint16(head[kernelVersionOff:]); ptr != 0 {
 		buf := make([]byte, 256)
-		n, _ := f.ReadAt(buf, int64(ptr)+0x200)
+		n, _ := r.ReadAt(buf, int64(ptr)+0x200)
 		buf = buf[:n]
 		if i := bytes.IndexByte(buf, 0); i >= 0 {
 			buf = buf[:i]
@@ -198,7 +240,9 @@ func inspectBzImage(f *os.File, head []byte, k *Kernel) error {
 		if i := bytes.IndexByte(buf, ' '); i >= 0 {
 			buf = buf[:i]
 		}
-		k.Release = string(buf)
+		if validRelease(buf) {
+			k.Release = string(buf)
+		}
 	}
 	k.Version = k.Release
 	return nil
@@ -215,8 +259,27 @@ func releaseFromBanner(data []byte) string {
 		}
 		data = data[i+len(linuxBanner):]
 		end := bytes.IndexAny(data, " \x00\n")
-		if end > 0 && end <= 128 && data[0] >= '0' && data[0] <= '9' {
+		if end > 0 && validRelease(data[:end]) {
 			return string(data[:end])
 		}
 	}
+}
+
+// validRelease reports whether b looks like a kernel release (uname -r):
+// it starts with a digit and holds only the characters of version
+// strings. A release read from a user's file is shown and stored; bytes
+// such as terminal escapes or slashes are refused rather than carried.
+func validRelease(b []byte) bool {
+	if len(b) == 0 || len(b) > maxReleaseLen || b[0] < '0' || b[0] > '9' {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c == '.', c == '-', c == '_', c == '+', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
 }

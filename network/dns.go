@@ -45,7 +45,10 @@ type responder struct {
 	// upstreams returns the nameservers to forward to.
 	upstreams func() []netip.AddrPort
 	timeout   time.Duration
-	logf      func(format string, args ...any)
+	// idle is how long a TCP client may take to send a whole query
+	// (and to read the answer): tcpIdle, shorter in tests.
+	idle time.Duration
+	logf func(format string, args ...any)
 
 	udp      *net.UDPConn
 	tcp      *net.TCPListener
@@ -124,6 +127,7 @@ func newResponder(network string, subnet netip.Prefix, upstreams func() []netip.
 		subnet:    subnet,
 		upstreams: upstreams,
 		timeout:   timeout,
+		idle:      tcpIdle,
 		logf:      logf,
 		inflight:  make(chan struct{}, maxInflight),
 		tcpConns:  make(chan struct{}, maxTCPConns),
@@ -277,13 +281,17 @@ func (r *responder) serveTCP() {
 }
 
 // serveConn answers the length-prefixed queries of one TCP client, one at
-// a time, until it goes idle or the responder stops.
-func (r *responder) serveConn(c *net.TCPConn) {
+// a time, until it goes idle or the responder stops. The client is
+// untrusted: a query must arrive whole, and its answer be read, within
+// r.idle, and a query is at most 64 KiB (its 2-byte length).
+func (r *responder) serveConn(c net.Conn) {
 	defer c.Close()
 	stop := context.AfterFunc(r.ctx, func() { c.Close() })
 	defer stop()
 	for {
-		_ = c.SetDeadline(time.Now().Add(tcpIdle))
+		if err := c.SetDeadline(time.Now().Add(r.idle)); err != nil {
+			return // without a deadline, a silent client would hold the connection for good
+		}
 		q, err := readTCPMsg(c)
 		if err != nil {
 			return

@@ -8,9 +8,9 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PREFIX   ?= /usr/local
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all arrow arrow-init install install-systemd kernel test unit lint bench clean
+.PHONY: all arrow arrow-init arrow-jailer install install-systemd kernel test unit lint bench clean
 
-all: arrow arrow-init
+all: arrow arrow-init arrow-jailer
 
 arrow:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/arrow ./cmd/arrow
@@ -19,9 +19,15 @@ arrow:
 arrow-init:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/arrow-init ./cmd/arrow-init
 
+# arrow-jailer sets up each VM process's jail (package jail): static, so
+# that it needs nothing from the host's libraries.
+arrow-jailer:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/arrow-jailer ./cmd/arrow-jailer
+
 install: all
 	install -D -m 0755 bin/arrow $(DESTDIR)$(PREFIX)/bin/arrow
 	install -D -m 0755 bin/arrow-init $(DESTDIR)$(PREFIX)/libexec/arrow/arrow-init
+	install -D -m 0755 bin/arrow-jailer $(DESTDIR)$(PREFIX)/libexec/arrow/arrow-jailer
 
 # arrowd as a systemd service (the unit runs $(PREFIX)/bin/arrow daemon).
 install-systemd: install

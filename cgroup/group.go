@@ -33,8 +33,12 @@ const unlimited = 1 << 62
 type Limits struct {
 	// MemoryBytes caps the memory the group's processes are charged,
 	// page cache included; beyond it the kernel reclaims and then OOM-kills.
-	// Swap is not limited.
 	MemoryBytes int64
+	// NoSwap keeps the group out of swap, so that MemoryBytes is the
+	// whole of what it may use (memory.swap.max 0 under v2; under v1 the
+	// memory+swap limit equals MemoryBytes, which needs swap accounting
+	// when the host has swap).
+	NoSwap bool
 	// CPUs caps CPU time as a number of CPUs, through the CFS quota: 1.5
 	// lets the group run for 150ms in every 100ms period, across CPUs.
 	CPUs float64
@@ -140,12 +144,23 @@ func (g *Group) SetLimits(l Limits) error {
 			{"cpu", "cpu.max", cpu, quota > 0},
 			{"pids", "pids.max", limitString(l.Pids, "max"), l.Pids > 0},
 		}
+		if l.NoSwap {
+			ws = append(ws, write{"memory", "memory.swap.max", "0", true})
+		}
 	} else {
 		ws = []write{
+			// The memory+swap limit may never be below the memory
+			// limit: lift it before the memory limit moves.
+			{"memory", "memory.memsw.limit_in_bytes", "-1", false},
 			{"memory", "memory.limit_in_bytes", limitString(l.MemoryBytes, "-1"), l.MemoryBytes > 0},
 			{"cpu", "cpu.cfs_period_us", strconv.Itoa(cfsPeriod), quota > 0},
 			{"cpu", "cpu.cfs_quota_us", limitString(quota, "-1"), quota > 0},
 			{"pids", "pids.max", limitString(l.Pids, "max"), l.Pids > 0},
+		}
+		if l.NoSwap && l.MemoryBytes > 0 {
+			// After memory.limit_in_bytes: the kernel refuses a
+			// memory+swap limit below the memory limit.
+			ws = append(ws, write{"memory", "memory.memsw.limit_in_bytes", strconv.FormatInt(l.MemoryBytes, 10), hostHasSwap()})
 		}
 	}
 	for _, w := range ws {
@@ -168,6 +183,21 @@ func (g *Group) SetLimits(l Limits) error {
 		}
 	}
 	return nil
+}
+
+// hostHasSwap reports whether the host has swap space: without any, a v1
+// group cannot swap whether or not its kernel accounts swap.
+func hostHasSwap() bool {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return true // assume the worst: the limit is then required
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "SwapTotal:" {
+			return f[1] != "0"
+		}
+	}
+	return true
 }
 
 // limitString formats a limit, or none for 0.

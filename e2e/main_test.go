@@ -30,6 +30,7 @@ func testMain(m *testing.M) int {
 	builds := [][]string{
 		{"go", "build", "-o", filepath.Join(dir, "arrow"), "github.com/arrowsys/arrow/cmd/arrow"},
 		{"go", "build", "-o", filepath.Join(dir, "arrow-init"), "github.com/arrowsys/arrow/cmd/arrow-init"},
+		{"go", "build", "-o", filepath.Join(dir, "arrow-jailer"), "github.com/arrowsys/arrow/cmd/arrow-jailer"},
 	}
 	for _, b := range builds {
 		cmd := exec.Command(b[0], b[1:]...)
@@ -40,6 +41,9 @@ func testMain(m *testing.M) int {
 		}
 	}
 	arrowBin = filepath.Join(dir, "arrow")
+	// The arrow binary finds the jail's helper beside it; tests that
+	// start VMs themselves find it here.
+	os.Setenv("ARROW_JAILER", filepath.Join(dir, "arrow-jailer"))
 	// Every process this run starts, QEMU included, inherits this marker:
 	// the leak checks look at this run's VMs only, not at those of
 	// another suite running on the same machine.

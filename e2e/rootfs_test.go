@@ -8,9 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/image/initramfs"
 	"github.com/arrowsys/arrow/image/rootfs"
+	"github.com/arrowsys/arrow/jail"
 	"github.com/arrowsys/arrow/vm"
 )
 
@@ -37,7 +36,7 @@ const rootSerial = "root"
 type guestEnv struct {
 	kernel, initrd string
 	accel          vm.Accel
-	runAs          *syscall.Credential
+	jail           *vm.Jail
 	virtiofsd      string // vm.Config.Virtiofsd
 }
 
@@ -60,20 +59,14 @@ func newGuestEnv(t *testing.T) guestEnv {
 		t.Fatal(err)
 	}
 	env := guestEnv{kernel: strings.TrimSpace(string(out)), initrd: initrd, accel: accel}
-	// As `arrow run` does: QEMU runs as nobody when the tests run as root.
+	// As `arrow run` does: QEMU runs in its jail when the tests run as
+	// root (the helper TestMain built, found through $ARROW_JAILER).
 	if os.Geteuid() == 0 {
-		if u, err := user.Lookup("nobody"); err == nil {
-			uid, _ := strconv.Atoi(u.Uid)
-			gid, _ := strconv.Atoi(u.Gid)
-			env.runAs = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-			// The initramfs cache is private to the test; QEMU must
-			// read the archive.
-			for d := filepath.Dir(initrd); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-				if err := os.Chmod(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
+		helper, err := jail.FindHelper("")
+		if err != nil {
+			t.Fatal(err)
 		}
+		env.jail = &vm.Jail{Helper: helper, Dir: vm.DefaultJailDir, UIDs: jail.DefaultRange()}
 	}
 	return env
 }
@@ -99,7 +92,7 @@ func (e guestEnv) boot(t *testing.T, drives []vm.Drive, shares []vm.Share, spec 
 	defer cancel()
 	cfg := vm.Config{
 		Kernel: e.kernel, Initrd: e.initrd, MemoryMiB: 256, CPUs: 1, Accel: e.accel,
-		RunAs: e.runAs, Drives: drives, Shares: shares, Virtiofsd: e.virtiofsd,
+		Jail: e.jail, Drives: drives, Shares: shares, Virtiofsd: e.virtiofsd,
 	}
 	var console bytes.Buffer
 	m, err := vm.Start(ctx, cfg, &console)

@@ -59,6 +59,9 @@ func (p *prepared) network(o *Options) error {
 	if name == "" {
 		name = NetworkUser
 	}
+	if o.HostAccess && name != NetworkUser {
+		return failf(ExitArrowFailed, "--add-host NAME:host-gateway: host access is for the user network, not --network %s", name)
+	}
 	switch name {
 	case NetworkNone:
 		if len(o.Ports) > 0 {
@@ -140,11 +143,20 @@ func (p *prepared) userNetwork(o *Options) error {
 		DNS:        []string{userDNS.String()},
 	}
 	p.netInfo = fmt.Sprintf("user (QEMU user mode): %s via %s, DNS %s, MAC %s", userAddress, userGateway, userDNS, mac)
+	if o.HostAccess {
+		names := append([]string{HostGatewayName}, o.HostAliases...)
+		p.net.Hosts = append(p.net.Hosts, guest.HostEntry{IP: userGateway.String(), Names: names})
+		p.netInfo += ", host access at " + userGateway.String() + " (" + strings.Join(names, " ") + ")"
+	}
 	if len(published) > 0 {
 		p.netInfo += ", publishing " + strings.Join(published, " ")
 	}
 	return nil
 }
+
+// HostGatewayName names the host in the guest's /etc/hosts when a run asks
+// for host access, as host.docker.internal does in Docker.
+const HostGatewayName = "host.arrow.internal"
 
 // checkHostPort tries to listen on the host port a forward asks QEMU to
 // listen on, as QEMU will (IPv4, with SO_REUSEADDR), so that a port that

@@ -1,17 +1,18 @@
 package run
 
 import (
+	"github.com/arrowsys/arrow/cgroup"
+	"github.com/arrowsys/arrow/jail"
+
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
@@ -22,6 +23,37 @@ import (
 	"github.com/arrowsys/arrow/template"
 	"github.com/arrowsys/arrow/vm"
 )
+
+// DefaultVMOverheadMiB is what a VM's QEMU (and virtiofsd) may use on top
+// of guest memory in its cgroup: the translation cache under TCG, QEMU's
+// own heap and the devices' buffers.
+const DefaultVMOverheadMiB = 192
+
+// runPids bounds the tasks of one VM's cgroup: QEMU's threads (vCPUs, I/O,
+// a worker pool of up to 64), its jail helper, and virtiofsd's pools.
+const runPids = 1024
+
+// RunCgroupParent is the cgroup under which foreground runs get theirs.
+const RunCgroupParent = "arrow-run"
+
+// runCgroup makes the cgroup of a jailed foreground run: its limits are
+// the VM's size, and failing to set any of them fails the run.
+func runCgroup(id string, o *Options) (*cgroup.Group, error) {
+	m, err := cgroup.New(RunCgroupParent)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	g, err := m.Create(id, cgroup.Limits{
+		MemoryBytes: int64(o.MemoryMiB+DefaultVMOverheadMiB) << 20,
+		CPUs:        float64(o.CPUs),
+		Pids:        runPids,
+		NoSwap:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	return g, nil
+}
 
 // prepared is everything a run needs before QEMU starts.
 type prepared struct {
@@ -203,7 +235,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 			fmt.Fprintf(o.Log, "arrow: pruning the initramfs cache: %v\n", err)
 		}
 	}
-	if err := p.jail(); err != nil {
+	if err := p.jail(o); err != nil {
 		return fail(ExitArrowFailed, err)
 	}
 	// Said in the run's terms rather than the machine's (vm's Validate).
@@ -238,29 +270,26 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	return nil
 }
 
-// jail runs QEMU as an unprivileged user when Arrow runs as root: nobody,
-// plus the kvm group so that it can open /dev/kvm. With QEMU's seccomp
-// sandbox on top, a compromised QEMU holds no privilege on the host.
-func (p *prepared) jail() error {
-	if os.Geteuid() != 0 {
+// jail confines the VM's processes (package jail): always as root unless
+// the run opted out, never silently skipped. A caller who is not root
+// cannot lease a uid, change namespaces or mount the jail's root, so its
+// runs fail unless they opt out too.
+func (p *prepared) jail(o *Options) error {
+	if o.NoJail {
 		return nil
 	}
-	u, err := user.Lookup(jailUser)
+	if os.Geteuid() != 0 {
+		return errors.New("the VM jail needs root (a uid of its own per VM, namespaces, a root file system of its own): run as root, through arrowd, or with --no-jail (debugging only: QEMU then runs unconfined, as you)")
+	}
+	helper, err := jail.FindHelper(o.JailHelper)
 	if err != nil {
-		return nil // no such user on this host: seccomp only
+		return fmt.Errorf("the VM jail: %w", err)
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return fmt.Errorf("user %s: odd IDs %s:%s", jailUser, u.Uid, u.Gid)
+	r, err := jail.RangeFromEnv()
+	if err != nil {
+		return fmt.Errorf("the VM jail: $%s: %w", jail.RangeEnv, err)
 	}
-	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	if g, err := user.LookupGroup("kvm"); err == nil {
-		if kvm, err := strconv.ParseUint(g.Gid, 10, 32); err == nil {
-			cred.Groups = []uint32{uint32(kvm)}
-		}
-	}
-	p.cfg.RunAs = cred
+	p.cfg.Jail = &vm.Jail{Helper: helper, Dir: vm.DefaultJailDir, UIDs: r, Cgroup: o.Cgroup, HostAccess: o.HostAccess}
 	return nil
 }
 
@@ -295,9 +324,6 @@ const initramfsMaxAge = 30 * 24 * time.Hour
 // pruneEvery is how often a run prunes a cache it uses: pruning lists the
 // whole cache, milliseconds a run need not spend every time.
 const pruneEvery = 24 * time.Hour
-
-// jailUser is who QEMU runs as when Arrow runs as root.
-const jailUser = "nobody"
 
 // guestModules returns the modules kernel k needs for Arrow's devices and
 // for what the run uses (f). A kernel whose modules are not installed on

@@ -8,6 +8,8 @@
 package run
 
 import (
+	"github.com/arrowsys/arrow/jail"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -134,6 +136,27 @@ type Options struct {
 	Signals <-chan os.Signal
 	// Resize carries terminal size changes in TTY mode.
 	Resize <-chan guest.WindowSize
+
+	// NoJail runs QEMU and virtiofsd unjailed: as the caller, in the
+	// host's namespaces, with QEMU's own seccomp sandbox only. For
+	// debugging only; a run as root is otherwise always jailed (package
+	// jail), and a run that is not root fails unless it sets NoJail.
+	NoJail bool
+	// HostAccess lets a guest on the user-mode network reach the host's
+	// own addresses and loopback, at the gateway address (10.0.2.2),
+	// which the guest's /etc/hosts names host.arrow.internal. Without
+	// it the jail's guard refuses every such connection.
+	HostAccess bool
+	// HostAliases are more names for the host, with HostAccess.
+	HostAliases []string
+	// JailHelper is the arrow-jailer binary; found next to the running
+	// executable when empty (see [jail.FindHelper]).
+	JailHelper string
+	// Cgroup, when set, is the group the VM's processes start in (a
+	// supervisor's). When not set, a jailed run makes one of its own,
+	// with the VM's memory plus [DefaultVMOverheadMiB], its CPUs, a pids
+	// limit and no swap, and removes it when it ends.
+	Cgroup jail.Cgroup
 
 	// Started, when set, is called with the QEMU process's ID as soon as
 	// the VM process exists (a supervisor puts it into a cgroup).
@@ -352,6 +375,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer p.dropSpare()
 	if err := p.prepare(ctx, &o); err != nil {
 		return Result{Phases: p.phases}, err
+	}
+	if p.cfg.Jail != nil && p.cfg.Jail.Cgroup == nil {
+		g, err := runCgroup(p.id, &o)
+		if err != nil {
+			return Result{Phases: p.phases}, fail(ExitArrowFailed, err)
+		}
+		defer func() {
+			_ = g.Kill(context.Background())
+			_ = g.Remove()
+		}()
+		p.cfg.Jail.Cgroup = g
 	}
 	res, err := p.boot(ctx, &o)
 	res.Phases = append(p.phases, res.Phases...)

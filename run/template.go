@@ -60,7 +60,8 @@ func optionsColdReason(o *Options) string {
 // Given a spare it cannot use, a run starts its own VM and kills the
 // spare: this spares a pool the waste.
 func MayUseSpare(o *Options) bool {
-	return optionsColdReason(o) == "" && o.Kernel == "" && o.Tap == nil &&
+	// A spare's uid was leased without host access when it started.
+	return optionsColdReason(o) == "" && o.Kernel == "" && o.Tap == nil && !o.HostAccess &&
 		(o.Network == "" || o.Network == NetworkUser || o.Network == NetworkNone)
 }
 
@@ -134,7 +135,7 @@ func templateConfig(o *Options, cfg vm.Config, initPath string) template.Config 
 		// hold their RAM until reboot. The page cache shares their pages
 		// between clones all the same.
 		Root: o.Root, MemDir: filepath.Join(template.Dir(o.Root), ".mem"), QEMU: cfg.QEMU, Kernel: cfg.Kernel, Init: initPath,
-		MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, Accel: cfg.Accel, RunAs: cfg.RunAs,
+		MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, Accel: cfg.Accel, Jail: cfg.Jail,
 		BootTimeout: max(o.BootTimeout, DefaultBootTimeout), // --boot-timeout is the cold boot's
 	}
 	if len(cfg.NICs) == 1 {
@@ -301,7 +302,7 @@ func machineTemplate(o *Options) (template.Config, error) {
 	if !k.Tailored {
 		return template.Config{}, fmt.Errorf("kernel %s is not Arrow's: runs with it boot cold", k.Path)
 	}
-	if err := p.jail(); err != nil {
+	if err := p.jail(o); err != nil {
 		return template.Config{}, err
 	}
 	return templateConfig(o, p.cfg, initPath), nil

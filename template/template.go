@@ -85,8 +85,8 @@ type Config struct {
 	CPUs      int
 	// Accel is the accelerator.
 	Accel vm.Accel
-	// RunAs are the credentials QEMU runs with (vm.Config.RunAs).
-	RunAs *syscall.Credential
+	// Jail confines the template's QEMU and its clones' (vm.Config.Jail).
+	Jail *vm.Jail
 	// BootTimeout bounds the template's boot; 30 s when zero.
 	BootTimeout time.Duration
 	// UserNet gives the machine a virtio-net card on QEMU's user-mode
@@ -124,9 +124,12 @@ type Template struct {
 	Inputs Inputs `json:"inputs"`
 	// StateSHA256 is the hash of the saved device state.
 	StateSHA256 string `json:"state_sha256"`
-	// MemSize and MemInode identify the memory file as it was published.
+	// MemSize, MemInode and MemCtime identify the memory file as it was
+	// published; MemCtime is its change time in nanoseconds, which every
+	// write moves and no unprivileged process can set back.
 	MemSize  int64  `json:"mem_size"`
 	MemInode uint64 `json:"mem_inode"`
+	MemCtime int64  `json:"mem_ctime_ns"`
 	// Created is when the template was published; BootTime is how long
 	// its boot took.
 	Created  time.Time     `json:"created"`
@@ -178,7 +181,7 @@ func (c *Config) vmConfig(initrd, disk string) vm.Config {
 		MemoryMiB: c.MemoryMiB,
 		CPUs:      c.CPUs,
 		Accel:     c.Accel,
-		RunAs:     c.RunAs,
+		Jail:      c.Jail,
 		Drives:    []vm.Drive{{Path: disk, Serial: RootSerial, ReadOnly: true}},
 		NICs:      c.nics(false),
 	}
@@ -328,8 +331,40 @@ func Lookup(root, key string) (*Template, error) {
 	if !fi.Mode().IsRegular() || fi.Size() != t.MemSize || st == nil || st.Ino != t.MemInode {
 		return nil, fmt.Errorf("%w: %s: the memory file %s is not the one the template was saved with", ErrUnusable, key, t.MemFile)
 	}
+	if err := checkMem(st, t.MemCtime); err != nil {
+		return nil, fmt.Errorf("%w: %s: memory file %s: %v", ErrUnusable, key, t.MemFile, err)
+	}
 	return t, nil
 }
+
+// checkMem refuses a template memory file that anyone but root could
+// write, or that changed since it was published.
+//
+// A clone's QEMU maps the file privately, but QEMU 7.2 opens it read-write
+// all the same (8.2's rom=off is what would let it open read-only), and a
+// QEMU a guest took over could write to it through that descriptor: every
+// later clone would then run the attacker's memory. Writes through a
+// descriptor cannot be stopped on 7.2, but they cannot be hidden either:
+// each moves the file's change time, which only the clock's owner could
+// set back. So every clone, and every spare, is refused a template whose
+// change time is not the one recorded when it was published; the run then
+// builds a new template and boots cold meanwhile.
+func checkMem(st *syscall.Stat_t, published int64) error {
+	switch {
+	case st.Uid != 0 && st.Uid != uint32(os.Geteuid()):
+		return fmt.Errorf("owned by uid %d", st.Uid)
+	case st.Mode&0o077 != 0:
+		return fmt.Errorf("mode %o: others may open it", st.Mode&0o777)
+	case st.Nlink != 1:
+		return fmt.Errorf("%d links to it", st.Nlink)
+	case ctime(st) != published:
+		return errors.New("changed since the template was published")
+	}
+	return nil
+}
+
+// ctime is st's change time in nanoseconds.
+func ctime(st *syscall.Stat_t) int64 { return st.Ctim.Sec*1e9 + st.Ctim.Nsec }
 
 func (t *Template) statePath() string       { return filepath.Join(t.Dir, "state") }
 func (t *Template) placeholderPath() string { return filepath.Join(t.Dir, "placeholder.img") }
@@ -465,7 +500,7 @@ func build(ctx context.Context, c *Config, in Inputs) (t *Template, err error) {
 	if err := writePlaceholder(ctx, t.placeholderPath()); err != nil {
 		return nil, fmt.Errorf("template: placeholder disk: %w", err)
 	}
-	if err := createMem(tmpMem, c.RunAs); err != nil {
+	if err := createMem(tmpMem); err != nil {
 		return nil, err
 	}
 	cfg := c.vmConfig(in.Initrd, t.placeholderPath())
@@ -516,6 +551,7 @@ func build(ctx context.Context, c *Config, in Inputs) (t *Template, err error) {
 	}
 	t.MemSize = fi.Size()
 	t.MemInode = fi.Sys().(*syscall.Stat_t).Ino
+	t.MemCtime = ctime(fi.Sys().(*syscall.Stat_t))
 	t.Created = time.Now().UTC()
 	b, _ := json.MarshalIndent(t, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), append(b, '\n'), 0o600); err != nil {
@@ -539,22 +575,16 @@ func build(ctx context.Context, c *Config, in Inputs) (t *Template, err error) {
 	return t, nil
 }
 
-// createMem creates an empty memory file QEMU (running as cred) sizes and
-// fills. QEMU 7.2 opens a memory file read-write even to map it privately,
-// so the file belongs to QEMU's user: see the package documentation on
-// what that means for clones.
-func createMem(p string, cred *syscall.Credential) error {
+// createMem creates the empty memory file QEMU sizes and fills: root's,
+// mode 0600. QEMU opens it as root, before its jail drops it to a uid of
+// its own, so no jailed process can open it by name; see [Lookup] for the
+// descriptor a clone's QEMU keeps.
+func createMem(p string) error {
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("template: memory file: %w", err)
 	}
-	defer f.Close()
-	if cred != nil {
-		if err := f.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
-			return fmt.Errorf("template: memory file: %w", err)
-		}
-	}
-	return nil
+	return f.Close()
 }
 
 // awaitHello waits for arrow-init's hello frame and checks its protocol.

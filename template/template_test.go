@@ -8,18 +8,17 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/rootfs"
+	"github.com/arrowsys/arrow/jail"
 	"github.com/arrowsys/arrow/kernel"
 	"github.com/arrowsys/arrow/vm"
 )
@@ -84,6 +83,11 @@ func newEnv() testEnv {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return testEnv{initErr: fmt.Errorf("build arrow-init: %v\n%s", err, out)}
 	}
+	jailer := filepath.Join(tmp, "arrow-jailer")
+	cmd = exec.Command("go", "build", "-o", jailer, "github.com/arrowsys/arrow/cmd/arrow-jailer")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return testEnv{initErr: fmt.Errorf("build arrow-jailer: %v\n%s", err, out)}
+	}
 	tree := filepath.Join(tmp, "tree")
 	if err := os.MkdirAll(filepath.Join(tree, "bin"), 0o755); err != nil {
 		return testEnv{initErr: err}
@@ -113,13 +117,9 @@ func newEnv() testEnv {
 		Accel:     accel,
 	}
 	if os.Geteuid() == 0 {
-		// As arrow run does: QEMU as nobody, which must still reach
+		// As arrow run does: QEMU in its jail, which must still reach
 		// the memory file.
-		if u, err := user.Lookup("nobody"); err == nil {
-			uid, _ := strconv.Atoi(u.Uid)
-			gid, _ := strconv.Atoi(u.Gid)
-			e.cfg.RunAs = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		}
+		e.cfg.Jail = &vm.Jail{Helper: jailer, Dir: vm.DefaultJailDir, UIDs: jail.DefaultRange()}
 	}
 	return e
 }

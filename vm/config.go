@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/arrowsys/arrow/guest"
 )
@@ -71,11 +70,11 @@ type Config struct {
 	// Verbose lets the kernel log to the console at its normal level
 	// instead of only errors.
 	Verbose bool
-	// RunAs, when set, are the credentials QEMU is started with: an
-	// unprivileged user (and the kvm group, for /dev/kvm) instead of the
-	// caller's. The kernel and initramfs must be readable by it (drives
-	// need not be: Arrow opens them and hands QEMU the descriptors).
-	RunAs *syscall.Credential
+	// Jail, when set, confines QEMU and its virtiofsd processes (see
+	// [Jail] and package jail). Without it they run as the caller, with
+	// QEMU's own seccomp sandbox only: for debugging, or a caller who is
+	// not root.
+	Jail *Jail
 	// Drives are disk images the guest sees as virtio block devices.
 	Drives []Drive
 	// Shares are host directories the guest can mount (volumes).
@@ -123,9 +122,8 @@ const (
 	ShareVirtiofs = "virtiofs"
 	// Share9P serves a share from QEMU itself (virtio-9p, security model
 	// none): files the guest creates belong to the user QEMU runs as,
-	// ownership changes are ignored, and a QEMU jailed as nobody (see
-	// RunAs) can only read and write what nobody may. It works without
-	// root.
+	// ownership changes are ignored. It works without root, and not in
+	// a jail, where QEMU sees no host directory.
 	Share9P = "9p"
 )
 
@@ -248,6 +246,9 @@ func (c Config) Validate() error {
 	for _, s := range c.Shares {
 		if err := s.validate(); err != nil {
 			return err
+		}
+		if s.FS == Share9P && c.Jail != nil {
+			return fmt.Errorf("share %s: 9p is served by QEMU itself, which sees no host directory in its jail: install virtiofsd (package %s)", s.Tag, VirtiofsdPackage)
 		}
 		if tags[s.Tag] {
 			return fmt.Errorf("share tag %q used twice", s.Tag)
@@ -413,14 +414,16 @@ func (s Share) args(i, fd int) []string {
 	return []string{"-fsdev", fsdev, "-device", "virtio-9p-device,fsdev=" + id + ",mount_tag=" + s.Tag}
 }
 
-// sandbox is QEMU's own seccomp filter: no obsolete system calls, no
-// privilege changes, no new processes, no resource control calls.
-//
-// QEMU's -runas is not used to drop privileges: the setuid it does after
-// start-up clears the parent-death signal, and a QEMU whose arrow was killed
-// would then run on. Arrow starts QEMU with the unprivileged credentials
-// instead (Config.RunAs), so the signal, set after them, survives.
+// sandbox is QEMU's own seccomp filter: no obsolete system calls, no new
+// processes, no resource control calls, and, outside a jail, no privilege
+// changes. A jailed QEMU must change its uid once, at the end of its
+// start-up (-runas), which elevateprivileges=deny would kill it for; there
+// the jail's allowlist applies instead, and after -runas QEMU has no
+// capability left that a privilege call could use.
 func (c Config) sandbox() string {
+	if c.Jail != nil {
+		return "on,obsolete=deny,spawn=deny,resourcecontrol=deny"
+	}
 	return "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 }
 

@@ -2,7 +2,6 @@ package vm
 
 import (
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -43,7 +42,8 @@ func TestArgs(t *testing.T) {
 		{"channels by fd", nil, "-chardev", []string{"socket,id=console,fd=3", "socket,id=control,fd=4", "socket,id=qmp,fd=5"}},
 		{"control port", nil, "-device", []string{"virtio-serial-device,max_ports=2", "virtserialport,chardev=control,name=arrow.0", "virtio-rng-device"}},
 		{"sandbox", nil, "-sandbox", []string{"on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"}},
-		{"no -runas: it would clear the parent-death signal", func(c *Config) { c.RunAs = &syscall.Credential{Uid: 65534, Gid: 65534} }, "-runas", nil},
+		{"jailed: privilege calls left to the jail's filter (-runas needs them)", func(c *Config) { c.Jail = &Jail{} }, "-sandbox", []string{"on,obsolete=deny,spawn=deny,resourcecontrol=deny"}},
+		{"jailed: -runas is the jail's, not in the machine's arguments", func(c *Config) { c.Jail = &Jail{} }, "-runas", nil},
 		{"drives by fd set", withDevices, "-add-fd", []string{"fd=8,set=1", "fd=9,set=2"}},
 		{"drive options", withDevices, "-drive", []string{
 			"if=none,id=drive0,node-name=drive0-raw,file=/dev/fdset/1,format=raw,cache=writeback,readonly=on",

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/arrowsys/arrow/jail"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +25,8 @@ import (
 type Machine struct {
 	cfg     Config // as started
 	swaps   atomic.Uint64
-	cmd     *exec.Cmd
+	cmd     *exec.Cmd // QEMU, or the helper of its jail
+	pid     int       // QEMU's
 	control net.Conn
 	qmpConn net.Conn
 
@@ -132,7 +134,7 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 			return nil, fmt.Errorf("share %s: %w", s.Tag, err)
 		}
 		guestEnds = append(guestEnds, client) // see Config.shareFD
-		d, err := startVirtiofsd(bin, s, listener)
+		d, err := startVirtiofsd(bin, s, listener, cfg.Jail)
 		listener.Close() // virtiofsd has its own copy
 		if err != nil {
 			return nil, err
@@ -174,6 +176,18 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		guestEnds = append(guestEnds, f) // see Config.memoryFD
 	}
 
+	var jd *jailed
+	if cfg.Jail != nil {
+		if jd, err = cfg.Jail.lease(cfg); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				jd.release()
+			}
+		}()
+	}
+
 	m = &Machine{
 		cfg:     cfg,
 		console: newTail(4<<10, console),
@@ -182,27 +196,24 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		exited:  make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	m.cmd = exec.Command(cfg.QEMU, cfg.Args()...)
-	m.cmd.ExtraFiles = guestEnds // fds 3...: see fdConsole and friends
+	var hs *jail.Handshake
+	if jd != nil {
+		// fds 3...: see fdConsole and friends; the helper passes them on.
+		if m.cmd, hs, err = cfg.jailCommand(jd, guestEnds); err != nil {
+			return nil, err
+		}
+	} else {
+		m.cmd = exec.Command(cfg.QEMU, cfg.Args()...)
+		m.cmd.ExtraFiles = guestEnds // fds 3...: see fdConsole and friends
+		m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
 	m.cmd.Stdin = nil
 	m.cmd.Stdout = m.stderr
 	m.cmd.Stderr = m.stderr
-	// Go sets the parent-death signal after switching credentials, so it
-	// holds for a QEMU started as RunAs.
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cfg.RunAs}
-	if cfg.RunAs != nil && cfg.bindsPrivilegedPort() {
-		// A QEMU jailed as nobody cannot listen on a port below 1024
-		// (net.ipv4.ip_unprivileged_port_start), which -p 80:80 asks
-		// of it. docker's proxy listens as root; here QEMU gets that
-		// one capability, and only for a run that needs it: it grants
-		// nothing but binding low ports, where refusing would make
-		// root's arrow unable to publish a port root may publish.
-		m.cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_NET_BIND_SERVICE}
-	}
 	// The parent-death signal fires when the *thread* that started QEMU
-	// exits, not the process, and the Go runtime may retire threads: QEMU
-	// is started and waited for on a goroutine locked to its thread, which
-	// therefore lives exactly as long as QEMU.
+	// (or its jail's helper) exits, not the process, and the Go runtime
+	// may retire threads: it is started and waited for on a goroutine
+	// locked to its thread, which therefore lives exactly as long as it.
 	started := make(chan error, 1)
 	waited := make(chan error, 1)
 	go func() {
@@ -216,7 +227,22 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		waited <- m.cmd.Wait()
 	}()
 	if err := <-started; err != nil {
+		if hs != nil {
+			hs.Close()
+		}
 		return nil, fmt.Errorf("start %s: %w", cfg.QEMU, err)
+	}
+	m.pid = m.cmd.Process.Pid
+	if hs != nil {
+		// Killing the helper, the jail's pid namespace init, ends QEMU.
+		if m.pid, err = hs.Complete(m.cmd.Process.Pid); err != nil {
+			_ = m.cmd.Process.Kill()
+			<-waited
+			if msg := strings.TrimSpace(m.stderr.String()); msg != "" && !strings.Contains(err.Error(), msg) {
+				err = fmt.Errorf("%w: %s", err, msg)
+			}
+			return nil, err
+		}
 	}
 	conns := make([]net.Conn, 0, 3)
 	for _, f := range hostEnds {
@@ -243,6 +269,7 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 	}()
 	go func() {
 		err := <-waited
+		jd.release()
 		close(m.exited)
 		closeAll(placeholders)
 		// The console is fully read once QEMU is gone: its end closed.
@@ -337,8 +364,8 @@ func resolveShares(shares []Share) ([]Share, error) {
 // Control is the host end of the guest protocol port.
 func (m *Machine) Control() net.Conn { return m.control }
 
-// Pid is the QEMU process's ID.
-func (m *Machine) Pid() int { return m.cmd.Process.Pid }
+// Pid is the QEMU process's ID (in a jail, not its helper's).
+func (m *Machine) Pid() int { return m.pid }
 
 // Done is closed when QEMU has exited, and the virtiofsd processes serving
 // its shares with it.

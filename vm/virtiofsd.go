@@ -1,6 +1,8 @@
 package vm
 
 import (
+	"github.com/arrowsys/arrow/jail"
+
 	"errors"
 	"fmt"
 	"os"
@@ -75,10 +77,16 @@ func vhostUserPair() (listener, client *os.File, err error) {
 // A read-only share is made read-only for virtiofsd itself: it starts in a
 // mount namespace of its own where the directory is a read-only bind mount.
 // Writes then fail in the host kernel, whatever the guest does.
-func startVirtiofsd(bin string, s Share, listener *os.File) (*virtiofsd, error) {
+//
+// In a jail (j set), virtiofsd also starts in new namespaces, in the
+// arrow's cgroup, with rlimits and a seccomp filter that refuses setuid
+// and setgid bits, device nodes and extended attributes (jail.ProfileVirtiofsd):
+// guest root can write files into a volume, but none that carries
+// privilege on the host.
+func startVirtiofsd(bin string, s Share, listener *os.File, j *Jail) (*virtiofsd, error) {
 	d := &virtiofsd{share: s, stderr: newTail(4<<10, nil), done: make(chan struct{})}
 	started := make(chan error, 1)
-	go onPrivateThread(func() { d.run(bin, listener, started) })
+	go onPrivateThread(func() { d.run(bin, listener, j, started) })
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("share %s: %w", s.Tag, err)
 	}
@@ -111,7 +119,7 @@ func onPrivateThread(f func()) {
 // onPrivateThread): it may hold a private mount namespace, and it must
 // live as long as virtiofsd, whose parent-death signal fires when the
 // thread that started it exits.
-func (d *virtiofsd) run(bin string, listener *os.File, started chan<- error) {
+func (d *virtiofsd) run(bin string, listener *os.File, j *Jail, started chan<- error) {
 	defer close(d.done)
 	if d.share.ReadOnly {
 		if err := readOnlyView(d.share.Path); err != nil {
@@ -120,25 +128,52 @@ func (d *virtiofsd) run(bin string, listener *os.File, started chan<- error) {
 			return
 		}
 	}
-	cmd := exec.Command(bin,
+	args := []string{
 		"--fd=3",
-		"-o", "source="+fuseOptEscape(d.share.Path),
+		"-o", "source=" + fuseOptEscape(d.share.Path),
 		"-o", "sandbox=namespace",
 		"-o", "cache=auto",
 		// No device nodes on the host: a guest's root may create any
 		// file in a writable share, but not a door to a host device.
 		"-o", "modcaps=-mknod",
 		"-o", "log_level=warn",
-	)
-	cmd.ExtraFiles = []*os.File{listener}
+	}
+	var cmd *exec.Cmd
+	var hs *jail.Handshake
+	if j != nil {
+		var err error
+		spec := jail.Spec{Profile: jail.ProfileVirtiofsd, Helper: j.Helper, NewNet: true, Cgroup: j.Cgroup}
+		if cmd, hs, err = jail.Command(spec, bin, args, []*os.File{listener}); err != nil {
+			d.err = err
+			started <- err
+			return
+		}
+	} else {
+		cmd = exec.Command(bin, args...)
+		cmd.ExtraFiles = []*os.File{listener}
+		// Its own process group, so that killing it reaches the child
+		// it forks into its sandbox too.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
 	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
-	// Its own process group, so that killing it reaches the child it
-	// forks into its sandbox too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
+		if hs != nil {
+			hs.Close()
+		}
 		d.err = err
 		started <- fmt.Errorf("start %s: %w", bin, err)
 		return
+	}
+	if hs != nil {
+		// The helper is the process group's leader and its pid
+		// namespace's init: killing it ends virtiofsd.
+		if _, err := hs.Complete(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			d.err = err
+			started <- err
+			return
+		}
 	}
 	d.proc = cmd.Process
 	started <- nil

@@ -27,6 +27,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		entrypoint string
 		specFile   string
 		publish    []string
+		addHosts   []string
 		det        detachFlags
 	)
 	cmd := &cobra.Command{
@@ -93,6 +94,16 @@ or a library it needs was not found.`,
 			if cmd.Flags().Changed("entrypoint") {
 				o.Entrypoint = strings.Fields(entrypoint)
 			}
+			for _, h := range addHosts {
+				name, ok := strings.CutSuffix(h, ":host-gateway")
+				if !ok || name == "" || !guest.IsHostName(name) {
+					return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--add-host %q: want NAME:host-gateway (the guest then reaches the host, which it cannot otherwise)", h)}
+				}
+				o.HostAccess = true
+				if name != run.HostGatewayName {
+					o.HostAliases = append(o.HostAliases, name)
+				}
+			}
 			for _, p := range publish {
 				port, err := spec.ParsePort(p)
 				if err != nil {
@@ -156,6 +167,8 @@ or a library it needs was not found.`,
 	f.StringArrayVarP(&volumes, "volume", "v", nil, "mount a host directory: SRC:DST[:ro|rw] (repeatable)")
 	f.StringVar(&o.Hostname, "hostname", "", "the guest's host name (default: a random ID)")
 	f.StringVar(&o.Network, "network", run.NetworkUser, "network: user (QEMU user mode: outbound access, published ports), none (loopback only), or a network's name (with -d)")
+	f.StringArrayVar(&addHosts, "add-host", nil, "NAME:host-gateway lets the guest reach the host (its loopback and addresses) at NAME; without it the jail refuses that (user network)")
+	f.BoolVar(&o.NoJail, "no-jail", false, "DEBUGGING ONLY, UNSAFE: run QEMU without its jail (own uid, namespaces, root, seccomp allowlist, cgroup)")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "publish a guest port on the host: [IP:]HOST:GUEST[/tcp|udp] (repeatable)")
 	f.IntVar(&o.CPUs, "cpus", run.DefaultCPUs, "number of vCPUs")
 	f.StringVarP(&memory, "memory", "m", strconv.Itoa(run.DefaultMemoryMiB)+"M", "guest memory (e.g. 256M, 1G)")

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -65,6 +66,9 @@ type Config struct {
 	// name (volumes, includes, rootfs, kernel, image paths); the zero
 	// policy allows none.
 	HostPaths HostPathPolicy
+	// CrashAt is a test hook: the daemon kills itself with SIGKILL at
+	// the failpoint of that name (see crashPoint); empty in service.
+	CrashAt string
 }
 
 // Errors the API maps to statuses.
@@ -130,6 +134,10 @@ func New(cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("arrowd: %w", err)
 		}
 	}
+	// The shims' sockets go there: it must be no one else's.
+	if err := CheckRuntimeDir(cfg.RunDir); err != nil {
+		return nil, fmt.Errorf("arrowd: %w", err)
+	}
 	st, err := openStore(filepath.Join(cfg.Root, "arrowd.db"))
 	if err != nil {
 		return nil, fmt.Errorf("arrowd: %w", err)
@@ -175,17 +183,27 @@ func (d *Daemon) arrowDir(id string) string { return filepath.Join(d.cfg.Root, "
 
 func (d *Daemon) socketPath(id string) string { return filepath.Join(d.cfg.RunDir, id+".sock") }
 
-// recover loads the store and reattaches to the arrows' shims.
+// recover loads the store and reattaches to the arrows' shims. Shims
+// that no record names are ended first (see endOrphans), before anything
+// here can start a new one; an arrow left launching is settled by
+// recoverLaunch.
 func (d *Daemon) recover() {
 	recs, errs := d.st.all()
 	for _, err := range errs {
 		fmt.Fprintf(d.cfg.Log, "arrowd: %v\n", err)
 	}
 	for _, r := range recs {
-		a := &arrow{rec: r}
-		d.arrows[r.ID] = a
+		d.arrows[r.ID] = &arrow{rec: r}
+	}
+	d.endOrphans()
+	for _, r := range recs {
+		a := d.arrows[r.ID]
 		switch r.State {
 		case api.Starting, api.Running:
+			if r.Launching {
+				d.recoverLaunch(a)
+				continue
+			}
 			rs := &runState{client: shim.NewClient(r.Socket), exited: make(chan struct{})}
 			a.run = rs
 			if processAlive(r.ShimPid, r.ShimStart) {
@@ -203,8 +221,11 @@ func (d *Daemon) recover() {
 // exitOf reads the exit record of an arrow whose shim is gone.
 func (d *Daemon) exitOf(id string) *shim.Exit {
 	e, err := shim.ReadExit(d.arrowDir(id))
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return &shim.Exit{ExitCode: 255, FinishedAt: time.Now(), Error: "its supervisor ended without recording an exit status (killed, or the host restarted)"}
+	case err != nil:
+		return &shim.Exit{ExitCode: 255, FinishedAt: time.Now(), Error: fmt.Sprintf("its supervisor's exit record is unreadable: %v", err)}
 	}
 	return e
 }

@@ -165,6 +165,14 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		return nil, d.startFailed(a, err)
 	}
 	dir := d.arrowDir(id)
+	// No second shim over a live one: the lock says whether one lives,
+	// whatever the record says. (The shim's own lock refuses it anyway;
+	// this keeps the record from being marked exited for it.)
+	if pid, err := shim.Holder(dir); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConflict, err)
+	} else if pid != 0 {
+		return nil, fmt.Errorf("%w: a supervisor of %s (pid %d) is still running: stop it first", ErrConflict, r.Name, pid)
+	}
 	if err := shim.ClearExit(dir); err != nil {
 		return nil, d.startFailed(a, fmt.Errorf("clear the last exit: %w", err))
 	}
@@ -193,17 +201,11 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	if err := shim.WriteLaunch(dir, l); err != nil {
 		return nil, d.startFailed(a, fmt.Errorf("write launch: %w", err))
 	}
-	p, err := d.startShim(ctx, l, dir)
-	if err != nil {
-		return nil, d.startFailed(a, err)
-	}
-	rs := &runState{client: shim.NewClient(l.Socket), proc: p, exited: make(chan struct{})}
-	start := processStart(p.Pid())
-	d.mu.Lock()
-	a.run = rs
-	err = d.updateLocked(a, func(r *record) {
-		r.State = api.Starting
-		r.ShimPid, r.ShimStart, r.Socket = p.Pid(), start, l.Socket
+	// Committed before the shim starts: a daemon killed from here on
+	// leaves a record saying a shim may exist (see recover.go).
+	if err := d.update(a, func(r *record) {
+		r.State, r.Launching, r.Socket = api.Starting, true, l.Socket
+		r.ShimPid, r.ShimStart = 0, 0
 		if cgroupPath != "" {
 			r.Cgroup = cgroupPath
 		}
@@ -211,10 +213,35 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		r.Spare, r.StartPhases = false, nil
 		r.StoppedByUser = false
 		r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
+	}); err != nil {
+		return nil, d.startFailed(a, err)
+	}
+	d.crashPoint(crashLaunching)
+	p, err := d.startShim(ctx, l, dir)
+	if err != nil {
+		return nil, d.startFailed(a, err)
+	}
+	d.crashPoint(crashShimStarted)
+	rs := &runState{client: shim.NewClient(l.Socket), proc: p, exited: make(chan struct{})}
+	start := processStart(p.Pid())
+	d.mu.Lock()
+	err = d.updateLocked(a, func(r *record) {
+		r.Launching, r.ShimPid, r.ShimStart = false, p.Pid(), start
 	})
+	if err == nil {
+		a.run = rs
+	}
 	d.mu.Unlock()
 	if err != nil {
-		_ = rs.client.Signal(context.Background(), syscall.SIGKILL)
+		// Not recorded: the shim must not run. Unconfirmed, it ends.
+		p.Abandon()
+		<-p.Done
+		return nil, d.startFailed(a, err)
+	}
+	d.crashPoint(crashRecorded)
+	if err := p.Commit(); err != nil {
+		// The shim is gone already; the monitor records how it ended.
+		fmt.Fprintf(d.cfg.Log, "arrowd: %s: confirm the shim: %v\n", id[:12], err)
 	}
 	d.emit(a, "start", nil, "")
 	d.goMonitor(a, rs, p.Pid(), start)
@@ -240,6 +267,7 @@ func (d *Daemon) startShim(ctx context.Context, l *shim.Launch, dir string) (*sh
 func (d *Daemon) startFailed(a *arrow, err error) error {
 	_ = d.update(a, func(r *record) {
 		r.State, r.ExitCode, r.Error, r.FinishedAt = api.Exited, run.ExitArrowFailed, err.Error(), time.Now().UTC()
+		r.Launching, r.ShimPid, r.ShimStart = false, 0, 0
 	})
 	d.removeCgroup(a.rec.ID)
 	code := run.ExitArrowFailed
@@ -330,7 +358,7 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 	_ = d.updateLocked(a, func(r *record) {
 		r.State, r.ExitCode, r.Error, r.OOMKilled = api.Exited, e.ExitCode, e.Error, e.OOMKilled
 		r.FinishedAt = e.FinishedAt.UTC()
-		r.Pid, r.ShimPid, r.ShimStart, r.Health = 0, 0, 0, ""
+		r.Pid, r.ShimPid, r.ShimStart, r.Health, r.Launching = 0, 0, 0, "", false
 		if e.Accel != "" {
 			r.Accel = e.Accel
 		}

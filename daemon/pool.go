@@ -102,8 +102,12 @@ func newPool(d *Daemon, size, max int) *pool {
 	if max <= 0 {
 		max = DefaultMaxSpares
 	}
-	// Spare directories of an earlier daemon: their shims ended with it.
-	_ = os.RemoveAll(filepath.Join(d.cfg.Root, "spares"))
+	// Spare directories of an earlier daemon: their shims end with it
+	// (their control connection to it closed), but make sure: none may
+	// keep a VM running once its directory is gone.
+	endSpares(filepath.Join(d.cfg.Root, "spares"), func(format string, args ...any) {
+		fmt.Fprintf(d.cfg.Log, format, args...)
+	})
 	return &pool{d: d, size: size, max: max, ready: make(map[shape][]*spareShim), starting: make(map[shape]int), want: make(map[shape]int)}
 }
 
@@ -252,7 +256,9 @@ func (p *pool) watch(sp *spareShim) {
 	}
 }
 
-// claim makes sp the shim of the arrow in dir. On failure sp is gone.
+// claim makes sp the shim of the arrow in dir. On failure sp is gone. The
+// claimed shim runs the arrow only once the caller records it and calls
+// sp.proc.Commit.
 func (sp *spareShim) claim(ctx context.Context, dir string) error {
 	err := shim.NewClient(sp.socket).Claim(ctx, dir)
 	if err != nil {

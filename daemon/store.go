@@ -26,6 +26,11 @@ type record struct {
 	// Failures counts consecutive short runs (under stableRun), for the
 	// restart back-off.
 	Failures int `json:"failures,omitempty"`
+	// Launching is set, with State Starting, from before a shim is
+	// started for a run until the shim is recorded (ShimPid): a daemon
+	// that finds it set knows its predecessor died in between, and that
+	// a shim may exist that nothing else names (see recoverLaunch).
+	Launching bool `json:"launching,omitempty"`
 	// Tap is how the arrow's runs join its bridge network.
 	Tap *run.TapAttachment `json:"tap,omitempty"`
 	// Owner is the client that created the arrow: every start checks the

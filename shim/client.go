@@ -13,8 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/api/client"
@@ -25,6 +28,9 @@ type Process struct {
 	cmd *exec.Cmd
 	// Done is closed when the shim process has exited and been reaped.
 	Done chan struct{}
+
+	ctl     *os.File // the caller's end of the control connection
+	ctlOnce sync.Once
 }
 
 // Pid is the shim's process ID.
@@ -33,19 +39,48 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // Signal sends sig to the shim process.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
+// Commit tells the shim that the caller has recorded it (durably: the
+// shim outlives the caller from now on, and the caller's successor must be
+// able to find it). A shim starts its VM only once committed; a spare
+// shim, only once claimed and committed. Commit is the last word on the
+// control connection, which it closes.
+func (p *Process) Commit() error {
+	err := errors.New("shim: already committed or abandoned")
+	p.ctlOnce.Do(func() {
+		_, err = io.WriteString(p.ctl, "go\n")
+		if cerr := p.ctl.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// Abandon closes the control connection without committing: the shim
+// ends (a spare kills its VM) as it would were the caller gone.
+func (p *Process) Abandon() {
+	p.ctlOnce.Do(func() { p.ctl.Close() })
+}
+
 // Start starts a shim for the arrow in dir: exe (Arrow's own binary) with
-// args (which must make it call [Serve] on dir), in a session of its own so
-// that it outlives the caller and no terminal signal reaches it. It returns
-// once the shim listens, or with the reason it could not start.
+// args (which must make it call [Serve] or [ServeSpare] on dir), in a
+// session of its own so that it outlives the caller and no terminal signal
+// reaches it. It returns once the shim listens, or with the reason it
+// could not start.
+//
+// The shim's fd 3 is one end of a socket pair whose other end stays with
+// the returned Process until [Process.Commit] or [Process.Abandon]. The
+// caller's end closes when the caller dies, however it dies, and the shim
+// then ends: so a caller killed between this call and recording the shim
+// leaves no shim behind.
 func Start(ctx context.Context, exe string, args []string, dir string) (*Process, error) {
-	pr, pw, err := os.Pipe()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start shim: control socket: %w", err)
 	}
-	defer pr.Close()
+	ours, theirs := os.NewFile(uintptr(fds[0]), "shim-ctl"), os.NewFile(uintptr(fds[1]), "shim-ctl")
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = dir
-	cmd.ExtraFiles = []*os.File{pw} // fd 3
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// The shim's own diagnostics (a panic, say) go to a file of the arrow's.
 	if f, err := os.OpenFile(dir+"/shim.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
@@ -53,18 +88,19 @@ func Start(ctx context.Context, exe string, args []string, dir string) (*Process
 		defer f.Close()
 	}
 	if err := cmd.Start(); err != nil {
-		pw.Close()
+		ours.Close()
+		theirs.Close()
 		return nil, fmt.Errorf("start shim: %w", err)
 	}
-	pw.Close()
-	p := &Process{cmd: cmd, Done: make(chan struct{})}
+	theirs.Close()
+	p := &Process{cmd: cmd, Done: make(chan struct{}), ctl: ours}
 	go func() {
 		_ = cmd.Wait()
 		close(p.Done)
 	}()
 	line := make(chan string, 1)
 	go func() {
-		s, _ := bufio.NewReader(pr).ReadString('\n')
+		s, _ := readLine(ours, 4096)
 		line <- strings.TrimSpace(s)
 	}()
 	select {
@@ -72,6 +108,7 @@ func Start(ctx context.Context, exe string, args []string, dir string) (*Process
 		if s == "ok" {
 			return p, nil
 		}
+		p.Abandon()
 		_ = cmd.Process.Kill()
 		<-p.Done
 		if s == "" {
@@ -79,10 +116,21 @@ func Start(ctx context.Context, exe string, args []string, dir string) (*Process
 		}
 		return nil, fmt.Errorf("shim: %s", s)
 	case <-ctx.Done():
+		p.Abandon()
 		_ = cmd.Process.Kill()
 		<-p.Done
 		return nil, ctx.Err()
 	}
+}
+
+// ControlFile is a shim's end of its control connection, fd 3 (see
+// [Start]), marked close-on-exec so that the VM and its helpers do not
+// hold it.
+func ControlFile() (*os.File, error) {
+	if _, err := unix.FcntlInt(3, unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("shim: no control connection (fd 3): arrowd starts shims: %w", err)
+	}
+	return os.NewFile(3, "shim-ctl"), nil
 }
 
 // Client talks to a shim over its socket.
@@ -100,10 +148,15 @@ func NewClient(socket string) *Client {
 	return &Client{socket: socket, hc: &http.Client{Transport: t}}
 }
 
-// Wait blocks until the run ended and returns its final status.
+// Wait blocks until the run ended and returns its final status, its exit
+// record within the bounds of [Exit.Bound].
 func (c *Client) Wait(ctx context.Context) (*Status, error) {
 	var st Status
-	return &st, c.do(ctx, http.MethodGet, "/wait", &st)
+	err := c.do(ctx, http.MethodGet, "/wait", &st)
+	if st.Exit != nil {
+		st.Exit.Bound()
+	}
+	return &st, err
 }
 
 // WaitRunning blocks until the application started, or the run ended

@@ -20,9 +20,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/image/cachefile"
@@ -108,13 +113,88 @@ func ReadLaunch(dir string) (*Launch, error) {
 	return &l, nil
 }
 
+// Bounds of an exit record. Its message comes from the guest (the
+// application's own last words, or an error that quotes them), so it is
+// cut where the shim writes it and again wherever it is read: the host
+// stores a bounded amount of what a guest says.
+const (
+	// MaxExitMessage bounds Exit.Error, in bytes.
+	MaxExitMessage = 4 << 10
+	// maxExitFile bounds exit.json as read. A record within the bounds
+	// below marshals to far less (JSON escapes at most sextuple a byte).
+	maxExitFile   = 64 << 10
+	maxExitShort  = 128 // Template, Accel, a phase's name
+	maxExitPhases = 32
+)
+
+// truncated is the mark that ends a cut message.
+const truncated = "... (truncated)"
+
+// Bound cuts what e carries to the bounds of an exit record: the message
+// to [MaxExitMessage] bytes of valid UTF-8, ending with a mark when cut.
+func (e *Exit) Bound() {
+	e.Error = cut(e.Error, MaxExitMessage)
+	e.Template = cut(e.Template, maxExitShort)
+	e.Accel = cut(e.Accel, maxExitShort)
+	if len(e.Phases) > maxExitPhases {
+		e.Phases = e.Phases[:maxExitPhases]
+	}
+	for i := range e.Phases {
+		e.Phases[i].Name = cut(e.Phases[i].Name, maxExitShort)
+	}
+}
+
+// cut returns s as valid UTF-8 of at most n bytes; a cut string ends with
+// the mark truncated (within the n).
+func cut(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	i := max(n-len(truncated), 0)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + truncated
+}
+
 // ReadExit reads the exit record a shim left in dir; an error wrapping
 // fs.ErrNotExist when it left none (it still runs, or it was killed).
+// The file is read to a bound, must be a regular file, and must hold an
+// exit status from 0 to 255; the record returned is within the bounds of
+// [Exit.Bound] whatever the file held.
 func ReadExit(dir string) (*Exit, error) {
-	var e Exit
-	if err := readJSON(filepath.Join(dir, ExitFile), &e); err != nil {
+	path := filepath.Join(dir, ExitFile)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxExitFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return parseExit(path, b)
+}
+
+// parseExit decodes an exit record read from path.
+func parseExit(path string, b []byte) (*Exit, error) {
+	if len(b) > maxExitFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes: not an exit record", path, maxExitFile)
+	}
+	var e Exit
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if e.ExitCode < 0 || e.ExitCode > 255 {
+		return nil, fmt.Errorf("%s: exit status %d: want 0 to 255", path, e.ExitCode)
+	}
+	e.Bound()
 	return &e, nil
 }
 

@@ -31,21 +31,74 @@ const forever = 100 * 365 * 24 * time.Hour
 const killGrace = 2 * time.Second
 
 // Serve is the body of a shim process: it runs the arrow described in dir
-// and serves its socket until the run ends, then records how it ended. It
-// writes "ok\n" to ready once the socket accepts connections (or the
-// reason it could not start) and closes it. A stop signal to the shim
-// (SIGTERM, SIGINT) stops the arrow as `arrow stop` would.
-func Serve(ctx context.Context, dir string, ready io.WriteCloser) error {
+// and serves its socket until the run ends, then records how it ended.
+//
+// ctl is its daemon's control connection (see [Start]): once the socket
+// accepts connections the shim writes "ok\n" to it (or the reason it could
+// not start), then waits for the daemon to confirm with "go\n" that it
+// recorded the shim. Only then does it start the VM, and from then on it
+// outlives its daemon. Should the daemon end first, ctl reads end of file
+// and the shim ends without starting anything: a daemon killed between
+// starting a shim and recording it leaves nothing running behind.
+//
+// A stop signal to the shim (SIGTERM, SIGINT) stops the arrow as
+// `arrow stop` would.
+func Serve(ctx context.Context, dir string, ctl io.ReadWriteCloser) error {
 	s, err := newServer(dir)
 	if err != nil {
-		fmt.Fprintf(ready, "%v\n", err)
-		ready.Close()
+		fmt.Fprintf(ctl, "%v\n", err)
+		ctl.Close()
 		return err
 	}
 	defer s.close()
-	fmt.Fprintln(ready, "ok")
-	ready.Close()
+	fmt.Fprintln(ctl, "ok")
+	if err := awaitGo(ctl); err != nil {
+		s.abandoned(err)
+		return err
+	}
 	return s.run(ctx)
+}
+
+// awaitGo reads the daemon's confirmation from ctl, and closes ctl.
+func awaitGo(ctl io.ReadCloser) error {
+	defer ctl.Close()
+	line, err := readLine(ctl, 16)
+	if err != nil || line != "go" {
+		return errAbandoned
+	}
+	return nil
+}
+
+// errAbandoned is why a shim whose daemon never confirmed it ends.
+var errAbandoned = errors.New("arrowd ended before it recorded this run of the arrow: the run was abandoned")
+
+// readLine reads one line of at most max bytes from r, byte by byte so
+// that nothing after it is consumed.
+func readLine(r io.Reader, max int) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for len(b) < max {
+		n, err := r.Read(one)
+		if n == 1 {
+			if one[0] == '\n' {
+				return string(b), nil
+			}
+			b = append(b, one[0])
+			continue
+		}
+		if err != nil {
+			return string(b), err
+		}
+	}
+	return string(b), errors.New("control line too long")
+}
+
+// abandoned records a run that never started because its daemon went
+// before confirming it. The shim holds the arrow's lock while it writes,
+// so the record cannot land on a later run's.
+func (s *server) abandoned(why error) {
+	e := &Exit{ExitCode: run.ExitArrowFailed, FinishedAt: time.Now(), Error: why.Error()}
+	_ = writeJSON(filepath.Join(s.dir, ExitFile), e)
 }
 
 // server is one shim's state.
@@ -60,6 +113,7 @@ type server struct {
 	out    *fanout
 	group  *cgroup.Group
 	spare  *template.Spare // the VM to run in, when a spare shim was claimed
+	lock   *os.File        // the arrow's LockFile, held for the shim's life
 
 	mu       sync.Mutex
 	status   Status
@@ -72,24 +126,33 @@ type server struct {
 }
 
 func newServer(dir string) (*server, error) {
+	// The lock first: until this shim holds it, it touches nothing of
+	// the arrow's (another shim may be serving it).
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("shim: %w", err)
+	}
 	l, err := ReadLaunch(dir)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("shim: %w", err)
 	}
 	lw, err := logs.Create(filepath.Join(dir, LogFile), logs.WriterOptions{MaxSize: l.LogMaxSize, MaxFiles: l.LogMaxFiles})
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("shim: log: %w", err)
 	}
-	_ = os.Remove(l.Socket) // a dead shim's
+	_ = os.Remove(l.Socket) // a dead shim's: the lock says no live one has it
 	ln, err := net.Listen("unix", l.Socket)
 	if err != nil {
 		lw.Close()
+		lock.Close()
 		return nil, fmt.Errorf("shim: %w", err)
 	}
 	_ = os.Chmod(l.Socket, 0o600)
 	pr, pw := io.Pipe()
 	s := &server{
-		dir: dir, launch: l, ln: ln, log: lw,
+		dir: dir, launch: l, ln: ln, log: lw, lock: lock,
 		sigs:  make(chan os.Signal, 8),
 		stdin: pw, stdinR: pr,
 		out:     newFanout(),
@@ -114,6 +177,7 @@ func (s *server) close() {
 	s.ln.Close()
 	os.Remove(s.launch.Socket)
 	s.log.Close()
+	s.lock.Close() // last: the arrow is free for another shim
 }
 
 // run runs the VM to its end while serving the socket.
@@ -183,6 +247,8 @@ func (s *server) run(ctx context.Context) error {
 	} else if res.Status.Message != "" {
 		e.Error = res.Status.Message
 	}
+	// The message may be the guest's: the host keeps a bounded part.
+	e.Bound()
 	if s.group != nil {
 		if st, serr := s.group.Stats(); serr == nil && st.OOMKills > 0 {
 			// The host killed QEMU: report it as docker reports an OOM

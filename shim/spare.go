@@ -23,8 +23,8 @@ import (
 // pool before any arrow exists for it. When the daemon starts an arrow of
 // the spare's machine, it claims the spare instead of starting a shim: the
 // spare shim becomes that arrow's shim, and its run takes the clone in
-// place of starting one (run.Options.Spare). A spare that is never
-// claimed ends with its daemon: it checks for its parent every second.
+// place of starting one (run.Options.Spare). A spare that its daemon has
+// not confirmed as an arrow's ends with its daemon (see [ServeSpare]).
 //
 // Why the shim and not arrowd holds the clone: the clone's QEMU dies with
 // the process that started it, and its channels must stay with whoever
@@ -55,25 +55,33 @@ type Claim struct {
 	Dir string `json:"dir"`
 }
 
-// parentPoll is how often an unclaimed spare checks that its daemon lives.
-const parentPoll = time.Second
-
 // ServeSpare is the body of a spare shim: it starts the spare described in
-// dir, writes "ok\n" to ready once the spare is warm and the socket
-// listens (or the reason it could not), and waits for a claim. Claimed, it
-// serves the arrow as [Serve] does. Unclaimed, it ends when ctx does, on
-// a stop signal, when its daemon is gone or its VM died.
-func ServeSpare(ctx context.Context, dir string, ready io.WriteCloser) error {
+// dir, writes "ok\n" to ctl once the spare is warm and the socket listens
+// (or the reason it could not), and waits for a claim. Claimed, it waits
+// for its daemon's "go\n" on ctl, as a shim started by [Start] does, and
+// serves the arrow as [Serve] does.
+//
+// Until that "go" the spare is its daemon's alone: when ctl reads end of
+// file (the daemon ended, however: even kill -9 closes its end), the spare
+// kills its VM and ends. It also ends when ctx does, on a stop signal, or
+// when its VM died.
+func ServeSpare(ctx context.Context, dir string, ctl io.ReadWriteCloser) error {
 	failed := func(err error) error {
-		fmt.Fprintf(ready, "%v\n", err)
-		ready.Close()
+		fmt.Fprintf(ctl, "%v\n", err)
+		ctl.Close()
 		return err
 	}
+	// The spare's directory is locked as an arrow's is, so that a later
+	// daemon can find (and end) a spare shim that outlived its own.
+	lock, err := lockDir(dir)
+	if err != nil {
+		return failed(fmt.Errorf("spare: %w", err))
+	}
+	defer func() { lock.Close() }()
 	var sp Spare
 	if err := readJSON(filepath.Join(dir, SpareFile), &sp); err != nil {
 		return failed(fmt.Errorf("spare: %w", err))
 	}
-	parent := os.Getppid()
 	vm, err := run.StartSpare(ctx, run.Options{Root: sp.Root, MemoryMiB: sp.MemoryMiB, CPUs: sp.CPUs, Network: sp.Network, Accel: sp.Accel})
 	if err != nil {
 		return failed(fmt.Errorf("spare: %w", err))
@@ -96,8 +104,18 @@ func ServeSpare(ctx context.Context, dir string, ready io.WriteCloser) error {
 	srv := &http.Server{Handler: spareHandler(claims), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
-	fmt.Fprintln(ready, "ok")
-	ready.Close()
+	fmt.Fprintln(ctl, "ok")
+	defer ctl.Close()
+	// The daemon's only word is "go", after a claim; anything else, or
+	// the end of the connection, ends the spare.
+	word := make(chan string, 1)
+	go func() {
+		line, err := readLine(ctl, 16)
+		if err != nil {
+			line = ""
+		}
+		word <- line
+	}()
 
 	// Registered until the end: stopping it before the claimed run
 	// registered its own would leave a moment in which a SIGTERM has its
@@ -105,17 +123,21 @@ func ServeSpare(ctx context.Context, dir string, ready io.WriteCloser) error {
 	stop := make(chan os.Signal, 1)
 	signalNotify(stop)
 	defer signal.Stop(stop)
-	tick := time.NewTicker(parentPoll)
-	defer tick.Stop()
+	var claimed *server
 	for {
 		select {
 		case c := <-claims:
+			if claimed != nil {
+				c.reply <- errors.New("spare: already claimed")
+				continue
+			}
 			s, err := newServer(c.dir)
 			c.reply <- err
 			if err != nil {
 				return fmt.Errorf("spare: claimed for %s: %w", c.dir, err)
 			}
 			defer s.close()
+			claimed = s
 			// The shim's own diagnostics go to the arrow's directory,
 			// as a started shim's do: the spare's is removed.
 			redirectOutput(filepath.Join(c.dir, "shim.log"))
@@ -123,14 +145,19 @@ func ServeSpare(ctx context.Context, dir string, ready io.WriteCloser) error {
 			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_ = srv.Shutdown(sctx)
 			cancel()
-			s.spare, owned = vm, false
-			return s.run(ctx)
-		case <-vm.Machine.Done():
-			return errors.New("spare: its VM ended")
-		case <-tick.C:
-			if os.Getppid() != parent {
+		case w := <-word:
+			if w != "go" || claimed == nil {
+				if claimed != nil {
+					claimed.abandoned(errAbandoned)
+				}
 				return errors.New("spare: the daemon is gone")
 			}
+			ctl.Close()
+			lock.Close() // the spare's directory: the arrow's is held now
+			claimed.spare, owned = vm, false
+			return claimed.run(ctx)
+		case <-vm.Machine.Done():
+			return errors.New("spare: its VM ended")
 		case <-stop:
 			return nil
 		case <-ctx.Done():

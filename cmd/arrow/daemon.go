@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -54,6 +55,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		tlsCA        string
 		poolSize     int
 		maxSpares    int
+		crashAt      string
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -80,7 +82,7 @@ other commands that need arrowd start one when none answers.`,
 				Root: g.dataRoot(), RunDir: filepath.Dir(sock), Exe: exe, Version: version,
 				Log: os.Stderr, CgroupParent: cgroupParent, BridgeNetworks: true,
 				LogMaxSize: maxSize, LogMaxFiles: logMaxFiles, VMOverheadMiB: overhead,
-				PoolSize: poolSize, MaxSpares: maxSpares,
+				PoolSize: poolSize, MaxSpares: maxSpares, CrashAt: crashAt,
 			})
 			if err != nil {
 				return err
@@ -127,6 +129,10 @@ other commands that need arrowd start one when none answers.`,
 	f.StringVar(&tlsCert, "tls-cert", "", "the daemon's TLS certificate (PEM)")
 	f.StringVar(&tlsKey, "tls-key", "", "the key of --tls-cert (PEM)")
 	f.StringVar(&tlsCA, "tls-ca", "", "CA certificate (PEM) that must have signed clients' certificates")
+	// For tests of crash recovery only: the daemon kills itself at a
+	// failpoint of its start of a run.
+	f.StringVar(&crashAt, "crash-at", "", "testing only: SIGKILL arrowd at this failpoint")
+	_ = f.MarkHidden("crash-at")
 	return cmd
 }
 
@@ -139,14 +145,14 @@ func newShimCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ready := os.NewFile(3, "ready")
-			if ready == nil {
-				return errors.New("shim: no ready pipe (fd 3): arrowd starts shims")
+			ctl, err := shim.ControlFile()
+			if err != nil {
+				return err
 			}
 			if spare {
-				return shim.ServeSpare(cmd.Context(), args[0], ready)
+				return shim.ServeSpare(cmd.Context(), args[0], ctl)
 			}
-			return shim.Serve(cmd.Context(), args[0], ready)
+			return shim.Serve(cmd.Context(), args[0], ctl)
 		},
 	}
 	cmd.Flags().BoolVar(&spare, "spare", false, "hold a spare VM for arrowd's pool until an arrow claims it (DIR holds spare.json)")
@@ -156,6 +162,12 @@ func newShimCmd() *cobra.Command {
 // connect returns a client of the daemon, starting one when none answers.
 func (g *globals) connect(ctx context.Context) (*client.Client, error) {
 	sock := g.socketPath()
+	// Whoever owns or can write the socket's directory could answer in
+	// arrowd's place (and read every file a request includes): refuse
+	// such a directory. One that does not exist yet arrowd creates.
+	if err := daemon.CheckRuntimeDir(filepath.Dir(sock)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	c := client.New(sock)
 	if err := c.Ping(ctx); err == nil {
 		return c, nil

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +10,13 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -308,6 +311,13 @@ func TestGuestAgainstHost(t *testing.T) {
 		}
 	})
 
+	// Nor can it lure the host: it answers the host's ARP for another
+	// arrow's address, and the host's connection to that arrow.
+	spoofed := netip.AddrPortFrom(other.Address.Addr(), 80).String()
+	if got, err := fetch(spoofed, netip.Addr{}, short); err == nil {
+		t.Errorf("from the host, %s reached the arrow that took its address: %q", spoofed, got)
+	}
+
 	// The attacks are real: without the rules that guard the host, the
 	// guest reaches its loopback and its addresses.
 	c, err := nftables.New()
@@ -331,6 +341,9 @@ func TestGuestAgainstHost(t *testing.T) {
 			}
 		}
 	})
+	if got, err := fetch(spoofed, netip.Addr{}, 3*time.Second); err != nil || !strings.HasPrefix(got, "arrow to ") {
+		t.Errorf("unguarded, from the host, %s: %q, %v; want the arrow that took the address", spoofed, got, err)
+	}
 	// A rebuild from the state puts the guard back.
 	if _, err := m.Attach(ctx, "front", "dddd", "", nil); err != nil {
 		t.Fatal(err)
@@ -342,6 +355,9 @@ func TestGuestAgainstHost(t *testing.T) {
 			}
 		}
 	})
+	if got, err := fetch(spoofed, netip.Addr{}, short); err == nil {
+		t.Errorf("guarded again, from the host, %s reached the arrow that took its address: %q", spoofed, got)
+	}
 }
 
 // TestForwardingGuard checks that Arrow turning IPv4 forwarding on does
@@ -438,5 +454,110 @@ func forwardingGuard(t *testing.T, already bool) {
 	}
 	if c, _ := tableRules(t); c != nil {
 		t.Errorf("table left: %v", c)
+	}
+}
+
+// bridgeTable returns the rules of the bridge arrow table by chain, nil
+// when there is no table.
+func bridgeTable(t *testing.T) map[string][]*nftables.Rule {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := c.ListTableOfFamily(TableName, nftables.TableFamilyBridge)
+	if err != nil {
+		return nil
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyBridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]*nftables.Rule{}
+	for _, ch := range chains {
+		if ch.Table.Name != TableName {
+			continue
+		}
+		rs, err := c.GetRules(table, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[ch.Name] = rs
+	}
+	return out
+}
+
+// cmpData returns the data of the rule's comparisons.
+func cmpData(r *nftables.Rule) [][]byte {
+	var out [][]byte
+	for _, e := range r.Exprs {
+		if c, ok := e.(*expr.Cmp); ok {
+			out = append(out, c.Data)
+		}
+	}
+	return out
+}
+
+// TestAntiSpoofingRules checks that the bridge table follows the
+// endpoints: a chain per tap, with its MAC and address, none for a
+// detached one, no table with no network.
+func TestAntiSpoofingRules(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	ctx := context.Background()
+	m := open(t, testOpts(t))
+	if _, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if tb := bridgeTable(t); len(tb) != 1 || len(tb[chainPrerouting]) != 0 {
+		t.Errorf("with no endpoint: %v", tb)
+	}
+	a, err := m.Attach(ctx, "front", "aaaa", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Attach(ctx, "front", "bbbb", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := bridgeTable(t)
+	if len(tb[chainPrerouting]) != 2 {
+		t.Fatalf("prerouting: %d rules, want a jump per tap", len(tb[chainPrerouting]))
+	}
+	for _, ep := range []Endpoint{a, b} {
+		rules := tb[ep.Tap]
+		if len(rules) != 5 {
+			t.Fatalf("chain %s: %d rules", ep.Tap, len(rules))
+		}
+		addr := ep.Address.Addr().As4()
+		if d := cmpData(rules[0]); len(d) != 1 || !bytes.Equal(d[0], ep.MAC) {
+			t.Errorf("%s: MAC rule compares %x, want %s", ep.Tap, d, ep.MAC)
+		}
+		if d := cmpData(rules[1]); len(d) != 2 || !bytes.Equal(d[1], addr[:]) {
+			t.Errorf("%s: IPv4 rule compares %x, want %s", ep.Tap, d, ep.Address.Addr())
+		}
+		if d := cmpData(rules[3]); len(d) != 3 || !bytes.Equal(d[2], append(slices.Clone([]byte(ep.MAC)), addr[:]...)) {
+			t.Errorf("%s: ARP rule compares %x", ep.Tap, d)
+		}
+		if v, ok := rules[4].Exprs[len(rules[4].Exprs)-1].(*expr.Verdict); !ok || v.Kind != expr.VerdictDrop {
+			t.Errorf("%s: last rule %v, want drop", ep.Tap, rules[4].Exprs)
+		}
+	}
+	if err := m.Detach(ctx, "front", "aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	tb = bridgeTable(t)
+	if _, ok := tb[a.Tap]; ok || len(tb[chainPrerouting]) != 1 || len(tb[b.Tap]) != 5 {
+		t.Errorf("after Detach: %v", tb)
+	}
+	if err := m.Detach(ctx, "front", "bbbb"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove(ctx, "front"); err != nil {
+		t.Fatal(err)
+	}
+	if tb := bridgeTable(t); tb != nil {
+		t.Errorf("bridge table left: %v", tb)
 	}
 }

@@ -11,10 +11,18 @@
 // that resolves the names of the arrows attached to it and forwards every
 // other query to the host's nameservers.
 //
+// A guest is not trusted with the host: nothing from a bridge reaches the
+// host's 127.0.0.0/8 or its addresses but the DNS responder, published
+// ports and the replies to the host's own connections; a tap sends only
+// its endpoint's MAC, IPv4 address and ARP; and when Arrow is the one
+// that turned IPv4 forwarding on, the host forwards nothing that does not
+// involve an arrow bridge.
+//
 // Everything the package sets up in the kernel is derived from the state
-// it persists in a bbolt file: the nftables table inet arrow, which is the
-// package's own and is rebuilt whole, atomically, on every change; the
-// bridges; and the taps. [Manager.Reconcile] puts the kernel back in line
+// it persists in a bbolt file: the nftables tables inet arrow and bridge
+// arrow, which are the package's own and are rebuilt whole, in one atomic
+// transaction, on every change; the bridges; the taps; and IPv4
+// forwarding. [Manager.Reconcile] puts the kernel back in line
 // with that state after a crash or a reboot.
 package network
 

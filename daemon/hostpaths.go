@@ -105,10 +105,11 @@ func checkAllowEntry(p string) error {
 // Root on the Unix socket, and the daemon's own user, are not limited: they
 // could read and write those paths without Arrow. Every other client is:
 //
-//   - A path it names must be absolute, and lie within one of Allow both as
-//     written (cleaned) and once its symlinks are resolved, comparing whole
-//     path components (/data2 is not within /data). A ".." cannot leave an
-//     allowed directory, nor can a symlink inside one.
+//   - A path it names must be absolute and clean (no "." or ".."
+//     components, no doubled or trailing slash), and lie within one of
+//     Allow both as written and once its symlinks are resolved, comparing
+//     whole path components (/data2 is not within /data). A symlink
+//     inside an allowed directory cannot lead out of it.
 //   - A Unix-socket peer of another uid (a member of the socket's group)
 //     must, moreover, be able to use the path itself: the daemon opens it
 //     with the peer's uid and groups (see [asPeer]), so that the socket
@@ -298,7 +299,13 @@ func (pol *HostPathPolicy) resolve(who *Peer, field, p string) (string, error) {
 	if p == "" || !filepath.IsAbs(p) || strings.IndexByte(p, 0) >= 0 {
 		return "", pol.forbidden(who, field, fmt.Sprintf("%q", p), "not an absolute path")
 	}
+	// Only a clean path has one meaning: the kernel takes "dir/link/.."
+	// through the link, filepath.Clean and the code that cleans paths
+	// before use do not. Clients send clean paths (filepath.Abs).
 	clean := filepath.Clean(p)
+	if clean != p {
+		return "", pol.forbidden(who, field, fmt.Sprintf("%q", p), fmt.Sprintf("not a clean path (want %s)", clean))
+	}
 	if !pol.allowedLexically(clean) {
 		return "", pol.forbidden(who, field, p, "outside the allowed host paths")
 	}
@@ -336,7 +343,7 @@ func (pol *HostPathPolicy) Check(ctx context.Context, who *Peer, daemonUID int, 
 	var rs []resolved
 	for _, np := range namedPaths(c) {
 		for _, cand := range np.candidates {
-			if !filepath.IsAbs(cand) || !pol.allowedLexically(filepath.Clean(cand)) {
+			if !filepath.IsAbs(cand) || cand != filepath.Clean(cand) || !pol.allowedLexically(cand) {
 				return pol.forbidden(who, np.field, np.path, fmt.Sprintf("may also be read as %q, outside the allowed host paths", cand))
 			}
 		}

@@ -153,14 +153,16 @@ func TestHostPathMatcher(t *testing.T) {
 		{"the allowed directory", h.p("data"), h.p("data"), ""},
 		{"below it", h.p("data/pub/sub"), h.p("data/pub/sub"), ""},
 		{"a file below it", h.p("data/pub/file"), h.p("data/pub/file"), ""},
-		{"trailing slash", h.p("data/pub") + "/", h.p("data/pub"), ""},
-		{"double slashes", h.top + "//data//pub", h.p("data/pub"), ""},
-		{"dot-dot staying inside", h.p("data/pub/sub/../sub"), h.p("data/pub/sub"), ""},
+		{"trailing slash", h.p("data/pub") + "/", "", "not a clean path"},
+		{"double slashes", h.top + "//data//pub", "", "not a clean path"},
+		{"dot-dot staying inside", h.top + "/data/pub/sub/../sub", "", "not a clean path"},
+		{"dot-dot after a symlink out", h.top + "/data/link-out/..", "", "not a clean path"},
+		{"a dot component", h.top + "/data/./pub", "", "not a clean path"},
 		{"symlink staying inside", h.p("data/link-in"), h.p("data/pub/sub"), ""},
 		{"a sibling with the same prefix", h.p("data2"), "", "outside the allowed host paths"},
 		{"the parent", h.top, "", "outside the allowed host paths"},
-		{"dot-dot out", h.p("data/../secret"), "", "outside the allowed host paths"},
-		{"dot-dot out, deeper", h.p("data/pub/sub/../../../secret/shadow"), "", "outside the allowed host paths"},
+		{"dot-dot out", h.top + "/data/../secret", "", "not a clean path"},
+		{"dot-dot out, deeper", h.top + "/data/pub/sub/../../../secret/shadow", "", "not a clean path"},
 		{"symlink out", h.p("data/link-out"), "", "resolves to " + h.p("secret")},
 		{"through a symlink out", h.p("data/link-out/shadow"), "", "resolves to " + h.p("secret/shadow")},
 		{"symlink to a file out", h.p("data/link-out-file"), "", "outside the allowed host paths"},
@@ -246,6 +248,7 @@ func TestHostPathCheckFields(t *testing.T) {
 		{"oci layout inside with tag", img("oci:" + inDir + ":v1"), true, ""},
 		{"oci layout outside", img("oci:" + outDir), false, "image"},
 		{"oci layout outside behind a tag", img("oci:" + outDir + ":" + inDir), false, "image"},
+		{"oci layout through a symlink and dot-dot behind a tag", img("oci:" + h.top + "/data/link-out/..:" + inDir), false, "image"},
 		{"oci archive outside", img("oci-archive:" + out), false, "image"},
 		{"docker archive outside", img("docker-archive:" + out + ":app:1"), false, "image"},
 		{"docker archive inside", img("docker-archive:" + in), true, ""},
@@ -618,6 +621,71 @@ func TestHostPathsOverTheSocket(t *testing.T) {
 		req = vol("tls-in", h.p("data/pub-moved"))
 		if _, err := c.Create(ctx, &req); err != nil {
 			t.Fatalf("TLS create inside the list: %v", err)
+		}
+	})
+}
+
+// FuzzHostPathPolicy names arbitrary paths and image references ($T stands
+// for the test tree's top) as a TLS client. Whatever is allowed must be, on
+// the host, within the allowed directory; whatever is refused is refused
+// as forbidden.
+func FuzzHostPathPolicy(f *testing.F) {
+	for _, s := range []string{
+		"$T/data/pub", "$T/data", "$T/data2", "$T/data/../secret", "$T/data/pub/sub/../../../secret/shadow",
+		"$T/data/link-out/shadow", "$T/data/link-in", "$T/data/dotdot-out/public", "$T/alias/pub", "$T//data/./pub/",
+		"/etc/shadow", "data/pub", "", ".", "..", "/", "$T/data/pub\x00", "$T/data/0/..", "$T/data/link-out/..", "oci:$T/data/pub:v1", "oci:$T/secret:$T/data",
+		"oci-archive:$T/data/pub/file", "docker-archive:$T/data/link-out-file:x:y", "./x", "busybox:latest", "docker://alpine",
+	} {
+		f.Add(s)
+	}
+	h := newHostTree(f)
+	pol := h.policy()
+	allowed, err := filepath.EvalSymlinks(h.p("data"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := strings.ReplaceAll(s, "$T", h.top)
+		r, err := pol.resolve(tlsPeer, "volume source", p)
+		if err != nil {
+			if !errors.Is(err, ErrForbidden) {
+				t.Fatalf("resolve(%q): %v, not ErrForbidden", p, err)
+			}
+		} else {
+			onHost, herr := filepath.EvalSymlinks(p)
+			if !filepath.IsAbs(p) || herr != nil || onHost != r || !within(r, allowed) || !within(filepath.Clean(p), h.p("data")) {
+				t.Fatalf("resolve(%q) allowed %q (on the host %q, %v), outside %s", p, r, onHost, herr, allowed)
+			}
+		}
+		cfg := api.Config{Image: p}
+		err = pol.Check(context.Background(), tlsPeer, 4242, &cfg)
+		if err != nil && !errors.Is(err, ErrForbidden) {
+			t.Fatalf("image %q: %v, not ErrForbidden", p, err)
+		}
+		if path, _, isPath := imageHostPath(p); err == nil && isPath {
+			onHost, herr := filepath.EvalSymlinks(path)
+			if herr != nil || !within(onHost, allowed) {
+				t.Fatalf("image %q allowed: it reads %q (on the host %q, %v), outside %s", p, path, onHost, herr, allowed)
+			}
+		}
+	})
+}
+
+// FuzzParseConfig: whatever the configuration file holds, parsing ends
+// with an error or with absolute allowed paths only.
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{`{}`, `{"allow_host_paths": ["/srv"]}`, `{"allow_host_paths": ["srv"]}`, `{"x": 1}`, `{} {}`, ``, `[]`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b)
+		if err != nil {
+			return
+		}
+		for _, p := range c.AllowHostPaths {
+			if !filepath.IsAbs(p) || strings.IndexByte(p, 0) >= 0 {
+				t.Fatalf("ParseConfig(%q) allowed %q", b, p)
+			}
 		}
 	})
 }

@@ -55,6 +55,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		tlsCA        string
 		poolSize     int
 		maxSpares    int
+		configFile   string
+		allowPaths   []string
 		crashAt      string
 	)
 	cmd := &cobra.Command{
@@ -77,10 +79,15 @@ other commands that need arrowd start one when none answers.`,
 			if err != nil {
 				return err
 			}
+			hostPaths, err := loadHostPathPolicy(configFile, cmd.Flags().Changed("config"), allowPaths)
+			if err != nil {
+				return err
+			}
 			sock := g.socketPath()
 			d, err := daemon.New(daemon.Config{
 				Root: g.dataRoot(), RunDir: filepath.Dir(sock), Exe: exe, Version: version,
 				Log: os.Stderr, CgroupParent: cgroupParent, BridgeNetworks: true,
+				HostPaths:  hostPaths,
 				LogMaxSize: maxSize, LogMaxFiles: logMaxFiles, VMOverheadMiB: overhead,
 				PoolSize: poolSize, MaxSpares: maxSpares, CrashAt: crashAt,
 			})
@@ -129,11 +136,38 @@ other commands that need arrowd start one when none answers.`,
 	f.StringVar(&tlsCert, "tls-cert", "", "the daemon's TLS certificate (PEM)")
 	f.StringVar(&tlsKey, "tls-key", "", "the key of --tls-cert (PEM)")
 	f.StringVar(&tlsCA, "tls-ca", "", "CA certificate (PEM) that must have signed clients' certificates")
+	f.StringVar(&configFile, "config", daemon.DefaultConfigFile, "arrowd's configuration file (JSON: {\"allow_host_paths\": [...]}); the default need not exist")
+	f.StringArrayVar(&allowPaths, "allow-host-path", nil, "a host directory under which clients other than root may name host paths (volumes, includes, rootfs, kernel, image paths); repeatable, added to the configuration's allow_host_paths")
 	// For tests of crash recovery only: the daemon kills itself at a
 	// failpoint of its start of a run.
 	f.StringVar(&crashAt, "crash-at", "", "testing only: SIGKILL arrowd at this failpoint")
 	_ = f.MarkHidden("crash-at")
 	return cmd
+}
+
+// loadHostPathPolicy builds arrowd's host-path policy from its
+// configuration file (which must exist when named explicitly) and the
+// --allow-host-path flags.
+func loadHostPathPolicy(file string, explicit bool, flags []string) (daemon.HostPathPolicy, error) {
+	fc, err := daemon.LoadConfigFile(file, explicit)
+	if err != nil {
+		return daemon.HostPathPolicy{}, err
+	}
+	for _, p := range flags {
+		if !filepath.IsAbs(p) || strings.IndexByte(p, 0) >= 0 {
+			return daemon.HostPathPolicy{}, fmt.Errorf("--allow-host-path %q: want an absolute path", p)
+		}
+	}
+	allow := append(append([]string{}, fc.AllowHostPaths...), flags...)
+	if len(allow) == 0 {
+		fmt.Fprintln(os.Stderr, "arrowd: clients other than root may name no host path (see --allow-host-path)")
+	} else {
+		fmt.Fprintf(os.Stderr, "arrowd: clients other than root may name host paths within %s\n", strings.Join(allow, ", "))
+	}
+	return daemon.HostPathPolicy{
+		Allow:   allow,
+		Setting: fmt.Sprintf("the allow_host_paths of %s or --allow-host-path", file),
+	}, nil
 }
 
 // newShimCmd is the supervisor of one detached arrow, started by arrowd.

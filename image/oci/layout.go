@@ -3,23 +3,46 @@ package oci
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/arrowsys/arrow/image/layer"
 	"github.com/arrowsys/arrow/image/store"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// maxIndexDepth bounds nested indexes.
-const maxIndexDepth = 4
+// Bounds on what finding an image in a layout reads. A layout (or the
+// OCI archive it came in) is user input, and its JSON documents are read
+// whole: each is bounded in size, and one lookup reads a bounded number of
+// them, whatever the indexes say.
+const (
+	// maxIndexDepth bounds nested indexes.
+	maxIndexDepth = 4
+	// maxJSONBytes bounds index.json and each index, manifest and config
+	// blob; real ones are a few kilobytes.
+	maxJSONBytes = 4 << 20
+	// maxDocuments bounds the indexes, manifests and configs read to pick
+	// one image; a multi-platform image needs a handful.
+	maxDocuments = 64
+)
+
+// Errors of hostile or broken layouts, wrapped with the digest at fault.
+var (
+	errIndexCycle = errors.New("index cycle: an index contains itself")
+	errBudget     = fmt.Errorf("more than %d indexes, manifests and configs to read", maxDocuments)
+	errTooLarge   = fmt.Errorf("JSON document larger than %d bytes", maxJSONBytes)
+)
 
 // FromLayout reads the OCI image layout directory dir. tag, when set,
 // picks the images of index.json whose reference-name annotation is tag
@@ -30,19 +53,15 @@ func FromLayout(ctx context.Context, dir, tag string, opts Options) (*Image, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p, err := layout.FromPath(dir)
+	raw, err := readBounded(filepath.Join(dir, "index.json"), true, maxJSONBytes)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("oci layout %s: %w: no index.json", dir, ErrNotFound)
 		}
-		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+		return nil, fmt.Errorf("oci layout %s: index.json: %w", dir, err)
 	}
-	idx, err := p.ImageIndex()
-	if err != nil {
-		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
+	var im v1.IndexManifest
+	if err := json.Unmarshal(raw, &im); err != nil {
 		return nil, fmt.Errorf("oci layout %s: index.json: %w", dir, err)
 	}
 	descs := im.Manifests
@@ -61,7 +80,18 @@ func FromLayout(ctx context.Context, dir, tag string, opts Options) (*Image, err
 			return nil, fmt.Errorf("oci layout %s: %w: no image tagged %q", dir, ErrNotFound, tag)
 		}
 	}
-	img, desc, err := pick(ctx, idx, descs, opts.platform(), 0)
+	w := newWalker(layoutDocs{root: dir}, opts.platform())
+	li, err := w.pick(ctx, descs, 0)
+	if err != nil {
+		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
+	}
+	li.root = dir
+	if li.config == nil {
+		if li.config, err = w.doc(ctx, li.manifest.Config); err != nil {
+			return nil, fmt.Errorf("oci layout %s: image %s: config: %w", dir, li.desc.Digest, err)
+		}
+	}
+	img, err := partial.CompressedToImage(li)
 	if err != nil {
 		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
 	}
@@ -69,91 +99,263 @@ func FromLayout(ctx context.Context, dir, tag string, opts Options) (*Image, err
 	if tag != "" {
 		ref += ":" + tag
 	}
-	return &Image{ref: ref, img: img, want: desc.Digest}, nil
+	return &Image{ref: ref, img: img, want: li.desc.Digest}, nil
+}
+
+// docSource reads the JSON document a descriptor names.
+type docSource interface {
+	read(ctx context.Context, d v1.Descriptor) ([]byte, error)
+}
+
+// layoutDocs reads documents from a layout's blobs, checked against their
+// digests.
+type layoutDocs struct{ root string }
+
+func (l layoutDocs) read(ctx context.Context, d v1.Descriptor) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := blobPath(l.root, d.Digest)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := readBounded(p, false, maxJSONBytes)
+	if err != nil {
+		return nil, err
+	}
+	if got := digest.SHA256.FromBytes(raw); got.String() != d.Digest.String() {
+		return nil, fmt.Errorf("%w: %s holds %s", store.ErrDigestMismatch, d.Digest, got)
+	}
+	return raw, nil
+}
+
+// walker picks the image for a platform through nested indexes, reading
+// each document at most once and at most maxDocuments in all.
+type walker struct {
+	src  docSource
+	plat v1.Platform
+	left int // documents still allowed
+	// onPath holds the indexes being walked, to refuse cycles; walked
+	// holds those done with, and images those examined: a document that
+	// many descriptors name is read and counted once.
+	onPath, walked, images map[v1.Hash]bool
+}
+
+func newWalker(src docSource, plat v1.Platform) *walker {
+	return &walker{
+		src: src, plat: plat, left: maxDocuments,
+		onPath: map[v1.Hash]bool{}, walked: map[v1.Hash]bool{}, images: map[v1.Hash]bool{},
+	}
+}
+
+// doc reads the document d names, within the budgets.
+func (w *walker) doc(ctx context.Context, d v1.Descriptor) ([]byte, error) {
+	if w.left <= 0 {
+		return nil, fmt.Errorf("%s: %w", d.Digest, errBudget)
+	}
+	w.left--
+	if d.Size > maxJSONBytes {
+		return nil, fmt.Errorf("%s of %d bytes: %w", d.Digest, d.Size, errTooLarge)
+	}
+	return w.src.read(ctx, d)
 }
 
 // pick finds the one image for the platform among descs.
-func pick(ctx context.Context, idx v1.ImageIndex, descs []v1.Descriptor, plat v1.Platform, depth int) (v1.Image, v1.Descriptor, error) {
-	type found struct {
-		img  v1.Image
-		desc v1.Descriptor
+func (w *walker) pick(ctx context.Context, descs []v1.Descriptor, depth int) (*layoutImage, error) {
+	var matches []*layoutImage
+	add := func(li *layoutImage) {
+		for _, m := range matches {
+			if m.desc.Digest == li.desc.Digest {
+				return
+			}
+		}
+		matches = append(matches, li)
 	}
-	var matches []found
-	seen := make(map[v1.Hash]bool)
 	for _, d := range descs {
 		if err := ctx.Err(); err != nil {
-			return nil, d, err
+			return nil, err
 		}
-		if d.Platform != nil && !platformMatches(*d.Platform, plat) {
+		if d.Platform != nil && !platformMatches(*d.Platform, w.plat) {
 			continue
 		}
 		switch {
 		case d.MediaType.IsIndex():
+			if w.onPath[d.Digest] {
+				return nil, fmt.Errorf("index %s: %w", d.Digest, errIndexCycle)
+			}
+			if w.walked[d.Digest] {
+				continue // what it holds is already counted
+			}
 			if depth >= maxIndexDepth {
-				return nil, d, fmt.Errorf("indexes nested more than %d deep", maxIndexDepth)
+				return nil, fmt.Errorf("indexes nested more than %d deep", maxIndexDepth)
 			}
-			child, err := idx.ImageIndex(d.Digest)
+			raw, err := w.doc(ctx, d)
 			if err != nil {
-				return nil, d, fmt.Errorf("index %s: %w", d.Digest, err)
+				return nil, fmt.Errorf("index: %w", err)
 			}
-			if err := checkDigest(child, d.Digest); err != nil {
-				return nil, d, fmt.Errorf("index: %w", err)
+			var im v1.IndexManifest
+			if err := json.Unmarshal(raw, &im); err != nil {
+				return nil, fmt.Errorf("index %s: %w", d.Digest, err)
 			}
-			cm, err := child.IndexManifest()
-			if err != nil {
-				return nil, d, fmt.Errorf("index %s: %w", d.Digest, err)
-			}
-			img, desc, err := pick(ctx, child, cm.Manifests, plat, depth+1)
+			w.onPath[d.Digest] = true
+			li, err := w.pick(ctx, im.Manifests, depth+1)
+			delete(w.onPath, d.Digest)
+			w.walked[d.Digest] = true
 			if errors.Is(err, ErrNoMatch) {
 				continue
 			}
 			if err != nil {
-				return nil, d, err
+				return nil, err
 			}
-			if !seen[desc.Digest] {
-				seen[desc.Digest] = true
-				matches = append(matches, found{img, desc})
-			}
+			add(li)
 		case d.MediaType.IsImage():
-			img, err := idx.Image(d.Digest)
+			if w.images[d.Digest] {
+				continue
+			}
+			w.images[d.Digest] = true
+			li, err := w.image(ctx, d)
 			if err != nil {
-				return nil, d, fmt.Errorf("image %s: %w", d.Digest, err)
+				return nil, err
 			}
-			if d.Platform == nil {
-				// Not in the descriptor: the config says.
-				cf, err := img.ConfigFile()
-				if err != nil {
-					return nil, d, fmt.Errorf("image %s: config: %w", d.Digest, err)
-				}
-				if p := cf.Platform(); p == nil || !platformMatches(*p, plat) {
-					continue
-				}
-			}
-			if !seen[d.Digest] {
-				seen[d.Digest] = true
-				matches = append(matches, found{img, d})
+			if li != nil {
+				add(li)
 			}
 		}
 	}
 	switch len(matches) {
 	case 0:
-		return nil, v1.Descriptor{}, fmt.Errorf("%w: %s", ErrNoMatch, plat.String())
+		return nil, fmt.Errorf("%w: %s", ErrNoMatch, w.plat.String())
 	case 1:
-		return matches[0].img, matches[0].desc, nil
+		return matches[0], nil
 	}
-	return nil, v1.Descriptor{}, fmt.Errorf("%w: %d images for %s; name one with :TAG", ErrAmbiguous, len(matches), plat.String())
+	return nil, fmt.Errorf("%w: %d images for %s; name one with :TAG", ErrAmbiguous, len(matches), w.plat.String())
 }
 
-// checkDigest checks a manifest or index against its digest.
-func checkDigest(m interface{ RawManifest() ([]byte, error) }, want v1.Hash) error {
-	raw, err := m.RawManifest()
+// image reads the manifest d names and returns the image, or nil when it
+// is for another platform.
+func (w *walker) image(ctx context.Context, d v1.Descriptor) (*layoutImage, error) {
+	raw, err := w.doc(ctx, d)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("image: %w", err)
 	}
-	if got := digest.SHA256.FromBytes(raw); got.String() != want.String() {
-		return fmt.Errorf("%w: %s holds %s", store.ErrDigestMismatch, want, got)
+	var m v1.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("image %s: manifest: %w", d.Digest, err)
 	}
-	return nil
+	li := &layoutImage{desc: d, raw: raw, manifest: &m}
+	if d.Platform == nil {
+		// Not in the descriptor: the config says.
+		if li.config, err = w.doc(ctx, m.Config); err != nil {
+			return nil, fmt.Errorf("image %s: config: %w", d.Digest, err)
+		}
+		var cf v1.ConfigFile
+		if err := json.Unmarshal(li.config, &cf); err != nil {
+			return nil, fmt.Errorf("image %s: config: %w", d.Digest, err)
+		}
+		if p := cf.Platform(); p == nil || !platformMatches(*p, w.plat) {
+			return nil, nil
+		}
+	}
+	return li, nil
+}
+
+// layoutImage is an image of a layout whose manifest and config were read
+// within the bounds and checked; its layers are opened when asked for.
+type layoutImage struct {
+	root     string
+	desc     v1.Descriptor
+	raw      []byte
+	manifest *v1.Manifest
+	config   []byte
+}
+
+var _ partial.CompressedImageCore = (*layoutImage)(nil)
+
+func (li *layoutImage) MediaType() (types.MediaType, error) { return li.desc.MediaType, nil }
+func (li *layoutImage) RawManifest() ([]byte, error)        { return li.raw, nil }
+func (li *layoutImage) RawConfigFile() ([]byte, error)      { return li.config, nil }
+
+// LayerByDigest returns the config or a layer blob the manifest lists.
+func (li *layoutImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	if h == li.manifest.Config.Digest {
+		return &layoutBlob{root: li.root, desc: li.manifest.Config}, nil
+	}
+	for _, d := range li.manifest.Layers {
+		if h == d.Digest {
+			return &layoutBlob{root: li.root, desc: d}, nil
+		}
+	}
+	return nil, fmt.Errorf("image %s has no layer %s", li.desc.Digest, h)
+}
+
+// layoutBlob is a layer of a layoutImage. Its contents are not read here:
+// the store checks them against the digest as it imports them.
+type layoutBlob struct {
+	root string
+	desc v1.Descriptor
+}
+
+func (b *layoutBlob) Digest() (v1.Hash, error)            { return b.desc.Digest, nil }
+func (b *layoutBlob) Size() (int64, error)                { return b.desc.Size, nil }
+func (b *layoutBlob) MediaType() (types.MediaType, error) { return b.desc.MediaType, nil }
+func (b *layoutBlob) Descriptor() (*v1.Descriptor, error) { return &b.desc, nil }
+func (b *layoutBlob) Compressed() (io.ReadCloser, error) {
+	p, err := blobPath(b.root, b.desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	return openRegular(p, false)
+}
+
+// blobPath is where a layout keeps the blob h. Only sha256 is taken, the
+// digest whose hex v1.Hash has checked, so the path stays in the layout.
+func blobPath(root string, h v1.Hash) (string, error) {
+	if h.Algorithm != "sha256" || len(h.Hex) != 64 {
+		return "", fmt.Errorf("blob %q: unsupported digest (want sha256)", h.String())
+	}
+	return filepath.Join(root, "blobs", "sha256", h.Hex), nil
+}
+
+// openRegular opens p for reading if it is a regular file, without
+// blocking on a FIFO planted in its place. Blobs are opened with follow
+// false, refusing symlinks as the layout library does; the files a user
+// names, and index.json, may be symlinks.
+func openRegular(p string, follow bool) (*os.File, error) {
+	flags := os.O_RDONLY | syscall.O_NONBLOCK
+	if !follow {
+		flags |= syscall.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(p, flags, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	}
+	return f, nil
+}
+
+// readBounded reads the regular file p, refusing one over limit bytes.
+func readBounded(p string, follow bool, limit int64) ([]byte, error) {
+	f, err := openRegular(p, follow)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(p), errTooLarge)
+	}
+	return b, nil
 }
 
 // platformMatches reports whether have is the platform want: same OS and

@@ -277,6 +277,12 @@ func FromDockerArchive(ctx context.Context, path, tag string, opts Options) (*Im
 		}
 		t = &nt
 	}
+	if err := checkDockerFile(ctx, path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("docker archive %s: %w: %w", path, ErrNotFound, err)
+		}
+		return nil, fmt.Errorf("docker archive %s: %w", path, err)
+	}
 	img, err := tarball.ImageFromPath(path, t)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

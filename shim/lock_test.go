@@ -148,7 +148,7 @@ func TestShimAbandoned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.ExitCode != run.ExitArrowFailed || !strings.Contains(e.Error, "arrowd ended before it recorded this run") {
+	if e.ExitCode != run.ExitArrowFailed || !strings.Contains(e.Error, "arrowd ended before it confirmed this run") {
 		t.Errorf("abandoned shim's exit: %d %q", e.ExitCode, e.Error)
 	}
 	if e.StartedAt != (time.Time{}) {

@@ -70,7 +70,7 @@ func awaitGo(ctl io.ReadCloser) error {
 }
 
 // errAbandoned is why a shim whose daemon never confirmed it ends.
-var errAbandoned = errors.New("arrowd ended before it recorded this run of the arrow: the run was abandoned")
+var errAbandoned = errors.New("arrowd ended before it confirmed this run of the arrow: the run was abandoned")
 
 // readLine reads one line of at most max bytes from r, byte by byte so
 // that nothing after it is consumed.
@@ -363,8 +363,9 @@ func (s *server) handler() http.Handler {
 	})
 	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
 		t, err := strconv.ParseFloat(r.URL.Query().Get("timeout"), 64)
-		if err != nil || t < 0 {
-			writeReply(w, http.StatusBadRequest, api.Error{Message: "timeout: want seconds"})
+		// Not NaN, and within a time.Duration.
+		if err != nil || !(t >= 0 && t <= api.MaxTimeoutSeconds) {
+			writeReply(w, http.StatusBadRequest, api.Error{Message: fmt.Sprintf("timeout: want seconds from 0 to %d", api.MaxTimeoutSeconds)})
 			return
 		}
 		s.stop(time.Duration(t * float64(time.Second)))

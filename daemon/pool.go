@@ -240,6 +240,7 @@ func (p *pool) watch(sp *spareShim) {
 	defer p.d.wg.Done()
 	select {
 	case <-sp.proc.Done:
+		sp.proc.Abandon() // its control connection's fd
 	case <-p.d.ctx.Done():
 		return
 	}
@@ -275,6 +276,9 @@ func (sp *spareShim) stop() { go sp.end() }
 
 // end ends an unclaimed spare shim and returns once it is gone.
 func (sp *spareShim) end() {
+	// Either ends it: the control connection's end as the daemon's own
+	// would, and SIGTERM.
+	sp.proc.Abandon()
 	_ = sp.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-sp.proc.Done:

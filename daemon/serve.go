@@ -16,8 +16,11 @@ import (
 )
 
 // Listen listens on the API socket at path: mode 0660, group "arrow" when
-// that group exists, so that its members may use Arrow without root. A
-// socket file left by a dead daemon is replaced; a live daemon's is not.
+// that group exists, so that its members may drive arrowd without being
+// root. They are not root through it: the host paths they may name are
+// limited (see [HostPathPolicy]), and Serve tells them from root by their
+// credentials. A socket file left by a dead daemon is replaced; a live
+// daemon's is not.
 func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)

@@ -111,10 +111,11 @@ func checkAllowEntry(p string) error {
 //     whole path components (/data2 is not within /data). A symlink
 //     inside an allowed directory cannot lead out of it.
 //   - A Unix-socket peer of another uid (a member of the socket's group)
-//     must, moreover, be able to use the path itself: the daemon opens it
-//     with the peer's uid and groups (see [asPeer]), so that the socket
-//     gives no one a file they could not read, or a directory they could
-//     not write, without it.
+//     must, moreover, be able to use the path itself: the daemon asks the
+//     kernel with the peer's uid and groups (see [asPeer]), so that the
+//     socket gives no one a file they could not read, or a directory they
+//     could not write, without it. This covers the path named; the files
+//     below a volume or a rootfs directory are the allow list's to bound.
 //   - A host program's closure (the program, its libraries, its
 //     interpreter's packages, the contents of included directories) is
 //     read by the daemon for the guest. A socket peer must be able to read

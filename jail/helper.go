@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -19,6 +20,10 @@ import (
 // process starts is reported on the status pipe and ends the helper with
 // status 125, so nothing runs unjailed.
 func Main(args []string) int {
+	// The capability bounding set is a thread's, and the jailed process
+	// inherits the one of the thread that forks it: everything from here
+	// to the fork stays on this thread.
+	runtime.LockOSThread()
 	fs := flag.NewFlagSet(HelperName, flag.ContinueOnError)
 	profile := fs.String("profile", "", "qemu or virtiofsd")
 	nfds := fs.Int("nfds", 0, "descriptors the process inherits, from 3")

@@ -94,23 +94,6 @@ func (c Config) nicFD(i int) int {
 	return fd
 }
 
-// bindsPrivilegedPort reports whether a user-mode NIC of c forwards a host
-// port an unprivileged process may not listen on.
-func (c Config) bindsPrivilegedPort() bool {
-	start := UnprivilegedPortStart()
-	for _, n := range c.NICs {
-		if n.User == nil {
-			continue
-		}
-		for _, f := range n.User.Forwards {
-			if f.HostPort < start {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // UnprivilegedPortStart is the lowest port an unprivileged process may
 // listen on (net.ipv4.ip_unprivileged_port_start; 1024 by default).
 func UnprivilegedPortStart() int {

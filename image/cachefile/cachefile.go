@@ -7,6 +7,11 @@
 // no process holds locked, which is how the leftovers of a killed writer
 // go. The initramfs and root-disk caches both work this way. [Memo] keeps
 // small values derived from files (hashes, version lines) the same way.
+//
+// The caches hold the programs, libraries and images of whoever built
+// them, so they are private: [PrivateDir] makes a cache directory 0700 and
+// callers publish files 0600 ([FileMode]). Modes are set with chmod, never
+// left to the umask, which can only take bits away and may be 0.
 package cachefile
 
 import (
@@ -21,6 +26,37 @@ import (
 
 // TempPrefix starts the names of files being written.
 const TempPrefix = ".build-"
+
+// Modes of cache directories and of the files published in them.
+const (
+	DirMode  os.FileMode = 0o700
+	FileMode os.FileMode = 0o600
+)
+
+// PrivateDir creates dir, and its missing parents, as a directory only its
+// owner can enter (DirMode), and tightens an existing dir whose mode lets
+// others in. Parents it creates are DirMode too (less the umask); existing
+// parents are left alone.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if fi.Mode().Perm() != DirMode {
+		// Exact, not merely "no bits for others": MkdirAll under a umask
+		// such as 0o200 would leave the owner unable to write.
+		if err := os.Chmod(dir, DirMode); err != nil {
+			return fmt.Errorf("make %s private: %w", dir, err)
+		}
+	}
+	return nil
+}
 
 // Temp is a file being written for a cache directory.
 type Temp struct {
@@ -133,7 +169,7 @@ func PruneDue(dir string, every time.Duration) bool {
 	}
 	now := time.Now()
 	if err := os.Chtimes(stamp, now, now); err != nil {
-		if f, err := os.OpenFile(stamp, os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+		if f, err := os.OpenFile(stamp, os.O_CREATE|os.O_WRONLY, FileMode); err == nil {
 			f.Close()
 		}
 	}

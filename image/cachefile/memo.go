@@ -44,10 +44,10 @@ func (m Memo) Get(key string) (string, bool) {
 
 // Put memoizes v under key.
 func (m Memo) Put(key, v string) {
-	if m.Dir == "" || len(v) == 0 || len(v) > maxMemo || os.MkdirAll(m.Dir, 0o755) != nil {
+	if m.Dir == "" || len(v) == 0 || len(v) > maxMemo || PrivateDir(m.Dir) != nil {
 		return
 	}
-	_ = WriteFile(m.path(key), []byte(v), 0o644)
+	_ = WriteFile(m.path(key), []byte(v), FileMode)
 }
 
 // FileSum returns the SHA-256 of the file at path, in hex, memoized under

@@ -96,9 +96,16 @@ func (b *Builder) Build(ctx context.Context, set *closure.Set, extra ...Entry) (
 	}
 	final := filepath.Join(b.Dir, key+".cpio")
 	if fi, err := os.Lstat(final); err == nil && fi.Mode().IsRegular() {
+		// An archive an older Arrow published world-readable is made the
+		// owner's only: it holds the files of whoever built it.
+		if fi.Mode().Perm() != cachefile.FileMode {
+			if err := os.Chmod(final, cachefile.FileMode); err != nil {
+				return "", fmt.Errorf("initramfs cache: %w", err)
+			}
+		}
 		return final, nil
 	}
-	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
+	if err := cachefile.PrivateDir(b.Dir); err != nil {
 		return "", fmt.Errorf("initramfs cache: %w", err)
 	}
 	cachefile.RemoveStale(b.Dir, staleAge, time.Now())
@@ -258,7 +265,7 @@ func write(ctx context.Context, dir, final string, items []*item) error {
 		tmp.Abort()
 		return fmt.Errorf("initramfs: %w", err)
 	}
-	if err := tmp.Publish(final, 0o644); err != nil {
+	if err := tmp.Publish(final, cachefile.FileMode); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	return nil

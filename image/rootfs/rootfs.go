@@ -98,13 +98,20 @@ func Build(ctx context.Context, srcDir, cacheDir, key string) (string, error) {
 	}
 	final := filepath.Join(cacheDir, ImageName(key))
 	if fi, err := os.Lstat(final); err == nil && fi.Mode().IsRegular() {
+		// An image an older Arrow published world-readable is made the
+		// owner's only: it holds the files of whoever built it.
+		if fi.Mode().Perm() != cachefile.FileMode {
+			if err := os.Chmod(final, cachefile.FileMode); err != nil {
+				return "", fmt.Errorf("rootfs: cache: %w", err)
+			}
+		}
 		return final, nil
 	}
 	mkfs, err := exec.LookPath("mkfs.erofs")
 	if err != nil {
 		return "", fmt.Errorf("rootfs: %w", ErrNoMkfs)
 	}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+	if err := cachefile.PrivateDir(cacheDir); err != nil {
 		return "", fmt.Errorf("rootfs: cache: %w", err)
 	}
 	cachefile.RemoveStale(cacheDir, staleAge, time.Now())
@@ -163,7 +170,7 @@ func write(ctx context.Context, mkfs, src, dir, final string) error {
 		}
 		return fmt.Errorf("rootfs: mkfs.erofs %s: %w: %s", src, err, strings.TrimSpace(out.String()))
 	}
-	if err := tmp.Publish(final, 0o644); err != nil {
+	if err := tmp.Publish(final, cachefile.FileMode); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
 	return nil

@@ -67,7 +67,7 @@ func TestBuildCaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o644 || fi.Size() == 0 {
+	if fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
 		t.Errorf("image mode %v, size %d", fi.Mode(), fi.Size())
 	}
 	ents, _ := os.ReadDir(cache)

@@ -12,6 +12,10 @@ import (
 	"unicode/utf8"
 )
 
+// FileMode is the mode of log files: the output of an application is for
+// its owner alone.
+const FileMode os.FileMode = 0o600
+
 // The defaults of WriterOptions.
 const (
 	DefaultMaxSize  = 10 << 20
@@ -53,7 +57,8 @@ type Writer struct {
 
 // Create opens the log at path for writing, creating it with mode 0600 if
 // it does not exist and appending to it if it does: a restarted arrow
-// keeps its log.
+// keeps its log. An application's output is its owner's only, so a log
+// found with a looser mode (left by an older Arrow) is made 0600 too.
 func Create(path string, opts WriterOptions) (*Writer, error) {
 	if opts.MaxSize <= 0 {
 		opts.MaxSize = DefaultMaxSize
@@ -94,7 +99,7 @@ func Create(path string, opts WriterOptions) (*Writer, error) {
 // middle of a line, left by a writer that crashed, a newline ends that line
 // so that the next one is not glued to it (the reader skips the torn one).
 func (w *Writer) open() error {
-	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, FileMode)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
@@ -102,6 +107,12 @@ func (w *Writer) open() error {
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("open log: %w", err)
+	}
+	if fi.Mode().Perm() != FileMode {
+		if err := f.Chmod(FileMode); err != nil {
+			f.Close()
+			return fmt.Errorf("open log %s: %w", w.path, err)
+		}
 	}
 	size := fi.Size()
 	if size > 0 {

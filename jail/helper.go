@@ -283,23 +283,24 @@ func setRlimits(p Profile) error {
 	return nil
 }
 
-// keptCaps are the capabilities a jailed process may still hold; every
-// other one leaves the bounding set before exec, so not even root in the
-// jail can regain it. QEMU needs these only until -runas, which clears
-// them all: opening its files as root (DAC), binding published ports below
-// 1024 and the chroot and uid change themselves. virtiofsd needs its
-// documented set.
-var keptCaps = map[Profile][]uintptr{
-	ProfileQEMU: {unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH, unix.CAP_NET_BIND_SERVICE,
-		unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SYS_CHROOT},
-	ProfileVirtiofsd: {unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH, unix.CAP_FOWNER,
-		unix.CAP_FSETID, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SETPCAP, unix.CAP_SYS_ADMIN,
-		unix.CAP_SYS_CHROOT, unix.CAP_SYS_RESOURCE, unix.CAP_MKNOD},
-}
+// keptCaps are the capabilities a jailed QEMU may still hold; every other
+// one leaves the bounding set before exec, so not even root in the jail
+// can regain it. QEMU needs these only until -runas, which clears them
+// all: opening its files as root (DAC), binding published ports below 1024
+// and the chroot and uid change themselves.
+//
+// virtiofsd keeps its bounding set: it applies its own capability set
+// (libcap-ng, bounding set included) before it serves anything, and fails
+// when the set it asks for is not there.
+var keptCaps = []uintptr{unix.CAP_DAC_OVERRIDE, unix.CAP_DAC_READ_SEARCH, unix.CAP_NET_BIND_SERVICE,
+	unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SYS_CHROOT}
 
 func dropBounding(p Profile) error {
+	if p != ProfileQEMU {
+		return nil
+	}
 	keep := map[uintptr]bool{}
-	for _, c := range keptCaps[p] {
+	for _, c := range keptCaps {
 		keep[c] = true
 	}
 	for c := uintptr(0); c <= unix.CAP_LAST_CAP; c++ {

@@ -143,23 +143,32 @@ func benchNetwork(ctx context.Context, arrowBin string, duration time.Duration) 
 		return err
 	}
 
-	// In an arrow on the user-mode network.
-	if port, err = freeTCPPort(); err != nil {
-		return err
-	}
-	user, err := b.startForeground([]string{arrowBin, "run", "--accel", accel.Name, "--cpus", "1", "-m", "256M",
-		"-p", fmt.Sprintf("127.0.0.1:%d:8000", port), httpd})
-	if err != nil {
-		return err
-	}
-	if _, err := user.waitReady(ctx); err != nil {
-		return err
-	}
-	if err := measure("arrow, user-mode network (slirp), -p", port); err != nil {
-		return err
-	}
-	if err := b.stopForeground(user); err != nil {
-		return err
+	// In an arrow on the user-mode network, jailed (as every run as root
+	// is) and unjailed (--no-jail): the jail's cost is the ratio.
+	for _, jailed := range []bool{true, false} {
+		if port, err = freeTCPPort(); err != nil {
+			return err
+		}
+		args := []string{arrowBin, "run", "--accel", accel.Name, "--cpus", "1", "-m", "256M",
+			"-p", fmt.Sprintf("127.0.0.1:%d:8000", port)}
+		name := "arrow, user-mode network (slirp), -p"
+		if !jailed {
+			args = append(args, "--no-jail")
+			name += ", --no-jail"
+		}
+		user, err := b.startForeground(append(args, httpd))
+		if err != nil {
+			return err
+		}
+		if _, err := user.waitReady(ctx); err != nil {
+			return err
+		}
+		if err := measure(name, port); err != nil {
+			return err
+		}
+		if err := b.stopForeground(user); err != nil {
+			return err
+		}
 	}
 
 	// In a detached arrow on a bridge network.

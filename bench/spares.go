@@ -39,20 +39,26 @@ func benchSpares(ctx context.Context, arrowBin string, runs int) error {
 		{"echo hello", "/bin/echo", []string{"hello"}, "hello"},
 		{"python3 -c print", "/usr/bin/python3", []string{"-c", "print('hello')"}, "hello"},
 	}
-	modes := []string{"cold", "clone", "spare"}
+	// Each start, jailed (package jail, as every run as root is) and
+	// with --no-jail, interleaved: the jail's cost is the ratio of the
+	// two.
+	modes := []string{"cold", "clone", "spare", "cold --no-jail", "clone --no-jail", "spare --no-jail"}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "median of %d runs each (TCG or KVM as detected), data root %s\n\n", runs, root)
-	fmt.Fprintln(w, "| application\t| start\t| first output\t| exit\t| first output ÷ cold\t| exit ÷ cold\t|")
-	fmt.Fprintln(w, "|---\t|---\t|---\t|---\t|---\t|---\t|")
+	fmt.Fprintln(w, "| application\t| start\t| first output\t| exit\t| first output ÷ cold\t| exit ÷ cold\t| jailed ÷ unjailed (first output)\t|")
+	fmt.Fprintln(w, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
+	jailer := filepath.Join(filepath.Dir(arrowBin), "arrow-jailer")
 	for _, app := range apps {
-		base := run.Options{Root: root, Init: initPath, Program: app.prog, Args: app.args, Dir: "/"}
+		base := run.Options{Root: root, Init: initPath, JailHelper: jailer, Program: app.prog, Args: app.args, Dir: "/"}
 		first := make(map[string][]time.Duration)
 		exit := make(map[string][]time.Duration)
 		// One untimed round first: templates built, caches warm.
 		for round := -1; round < runs; round++ {
 			for _, mode := range modes {
 				o := base
-				switch mode {
+				how, nojail := strings.CutSuffix(mode, " --no-jail")
+				o.NoJail = nojail
+				switch how {
 				case "cold":
 					o.Cold = true
 				case "spare":
@@ -72,11 +78,20 @@ func benchSpares(ctx context.Context, arrowBin string, runs int) error {
 				}
 			}
 		}
-		cf, ce := medianDuration(first["cold"]), medianDuration(exit["cold"])
 		for _, mode := range modes {
+			how, nojail := strings.CutSuffix(mode, " --no-jail")
+			cold := "cold"
+			if nojail {
+				cold += " --no-jail"
+			}
+			cf, ce := medianDuration(first[cold]), medianDuration(exit[cold])
 			f, e := medianDuration(first[mode]), medianDuration(exit[mode])
-			fmt.Fprintf(w, "| %s\t| %s\t| %.3f s\t| %.3f s\t| %.2f×\t| %.2f×\t|\n", app.name, mode, f.Seconds(), e.Seconds(),
-				float64(f)/float64(cf), float64(e)/float64(ce))
+			vsJail := "-"
+			if !nojail {
+				vsJail = fmt.Sprintf("%.3f×", float64(f)/float64(medianDuration(first[how+" --no-jail"])))
+			}
+			fmt.Fprintf(w, "| %s\t| %s\t| %.3f s\t| %.3f s\t| %.2f×\t| %.2f×\t| %s\t|\n", app.name, mode, f.Seconds(), e.Seconds(),
+				float64(f)/float64(cf), float64(e)/float64(ce), vsJail)
 		}
 	}
 	return w.Flush()

@@ -148,6 +148,12 @@ func ServeSpare(ctx context.Context, dir string, ctl io.ReadWriteCloser) error {
 		case w := <-word:
 			if w != "go" || claimed == nil {
 				if claimed != nil {
+					// The VM goes before the arrow's lock is
+					// released (s.close): while the lock is
+					// held, the arrow's shim counts as alive.
+					_ = vm.Machine.Kill()
+					<-vm.Machine.Done()
+					owned = false
 					claimed.abandoned(errAbandoned)
 				}
 				return errors.New("spare: the daemon is gone")

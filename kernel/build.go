@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,11 +19,20 @@ import (
 )
 
 // Builder builds Arrow's tailored guest kernel from a kernel source tarball
-// and caches it under Root/kernels/<key>/.
+// and caches it under Root/kernels/<key>/, or installs it into
+// System/<key>/ for every user of the machine.
 type Builder struct {
-	// Root is Arrow's data root; kernels are cached under Root/kernels/.
-	// Builds also run in a temporary directory there.
+	// Root is Arrow's data root; kernels are cached under Root/kernels/,
+	// private to its owner. Builds run in a temporary directory there, and
+	// their logs stay there.
 	Root string
+	// System is the system kernels directory (see [DefaultSystemDir]); ""
+	// for none. A kernel already there is used rather than built again.
+	System string
+	// InstallSystem installs the kernel into System, world-readable,
+	// rather than under Root: for root, so that every user boots it. A
+	// kernel Root already holds is copied there without a build.
+	InstallSystem bool
 	// Source is the kernel source tarball; empty means DefaultSource.
 	Source string
 	// Jobs is the number of parallel make jobs; 0 means the number of CPUs.
@@ -144,6 +154,9 @@ func (b *Builder) Build(ctx context.Context) (Kernel, error) {
 	if b.Root == "" {
 		return Kernel{}, errors.New("build kernel: no data root given")
 	}
+	if b.InstallSystem && b.System == "" {
+		return Kernel{}, errors.New("build kernel: no system kernels directory to install into")
+	}
 	src := b.Source
 	if src == "" {
 		src = DefaultSource
@@ -159,17 +172,31 @@ func (b *Builder) Build(ctx context.Context) (Kernel, error) {
 	current := src == DefaultSource && b.SourceVersion == nil
 	key := Key(ver, frag)
 	kdir := KernelsDir(b.Root)
-	final := filepath.Join(kdir, key)
-	if k, err := loadCached(final); err == nil {
-		k.Current = current
-		b.progress("already built: %s", k.Path)
-		return k, nil
+	// dest is where the kernel goes; kdir where it is built and logged.
+	dest, dirMode, fileMode := kdir, privateDirMode, privateFileMode
+	lookIn := searchDirs(b.Root, b.System)
+	if b.InstallSystem {
+		dest, dirMode, fileMode = b.System, systemDirMode, systemFileMode
+		lookIn = []string{dest}
 	}
+	for _, dir := range lookIn {
+		if k, err := loadCached(filepath.Join(dir, key)); err == nil {
+			k.Current = current
+			b.progress("already built: %s", k.Path)
+			return k, nil
+		}
+	}
+	final := filepath.Join(dest, key)
 
-	if err := os.MkdirAll(kdir, 0o755); err != nil {
+	if err := mkdirMode(kdir, privateDirMode); err != nil {
 		return Kernel{}, fmt.Errorf("build kernel: %w", err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(kdir, ".lock-"+key), func() {
+	if err := mkdirMode(dest, dirMode); err != nil {
+		return Kernel{}, fmt.Errorf("build kernel: %w", err)
+	}
+	// The lock is taken where the kernel goes: two builds for the same
+	// system directory from different data roots wait for each other.
+	unlock, err := lockFile(ctx, filepath.Join(dest, ".lock-"+key), func() {
 		b.progress("another build of kernel %s is running; waiting for it", key)
 	})
 	if err != nil {
@@ -182,6 +209,28 @@ func (b *Builder) Build(ctx context.Context) (Kernel, error) {
 		return k, nil
 	}
 	removeStale(kdir, key)
+	removeStale(dest, key)
+
+	if b.InstallSystem {
+		// Built under the data root before kernels went system-wide:
+		// install that one rather than build it again.
+		if k, err := loadCached(filepath.Join(kdir, key)); err == nil {
+			meta, err := readMetadata(filepath.Dir(k.Path))
+			if err == nil {
+				err = install(dest, final, k.Path, k.Config, meta, dirMode, fileMode)
+			}
+			if err != nil {
+				return Kernel{}, fmt.Errorf("build kernel %s: install %s: %w", key, filepath.Dir(k.Path), err)
+			}
+			k, err = loadCached(final)
+			if err != nil {
+				return Kernel{}, fmt.Errorf("build kernel %s: load installed kernel: %w", key, err)
+			}
+			k.Current = current
+			b.progress("installed %s", k.Path)
+			return k, nil
+		}
+	}
 
 	check := b.checkDeps
 	if check == nil {
@@ -197,7 +246,7 @@ func (b *Builder) Build(ctx context.Context) (Kernel, error) {
 		return Kernel{}, fmt.Errorf("build kernel: %w", err)
 	}
 
-	k, err := b.build(ctx, src, ver, key, kdir, frag, start)
+	k, err := b.build(ctx, src, ver, key, kdir, dest, frag, start)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
@@ -210,9 +259,12 @@ func (b *Builder) Build(ctx context.Context) (Kernel, error) {
 }
 
 // build does the work of Build while the key's lock is held.
-func (b *Builder) build(ctx context.Context, src, ver, key, kdir string, frag []byte, start time.Time) (Kernel, error) {
+func (b *Builder) build(ctx context.Context, src, ver, key, kdir, dest string, frag []byte, start time.Time) (Kernel, error) {
 	logPath := filepath.Join(kdir, key+".build.log")
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, privateFileMode)
+	if err == nil {
+		err = logf.Chmod(privateFileMode)
+	}
 	if err != nil {
 		return Kernel{}, fmt.Errorf("create build log: %w", err)
 	}
@@ -297,14 +349,22 @@ func (b *Builder) build(ctx context.Context, src, ver, key, kdir string, frag []
 		BuiltAt:       time.Now().UTC().Truncate(time.Second),
 		BuildSeconds:  time.Since(start).Round(time.Second).Seconds(),
 	}
-	final := filepath.Join(kdir, key)
-	if err := install(kdir, final, tree, meta); err != nil {
+	final := filepath.Join(dest, key)
+	dirMode, fileMode := privateDirMode, privateFileMode
+	if b.InstallSystem {
+		dirMode, fileMode = systemDirMode, systemFileMode
+	}
+	if err := install(dest, final, filepath.Join(tree, imageName), filepath.Join(tree, ".config"), meta, dirMode, fileMode); err != nil {
 		return Kernel{}, failed("install kernel", err)
 	}
 	fmt.Fprintf(logf, "installed %s\n", final)
-	// Keep the log with the kernel; a failure here only loses the log.
-	if err := os.Rename(logPath, filepath.Join(final, logName)); err != nil {
-		fmt.Fprintf(logf, "keep build log: %v\n", err)
+	// Keep the log with a kernel of the data root; a failure here only
+	// loses the log. A system kernel's log stays in the data root: it is
+	// the builder's, not every user's.
+	if !b.InstallSystem {
+		if err := os.Rename(logPath, filepath.Join(final, logName)); err != nil {
+			fmt.Fprintf(logf, "keep build log: %v\n", err)
+		}
 	}
 	k, err := loadCached(final)
 	if err != nil {
@@ -313,34 +373,31 @@ func (b *Builder) build(ctx context.Context, src, ver, key, kdir string, frag []
 	return k, nil
 }
 
-// install moves vmlinux and .config from tree into a staging directory with
-// the metadata, then renames it to final.
-func install(kdir, final, tree string, meta metadata) error {
-	stage, err := os.MkdirTemp(kdir, ".install-"+meta.Key+"-")
+// install copies the image and config into a staging directory in dest
+// with the metadata, gives them their modes, and renames it to final. It
+// copies rather than renames: the build tree is under the data root, and
+// dest may be on another file system.
+func install(dest, final, image, config string, meta metadata, dirMode, fileMode os.FileMode) error {
+	stage, err := os.MkdirTemp(dest, ".install-"+meta.Key+"-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(stage)
-	if err := os.Chmod(stage, 0o755); err != nil {
+	if err := os.Chmod(stage, dirMode); err != nil {
 		return err
 	}
-	if err := os.Rename(filepath.Join(tree, imageName), filepath.Join(stage, imageName)); err != nil {
+	if err := copyFile(image, filepath.Join(stage, imageName), fileMode); err != nil {
 		return err
 	}
-	if err := os.Rename(filepath.Join(tree, ".config"), filepath.Join(stage, configName)); err != nil {
+	if err := copyFile(config, filepath.Join(stage, configName), fileMode); err != nil {
 		return err
 	}
 	raw, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(stage, metadataName), append(raw, '\n')); err != nil {
+	if err := writeFileSync(filepath.Join(stage, metadataName), append(raw, '\n'), fileMode); err != nil {
 		return err
-	}
-	for _, name := range []string{imageName, configName} {
-		if err := syncFile(filepath.Join(stage, name)); err != nil {
-			return err
-		}
 	}
 	if err := os.Rename(stage, final); err != nil {
 		if _, statErr := os.Stat(filepath.Join(final, metadataName)); statErr == nil {
@@ -348,15 +405,58 @@ func install(kdir, final, tree string, meta metadata) error {
 		}
 		return err
 	}
-	return syncFile(kdir)
+	return syncFile(dest)
 }
 
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+// readMetadata reads the metadata of the kernel in dir.
+func readMetadata(dir string) (metadata, error) {
+	var m metadata
+	raw, err := os.ReadFile(filepath.Join(dir, metadataName))
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return m, fmt.Errorf("parse %s: %w", filepath.Join(dir, metadataName), err)
+	}
+	return m, nil
+}
+
+// copyFile copies src to a new file dst with mode, synced.
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return closeSynced(out, mode)
+}
+
+// writeFileSync writes data to a new file at path with mode, synced.
+func writeFileSync(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return closeSynced(f, mode)
+}
+
+// closeSynced gives f mode (the umask took bits from the mode it was
+// created with, or left some a private file must not have), syncs and
+// closes it.
+func closeSynced(f *os.File, mode os.FileMode) error {
+	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err
 	}
@@ -365,6 +465,46 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// mkdirMode creates dir and its missing parents with mode, whatever the
+// umask, and gives dir itself mode if it exists with another: a system
+// directory must be enterable by everyone, a private one by its owner
+// alone. Existing parents are left alone.
+func mkdirMode(dir string, mode os.FileMode) error {
+	if err := createDirs(dir, mode); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if fi.Mode().Perm() != mode {
+		return os.Chmod(dir, mode)
+	}
+	return nil
+}
+
+// createDirs creates dir and its missing parents with mode, set with chmod.
+func createDirs(dir string, mode os.FileMode) error {
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return err // there already, or a real error
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := createDirs(parent, mode); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, mode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // made concurrently
+		}
+		return err
+	}
+	return os.Chmod(dir, mode)
 }
 
 func syncFile(path string) error {
@@ -532,7 +672,7 @@ func (b *Builder) progress(format string, args ...any) {
 // lockFile takes an exclusive flock on path, polling so that ctx can cancel
 // the wait; waiting is called once if the lock is busy.
 func lockFile(ctx context.Context, path string, waiting func()) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, privateFileMode)
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
 	}

@@ -172,7 +172,7 @@ func TestBuildFakeSource(t *testing.T) {
 	}
 
 	// The cache is visible to list.
-	ks, err := list(root, "9.9.9-test", Fragment())
+	ks, err := list([]string{KernelsDir(root)}, "9.9.9-test", Fragment())
 	if err != nil || len(ks) != 1 || !ks[0].Current || ks[0].Path != k.Path {
 		t.Errorf("list = %+v, %v", ks, err)
 	}
@@ -224,7 +224,7 @@ func TestBuildVerifyFailure(t *testing.T) {
 	if l := leftovers(t, root); len(l) != 0 {
 		t.Errorf("temporary directories left behind: %v", l)
 	}
-	if _, err := find(root, "9.9.9-test", nil, Fragment()); !errors.Is(err, ErrNotBuilt) {
+	if _, err := find([]string{KernelsDir(root)}, "9.9.9-test", nil, Fragment()); !errors.Is(err, ErrNotBuilt) {
 		t.Errorf("failed build left a kernel behind: %v", err)
 	}
 }

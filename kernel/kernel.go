@@ -3,10 +3,18 @@
 // Debian's linux-source tarball into a PVH-bootable vmlinux, the on-disk
 // cache of built kernels, and inspection of user-supplied kernel images.
 //
-// Built kernels live under <root>/kernels/<key>/, where key is derived from
-// the kernel source version and the fragment (see Key). Each such directory
-// holds the vmlinux, the final .config (as "config"), the build log and a
-// JSON metadata file.
+// Built kernels live in a kernels directory, in <key>/, where key is derived
+// from the kernel source version and the fragment (see Key). Each such
+// directory holds the vmlinux, the final .config (as "config"), the build
+// log (when the build ran there) and a JSON metadata file.
+//
+// There are two kernels directories, searched in this order: the data
+// root's, <root>/kernels, private to its owner (0700, files 0600), and the
+// system's, [SystemDir], where a build run as root installs the kernel for
+// every user of the machine (root-owned, 0755, files 0644: a kernel holds
+// nothing secret). So a user with a data root of their own, or a test with
+// a temporary one, boots root's kernel instead of spending minutes building
+// one.
 package kernel
 
 import (
@@ -22,6 +30,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -96,6 +105,53 @@ const (
 // KernelsDir returns the directory under root that holds cached kernels.
 func KernelsDir(root string) string {
 	return filepath.Join(root, kernelsDir)
+}
+
+// SystemDir is the machine's kernels directory, where `arrow kernel build`
+// run as root installs the kernel. It sits beside arrow-init and
+// arrow-jailer (/usr/local/libexec/arrow), outside any private data root.
+const SystemDir = "/usr/local/lib/arrow/kernels"
+
+// SystemDirEnv names an environment variable that, when set, replaces
+// SystemDir: for tests that need a machine without a system kernel.
+const SystemDirEnv = "ARROW_SYSTEM_KERNELS"
+
+// DefaultSystemDir returns $ARROW_SYSTEM_KERNELS, or SystemDir when unset.
+func DefaultSystemDir() string {
+	if d := os.Getenv(SystemDirEnv); d != "" {
+		return d
+	}
+	return SystemDir
+}
+
+// Modes of the two kernels directories and of the files in them.
+const (
+	privateDirMode  os.FileMode = 0o700
+	privateFileMode os.FileMode = 0o600
+	systemDirMode   os.FileMode = 0o755
+	systemFileMode  os.FileMode = 0o644
+)
+
+// searchDirs returns the kernels directories searched for root, in order.
+func searchDirs(root, system string) []string {
+	dirs := []string{KernelsDir(root)}
+	if system != "" && trustedSystemDir(system) {
+		dirs = append(dirs, system)
+	}
+	return dirs
+}
+
+// trustedSystemDir reports whether the system kernels directory is fit to
+// boot kernels from: owned by root (or by this user, for tests run by one)
+// and writable by its owner alone. A kernel any user could have put there
+// would be a kernel any user chose for everyone's VMs.
+func trustedSystemDir(dir string) bool {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o022 != 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && (st.Uid == 0 || int(st.Uid) == os.Geteuid())
 }
 
 // FragmentHash returns the hex SHA-256 of a config fragment.
@@ -177,13 +233,17 @@ func loadCached(dir string) (Kernel, error) {
 }
 
 // Find returns the cached kernel built from the embedded fragment and the
-// installed linux-source package. When the package version cannot be
+// installed linux-source package, from the data root's kernels or else from
+// the system's ([DefaultSystemDir]). When the package version cannot be
 // determined (for example the package was removed after building), it falls
 // back to the most recently built kernel for the embedded fragment. When no
 // such kernel exists the error matches ErrNotBuilt.
-func Find(root string) (Kernel, error) {
+func Find(root string) (Kernel, error) { return FindIn(root, DefaultSystemDir()) }
+
+// FindIn is Find with system as the system kernels directory ("" for none).
+func FindIn(root, system string) (Kernel, error) {
 	ver, verErr := memoSourceVersion(root, dpkgStatus, SourceVersion)
-	return find(root, ver, verErr, Fragment())
+	return find(searchDirs(root, system), ver, verErr, Fragment())
 }
 
 // dpkgStatus is dpkg's database of installed packages: it changes whenever
@@ -238,22 +298,29 @@ func memoSourceVersion(root, status string, lookup VersionFunc) (string, error) 
 // tailored wherever it lives.
 func Cached(dir string) (Kernel, error) { return loadCached(dir) }
 
-func find(root, sourceVersion string, verErr error, frag []byte) (Kernel, error) {
+func find(dirs []string, sourceVersion string, verErr error, frag []byte) (Kernel, error) {
 	if verErr == nil {
 		key := Key(sourceVersion, frag)
-		dir := filepath.Join(KernelsDir(root), key)
-		k, err := loadCached(dir)
-		if err == nil {
-			k.Current = true
-			return k, nil
+		var unusable []string
+		for _, kdir := range dirs {
+			dir := filepath.Join(kdir, key)
+			k, err := loadCached(dir)
+			if err == nil {
+				k.Current = true
+				return k, nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				unusable = append(unusable, fmt.Sprintf("cached kernel %s is unusable: %v", dir, err))
+			}
 		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return Kernel{}, fmt.Errorf("%w (no kernel for linux-source %s and the current config in %s)", ErrNotBuilt, sourceVersion, dir)
+		if len(unusable) > 0 {
+			return Kernel{}, fmt.Errorf("%w (%s)", ErrNotBuilt, strings.Join(unusable, "; "))
 		}
-		return Kernel{}, fmt.Errorf("%w (cached kernel %s is unusable: %v)", ErrNotBuilt, dir, err)
+		return Kernel{}, fmt.Errorf("%w (no kernel for linux-source %s and the current config in %s)",
+			ErrNotBuilt, sourceVersion, strings.Join(dirs, " or "))
 	}
 	// Source version unknown: any kernel built from this fragment will do.
-	all, err := list(root, "", frag)
+	all, err := list(dirs, "", frag)
 	if err != nil {
 		return Kernel{}, err
 	}
@@ -267,15 +334,19 @@ func find(root, sourceVersion string, verErr error, frag []byte) (Kernel, error)
 	return Kernel{}, fmt.Errorf("%w (and the kernel source version is unknown: %v)", ErrNotBuilt, verErr)
 }
 
-// List returns all cached kernels under root, newest first. The one that
-// Find would return is marked Current. Directories that do not hold a
-// complete kernel (such as interrupted builds) are skipped.
-func List(root string) ([]Kernel, error) {
+// List returns all cached kernels under root and in the system kernels
+// directory ([DefaultSystemDir]), newest first. The one that Find would
+// return is marked Current. Directories that do not hold a complete kernel
+// (such as interrupted builds) are skipped.
+func List(root string) ([]Kernel, error) { return ListIn(root, DefaultSystemDir()) }
+
+// ListIn is List with system as the system kernels directory ("" for none).
+func ListIn(root, system string) ([]Kernel, error) {
 	ver, err := SourceVersion(context.Background())
 	if err != nil {
 		ver = ""
 	}
-	ks, err := list(root, ver, Fragment())
+	ks, err := list(searchDirs(root, system), ver, Fragment())
 	if err != nil {
 		return nil, err
 	}
@@ -292,32 +363,36 @@ func List(root string) ([]Kernel, error) {
 	return ks, nil
 }
 
-// list reads all cached kernels, marking the one for sourceVersion (when
-// non-empty) and frag as current.
-func list(root, sourceVersion string, frag []byte) ([]Kernel, error) {
-	dir := KernelsDir(root)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list cached kernels: %w", err)
-	}
+// list reads all cached kernels in dirs, marking as current the first one,
+// in the order of dirs, for sourceVersion (when non-empty) and frag.
+func list(dirs []string, sourceVersion string, frag []byte) ([]Kernel, error) {
 	current := ""
 	if sourceVersion != "" {
 		current = Key(sourceVersion, frag)
 	}
 	var out []Kernel
-	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		k, err := loadCached(filepath.Join(dir, e.Name()))
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("list cached kernels: %w", err)
 		}
-		k.Current = e.Name() == current
-		out = append(out, k)
+		for _, e := range entries {
+			if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			k, err := loadCached(filepath.Join(dir, e.Name()))
+			if err != nil {
+				continue
+			}
+			if e.Name() == current {
+				k.Current = true
+				current = "" // a later directory's copy is shadowed
+			}
+			out = append(out, k)
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].BuiltAt.After(out[j].BuiltAt) })
 	return out, nil

@@ -270,11 +270,11 @@ func TestFindAndList(t *testing.T) {
 
 	t.Run("empty root", func(t *testing.T) {
 		root := t.TempDir()
-		_, err := find(root, "6.1.192-2", nil, frag)
+		_, err := find([]string{KernelsDir(root)}, "6.1.192-2", nil, frag)
 		if !errors.Is(err, ErrNotBuilt) || !strings.Contains(err.Error(), "arrow kernel build") {
 			t.Fatalf("find error = %v, want ErrNotBuilt mentioning `arrow kernel build`", err)
 		}
-		ks, err := list(root, "6.1.192-2", frag)
+		ks, err := list([]string{KernelsDir(root)}, "6.1.192-2", frag)
 		if err != nil || len(ks) != 0 {
 			t.Fatalf("list = %v, %v; want empty", ks, err)
 		}
@@ -302,7 +302,7 @@ func TestFindAndList(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k, err := find(root, tc.version, tc.verErr, frag)
+			k, err := find([]string{KernelsDir(root)}, tc.version, tc.verErr, frag)
 			if tc.wantDir == "" {
 				if !errors.Is(err, ErrNotBuilt) {
 					t.Fatalf("find error = %v, want ErrNotBuilt", err)
@@ -319,7 +319,7 @@ func TestFindAndList(t *testing.T) {
 		})
 	}
 
-	ks, err := list(root, "6.1.192-2", frag)
+	ks, err := list([]string{KernelsDir(root)}, "6.1.192-2", frag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestFindAndList(t *testing.T) {
 	if err := os.Remove(filepath.Join(curDir, imageName)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := find(root, "6.1.192-2", nil, frag); !errors.Is(err, ErrNotBuilt) {
+	if _, err := find([]string{KernelsDir(root)}, "6.1.192-2", nil, frag); !errors.Is(err, ErrNotBuilt) {
 		t.Fatalf("find with missing image: %v, want ErrNotBuilt", err)
 	}
 }

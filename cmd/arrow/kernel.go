@@ -18,7 +18,12 @@ func newKernelCmd(g *globals) *cobra.Command {
 		Short: "Build and list Arrow's guest kernel",
 		Long: `Arrow's guest kernel is Debian's linux-source built with Arrow's config
 fragment: virtio-mmio devices from the command line, built-in drivers, no
-modules. It is built once and cached by source version and fragment hash.`,
+modules. It is built once and cached by source version and fragment hash.
+
+Run as root, build installs the kernel into ` + kernel.SystemDir + `
+(world-readable), where every user's arrow finds it; run as another user,
+it builds into that user's data root. Arrow looks for the kernel in the
+data root first, then in the system directory.`,
 	}
 	var jobs int
 	build := &cobra.Command{
@@ -26,7 +31,10 @@ modules. It is built once and cached by source version and fragment hash.`,
 		Short: "Build the guest kernel (a few minutes; does nothing when it is cached)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b := &kernel.Builder{Root: g.dataRoot(), Jobs: jobs, Progress: os.Stderr}
+			b := &kernel.Builder{
+				Root: g.dataRoot(), Jobs: jobs, Progress: os.Stderr,
+				System: kernel.DefaultSystemDir(), InstallSystem: os.Geteuid() == 0,
+			}
 			k, err := b.Build(cmd.Context())
 			if err != nil {
 				return err
@@ -38,7 +46,7 @@ modules. It is built once and cached by source version and fragment hash.`,
 	build.Flags().IntVarP(&jobs, "jobs", "j", runtime.NumCPU(), "parallel compile jobs")
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List built kernels",
+		Short: "List built kernels (the data root's, then the system's)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ks, err := kernel.List(g.dataRoot())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Arrow's setup on a fresh Debian 12 machine, as root: installs what Arrow
 # needs, builds and installs it, builds the guest kernel (about 4 minutes
-# on 2 cores, once) and runs a real application in a microVM.
+# on 2 cores, once) and installs it system-wide, and runs a real
+# application in a microVM.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +22,7 @@ packages=(
 	runc                                  # the benchmark's container baseline
 	wrk                                   # the network benchmark's load generator
 	debootstrap                           # the Debian root file system of image tests and benchmark
+	nftables iproute2                     # nft and ip: tests inspect bridge networks' rules and links
 	git ca-certificates
 )
 echo "==> installing packages"
@@ -38,7 +40,7 @@ fi
 echo "==> building Arrow"
 make GO="$GO" install >/dev/null
 
-echo "==> building the guest kernel (cached after the first time)"
+echo "==> building the guest kernel into /usr/local/lib/arrow/kernels, for every user (cached after the first time)"
 arrow kernel build
 
 echo "==> arrow version"

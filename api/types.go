@@ -61,6 +61,15 @@ type Config struct {
 	// BootTimeout and StopTimeout are in seconds (0: the defaults).
 	BootTimeout float64 `json:"boot_timeout,omitempty"`
 	StopTimeout float64 `json:"stop_timeout,omitempty"`
+	// HostAccess lets the guest reach the host's own addresses on the
+	// user network, at the gateway, which HostAliases (and
+	// host.arrow.internal) name in its /etc/hosts: docker's --add-host
+	// NAME:host-gateway. Off, the VM's jail refuses it.
+	HostAccess  bool     `json:"host_access,omitempty"`
+	HostAliases []string `json:"host_aliases,omitempty"`
+	// NoJail runs the VM's processes without their jail (run.Options):
+	// DEBUGGING ONLY, UNSAFE, and only for a client that is root.
+	NoJail bool `json:"no_jail,omitempty"`
 }
 
 // Volume is a host directory mounted in the guest.

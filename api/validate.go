@@ -211,6 +211,9 @@ func validHostname(h string) bool {
 
 // validateNetwork checks the network's name and the published ports: no
 // two bind the same host port and protocol on overlapping addresses.
+// maxHostAliases bounds Config.HostAliases.
+const maxHostAliases = 16
+
 func (c *Config) validateNetwork() error {
 	if c.ReadyPort < 0 || c.ReadyPort > 65535 {
 		return fmt.Errorf("config: ready port %d: want 1 to 65535", c.ReadyPort)
@@ -229,6 +232,20 @@ func (c *Config) validateNetwork() error {
 	}
 	if c.Network != "" && !ValidName(c.Network) {
 		return fmt.Errorf("config: network %q: want user, none or a network's name", c.Network)
+	}
+	if len(c.HostAliases) > 0 && !c.HostAccess {
+		return errors.New("config: host aliases without host access")
+	}
+	if c.HostAccess && c.Network != "" && c.Network != "user" {
+		return fmt.Errorf("config: host access is for the user network, not %q", c.Network)
+	}
+	if len(c.HostAliases) > maxHostAliases {
+		return fmt.Errorf("config: at most %d host aliases", maxHostAliases)
+	}
+	for _, h := range c.HostAliases {
+		if !validHostname(h) {
+			return fmt.Errorf("config: host alias %q: want a host name", h)
+		}
 	}
 	if c.Network == "none" && len(c.Ports) > 0 {
 		return errors.New("config: ports with network none: there is no network to publish them on")

@@ -148,11 +148,16 @@ func New(cfg Config) (*Daemon, error) {
 	d.pool = newPool(d, cfg.PoolSize, cfg.MaxSpares)
 	d.accel, _ = vm.DetectAccel("auto", vm.LocalHost())
 	if cfg.CgroupParent != "" {
-		if m, err := cgroup.New(cfg.CgroupParent); err == nil {
-			d.cg = m
-		} else {
-			fmt.Fprintf(cfg.Log, "arrowd: cgroups unavailable, running without resource limits: %v\n", err)
+		// Fail closed: without cgroups no arrow's limits hold. With
+		// --cgroup-parent "" each arrow's run makes a group of its own
+		// under run.RunCgroupParent instead, and fails when it cannot.
+		m, err := cgroup.New(cfg.CgroupParent)
+		if err != nil {
+			st.close()
+			cancel()
+			return nil, fmt.Errorf("arrowd: cgroups: %w", err)
 		}
+		d.cg = m
 	}
 	d.recover()
 	d.openNetworks()

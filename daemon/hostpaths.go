@@ -336,6 +336,10 @@ func (pol *HostPathPolicy) Check(ctx context.Context, who *Peer, daemonUID int, 
 	if who.unrestricted(daemonUID) {
 		return nil
 	}
+	if c.NoJail {
+		// An unjailed QEMU is as strong as arrowd itself.
+		return fmt.Errorf("%w: no_jail: only root may run a VM without its jail (client %s)", ErrForbidden, who)
+	}
 	local := who != nil && who.Local
 	type resolved struct {
 		np namedPath

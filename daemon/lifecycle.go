@@ -190,13 +190,15 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		if cpus == 0 {
 			cpus = run.DefaultCPUs
 		}
-		g, err := d.cg.Create(id, cgroup.Limits{MemoryBytes: int64(mem+d.cfg.VMOverheadMiB) << 20, CPUs: float64(cpus)})
+		// Fail closed: an arrow whose limits cannot be set does not
+		// start (package jail: no part of a VM runs unconfined).
+		g, err := d.cg.Create(id, cgroup.Limits{MemoryBytes: int64(mem+d.cfg.VMOverheadMiB) << 20, CPUs: float64(cpus),
+			Pids: run.VMPids, NoSwap: true})
 		if err != nil {
-			fmt.Fprintf(d.cfg.Log, "arrowd: %s: cgroup: %v (no limits)\n", id[:12], err)
-		} else {
-			l.Cgroup, l.CgroupParent = id, d.cfg.CgroupParent
-			cgroupPath = g.Path()
+			return nil, d.startFailed(a, fmt.Errorf("cgroup: %w", err))
 		}
+		l.Cgroup, l.CgroupParent = id, d.cfg.CgroupParent
+		cgroupPath = g.Path()
 	}
 	if err := shim.WriteLaunch(dir, l); err != nil {
 		return nil, d.startFailed(a, fmt.Errorf("write launch: %w", err))

@@ -29,9 +29,9 @@ import (
 // own heap and the devices' buffers.
 const DefaultVMOverheadMiB = 192
 
-// runPids bounds the tasks of one VM's cgroup: QEMU's threads (vCPUs, I/O,
+// VMPids bounds the tasks of one VM's cgroup: QEMU's threads (vCPUs, I/O,
 // a worker pool of up to 64), its jail helper, and virtiofsd's pools.
-const runPids = 1024
+const VMPids = 1024
 
 // RunCgroupParent is the cgroup under which foreground runs get theirs.
 const RunCgroupParent = "arrow-run"
@@ -46,7 +46,7 @@ func runCgroup(id string, o *Options) (*cgroup.Group, error) {
 	g, err := m.Create(id, cgroup.Limits{
 		MemoryBytes: int64(o.MemoryMiB+DefaultVMOverheadMiB) << 20,
 		CPUs:        float64(o.CPUs),
-		Pids:        runPids,
+		Pids:        VMPids,
 		NoSwap:      true,
 	})
 	if err != nil {

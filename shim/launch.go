@@ -269,6 +269,7 @@ func Options(c *api.Config, root string) run.Options {
 	}
 	o.ReadyPort = c.ReadyPort
 	o.Cold = c.Cold
+	o.HostAccess, o.HostAliases, o.NoJail = c.HostAccess, c.HostAliases, c.NoJail
 	o.BootTimeout = seconds(c.BootTimeout)
 	o.StopTimeout = seconds(c.StopTimeout)
 	return o

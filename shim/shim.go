@@ -167,7 +167,9 @@ func newServer(dir string) (*server, error) {
 			s.group, err = m.Open(l.Cgroup)
 		}
 		if err != nil {
-			fmt.Fprintf(lw.Stream(logs.Stderr), "arrow: cgroup %s: %v (running without limits)\n", l.Cgroup, err)
+			// Fail closed: the VM never runs outside its limits.
+			s.close()
+			return nil, fmt.Errorf("shim: cgroup %s: %w", l.Cgroup, err)
 		}
 	}
 	return s, nil
@@ -208,8 +210,13 @@ func (s *server) run(ctx context.Context) error {
 	o.StopTimeout = forever
 	o.Spare = s.spare
 	t0 := time.Now()
+	if s.group != nil {
+		// The jail's helper enters the group before QEMU exists.
+		o.Cgroup = s.group
+	}
 	o.Started = func(pid int) {
 		if s.group != nil {
+			// A spare's QEMU started before the arrow had a group.
 			if err := s.group.Add(pid); err != nil {
 				fmt.Fprintf(stderr, "arrow: cgroup: %v\n", err)
 			}

@@ -99,6 +99,7 @@ func detachedRequest(o *run.Options, d *detachFlags) (*api.CreateRequest, error)
 		Image: o.Image, Args: o.Args, Entrypoint: o.Entrypoint, User: o.User, Hostname: o.Hostname,
 		ReadOnly: o.ReadOnly, Stdin: o.Stdin, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, KernelArgs: o.KernelArgs,
 		Accel: o.Accel, BootTimeout: o.BootTimeout.Seconds(), StopTimeout: o.StopTimeout.Seconds(),
+		HostAccess: o.HostAccess, HostAliases: o.HostAliases, NoJail: o.NoJail,
 	}
 	if c.RootFS, err = abs(o.RootFS); err != nil {
 		return nil, err

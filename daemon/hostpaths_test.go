@@ -689,3 +689,24 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestNoJailNeedsRoot: an unjailed VM is as strong as arrowd, so only a
+// client that is root (or arrowd's own user) may ask for one.
+func TestNoJailNeedsRoot(t *testing.T) {
+	pol := &HostPathPolicy{}
+	c := &api.Config{Image: "busybox", NoJail: true}
+	for _, tt := range []struct {
+		name string
+		who  *Peer
+		ok   bool
+	}{
+		{"root", rootPeer, true},
+		{"nobody", nobodyPeer, false},
+		{"a TLS client", tlsPeer, false},
+	} {
+		err := pol.Check(context.Background(), tt.who, 0, c)
+		if tt.ok != (err == nil) || (err != nil && (!errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "no_jail"))) {
+			t.Errorf("%s asking for no_jail: %v", tt.name, err)
+		}
+	}
+}

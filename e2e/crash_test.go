@@ -165,3 +165,42 @@ func TestCrashSpareDiesWithDaemon(t *testing.T) {
 		t.Errorf("the next arrowd left %d spare directories", len(ents))
 	}
 }
+
+// A socket directory that someone else owns, or that others can write,
+// is refused by the CLI and by arrowd: whoever controls it could answer
+// in arrowd's place (as with a /tmp/arrow-UID made by another user first).
+func TestSocketDirRefused(t *testing.T) {
+	base := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		uid  int
+		want string
+	}{
+		{"another user's", 0o700, 65533, "owned by uid 65533"},
+		{"writable by all", 0o777, 0, "writable by others"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(base, strconv.Itoa(tc.uid)+tc.mode.String())
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(dir, tc.uid, -1); err != nil {
+				t.Fatal(err)
+			}
+			d := &testDaemon{t: t, env: []string{"ARROW_ROOT=" + t.TempDir(), "ARROW_SOCKET=" + filepath.Join(dir, "arrow.sock")}}
+			for _, args := range [][]string{{"ps"}, {"daemon"}} {
+				r := d.arrow(args...)
+				if r.code != 125 || !strings.Contains(r.stderr, tc.want) {
+					t.Errorf("arrow %s with the socket in %s: exit %d, %q; want 125 and %q", args[0], dir, r.code, r.stderr, tc.want)
+				}
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Errorf("something was created in the refused directory: %v", ents)
+			}
+		})
+	}
+}

@@ -108,6 +108,12 @@ func newPool(d *Daemon, size, max int) *pool {
 	endSpares(filepath.Join(d.cfg.Root, "spares"), func(format string, args ...any) {
 		fmt.Fprintf(d.cfg.Log, format, args...)
 	})
+	// And their sockets, which a spare shim ended by SIGKILL leaves.
+	if socks, err := filepath.Glob(filepath.Join(d.cfg.RunDir, "spare-*.sock")); err == nil {
+		for _, s := range socks {
+			os.Remove(s)
+		}
+	}
 	return &pool{d: d, size: size, max: max, ready: make(map[shape][]*spareShim), starting: make(map[shape]int), want: make(map[shape]int)}
 }
 

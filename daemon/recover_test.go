@@ -265,6 +265,10 @@ func TestNewDaemonEndsLeftoverSpares(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(spares, "s3"), 0o700); err != nil { // its shim is gone
 		t.Fatal(err)
 	}
+	staleSock := filepath.Join(cfg.RunDir, "spare-s2.sock")
+	if err := os.WriteFile(staleSock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +279,9 @@ func TestNewDaemonEndsLeftoverSpares(t *testing.T) {
 	}
 	if ents, err := os.ReadDir(spares); err != nil || len(ents) != 0 {
 		t.Fatalf("spare directories left: %d, %v", len(ents), err)
+	}
+	if _, err := os.Stat(staleSock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dead spare's socket: %v", err)
 	}
 }
 

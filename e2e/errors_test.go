@@ -36,7 +36,7 @@ func TestBadInput(t *testing.T) {
 		{"not executable", nil, []string{"run", noExec}, 126, "not executable"},
 		{"not ELF or script", nil, []string{"run", notELF}, 126, "not an ELF"},
 		{"missing library", nil, []string{"run", missingLib}, 127, "libarrowgone.so"},
-		{"no kernel built", nil, []string{"--root", emptyRoot, "run", "/bin/true"}, 125, "arrow kernel build"},
+		{"no kernel built", []string{"ARROW_SYSTEM_KERNELS=" + emptyRoot}, []string{"--root", emptyRoot, "run", "/bin/true"}, 125, "arrow kernel build"},
 		{"qemu missing", []string{"PATH=/nonexistent"}, []string{"run", "/bin/true"}, 125, "apt-get install qemu-system-x86"},
 		{"bad memory", nil, []string{"run", "--memory", "lots", "/bin/true"}, 125, "--memory"},
 		{"memory too small", nil, []string{"run", "--memory", "4M", "/bin/true"}, 125, "out of range (32M"},

@@ -129,10 +129,15 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.VMOverheadMiB == 0 {
 		cfg.VMOverheadMiB = DefaultVMOverheadMiB
 	}
-	for _, dir := range []string{cfg.Root, cfg.RunDir, filepath.Join(cfg.Root, "arrows")} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
+	// The data root and the arrows' directories are private; the runtime
+	// directory only lets the socket's group reach the socket.
+	for _, dir := range []string{cfg.Root, filepath.Join(cfg.Root, "arrows")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("arrowd: %w", err)
 		}
+	}
+	if err := os.MkdirAll(cfg.RunDir, 0o711); err != nil {
+		return nil, fmt.Errorf("arrowd: %w", err)
 	}
 	// The shims' sockets go there: it must be no one else's.
 	if err := CheckRuntimeDir(cfg.RunDir); err != nil {

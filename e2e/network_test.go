@@ -44,21 +44,23 @@ func TestNetworkNone(t *testing.T) {
 	}
 }
 
-// TestNetworkUser: by default the guest reaches the host through QEMU's
-// user-mode network (the host's 127.0.0.1 is 10.0.2.2 to the guest) and
-// resolves names through 10.0.2.3.
+// TestNetworkUser: by default the guest reaches the network through QEMU's
+// user-mode network (gateway 10.0.2.2) and resolves names through
+// 10.0.2.3; a run that asks for the host (--add-host NAME:host-gateway)
+// reaches a server on the host's 127.0.0.1 by that name (TestSecurity*
+// check that without it, it cannot).
 func TestNetworkUser(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "hello from the host\n")
 	}))
 	defer srv.Close()
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
-	r := arrow(t, "", "run", "/bin/busybox", "sh", "-c",
-		"/bin/busybox wget -q -O- http://10.0.2.2:"+strconv.Itoa(port)+"/ && cat /etc/resolv.conf && /bin/busybox ip route")
+	r := arrow(t, "", "run", "--add-host", "myhost:host-gateway", "/bin/busybox", "sh", "-c",
+		"/bin/busybox wget -q -O- http://myhost:"+strconv.Itoa(port)+"/ && cat /etc/resolv.conf /etc/hosts && /bin/busybox ip route")
 	if r.code != 0 {
 		t.Fatalf("exit status %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"hello from the host\n", "nameserver 10.0.2.3\n", "default via 10.0.2.2"} {
+	for _, want := range []string{"hello from the host\n", "nameserver 10.0.2.3\n", "10.0.2.2\thost.arrow.internal myhost", "default via 10.0.2.2"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout %q, want it to contain %q", r.stdout, want)
 		}

@@ -168,6 +168,7 @@ type vmProc struct {
 	ns                  map[string]string
 	seccomp, capEff     string
 	pidsMax, cgroupPath string
+	memMax, memSwapMax  string // v1: memory.limit_in_bytes, memory.memsw.limit_in_bytes
 }
 
 func readVMProc(t *testing.T, pid int) vmProc {
@@ -204,6 +205,15 @@ func readVMProc(t *testing.T, pid int) vmProc {
 		}
 		var max string
 		switch {
+		case parts[1] == "memory":
+			d := filepath.Join("/sys/fs/cgroup/memory", parts[2])
+			if b, err := os.ReadFile(d + "/memory.limit_in_bytes"); err == nil {
+				p.memMax = strings.TrimSpace(string(b))
+			}
+			if b, err := os.ReadFile(d + "/memory.memsw.limit_in_bytes"); err == nil {
+				p.memSwapMax = strings.TrimSpace(string(b))
+			}
+			continue
 		case parts[1] == "pids":
 			max = filepath.Join("/sys/fs/cgroup/pids", parts[2], "pids.max")
 		case parts[0] == "0" && parts[1] == "":
@@ -256,9 +266,10 @@ func childrenOf(pid int) []int {
 
 // startSleeper starts a foreground `arrow run` of a program that prints
 // "up" and sleeps, and waits for "up".
-func startSleeper(t *testing.T, root string) *exec.Cmd {
+func startSleeper(t *testing.T, root string, flags ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(arrowBin, "--root", root, "run", "/usr/bin/python3", "-c", "import time; print('up', flush=True); time.sleep(120)")
+	args := append(append([]string{"--root", root, "run"}, flags...), "/usr/bin/python3", "-c", "import time; print('up', flush=True); time.sleep(120)")
+	cmd := exec.Command(arrowBin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +296,7 @@ func TestSecurityJail(t *testing.T) {
 	root := t.TempDir()
 	linkKernel(t, root)
 	before := qemuProcesses(t)
-	a, b := startSleeper(t, root), startSleeper(t, root)
+	a, b := startSleeper(t, root), startSleeper(t, root, "--network", "none", "-m", "300M")
 	pa, pb := readVMProc(t, qemuUnder(t, a.Process.Pid)), readVMProc(t, qemuUnder(t, b.Process.Pid))
 	self := readVMProc(t, os.Getpid())
 	for _, p := range []vmProc{pa, pb} {
@@ -311,6 +322,14 @@ func TestSecurityJail(t *testing.T) {
 				t.Errorf("pids limit %q in cgroup %q, want a number", p.pidsMax, p.cgroupPath)
 			}
 		})
+	}
+	// The guest's memory plus the VM's overhead, and no swap beyond it.
+	if want := strconv.Itoa((300 + 192) << 20); pb.memMax != "" && (pb.memMax != want || pb.memSwapMax != want) {
+		t.Errorf("--memory 300M: memory limit %s, memory+swap %s; want %s for both", pb.memMax, pb.memSwapMax, want)
+	}
+	// Without a network the VM needs none of the host's.
+	if pb.ns["net"] == self.ns["net"] {
+		t.Errorf("a --network none QEMU is in the host's network namespace")
 	}
 	if pa.uid == pb.uid {
 		t.Errorf("both QEMUs run as uid %s", pa.uid)

@@ -51,6 +51,9 @@ try:
     r["write_usr"] = 0
 except OSError as e:
     r["write_usr"] = e.errno
+import resource
+r["nofile"] = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+r["core"] = resource.getrlimit(resource.RLIMIT_CORE)[1]
 r["chroot"] = call("chroot", b"/usr")   # last: it changes what paths mean
 print(json.dumps(r))
 `
@@ -97,6 +100,7 @@ func TestJailFromInside(t *testing.T) {
 	}
 	var r struct {
 		Ptrace, Kill, Mount, Chroot, Getppid int
+		Nofile, Core                         int
 		UnshareUser                          int `json:"unshare_user"`
 		WriteUsr                             int `json:"write_usr"`
 		Root                                 []string
@@ -131,6 +135,9 @@ func TestJailFromInside(t *testing.T) {
 		if !contains(want, name) {
 			t.Errorf("the jail's root holds %q; want only %v", name, want)
 		}
+	}
+	if r.Nofile != 4096 || r.Core != 0 {
+		t.Errorf("rlimits nofile %d, core %d; want 4096 and 0", r.Nofile, r.Core)
 	}
 	if r.Hostname != "arrow" {
 		t.Errorf("host name %q: the uts namespace is not the jail's", r.Hostname)

@@ -92,7 +92,7 @@ func closureDisk(ctx context.Context, o *Options, set *closure.Set) (*rootfs.Dis
 
 func buildClosureDisk(ctx context.Context, o *Options, set *closure.Set, cache, key string) error {
 	// Under the data root, so that files are hard links where they can.
-	if err := os.MkdirAll(o.Root, 0o755); err != nil {
+	if err := os.MkdirAll(o.Root, 0o700); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp(o.Root, ".closure-")

@@ -232,7 +232,7 @@ func (g *globals) startDaemon() error {
 		return err
 	}
 	root := g.dataRoot()
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return err
 	}
 	logf, err := os.OpenFile(filepath.Join(root, "arrowd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/arrowsys/arrow/api"
+
 	"errors"
 	"fmt"
 	"os"
@@ -80,6 +82,12 @@ or a library it needs was not found.`,
 			o.MemoryMiB = mib
 			if cmd.Flags().Changed("cpus") && o.CPUs < 1 {
 				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--cpus %d: want at least 1", o.CPUs)}
+			}
+			if stopSec < 0 || stopSec > api.MaxTimeoutSeconds {
+				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--stop-timeout %d: want 0 to %d seconds", stopSec, api.MaxTimeoutSeconds)}
+			}
+			if o.BootTimeout < 0 || o.BootTimeout > api.MaxTimeoutSeconds*time.Second {
+				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--boot-timeout %v: want 0 to %d seconds", o.BootTimeout, api.MaxTimeoutSeconds)}
 			}
 			o.StopTimeout = time.Duration(stopSec) * time.Second
 			o.Program, o.Args = args[0], args[1:]

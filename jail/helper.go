@@ -30,6 +30,7 @@ func Main(args []string) int {
 	root := fs.String("root", "", "directory the jail's root is mounted on")
 	lease := fs.Bool("lease", false, "a lease lock follows the status pipe")
 	kvm := fs.Bool("kvm", false, "bind /dev/kvm")
+	logDenied := fs.Bool("log-denied", false, "log the calls the seccomp filter refuses (dmesg)")
 	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || *nfds < 0 || *nfds > 1000 {
 		fmt.Fprintln(os.Stderr, "usage: arrow-jailer --profile P --nfds N [--root DIR] [--lease] [--kvm] -- BIN ARGS...")
 		return 125
@@ -58,7 +59,7 @@ func Main(args []string) int {
 		return fail(errors.New("not the init of a new pid namespace"))
 	}
 	p := Profile(*profile)
-	if err := setup(p, *root, *kvm); err != nil {
+	if err := setup(p, *root, *kvm, *logDenied); err != nil {
 		return fail(err)
 	}
 	bin := fs.Arg(0)
@@ -112,7 +113,7 @@ func reap(pid int) int {
 
 // setup builds the jail for p, in the helper's own namespaces, and
 // installs the seccomp filter the helper and the process then share.
-func setup(p Profile, root string, kvm bool) error {
+func setup(p Profile, root string, kvm, logDenied bool) error {
 	// Nothing mounted here may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
@@ -136,7 +137,7 @@ func setup(p Profile, root string, kvm bool) error {
 	if err := dropBounding(p); err != nil {
 		return err
 	}
-	return loadFilter(p)
+	return loadFilter(p, logDenied)
 }
 
 // pivot makes a tmpfs on root the jail's root file system and pivots into

@@ -55,7 +55,14 @@ type Spec struct {
 	// Cgroup, when set, receives the helper, and so every process it
 	// starts, before the jailed process exists.
 	Cgroup Cgroup
+	// LogDenied has the kernel log every call the seccomp filter refuses
+	// (see [Filter.Load]); Arrow sets it from $ARROW_JAIL_LOG_DENIED.
+	LogDenied bool
 }
+
+// LogDeniedEnv, set to 1, makes Arrow's jails log the calls their seccomp
+// filters refuse.
+const LogDeniedEnv = "ARROW_JAIL_LOG_DENIED"
 
 // Cgroup is a control group processes can be moved into (cgroup.Group).
 type Cgroup interface {
@@ -128,6 +135,9 @@ func Command(s Spec, bin string, args []string, files []*os.File) (*exec.Cmd, *H
 	}
 	if s.KVM {
 		hargs = append(hargs, "--kvm")
+	}
+	if s.LogDenied {
+		hargs = append(hargs, "--log-denied")
 	}
 	hargs = append(hargs, "--", bin)
 	cmd := exec.Command(s.Helper, append(hargs, args...)...)

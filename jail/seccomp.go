@@ -41,7 +41,8 @@ const cloneNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
 	unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP | unix.CLONE_NEWTIME
 
 // qemuAllowed lists what QEMU (and the helper's runtime) may call, found by
-// tracing QEMU 7.2 through every kind of run Arrow makes (cold boots with
+// tracing QEMU 7.2 (strace, and this filter with $ARROW_JAIL_LOG_DENIED)
+// through every kind of run Arrow makes (cold boots with
 // and without disks and networks, templates saved, clones restored and
 // their disks swapped, published ports) and by reading its KVM paths. Left
 // out on purpose, among others: ptrace, process_vm_readv/writev, kill (the
@@ -49,6 +50,7 @@ const cloneNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
 // pivot_root, unshare, setns, bpf, perf_event_open, userfaultfd, io_uring,
 // keyctl, add_key, request_key, init_module, kexec_load, open_by_handle_at,
 // mknod, reboot, swapon, settimeofday, clock_settime, chown, chmod, unlink.
+// QEMU probes io_uring_setup at start-up and does without it when refused.
 var qemuAllowed = []uintptr{
 	// I/O on descriptors.
 	unix.SYS_READ, unix.SYS_WRITE, unix.SYS_READV, unix.SYS_WRITEV, unix.SYS_PREAD64, unix.SYS_PWRITE64,
@@ -69,7 +71,7 @@ var qemuAllowed = []uintptr{
 	unix.SYS_STATFS, unix.SYS_FSTATFS,
 	// Memory.
 	unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_MADVISE, unix.SYS_MREMAP, unix.SYS_BRK,
-	unix.SYS_MINCORE, unix.SYS_MEMFD_CREATE, unix.SYS_MEMBARRIER, unix.SYS_GET_MEMPOLICY, unix.SYS_MBIND,
+	unix.SYS_MINCORE, unix.SYS_MEMFD_CREATE, unix.SYS_MEMBARRIER, unix.SYS_GET_MEMPOLICY, unix.SYS_SET_MEMPOLICY, unix.SYS_MBIND,
 	unix.SYS_MLOCK, unix.SYS_MUNLOCK, unix.SYS_MSYNC,
 	// Threads, time and scheduling.
 	unix.SYS_FUTEX, unix.SYS_SET_ROBUST_LIST, unix.SYS_GET_ROBUST_LIST, unix.SYS_RSEQ, unix.SYS_SET_TID_ADDRESS,
@@ -231,13 +233,20 @@ func assemble(prog []bpf.Instruction) (Filter, error) {
 }
 
 // Load installs f on every thread of the calling process, with
-// no_new_privs set first, as an unprivileged filter requires.
-func (f Filter) Load() error {
+// no_new_privs set first, as an unprivileged filter requires. With
+// logDenied, the kernel logs every call the filter refuses (an audit
+// record of type SECCOMP, in dmesg): how to find a call QEMU needs on a
+// path the allowlist missed.
+func (f Filter) Load(logDenied bool) error {
+	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC)
+	if logDenied {
+		flags |= unix.SECCOMP_FILTER_FLAG_LOG
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("seccomp: no_new_privs: %w", err)
 	}
 	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
-	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog)))
 	runtime.KeepAlive(f)
 	if errno != 0 {
 		return fmt.Errorf("seccomp: install the filter: %w", errno)
@@ -246,7 +255,7 @@ func (f Filter) Load() error {
 }
 
 // loadFilter installs p's filter.
-func loadFilter(p Profile) error {
+func loadFilter(p Profile, logDenied bool) error {
 	var f Filter
 	var err error
 	switch p {
@@ -260,5 +269,5 @@ func loadFilter(p Profile) error {
 	if err != nil {
 		return err
 	}
-	return f.Load()
+	return f.Load(logDenied)
 }

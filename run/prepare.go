@@ -289,7 +289,8 @@ func (p *prepared) jail(o *Options) error {
 	if err != nil {
 		return fmt.Errorf("the VM jail: $%s: %w", jail.RangeEnv, err)
 	}
-	p.cfg.Jail = &vm.Jail{Helper: helper, Dir: vm.DefaultJailDir, UIDs: r, Cgroup: o.Cgroup, HostAccess: o.HostAccess}
+	p.cfg.Jail = &vm.Jail{Helper: helper, Dir: vm.DefaultJailDir, UIDs: r, Cgroup: o.Cgroup, HostAccess: o.HostAccess,
+		LogDenied: os.Getenv(jail.LogDeniedEnv) == "1"}
 	return nil
 }
 

@@ -26,6 +26,8 @@ type Jail struct {
 	// HostAccess lets a guest on the user-mode network reach the host's
 	// own addresses, its loopback included: off unless asked for.
 	HostAccess bool
+	// LogDenied logs the calls the seccomp filters refuse (dmesg).
+	LogDenied bool
 }
 
 // DefaultJailDir is where leases and jail roots live.
@@ -83,13 +85,14 @@ func (c Config) userNet() bool {
 // jailCommand returns QEMU's command in the jail, with its handshake.
 func (c Config) jailCommand(jd *jailed, files []*os.File) (*exec.Cmd, *jail.Handshake, error) {
 	s := jail.Spec{
-		Profile: jail.ProfileQEMU,
-		Helper:  c.Jail.Helper,
-		Root:    jd.root,
-		NewNet:  !c.userNet(),
-		KVM:     c.Accel.Name == AccelKVM,
-		Lease:   jd.lease,
-		Cgroup:  c.Jail.Cgroup,
+		Profile:   jail.ProfileQEMU,
+		Helper:    c.Jail.Helper,
+		Root:      jd.root,
+		NewNet:    !c.userNet(),
+		KVM:       c.Accel.Name == AccelKVM,
+		Lease:     jd.lease,
+		Cgroup:    c.Jail.Cgroup,
+		LogDenied: c.Jail.LogDenied,
 	}
 	args := append(c.Args(), jail.RunAsArgs(jd.lease)...)
 	return jail.Command(s, c.QEMU, args, files)

@@ -142,7 +142,7 @@ func (d *virtiofsd) run(bin string, listener *os.File, j *Jail, started chan<- e
 	var hs *jail.Handshake
 	if j != nil {
 		var err error
-		spec := jail.Spec{Profile: jail.ProfileVirtiofsd, Helper: j.Helper, NewNet: true, Cgroup: j.Cgroup}
+		spec := jail.Spec{Profile: jail.ProfileVirtiofsd, Helper: j.Helper, NewNet: true, Cgroup: j.Cgroup, LogDenied: j.LogDenied}
 		if cmd, hs, err = jail.Command(spec, bin, args, []*os.File{listener}); err != nil {
 			d.err = err
 			started <- err

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"golang.org/x/sys/unix"
 )
 
@@ -382,6 +383,14 @@ func TestSecurityJailFailsClosed(t *testing.T) {
 		t.Errorf("with a uid free again: exit %d, stderr %q", r.code, r.stderr)
 	}
 	held[0].Close()
+	// Runs of another range guard their own uids and leave the default
+	// range's rules alone: an arrowd beside the tests stays guarded.
+	for _, chain := range []string{"output-1900000000-1900065535", "output-" + strconv.Itoa(first) + "-" + strconv.Itoa(first+1)} {
+		out, err := exec.Command("nft", "list", "chain", "inet", "arrow-jail", chain).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "reject") {
+			t.Errorf("guard chain %s: %v\n%s", chain, err, out)
+		}
+	}
 }
 
 // TestSecurityTemplateMemory: a template's memory file is root's, mode
@@ -480,4 +489,28 @@ tryit("chmod-plain", lambda: os.chmod("/data/tool", 0o755))
 			t.Errorf("guest says %q; want %q", r.stdout, want)
 		}
 	}
+}
+
+// TestSecurityBridgeNetwork: a guest on a bridge network cannot fetch a
+// page from any of the host's addresses (the bridge's gateway, another
+// interface's), while it reaches the outside through the host.
+func TestSecurityBridgeNetwork(t *testing.T) {
+	if links := arrowLinks(t); len(links) > 0 || arrowTable(t) {
+		t.Fatalf("before the test: Arrow links %v or table present: another arrowd runs here", links)
+	}
+	ns := outsideNet(t)
+	anyAddr := serveSecret(t, "0.0.0.0:0", "any-address")
+	outside := serveSecretIn(t, ns, "198.18.78.2", "outside")
+	d := startDaemon(t)
+	d.must("network", "create", "--subnet", "10.89.79.0/24", "secnet")
+	defer d.arrow("network", "rm", "secnet")
+	urls := []string{
+		fmt.Sprintf("http://10.89.79.1:%d/", anyAddr),  // the host on the bridge
+		fmt.Sprintf("http://198.18.78.1:%d/", anyAddr), // the host on another interface
+		fmt.Sprintf("http://198.18.78.2:%d/", outside),
+	}
+	d.must(append([]string{"run", "-d", "--name", "probe", "--network", "secnet", "/usr/bin/python3", "-c", fetcher}, urls...)...)
+	d.waitFor("probe", 2*time.Minute, "exited", func(a api.Arrow) bool { return a.State == api.Exited })
+	checkFetches(t, d.must("logs", "probe"), map[string]string{urls[0]: "blocked", urls[1]: "blocked", urls[2]: "ok secret-outside"})
+	d.must("rm", "probe")
 }

@@ -27,12 +27,14 @@ import (
 // hosts listen on loopback (systemd-resolved, dnsmasq).
 const GuardTable = "arrow-jail"
 
-const (
-	guardChain = "output"
-	guardSet   = "host_ok"
-)
+const guardSet = "host_ok"
 
-// GuardHost installs the guard for r (idempotent: the chain is rewritten
+// guardChain is the output chain of r: one per range, so that runs with
+// another range ($ARROW_JAIL_UIDS, tests) never rewrite the rules that
+// guard the default one, and an arrowd beside them stays guarded.
+func guardChain(r Range) string { return "output-" + r.String() }
+
+// GuardHost installs the guard for r (idempotent: r's chain is rewritten
 // whole in one transaction) and sets whether uid may reach the host. It
 // fails when nftables cannot be used: a jailed VM on the user network
 // never starts unguarded.
@@ -43,7 +45,7 @@ func GuardHost(r Range, uid uint32, hostAccess bool) error {
 	}
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: GuardTable})
 	accept := nftables.ChainPolicyAccept
-	ch := c.AddChain(&nftables.Chain{Name: guardChain, Table: t, Type: nftables.ChainTypeFilter,
+	ch := c.AddChain(&nftables.Chain{Name: guardChain(r), Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	set := &nftables.Set{Table: t, Name: guardSet, KeyType: nftables.TypeUID}
 	if err := c.AddSet(set, nil); err != nil {

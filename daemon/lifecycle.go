@@ -372,11 +372,14 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 			r.Restarts++
 		}
 	})
+	// Before the run counts as ended: a restart waiting for it creates
+	// the arrow's group again, which must not be removed under its new
+	// shim.
+	d.removeCgroup(r.ID)
 	close(rs.exited)
 	failures, id := r.Failures, r.ID
 	d.mu.Unlock()
 
-	d.removeCgroup(id)
 	os.Remove(d.socketPath(id))
 	code := e.ExitCode
 	d.emit(a, "die", &code, e.Error)

@@ -30,7 +30,7 @@
 //	read_only: false
 //	stdin: false
 //	tty: false
-//	kernel: /var/lib/arrow/kernels/vmlinux   # optional: boot this kernel
+//	kernel: /boot/vmlinuz-6.1.0-57-cloud-amd64   # optional: boot this kernel instead of Arrow's
 //
 // The same in JSON:
 //

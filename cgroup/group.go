@@ -145,7 +145,9 @@ func (g *Group) SetLimits(l Limits) error {
 			{"pids", "pids.max", limitString(l.Pids, "max"), l.Pids > 0},
 		}
 		if l.NoSwap {
-			ws = append(ws, write{"memory", "memory.swap.max", "0", true})
+			// Required only where there is swap to keep out of: a
+			// kernel without swap accounting has no such file.
+			ws = append(ws, write{"memory", "memory.swap.max", "0", hostHasSwap()})
 		}
 	} else {
 		ws = []write{

@@ -340,6 +340,11 @@ func (pol *HostPathPolicy) Check(ctx context.Context, who *Peer, daemonUID int, 
 		// An unjailed QEMU is as strong as arrowd itself.
 		return fmt.Errorf("%w: no_jail: only root may run a VM without its jail (client %s)", ErrForbidden, who)
 	}
+	if c.HostAccess {
+		// The user network's gateway is the host's loopback: services
+		// bound there (often root's alone) would be the client's.
+		return fmt.Errorf("%w: host_access: only root may let a VM reach the host (client %s)", ErrForbidden, who)
+	}
 	local := who != nil && who.Local
 	type resolved struct {
 		np namedPath

@@ -372,14 +372,15 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 			r.Restarts++
 		}
 	})
-	// Before the run counts as ended: a restart waiting for it creates
-	// the arrow's group again, which must not be removed under its new
-	// shim.
-	d.removeCgroup(r.ID)
-	close(rs.exited)
 	failures, id := r.Failures, r.ID
 	d.mu.Unlock()
 
+	// Before the run counts as ended, for a restart waits for that and
+	// then makes the arrow's group again, which must not be removed
+	// under its new shim; and outside d.mu, since removing a group whose
+	// tasks must be killed first takes seconds.
+	d.removeCgroup(id)
+	close(rs.exited)
 	os.Remove(d.socketPath(id))
 	code := e.ExitCode
 	d.emit(a, "die", &code, e.Error)

@@ -120,6 +120,18 @@ func guardRules(r Range) []guardRule {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(53)},
 		}
 	}
+	addrType := func(t uint32) []expr.Any {
+		return []expr.Any{
+			&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(t)},
+		}
+	}
+	// Arrow's bridges and taps: the host routes to bridge networks'
+	// arrows itself, past the bridge's forward rules.
+	toArrowNets := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("arw")},
+	}
 	accept := []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
 	reject := []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}}
 	return []guardRule{
@@ -128,5 +140,8 @@ func guardRules(r Range) []guardRule {
 		{"jailed VMs: DNS over udp to the host's resolvers", with(inRange, local, dns(unix.IPPROTO_UDP), accept)},
 		{"jailed VMs: DNS over tcp to the host's resolvers", with(inRange, local, dns(unix.IPPROTO_TCP), accept)},
 		{"jailed VMs: nothing else of the host", with(inRange, local, reject)},
+		{"jailed VMs: no broadcast through the host", with(inRange, addrType(unix.RTN_BROADCAST), reject)},
+		{"jailed VMs: no multicast through the host", with(inRange, addrType(unix.RTN_MULTICAST), reject)},
+		{"jailed VMs: no bridge network's arrows", with(inRange, toArrowNets, reject)},
 	}
 }

@@ -247,6 +247,15 @@ func bindRO(src, dst string) error {
 	if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("jail: bind %s: %w", src, err)
 	}
+	// The mounts below src too (mount_setattr, Linux 5.12); the remount
+	// below then covers the top one on older kernels.
+	attr := uint64(unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID)
+	if !strings.HasPrefix(src, "/dev/") {
+		attr |= unix.MOUNT_ATTR_NODEV
+	}
+	if err := unix.MountSetattr(-1, dst, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr}); err != nil && err != unix.ENOSYS {
+		return fmt.Errorf("jail: read-only %s: %w", src, err)
+	}
 	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID)
 	if !strings.HasPrefix(src, "/dev/") {
 		flags |= unix.MS_NODEV

@@ -50,14 +50,16 @@ func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
 			return res, fail(ExitArrowFailed, err)
 		}
 	}
-	if o.Started != nil {
-		o.Started(m.Pid())
-	}
 	// Whatever happens below, QEMU does not outlive the run.
 	defer func() {
 		_ = m.Kill()
 		<-m.Done()
 	}()
+	if o.Started != nil {
+		if err := o.Started(m.Pid()); err != nil {
+			return res, fail(ExitArrowFailed, err)
+		}
+	}
 	s := &session{o: o, accel: p.cfg.Accel.Name, m: m, conn: guest.NewConn(m.Control(), m.Control()), frames: make(chan guest.Frame, 16)}
 	go s.receive()
 

@@ -159,8 +159,10 @@ type Options struct {
 	Cgroup jail.Cgroup
 
 	// Started, when set, is called with the QEMU process's ID as soon as
-	// the VM process exists (a supervisor puts it into a cgroup).
-	Started func(pid int)
+	// the VM process exists (a supervisor puts a spare's QEMU, started
+	// before the arrow had a cgroup, into the arrow's). An error ends the
+	// run before the application starts: limits fail closed.
+	Started func(pid int) error
 	// Ready, when set, is called when the application was handed to
 	// arrow-init, with how the VM started.
 	Ready func(StartInfo)
@@ -382,7 +384,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return Result{Phases: p.phases}, fail(ExitArrowFailed, err)
 		}
 		defer func() {
-			_ = g.Kill(context.Background())
+			// Bounded: a task stuck in the kernel must not hold the
+			// run's exit.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = g.Kill(ctx)
 			_ = g.Remove()
 		}()
 		p.cfg.Jail.Cgroup = g

@@ -214,16 +214,18 @@ func (s *server) run(ctx context.Context) error {
 		// The jail's helper enters the group before QEMU exists.
 		o.Cgroup = s.group
 	}
-	o.Started = func(pid int) {
+	o.Started = func(pid int) error {
 		if s.group != nil {
-			// A spare's QEMU started before the arrow had a group.
+			// A spare's QEMU started before the arrow had a group;
+			// for other runs the jail put it there already.
 			if err := s.group.Add(pid); err != nil {
-				fmt.Fprintf(stderr, "arrow: cgroup: %v\n", err)
+				return fmt.Errorf("cgroup: %w", err)
 			}
 		}
 		s.mu.Lock()
 		s.status.Pid = pid
 		s.mu.Unlock()
+		return nil
 	}
 	o.Ready = func(how run.StartInfo) {
 		s.mu.Lock()

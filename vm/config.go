@@ -222,6 +222,18 @@ func (c Config) Validate() error {
 	if len(c.NICs) > MaxNICs {
 		return fmt.Errorf("%d network cards, at most %d", len(c.NICs), MaxNICs)
 	}
+	if c.Jail != nil {
+		for _, n := range c.NICs {
+			if n.User == nil {
+				continue
+			}
+			for _, f := range n.User.Forwards {
+				if f.Proto == "udp" && f.HostPort < UnprivilegedPortStart() {
+					return fmt.Errorf("publish %s: a jailed QEMU publishes UDP ports as its own uid (see Machine.publishUDP), which may not bind below %d", f, UnprivilegedPortStart())
+				}
+			}
+		}
+	}
 	macs := make(map[string]bool, len(c.NICs))
 	for i, n := range c.NICs {
 		if err := n.validate(); err != nil {
@@ -360,7 +372,7 @@ func (c Config) Args() []string {
 		args = append(args, s.args(i, c.shareFD(i))...)
 	}
 	for i, n := range c.NICs {
-		args = append(args, n.args(i, c.nicFD(i))...)
+		args = append(args, n.args(i, c.nicFD(i), c.Jail != nil)...)
 	}
 	args = append(args, c.templateArgs()...)
 	return args

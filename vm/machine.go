@@ -292,7 +292,39 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		case <-m.done:
 		}
 	}()
+	if cfg.Jail != nil {
+		if err := m.publishUDP(ctx); err != nil {
+			_ = m.Kill()
+			<-m.done
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// publishUDP publishes a jailed VM's UDP ports once QEMU runs as its uid.
+//
+// A port on QEMU's command line gets its socket while QEMU is still root,
+// and slirp sends whatever the guest sends from the published guest port
+// through that socket, to any address the guest names: the jail's host
+// guard, which knows a VM's traffic by its uid, would not see it. Added
+// now (hostfwd_add), the socket is the VM uid's, and guarded. TCP needs no
+// such care: a guest cannot send through a listening socket.
+func (m *Machine) publishUDP(ctx context.Context) error {
+	for i, n := range m.cfg.NICs {
+		if n.User == nil {
+			continue
+		}
+		for _, f := range n.User.Forwards {
+			if f.Proto != "udp" {
+				continue
+			}
+			if err := m.AddForward(ctx, i, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // supervise kills the VM when d dies under it.

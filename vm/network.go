@@ -166,7 +166,9 @@ func netdevID(i int) string { return "net" + strconv.Itoa(i) }
 
 // args are QEMU's arguments for NIC i; a tap NIC's device is inherited on
 // fd.
-func (n NIC) args(i, fd int) []string {
+// args are QEMU's arguments for card i. jailed leaves UDP forwards out:
+// see [Machine.publishUDP].
+func (n NIC) args(i, fd int, jailed bool) []string {
 	id := netdevID(i)
 	var netdev string
 	switch {
@@ -187,6 +189,9 @@ func (n NIC) args(i, fd int) []string {
 		// first through a host that may have none.
 		netdev = "user,id=" + id + ",net=" + net.Masked().String() + ",ipv6=off"
 		for _, f := range u.Forwards {
+			if jailed && f.Proto == "udp" {
+				continue
+			}
 			netdev += ",hostfwd=" + f.String()
 		}
 	}

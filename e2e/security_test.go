@@ -54,8 +54,9 @@ for u in sys.argv[1:]:
 // 198.18.78.2. It returns the namespace's name.
 func outsideNet(t *testing.T) string {
 	t.Helper()
-	ns := fmt.Sprintf("arwsec%d", os.Getpid()%100000)
-	host, peer := "arwsh"+strconv.Itoa(os.Getpid()%100000), "arwsp"+strconv.Itoa(os.Getpid()%100000)
+	ns := fmt.Sprintf("secns%d", os.Getpid()%100000)
+	// Not arw…: those names are Arrow's own links.
+	host, peer := "secvh"+strconv.Itoa(os.Getpid()%100000), "secvp"+strconv.Itoa(os.Getpid()%100000)
 	cmds := [][]string{
 		{"ip", "netns", "add", ns},
 		{"ip", "link", "add", host, "type", "veth", "peer", "name", peer},
@@ -513,4 +514,73 @@ func TestSecurityBridgeNetwork(t *testing.T) {
 	d.waitFor("probe", 2*time.Minute, "exited", func(a api.Arrow) bool { return a.State == api.Exited })
 	checkFetches(t, d.must("logs", "probe"), map[string]string{urls[0]: "blocked", urls[1]: "blocked", urls[2]: "ok secret-outside"})
 	d.must("rm", "probe")
+
+	// A guest on the user network cannot reach a bridge network's arrow,
+	// which the host would route to itself.
+	d.must("run", "-d", "--name", "srv", "--network", "secnet", "--ready-port", "8000", "/usr/bin/python3", "-m", "http.server", "-d", "/", "8000")
+	srv := d.inspect("srv")
+	if srv.Endpoint == nil {
+		t.Fatalf("srv has no endpoint: %+v", srv)
+	}
+	addr, _, _ := strings.Cut(srv.Endpoint.Address, "/")
+	srvURL := "http://" + addr + ":8000/"
+	root := t.TempDir()
+	linkKernel(t, root)
+	r := arrow(t, "", "--root", root, "run", "/usr/bin/python3", "-c", fetcher, srvURL)
+	checkFetches(t, r.stdout, map[string]string{srvURL: "blocked"})
+	// The control: unjailed, the same guest gets there.
+	r = arrow(t, "", "--root", root, "run", "--no-jail", "/usr/bin/python3", "-c", fetcher, srvURL)
+	checkFetches(t, r.stdout, map[string]string{srvURL: "ok"})
+	d.must("rm", "-f", "srv")
+}
+
+// TestSecurityPublishedUDP: slirp sends a guest's datagrams from a
+// published UDP port through that port's host socket, to whatever address
+// the guest names; the guard must see them as the VM's. A guest with
+// -p HOST:GUEST/udp sends from GUEST to the host's loopback: nothing
+// arrives, unless the run asked for the host.
+func TestSecurityPublishedUDP(t *testing.T) {
+	root := t.TempDir()
+	linkKernel(t, root)
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	target := pc.LocalAddr().(*net.UDPAddr).Port
+	send := fmt.Sprintf(`
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+for i in range(20):
+    s.sendto(b"from-the-guest", ("10.0.2.2", %d))
+    time.sleep(0.05)
+print("sent", flush=True)
+`, target)
+	received := func() bool {
+		_ = pc.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 64)
+		n, _, err := pc.ReadFrom(buf)
+		return err == nil && string(buf[:n]) == "from-the-guest"
+	}
+	for _, tt := range []struct {
+		name  string
+		flags []string
+		want  bool
+	}{
+		{"guarded", nil, false},
+		{"with host access", []string{"--add-host", "host.arrow.internal:host-gateway"}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append([]string{"--root", root, "run", "-p", fmt.Sprintf("127.0.0.1:%d:5353/udp", freePort(t))}, tt.flags...),
+				"/usr/bin/python3", "-c", send)
+			r := arrow(t, "", args...)
+			if r.code != 0 || !strings.Contains(r.stdout, "sent") {
+				t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+			}
+			if got := received(); got != tt.want {
+				t.Errorf("a datagram from the guest's published port reached the host's loopback: %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

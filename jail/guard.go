@@ -126,11 +126,14 @@ func guardRules(r Range) []guardRule {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(t)},
 		}
 	}
-	// Arrow's bridges and taps: the host routes to bridge networks'
-	// arrows itself, past the bridge's forward rules.
-	toArrowNets := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("arw")},
+	// Arrow's bridges (arw-…) and taps (arwt…, package network): the host
+	// routes to bridge networks' arrows itself, past the bridge's forward
+	// rules.
+	oifPrefix := func(prefix string) []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(prefix)},
+		}
 	}
 	accept := []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
 	reject := []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}}
@@ -142,6 +145,7 @@ func guardRules(r Range) []guardRule {
 		{"jailed VMs: nothing else of the host", with(inRange, local, reject)},
 		{"jailed VMs: no broadcast through the host", with(inRange, addrType(unix.RTN_BROADCAST), reject)},
 		{"jailed VMs: no multicast through the host", with(inRange, addrType(unix.RTN_MULTICAST), reject)},
-		{"jailed VMs: no bridge network's arrows", with(inRange, toArrowNets, reject)},
+		{"jailed VMs: no bridge network's arrows", with(inRange, oifPrefix("arw-"), reject)},
+		{"jailed VMs: no arrow's tap", with(inRange, oifPrefix("arwt"), reject)},
 	}
 }

@@ -170,7 +170,8 @@ type vmProc struct {
 	ns                  map[string]string
 	seccomp, capEff     string
 	pidsMax, cgroupPath string
-	memMax, memSwapMax  string // v1: memory.limit_in_bytes, memory.memsw.limit_in_bytes
+	memMax, memSwapMax  string // v1: memory.limit_in_bytes, memory.memsw.limit_in_bytes; v2: memory.max, memory.swap.max
+	v2Memory            bool
 }
 
 func readVMProc(t *testing.T, pid int) vmProc {
@@ -219,9 +220,17 @@ func readVMProc(t *testing.T, pid int) vmProc {
 		case parts[1] == "pids":
 			max = filepath.Join("/sys/fs/cgroup/pids", parts[2], "pids.max")
 		case parts[0] == "0" && parts[1] == "":
-			max = filepath.Join("/sys/fs/cgroup", parts[2], "pids.max")
-			if _, err := os.Stat(max); err != nil {
-				max = filepath.Join("/sys/fs/cgroup/unified", parts[2], "pids.max")
+			d := filepath.Join("/sys/fs/cgroup", parts[2])
+			if _, err := os.Stat(filepath.Join(d, "pids.max")); err != nil {
+				d = filepath.Join("/sys/fs/cgroup/unified", parts[2])
+			}
+			max = filepath.Join(d, "pids.max")
+			// The memory controller under v2 (on a hybrid host it is v1's).
+			if b, err := os.ReadFile(filepath.Join(d, "memory.max")); err == nil && p.memMax == "" {
+				p.memMax, p.v2Memory = strings.TrimSpace(string(b)), true
+				if b, err := os.ReadFile(filepath.Join(d, "memory.swap.max")); err == nil {
+					p.memSwapMax = strings.TrimSpace(string(b))
+				}
 			}
 		default:
 			continue
@@ -326,8 +335,18 @@ func TestSecurityJail(t *testing.T) {
 		})
 	}
 	// The guest's memory plus the VM's overhead, and no swap beyond it.
-	if want := strconv.Itoa((300 + 192) << 20); pb.memMax != "" && (pb.memMax != want || pb.memSwapMax != want) {
-		t.Errorf("--memory 300M: memory limit %s, memory+swap %s; want %s for both", pb.memMax, pb.memSwapMax, want)
+	want := strconv.Itoa((300 + 192) << 20)
+	if pb.memMax != want {
+		t.Errorf("--memory 300M: memory limit %q, want %s", pb.memMax, want)
+	}
+	// No swap beyond it: v1's memory+swap limit is the memory limit, v2's
+	// swap limit is 0 (both files exist only where swap is accounted).
+	switch {
+	case pb.memSwapMax == "":
+	case !pb.v2Memory && pb.memSwapMax != want:
+		t.Errorf("--memory 300M: memory+swap limit %s, want %s", pb.memSwapMax, want)
+	case pb.v2Memory && pb.memSwapMax != "0":
+		t.Errorf("--memory 300M: swap limit %s, want 0", pb.memSwapMax)
 	}
 	// Without a network the VM needs none of the host's.
 	if pb.ns["net"] == self.ns["net"] {

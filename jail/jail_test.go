@@ -54,6 +54,7 @@ except OSError as e:
 import resource
 r["nofile"] = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 r["core"] = resource.getrlimit(resource.RLIMIT_CORE)[1]
+r["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[1]
 r["chroot"] = call("chroot", b"/usr")   # last: it changes what paths mean
 print(json.dumps(r))
 `
@@ -100,7 +101,7 @@ func TestJailFromInside(t *testing.T) {
 	}
 	var r struct {
 		Ptrace, Kill, Mount, Chroot, Getppid int
-		Nofile, Core                         int
+		Nofile, Core, Nproc                  int
 		UnshareUser                          int `json:"unshare_user"`
 		WriteUsr                             int `json:"write_usr"`
 		Root                                 []string
@@ -136,8 +137,8 @@ func TestJailFromInside(t *testing.T) {
 			t.Errorf("the jail's root holds %q; want only %v", name, want)
 		}
 	}
-	if r.Nofile != 4096 || r.Core != 0 {
-		t.Errorf("rlimits nofile %d, core %d; want 4096 and 0", r.Nofile, r.Core)
+	if r.Nofile != 4096 || r.Core != 0 || r.Nproc != 512 {
+		t.Errorf("rlimits nofile %d, core %d, nproc %d; want 4096, 0 and 512", r.Nofile, r.Core, r.Nproc)
 	}
 	if r.Hostname != "arrow" {
 		t.Errorf("host name %q: the uts namespace is not the jail's", r.Hostname)

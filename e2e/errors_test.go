@@ -45,7 +45,7 @@ func TestBadInput(t *testing.T) {
 		{"bad --add-host", nil, []string{"run", "--add-host", "db:10.0.0.1", "/bin/true"}, 125, "NAME:host-gateway"},
 		{"host access off the user network", nil, []string{"run", "--network", "none", "--add-host", "h:host-gateway", "/bin/true"}, 125, "user network"},
 		{"bad jail uid range", []string{"ARROW_JAIL_UIDS=1"}, []string{"run", "/bin/true"}, 125, "ARROW_JAIL_UIDS"},
-		{"jailed UDP port below 1024", nil, []string{"run", "-p", "127.0.0.1:999:53/udp", "/bin/true"}, 125, "may not bind below"},
+		{"jailed UDP port below 1024", nil, []string{"run", "-p", "127.0.0.1:999:53/udp", "/bin/true"}, 125, "cannot be published from the VM's jail"},
 		{"bad accel", nil, []string{"run", "--accel", "hvf", "/bin/true"}, 125, "want auto, kvm or tcg"},
 		{"bad user", nil, []string{"run", "-u", "alice", "/bin/true"}, 125, "--user"},
 		{"missing include", nil, []string{"run", "--include", "/no/such/include", "/bin/true"}, 125, "/no/such/include"},

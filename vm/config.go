@@ -229,7 +229,7 @@ func (c Config) Validate() error {
 			}
 			for _, f := range n.User.Forwards {
 				if f.Proto == "udp" && f.HostPort < UnprivilegedPortStart() {
-					return fmt.Errorf("publish %s: a jailed QEMU publishes UDP ports as its own uid (see Machine.publishUDP), which may not bind below %d", f, UnprivilegedPortStart())
+					return fmt.Errorf("publish %s: a UDP port below %d cannot be published from the VM's jail (QEMU opens it as its own unprivileged uid, which may not bind below %d): use a host port of %d or more", f, UnprivilegedPortStart(), UnprivilegedPortStart(), UnprivilegedPortStart())
 				}
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 )
 
@@ -83,7 +84,7 @@ type Config struct {
 	// [DefaultVirtiofsd] when empty.
 	Virtiofsd string
 	// Memory, when set, backs the guest's RAM with a file: a VM
-	// template's RAM, or a clone's copy-on-write view of it (vm/template.go).
+	// template's RAM, or a clone's copy-on-write view of it (vm/snapshot.go).
 	Memory *MemoryFile
 	// Incoming starts QEMU waiting for a saved state instead of booting
 	// (see [Machine.Restore]).
@@ -213,7 +214,7 @@ func (c Config) Validate() error {
 	case c.Accel.Name != AccelKVM && c.Accel.Name != AccelTCG:
 		return fmt.Errorf("accelerator %q: want kvm or tcg", c.Accel.Name)
 	}
-	if err := c.validateTemplate(); err != nil {
+	if err := c.validateSnapshot(); err != nil {
 		return err
 	}
 	if need, have := c.DeviceSlots(); need > have {
@@ -228,8 +229,8 @@ func (c Config) Validate() error {
 				continue
 			}
 			for _, f := range n.User.Forwards {
-				if f.Proto == "udp" && f.HostPort < UnprivilegedPortStart() {
-					return fmt.Errorf("publish %s: a UDP port below %d cannot be published from the VM's jail (QEMU opens it as its own unprivileged uid, which may not bind below %d): use a host port of %d or more", f, UnprivilegedPortStart(), UnprivilegedPortStart(), UnprivilegedPortStart())
+				if f.Protocol() == api.UDP && f.HostPort < UnprivilegedPortStart() {
+					return fmt.Errorf("publish %s: a UDP port below %d cannot be published from the VM's jail (QEMU opens it as its own unprivileged uid, which may not bind below %d): use a host port of %d or more", hostfwd(f), UnprivilegedPortStart(), UnprivilegedPortStart(), UnprivilegedPortStart())
 				}
 			}
 		}
@@ -374,7 +375,7 @@ func (c Config) Args() []string {
 	for i, n := range c.NICs {
 		args = append(args, n.args(i, c.nicFD(i), c.Jail != nil)...)
 	}
-	args = append(args, c.templateArgs()...)
+	args = append(args, c.snapshotArgs()...)
 	return args
 }
 

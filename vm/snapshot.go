@@ -33,8 +33,8 @@ type MemoryFile struct {
 // one, after the drives, the virtiofs shares' sockets and the NICs' taps.
 func (c Config) memoryFD() int { return c.nicFD(len(c.NICs)) }
 
-// templateArgs are QEMU's arguments for c.Memory and c.Incoming.
-func (c Config) templateArgs() []string {
+// snapshotArgs are QEMU's arguments for c.Memory and c.Incoming.
+func (c Config) snapshotArgs() []string {
 	var args []string
 	if c.Memory != nil {
 		args = append(args, "-object", "memory-backend-file,id=mem,size="+strconv.Itoa(c.MemoryMiB)+"M,mem-path="+fdPath(c.memoryFD())+",share="+onOff(c.Memory.Shared))
@@ -47,8 +47,9 @@ func (c Config) templateArgs() []string {
 	return args
 }
 
-// validateTemplate checks the template fields of c.
-func (c Config) validateTemplate() error {
+// validateSnapshot checks the fields of c that a snapshot (a template or
+// its clone) sets: Memory.
+func (c Config) validateSnapshot() error {
 	if c.Memory == nil {
 		return nil
 	}

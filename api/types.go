@@ -8,6 +8,8 @@
 package api
 
 import (
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -18,9 +20,17 @@ const Version = "v1"
 // 413 before they are decoded.
 const MaxRequestBytes = 1 << 20
 
-// Config is what to run in an arrow, the serialisable part of `arrow run`'s
-// flags. Paths are absolute: the daemon does not share the client's
-// working directory or PATH, so the client resolves them.
+// Config is Arrow's one description of an arrow: what runs (program,
+// image or root file system, arguments, environment, user, working
+// directory), what it is given (volumes, ports, network, memory, CPUs) and
+// how it is managed (restart policy, labels). `arrow run`'s flags, spec
+// files (package spec), the API, the shims and the runs all fill or read
+// this one type, as containerd passes one OCI runtime spec through every
+// layer; a new integration translates its own description into it.
+//
+// Paths are absolute when the daemon receives it: the daemon does not
+// share the client's working directory or PATH, so the client resolves
+// them. (A foreground run resolves them itself.)
 type Config struct {
 	// Image is an image in the store (name, ID or path); or else
 	// Program, a host program, runs; with RootFS, inside that directory.
@@ -37,8 +47,12 @@ type Config struct {
 	Hostname   string   `json:"hostname,omitempty"`
 	ReadOnly   bool     `json:"read_only,omitempty"`
 	Volumes    []Volume `json:"volumes,omitempty"`
-	// Stdin keeps the application's standard input open for `attach`.
+	// Stdin forwards standard input to the application (for a detached
+	// arrow: keeps it open for `attach`).
 	Stdin bool `json:"stdin,omitempty"`
+	// TTY runs the application on a terminal in the guest. Only a
+	// foreground run has one: arrowd refuses it.
+	TTY bool `json:"tty,omitempty"`
 	// Network is "user" (the default: QEMU's user-mode network), "none"
 	// (loopback only), or a network's name.
 	Network string `json:"network,omitempty"`
@@ -70,32 +84,95 @@ type Config struct {
 	// NoJail runs the VM's processes without their jail (run.Options):
 	// DEBUGGING ONLY, UNSAFE, and only for a client that is root.
 	NoJail bool `json:"no_jail,omitempty"`
+
+	// Restart says when arrowd starts a detached arrow again; Labels are
+	// free-form metadata. A foreground run ignores both.
+	Restart RestartPolicy     `json:"restart,omitzero"`
+	Labels  map[string]string `json:"labels,omitempty"`
 }
 
-// Volume is a host directory mounted in the guest.
+// Volume is a host directory mounted in the guest: the one mount type of
+// every layer (flags, spec files, the API, runs).
 type Volume struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
-// Port publishes a guest port on a host port.
+// String returns v in the short form SOURCE:TARGET[:ro] that --volume
+// reads.
+func (v Volume) String() string {
+	s := v.Source + ":" + v.Target
+	if v.ReadOnly {
+		s += ":ro"
+	}
+	return s
+}
+
+// Port publishes a guest port on a host port: the one port type of every
+// layer (flags, spec files, the API, runs, bridge networks, QEMU's
+// forwards).
 type Port struct {
-	// HostIP is the host address to listen on; empty for every address.
-	HostIP    string `json:"host_ip,omitempty"`
-	HostPort  int    `json:"host_port"`
-	GuestPort int    `json:"guest_port"`
+	// HostIP is the host address to listen on, in canonical form; empty
+	// for every address.
+	HostIP string `json:"host_ip,omitempty"`
+	// HostPort and GuestPort are 1 to 65535 (see [Config.Validate]).
+	HostPort  int `json:"host_port"`
+	GuestPort int `json:"guest_port"`
 	// Proto is "tcp" (the default when empty) or "udp".
 	Proto string `json:"proto,omitempty"`
+}
+
+// Protocols of a [Port].
+const (
+	TCP = "tcp"
+	UDP = "udp"
+)
+
+// Protocol is p's protocol, [TCP] when Proto is empty.
+func (p Port) Protocol() string {
+	if p.Proto == "" {
+		return TCP
+	}
+	return p.Proto
+}
+
+// String returns p as --publish reads it: [IP:]HOST:GUEST/PROTOCOL.
+func (p Port) String() string {
+	s := fmt.Sprintf("%d:%d/%s", p.HostPort, p.GuestPort, p.Protocol())
+	switch {
+	case p.HostIP == "":
+		return s
+	case strings.Contains(p.HostIP, ":"):
+		return "[" + p.HostIP + "]:" + s
+	}
+	return p.HostIP + ":" + s
 }
 
 // CreateRequest asks the daemon to create an arrow and start it.
 type CreateRequest struct {
 	// Name is unique among arrows; one is made up when empty.
-	Name    string            `json:"name,omitempty"`
-	Config  Config            `json:"config"`
-	Restart RestartPolicy     `json:"restart,omitempty"`
-	Labels  map[string]string `json:"labels,omitempty"`
+	Name   string `json:"name,omitempty"`
+	Config `json:"config"`
+
+	// V1Restart and V1Labels are where the first clients of this API
+	// put the restart policy and labels, beside the config, before
+	// Config became the one description of an arrow. They are still
+	// accepted: [CreateRequest.Fold] moves them into Config.
+	V1Restart *RestartPolicy    `json:"restart,omitempty"`
+	V1Labels  map[string]string `json:"labels,omitempty"`
+}
+
+// Fold moves V1Restart and V1Labels into Config, where they belong. Call
+// it after [CreateRequest.Validate], which refuses them given twice.
+func (r *CreateRequest) Fold() {
+	if r.V1Restart != nil {
+		r.Config.Restart = *r.V1Restart
+	}
+	if r.V1Labels != nil {
+		r.Config.Labels = r.V1Labels
+	}
+	r.V1Restart, r.V1Labels = nil, nil
 }
 
 // CreateResponse answers a [CreateRequest].
@@ -133,12 +210,12 @@ const (
 
 // Arrow is everything the daemon knows of one arrow (`arrow inspect`).
 type Arrow struct {
-	ID      string            `json:"id"`
-	Name    string            `json:"name"`
-	Config  Config            `json:"config"`
-	Restart RestartPolicy     `json:"restart"`
-	Labels  map[string]string `json:"labels,omitempty"`
-	Created time.Time         `json:"created"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Config is what the arrow runs. (Its Accel and Dir are shadowed by
+	// the Arrow's own fields of those names: use a.Config.Accel.)
+	Config  `json:"config"`
+	Created time.Time `json:"created"`
 
 	State      State     `json:"state"`
 	StartedAt  time.Time `json:"started_at,omitzero"`

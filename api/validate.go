@@ -67,18 +67,39 @@ func (r *CreateRequest) Validate() error {
 	if r.Name != "" && !ValidName(r.Name) {
 		return fmt.Errorf("name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", r.Name, maxNameLen)
 	}
-	if err := r.Restart.Validate(); err != nil {
-		return err
+	if r.TTY {
+		return errors.New("config: tty: a detached arrow has no terminal (use stdin, then attach)")
 	}
-	if len(r.Labels) > maxLabels {
+	if r.V1Restart != nil {
+		if r.Config.Restart != (RestartPolicy{}) {
+			return errors.New("restart: given twice, beside the config and in it")
+		}
+		if err := r.V1Restart.Validate(); err != nil {
+			return err
+		}
+	}
+	if r.V1Labels != nil {
+		if r.Config.Labels != nil {
+			return errors.New("labels: given twice, beside the config and in it")
+		}
+		if err := checkLabels(r.V1Labels); err != nil {
+			return err
+		}
+	}
+	return r.Config.Validate()
+}
+
+// checkLabels bounds labels.
+func checkLabels(labels map[string]string) error {
+	if len(labels) > maxLabels {
 		return fmt.Errorf("labels: at most %d", maxLabels)
 	}
-	for k, v := range r.Labels {
+	for k, v := range labels {
 		if k == "" || len(k)+len(v) > 4096 || strings.IndexByte(k+v, 0) >= 0 {
 			return fmt.Errorf("label %.40q: want a non-empty key and at most 4 KiB", k)
 		}
 	}
-	return r.Config.Validate()
+	return nil
 }
 
 // Validate checks a restart policy.
@@ -112,6 +133,12 @@ func (p RestartPolicy) String() string {
 // Validate checks what a config can be checked for without the host: one
 // thing to run, absolute paths, sizes in range.
 func (c *Config) Validate() error {
+	if err := c.Restart.Validate(); err != nil {
+		return err
+	}
+	if err := checkLabels(c.Labels); err != nil {
+		return err
+	}
 	switch {
 	case c.Image != "" && (c.Program != "" || c.RootFS != ""):
 		return errors.New("config: image, or program (with or without rootfs), not both")
@@ -224,7 +251,7 @@ func (c *Config) validateNetwork() error {
 	if c.ReadyPort > 0 && (c.Network == "" || c.Network == "user") {
 		published := false
 		for _, p := range c.Ports {
-			published = published || p.GuestPort == c.ReadyPort && (p.Proto == "" || p.Proto == "tcp")
+			published = published || p.GuestPort == c.ReadyPort && p.Protocol() == TCP
 		}
 		if !published {
 			return fmt.Errorf("config: ready port %d: in user mode it must be published (-p HOST:%d)", c.ReadyPort, c.ReadyPort)
@@ -268,19 +295,12 @@ func (c *Config) validateNetwork() error {
 			}
 		}
 		for j, q := range c.Ports[:i] {
-			if q.HostPort == p.HostPort && portProto(q) == portProto(p) && (q.HostIP == p.HostIP || anyAddr(q.HostIP) || anyAddr(p.HostIP)) {
-				return fmt.Errorf("config: ports[%d]: host port %d/%s is already published by ports[%d]", i, p.HostPort, portProto(p), j)
+			if q.HostPort == p.HostPort && q.Protocol() == p.Protocol() && (q.HostIP == p.HostIP || anyAddr(q.HostIP) || anyAddr(p.HostIP)) {
+				return fmt.Errorf("config: ports[%d]: host port %d/%s is already published by ports[%d]", i, p.HostPort, p.Protocol(), j)
 			}
 		}
 	}
 	return nil
-}
-
-func portProto(p Port) string {
-	if p.Proto == "" {
-		return "tcp"
-	}
-	return p.Proto
 }
 
 func anyAddr(ip string) bool {

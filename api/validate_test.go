@@ -174,6 +174,12 @@ func TestCreateRequestValidate(t *testing.T) {
 	for i := range 257 {
 		manyLabels[fmt.Sprint(i)] = ""
 	}
+	// with returns ok changed by f.
+	with := func(f func(*Config)) Config {
+		c := ok
+		f(&c)
+		return c
+	}
 	for _, tc := range []struct {
 		name string
 		r    CreateRequest
@@ -181,15 +187,22 @@ func TestCreateRequestValidate(t *testing.T) {
 	}{
 		{"minimal", CreateRequest{Config: ok}, ""},
 		{"named", CreateRequest{Name: "web-1", Config: ok}, ""},
-		{"policy", CreateRequest{Config: ok, Restart: RestartPolicy{Name: "on-failure", MaxRetries: 5}}, ""},
-		{"labels", CreateRequest{Config: ok, Labels: map[string]string{"a": "b", "c": ""}}, ""},
+		{"policy", CreateRequest{Config: with(func(c *Config) { c.Restart = RestartPolicy{Name: "on-failure", MaxRetries: 5} })}, ""},
+		{"labels", CreateRequest{Config: with(func(c *Config) { c.Labels = map[string]string{"a": "b", "c": ""} })}, ""},
 		{"bad name", CreateRequest{Name: "-x", Config: ok}, "name"},
 		{"NUL name", CreateRequest{Name: "x\x00", Config: ok}, "name"},
 		{"long name", CreateRequest{Name: strings.Repeat("n", 129), Config: ok}, "name"},
-		{"bad policy", CreateRequest{Config: ok, Restart: RestartPolicy{Name: "never"}}, "restart"},
-		{"too many labels", CreateRequest{Config: ok, Labels: manyLabels}, "labels"},
-		{"empty label key", CreateRequest{Config: ok, Labels: map[string]string{"": "v"}}, "label"},
-		{"huge label", CreateRequest{Config: ok, Labels: map[string]string{"k": strings.Repeat("v", 4096)}}, "label"},
+		{"bad policy", CreateRequest{Config: with(func(c *Config) { c.Restart = RestartPolicy{Name: "never"} })}, "restart"},
+		{"too many labels", CreateRequest{Config: with(func(c *Config) { c.Labels = manyLabels })}, "labels"},
+		{"empty label key", CreateRequest{Config: with(func(c *Config) { c.Labels = map[string]string{"": "v"} })}, "label"},
+		{"huge label", CreateRequest{Config: with(func(c *Config) { c.Labels = map[string]string{"k": strings.Repeat("v", 4096)} })}, "label"},
+		{"tty", CreateRequest{Config: with(func(c *Config) { c.TTY = true })}, "no terminal"},
+		{"v1 policy", CreateRequest{Config: ok, V1Restart: &RestartPolicy{Name: "always"}}, ""},
+		{"v1 bad policy", CreateRequest{Config: ok, V1Restart: &RestartPolicy{Name: "never"}}, "restart"},
+		{"v1 policy twice", CreateRequest{Config: with(func(c *Config) { c.Restart.Name = "no" }), V1Restart: &RestartPolicy{Name: "always"}}, "twice"},
+		{"v1 labels", CreateRequest{Config: ok, V1Labels: map[string]string{"a": "b"}}, ""},
+		{"v1 empty label key", CreateRequest{Config: ok, V1Labels: map[string]string{"": "b"}}, "label"},
+		{"v1 labels twice", CreateRequest{Config: with(func(c *Config) { c.Labels = map[string]string{} }), V1Labels: map[string]string{"a": "b"}}, "twice"},
 		{"bad config", CreateRequest{Name: "ok"}, "nothing to run"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,4 +264,24 @@ func FuzzCreateRequest(f *testing.F) {
 			t.Fatal("empty policy string")
 		}
 	})
+}
+
+// TestCreateRequestV1 decodes a request in the API's first shape, with the
+// restart policy and labels beside the config: Fold moves them into it.
+func TestCreateRequestV1(t *testing.T) {
+	var r CreateRequest
+	if err := json.Unmarshal([]byte(`{"name":"web","config":{"program":"/bin/true"},"restart":{"name":"on-failure","max_retries":2},"labels":{"k":"v"}}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r.Fold()
+	if r.Restart.String() != "on-failure:2" || r.Labels["k"] != "v" || r.V1Restart != nil || r.V1Labels != nil {
+		t.Errorf("folded: %+v", r)
+	}
+	b, _ := json.Marshal(r)
+	if want := `"config":{"program":"/bin/true","restart":{"name":"on-failure","max_retries":2},"labels":{"k":"v"}}`; !strings.Contains(string(b), want) {
+		t.Errorf("encoded %s, want %s in it", b, want)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/run"
 )
 
@@ -49,7 +50,7 @@ func benchSpares(ctx context.Context, arrowBin string, runs int) error {
 	fmt.Fprintln(w, "|---\t|---\t|---\t|---\t|---\t|---\t|---\t|")
 	jailer := filepath.Join(filepath.Dir(arrowBin), "arrow-jailer")
 	for _, app := range apps {
-		base := run.Options{Root: root, Init: initPath, JailHelper: jailer, Program: app.prog, Args: app.args, Dir: "/"}
+		base := run.Options{Root: root, Init: initPath, JailHelper: jailer, Config: api.Config{Program: app.prog, Args: app.args, Dir: "/"}}
 		first := make(map[string][]time.Duration)
 		exit := make(map[string][]time.Duration)
 		// One untimed round first: templates built, caches warm.

@@ -46,6 +46,7 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 	if err := req.Validate(); err != nil {
 		return api.Arrow{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	req.Fold()
 	if req.Restart.Name == "" {
 		req.Restart.Name = api.RestartNo
 	}
@@ -56,7 +57,7 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 	id := newID()
 	dir := d.arrowDir(id)
 	r := &record{Arrow: api.Arrow{
-		ID: id, Name: req.Name, Config: req.Config, Restart: req.Restart, Labels: req.Labels,
+		ID: id, Name: req.Name, Config: req.Config,
 		Created: time.Now().UTC(), State: api.Created,
 		Dir: dir, LogPath: filepath.Join(dir, shim.LogFile),
 	}, Owner: owner}

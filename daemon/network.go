@@ -84,24 +84,7 @@ func (d *Daemon) attach(ctx context.Context, r record) (*api.Endpoint, *run.TapA
 	if d.nets == nil {
 		return nil, nil, fmt.Errorf("%w: --network %s: %w", ErrInvalid, r.Config.Network, errNoBridges)
 	}
-	var ports []network.Port
-	for _, p := range r.Config.Ports {
-		np := network.Port{Proto: p.Proto, HostPort: uint16(p.HostPort), GuestPort: uint16(p.GuestPort)}
-		if np.Proto == "" {
-			np.Proto = "tcp"
-		}
-		if p.HostIP != "" {
-			a, err := netip.ParseAddr(p.HostIP)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%w: port %d: host IP %q: %w", ErrInvalid, p.HostPort, p.HostIP, err)
-			}
-			if !a.IsUnspecified() {
-				np.HostIP = a
-			}
-		}
-		ports = append(ports, np)
-	}
-	ep, err := d.nets.Attach(ctx, r.Config.Network, r.ID, r.Name, ports)
+	ep, err := d.nets.Attach(ctx, r.Config.Network, r.ID, r.Name, r.Config.Ports)
 	if err != nil {
 		return nil, nil, networkError(err)
 	}
@@ -133,7 +116,7 @@ func networkError(err error) error {
 func endpointOf(ep network.Endpoint) *api.Endpoint {
 	e := &api.Endpoint{ID: ep.ArrowID, Name: ep.Name, Address: ep.Address.String(), MAC: ep.MAC.String(), Tap: ep.Tap}
 	for _, p := range ep.Ports {
-		e.Ports = append(e.Ports, p.String())
+		e.Ports = append(e.Ports, network.PortString(p))
 	}
 	return e
 }

@@ -84,7 +84,7 @@ func TestShouldRestart(t *testing.T) {
 		{pol("unless-stopped", 0), 0, false, 137, true, false},
 		{pol("on-failure", 0), 0, false, 137, true, false},
 	} {
-		r := &record{Arrow: api.Arrow{Restart: tc.policy, Restarts: tc.restarts, StoppedByUser: tc.byUser}}
+		r := &record{Arrow: api.Arrow{Config: api.Config{Restart: tc.policy}, Restarts: tc.restarts, StoppedByUser: tc.byUser}}
 		if got := d.shouldRestart(r, tc.code, tc.oom); got != tc.want {
 			t.Errorf("policy %s, %d restarts, stopped by user %v, exit %d, oom %v: restart %v, want %v",
 				tc.policy, tc.restarts, tc.byUser, tc.code, tc.oom, got, tc.want)
@@ -95,7 +95,7 @@ func TestShouldRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	stopping := &Daemon{ctx: ctx}
-	r := &record{Arrow: api.Arrow{Restart: pol("always", 0)}}
+	r := &record{Arrow: api.Arrow{Config: api.Config{Restart: pol("always", 0)}}}
 	if stopping.shouldRestart(r, 1, false) {
 		t.Error("a stopping daemon restarts")
 	}

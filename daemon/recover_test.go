@@ -146,7 +146,7 @@ func TestRecoverLaunching(t *testing.T) {
 			cfg := testConfig(t)
 			id := testID('a')
 			putRecord(t, cfg, &record{Arrow: api.Arrow{ID: id, Name: "web", State: api.Starting,
-				Config: api.Config{Program: "/bin/true"}, Restart: api.RestartPolicy{Name: api.RestartNo}}, Launching: true,
+				Config: api.Config{Program: "/bin/true", Restart: api.RestartPolicy{Name: api.RestartNo}}}, Launching: true,
 				Socket: filepath.Join(cfg.RunDir, id+".sock")})
 			var h *holder
 			if tc.shim {

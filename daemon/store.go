@@ -37,6 +37,23 @@ type record struct {
 	// host paths of its config with the authority of its creator (see
 	// HostPathPolicy). A record without one is held to the allow list.
 	Owner *Peer `json:"owner,omitempty"`
+
+	// OldRestart and OldLabels are where an arrowd before the one
+	// description of an arrow (api.Config) kept the restart policy and
+	// labels; load moves them into Config, so an upgrade keeps them.
+	OldRestart *api.RestartPolicy `json:"restart,omitempty"`
+	OldLabels  map[string]string  `json:"labels,omitempty"`
+}
+
+// upgrade moves what an older arrowd recorded outside the config into it.
+func (r *record) upgrade() {
+	if r.OldRestart != nil && r.Config.Restart.Name == "" {
+		r.Config.Restart = *r.OldRestart
+	}
+	if r.OldLabels != nil && r.Config.Labels == nil {
+		r.Config.Labels = r.OldLabels
+	}
+	r.OldRestart, r.OldLabels = nil, nil
 }
 
 // store keeps records in a bbolt database. Every change is one committed
@@ -101,6 +118,7 @@ func (s *store) all() ([]*record, []error) {
 				errs = append(errs, fmt.Errorf("state record %q: unreadable (%v)", k, err))
 				return nil
 			}
+			r.upgrade()
 			out = append(out, &r)
 			return nil
 		})

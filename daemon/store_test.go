@@ -34,9 +34,10 @@ func TestStore(t *testing.T) {
 	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	a := &record{Arrow: api.Arrow{
 		ID: "aaa", Name: "web", Created: created, State: api.Running, ExitCode: 3,
-		Config:  api.Config{Image: "alpine", Args: []string{"x"}},
-		Restart: api.RestartPolicy{Name: api.RestartOnFailure, MaxRetries: 2},
-		Labels:  map[string]string{"k": "v"}, ShimPid: 42,
+		Config: api.Config{Image: "alpine", Args: []string{"x"},
+			Restart: api.RestartPolicy{Name: api.RestartOnFailure, MaxRetries: 2},
+			Labels:  map[string]string{"k": "v"}},
+		ShimPid: 42,
 	}, ShimStart: 12345, Socket: "/run/arrow/aaa.sock", Failures: 2}
 	b := &record{Arrow: api.Arrow{ID: "bbb", Name: "db", State: api.Exited}}
 	for _, r := range []*record{a, b} {
@@ -109,5 +110,31 @@ func TestStore(t *testing.T) {
 func TestOpenStoreErrors(t *testing.T) {
 	if _, err := openStore(filepath.Join(t.TempDir(), "missing", "arrowd.db")); err == nil || errors.Is(err, errLocked) {
 		t.Fatalf("open in a missing directory: %v", err)
+	}
+}
+
+// TestStoreUpgrade reads a record as an arrowd before the one description
+// of an arrow wrote it, with the restart policy and labels beside the
+// config: an upgrade keeps them.
+func TestStoreUpgrade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "arrowd.db")
+	s, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	old := `{"id":"aaa","name":"web","config":{"program":"/bin/true"},"restart":{"name":"on-failure","max_retries":3},"labels":{"tier":"front"},"created":"2025-01-02T03:04:05Z","state":"exited","exit_code":0,"restarts":0,"dir":"/d","log_path":"/d/log"}`
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketArrows).Put([]byte("aaa"), []byte(old))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	recs, errs := s.all()
+	if len(errs) != 0 || len(recs) != 1 {
+		t.Fatalf("all: %v, %v", recs, errs)
+	}
+	r := recs[0]
+	if r.Restart.String() != "on-failure:3" || r.Labels["tier"] != "front" || r.OldRestart != nil || r.OldLabels != nil {
+		t.Errorf("upgraded record: restart %v labels %v (old %v %v)", r.Restart, r.Labels, r.OldRestart, r.OldLabels)
 	}
 }

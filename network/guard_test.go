@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
@@ -209,15 +210,15 @@ func TestGuestAgainstHost(t *testing.T) {
 	// The gateway is one of the host's addresses too.
 	serve(listen(t, netip.AddrPortFrom(n.Gateway, 7003).String()), "host gateway")
 	serve(listen(t, "0.0.0.0:7004"), "host wildcard")
-	lo := netip.MustParseAddr("127.0.0.1")
+	lo := "127.0.0.1"
 	// The attacker publishes a port on 127.0.0.1, a neighbour one on
 	// every address; another arrow, with no VM, is the one whose address
 	// the attacker tries to take.
-	ep, err := m.Attach(ctx, "front", "aaaa", "web", []Port{{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}})
+	ep, err := m.Attach(ctx, "front", "aaaa", "web", []api.Port{{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	neighbour, err := m.Attach(ctx, "front", "bbbb", "db", []Port{{Proto: "tcp", HostPort: 8081, GuestPort: 80}})
+	neighbour, err := m.Attach(ctx, "front", "bbbb", "db", []api.Port{{Proto: "tcp", HostPort: 8081, GuestPort: 80}})
 	if err != nil {
 		t.Fatal(err)
 	}

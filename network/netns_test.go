@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
@@ -461,8 +462,8 @@ func TestPublishRules(t *testing.T) {
 	if _, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24")); err != nil {
 		t.Fatal(err)
 	}
-	lo := netip.MustParseAddr("127.0.0.1")
-	a, err := m.Attach(ctx, "front", "aaaa", "web", []Port{
+	lo := "127.0.0.1"
+	a, err := m.Attach(ctx, "front", "aaaa", "web", []api.Port{
 		{Proto: "tcp", HostPort: 8080, GuestPort: 80},
 		{Proto: "udp", HostIP: lo, HostPort: 5353},
 	})
@@ -493,13 +494,13 @@ func TestPublishRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	for _, p := range []Port{
+	for _, p := range []api.Port{
 		{Proto: "tcp", HostPort: 8080},
 		{Proto: "tcp", HostIP: lo, HostPort: 8080},
 		{Proto: "udp", HostPort: 5353},
 		{Proto: "tcp", HostPort: 9090},
 	} {
-		_, err := m.Attach(ctx, "front", "bbbb", "db", []Port{{Proto: "tcp", HostPort: 7000}, p})
+		_, err := m.Attach(ctx, "front", "bbbb", "db", []api.Port{{Proto: "tcp", HostPort: 7000}, p})
 		if !errors.Is(err, ErrPortInUse) {
 			t.Errorf("Attach publishing %s = %v, want ErrPortInUse", p, err)
 		}
@@ -511,7 +512,7 @@ func TestPublishRules(t *testing.T) {
 		t.Errorf("a failed Attach changed the rules:\n%v\n%v", c, comments)
 	}
 	// The same port over the other protocol is free.
-	b, err := m.Attach(ctx, "front", "bbbb", "db", []Port{{Proto: "udp", HostPort: 8080}})
+	b, err := m.Attach(ctx, "front", "bbbb", "db", []api.Port{{Proto: "udp", HostPort: 8080}})
 	if err != nil || b.Address.String() != "10.50.0.3/24" {
 		t.Fatalf("Attach = %+v, %v", b, err)
 	}
@@ -523,7 +524,7 @@ func TestPublishRules(t *testing.T) {
 		t.Errorf("after Detach, DNATs to %q", got)
 	}
 	// A detached endpoint's port is free again.
-	if _, err := m.Attach(ctx, "front", "cccc", "", []Port{{Proto: "tcp", HostPort: 8080}}); err != nil {
+	if _, err := m.Attach(ctx, "front", "cccc", "", []api.Port{{Proto: "tcp", HostPort: 8080}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -539,11 +540,11 @@ func TestReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := m.Attach(ctx, "front", "aaaa", "web", []Port{{Proto: "tcp", HostPort: 8080}})
+	a, err := m.Attach(ctx, "front", "aaaa", "web", []api.Port{{Proto: "tcp", HostPort: 8080}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.Attach(ctx, "front", "bbbb", "db", []Port{{Proto: "tcp", HostPort: 8081}})
+	b, err := m.Attach(ctx, "front", "bbbb", "db", []api.Port{{Proto: "tcp", HostPort: 8081}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,7 +608,7 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("web. = %q after Reconcile", addr)
 	}
 	// The dead arrow's port and address are free again.
-	if e, err := m.Attach(ctx, "front", "eeee", "", []Port{{Proto: "tcp", HostPort: 8081}}); err != nil || e.Address.String() != "10.50.0.4/24" {
+	if e, err := m.Attach(ctx, "front", "eeee", "", []api.Port{{Proto: "tcp", HostPort: 8081}}); err != nil || e.Address.String() != "10.50.0.4/24" {
 		t.Errorf("Attach after Reconcile = %+v, %v", e, err)
 	}
 	// Nothing lives: everything goes.
@@ -889,7 +890,7 @@ func TestTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := m.Attach(ctx, "front", "aaaa", "web", []Port{{Proto: "tcp", HostPort: 8080, GuestPort: 80}})
+	ep, err := m.Attach(ctx, "front", "aaaa", "web", []api.Port{{Proto: "tcp", HostPort: 8080, GuestPort: 80}})
 	if err != nil {
 		t.Fatal(err)
 	}

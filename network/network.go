@@ -98,26 +98,14 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Port is a port an endpoint publishes on the host.
-type Port struct {
-	// Proto is "tcp" or "udp".
-	Proto string `json:"proto"`
-	// HostIP is the host address the port is published on; zero means
-	// every address of the host.
-	HostIP netip.Addr `json:"hostIP,omitzero"`
-	// HostPort is the port on the host.
-	HostPort uint16 `json:"hostPort"`
-	// GuestPort is the port in the arrow; HostPort when zero.
-	GuestPort uint16 `json:"guestPort"`
-}
-
-// String returns the port as docker writes it, 127.0.0.1:8080->80/tcp.
-func (p Port) String() string {
+// PortString returns a published port as docker writes it,
+// 127.0.0.1:8080->80/tcp.
+func PortString(p api.Port) string {
 	host := fmt.Sprint(p.HostPort)
-	if p.HostIP.IsValid() {
-		host = netip.AddrPortFrom(p.HostIP, p.HostPort).String()
+	if p.HostIP != "" {
+		host = net.JoinHostPort(p.HostIP, host)
 	}
-	return fmt.Sprintf("%s->%d/%s", host, p.GuestPort, p.Proto)
+	return fmt.Sprintf("%s->%d/%s", host, p.GuestPort, p.Protocol())
 }
 
 // Endpoint is an arrow's attachment to a network: what its VM needs to
@@ -144,7 +132,7 @@ type Endpoint struct {
 	// MTU is the MTU of the VM's interface.
 	MTU int `json:"mtu"`
 	// Ports are the ports published on the host.
-	Ports []Port `json:"ports,omitempty"`
+	Ports []api.Port `json:"ports,omitempty"`
 }
 
 // Info describes a network.
@@ -414,7 +402,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 // rules. The error wraps ErrPortInUse when a host port is taken (nothing is
 // then left behind), ErrNotFound when there is no such network, ErrExists
 // when the arrow is attached already or another one has the same name.
-func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, ports []Port) (Endpoint, error) {
+func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, ports []api.Port) (Endpoint, error) {
 	if arrowID == "" {
 		return Endpoint{}, errors.New("network: empty arrow ID")
 	}
@@ -665,31 +653,40 @@ func (m *Manager) releaseForwarding() error {
 // normalizePorts checks ports and fills in their defaults: GuestPort from
 // HostPort, IPv4-mapped host addresses unmapped. The error wraps
 // ErrPortInUse when the list publishes a host port twice.
-func normalizePorts(ports []Port) ([]Port, error) {
-	out := make([]Port, 0, len(ports))
+func normalizePorts(ports []api.Port) ([]api.Port, error) {
+	out := make([]api.Port, 0, len(ports))
 	for _, p := range ports {
-		p.Proto = strings.ToLower(p.Proto)
-		if p.Proto != "tcp" && p.Proto != "udp" {
+		p.Proto = strings.ToLower(p.Protocol())
+		if p.Proto != api.TCP && p.Proto != api.UDP {
 			return nil, fmt.Errorf("port %d: protocol %q is neither tcp nor udp", p.HostPort, p.Proto)
 		}
-		if p.HostPort == 0 {
-			return nil, fmt.Errorf("port %s: no host port", p)
+		if p.HostPort < 1 || p.HostPort > 65535 {
+			return nil, fmt.Errorf("port %s: want a host port from 1 to 65535", PortString(p))
 		}
 		if p.GuestPort == 0 {
 			p.GuestPort = p.HostPort
 		}
-		if p.HostIP.IsValid() {
-			p.HostIP = p.HostIP.Unmap()
-			if !p.HostIP.Is4() {
-				return nil, fmt.Errorf("port %s: only IPv4 host addresses are supported", p)
+		if p.GuestPort < 1 || p.GuestPort > 65535 {
+			return nil, fmt.Errorf("port %s: want a guest port from 1 to 65535", PortString(p))
+		}
+		if p.HostIP != "" {
+			ip, err := netip.ParseAddr(p.HostIP)
+			if err != nil {
+				return nil, fmt.Errorf("port %s: host IP: %w", PortString(p), err)
 			}
-			if p.HostIP.IsUnspecified() {
-				p.HostIP = netip.Addr{}
+			ip = ip.Unmap()
+			if !ip.Is4() {
+				return nil, fmt.Errorf("port %s: only IPv4 host addresses are supported", PortString(p))
+			}
+			// Canonical: one address is one string, for portsClash.
+			p.HostIP = ip.String()
+			if ip.IsUnspecified() {
+				p.HostIP = ""
 			}
 		}
 		for _, q := range out {
 			if portsClash(p, q) {
-				return nil, fmt.Errorf("port %s: %w: published twice (%s)", p, ErrPortInUse, q)
+				return nil, fmt.Errorf("port %s: %w: published twice (%s)", PortString(p), ErrPortInUse, PortString(q))
 			}
 		}
 		out = append(out, p)
@@ -700,39 +697,40 @@ func normalizePorts(ports []Port) ([]Port, error) {
 	return out, nil
 }
 
-// portsClash reports whether two published ports take the same host port.
-func portsClash(p, q Port) bool {
+// portsClash reports whether two published ports (normalized) take the
+// same host port.
+func portsClash(p, q api.Port) bool {
 	return p.Proto == q.Proto && p.HostPort == q.HostPort &&
-		(!p.HostIP.IsValid() || !q.HostIP.IsValid() || p.HostIP == q.HostIP)
+		(p.HostIP == "" || q.HostIP == "" || p.HostIP == q.HostIP)
 }
 
 // checkPorts returns an error wrapping ErrPortInUse when one of ports is
 // published by an endpoint already or bound by a host process.
-func (m *Manager) checkPorts(ports []Port) error {
+func (m *Manager) checkPorts(ports []api.Port) error {
 	for _, p := range ports {
 		for _, n := range m.nets {
 			for _, ep := range n.Endpoints {
 				for _, q := range ep.Ports {
 					if portsClash(p, q) {
-						return fmt.Errorf("port %s: %w: published by arrow %s on network %s", p, ErrPortInUse, ep.ArrowID, n.Name)
+						return fmt.Errorf("port %s: %w: published by arrow %s on network %s", PortString(p), ErrPortInUse, ep.ArrowID, n.Name)
 					}
 				}
 			}
 		}
 		if err := probePort(p); errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("port %s: %w: bound by a host process", p, ErrPortInUse)
+			return fmt.Errorf("port %s: %w: bound by a host process", PortString(p), ErrPortInUse)
 		} else if err != nil {
-			return fmt.Errorf("port %s: %w", p, err)
+			return fmt.Errorf("port %s: %w", PortString(p), err)
 		}
 	}
 	return nil
 }
 
 // probePort binds the host port p to see whether a host process holds it.
-func probePort(p Port) error {
+func probePort(p api.Port) error {
 	addr := "0.0.0.0"
-	if p.HostIP.IsValid() {
-		addr = p.HostIP.String()
+	if p.HostIP != "" {
+		addr = p.HostIP
 	}
 	hostport := net.JoinHostPort(addr, fmt.Sprint(p.HostPort))
 	if p.Proto == "udp" {

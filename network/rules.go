@@ -183,12 +183,17 @@ func buildRules(c *nftables.Conn, nets map[string]*netRecord, guardForward bool)
 		for _, id := range sortedIDs(n) {
 			ep := n.Endpoints[id]
 			for _, p := range ep.Ports {
-				comment := fmt.Sprintf("arrow %s on %s: publish %s", shortID(id), n.Name, p)
+				comment := fmt.Sprintf("arrow %s on %s: publish %s", shortID(id), n.Name, PortString(p))
 				match := [][]expr.Any{ipv4(), fibLocal()}
-				if p.HostIP.IsValid() {
-					match = append(match, ipDaddr(p.HostIP))
+				if p.HostIP != "" {
+					// Normalized by Attach: a valid IPv4 address.
+					ip, err := netip.ParseAddr(p.HostIP)
+					if err != nil {
+						continue
+					}
+					match = append(match, ipDaddr(ip))
 				}
-				match = append(match, l4port(p.Proto, p.HostPort), dnat(ep.Address.Addr(), p.GuestPort))
+				match = append(match, l4port(p.Proto, uint16(p.HostPort)), dnat(ep.Address.Addr(), uint16(p.GuestPort)))
 				add(t, pre, comment, match...)
 				add(t, out, comment, match...)
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -117,25 +118,25 @@ func TestAllocate(t *testing.T) {
 }
 
 func TestNormalizePorts(t *testing.T) {
-	lo := netip.MustParseAddr("127.0.0.1")
+	lo := "127.0.0.1"
 	for _, tc := range []struct {
 		name    string
-		in      []Port
-		want    []Port
+		in      []api.Port
+		want    []api.Port
 		errIs   error
 		wantErr bool
 	}{
 		{name: "none"},
-		{name: "defaults", in: []Port{{Proto: "TCP", HostPort: 80}}, want: []Port{{Proto: "tcp", HostPort: 80, GuestPort: 80}}},
-		{name: "mapped", in: []Port{{Proto: "udp", HostIP: netip.MustParseAddr("::ffff:127.0.0.1"), HostPort: 53, GuestPort: 5353}},
-			want: []Port{{Proto: "udp", HostIP: lo, HostPort: 53, GuestPort: 5353}}},
-		{name: "unspecified", in: []Port{{Proto: "tcp", HostIP: netip.IPv4Unspecified(), HostPort: 1}}, want: []Port{{Proto: "tcp", HostPort: 1, GuestPort: 1}}},
-		{name: "tcp and udp", in: []Port{{Proto: "tcp", HostPort: 1}, {Proto: "udp", HostPort: 1}},
-			want: []Port{{Proto: "tcp", HostPort: 1, GuestPort: 1}, {Proto: "udp", HostPort: 1, GuestPort: 1}}},
-		{name: "twice", in: []Port{{Proto: "tcp", HostPort: 1}, {Proto: "tcp", HostIP: lo, HostPort: 1}}, errIs: ErrPortInUse},
-		{name: "sctp", in: []Port{{Proto: "sctp", HostPort: 1}}, wantErr: true},
-		{name: "no host port", in: []Port{{Proto: "tcp", GuestPort: 1}}, wantErr: true},
-		{name: "ipv6", in: []Port{{Proto: "tcp", HostIP: netip.IPv6Loopback(), HostPort: 1}}, wantErr: true},
+		{name: "defaults", in: []api.Port{{Proto: "TCP", HostPort: 80}}, want: []api.Port{{Proto: "tcp", HostPort: 80, GuestPort: 80}}},
+		{name: "mapped", in: []api.Port{{Proto: "udp", HostIP: "::ffff:127.0.0.1", HostPort: 53, GuestPort: 5353}},
+			want: []api.Port{{Proto: "udp", HostIP: lo, HostPort: 53, GuestPort: 5353}}},
+		{name: "unspecified", in: []api.Port{{Proto: "tcp", HostIP: "0.0.0.0", HostPort: 1}}, want: []api.Port{{Proto: "tcp", HostPort: 1, GuestPort: 1}}},
+		{name: "tcp and udp", in: []api.Port{{Proto: "tcp", HostPort: 1}, {Proto: "udp", HostPort: 1}},
+			want: []api.Port{{Proto: "tcp", HostPort: 1, GuestPort: 1}, {Proto: "udp", HostPort: 1, GuestPort: 1}}},
+		{name: "twice", in: []api.Port{{Proto: "tcp", HostPort: 1}, {Proto: "tcp", HostIP: lo, HostPort: 1}}, errIs: ErrPortInUse},
+		{name: "sctp", in: []api.Port{{Proto: "sctp", HostPort: 1}}, wantErr: true},
+		{name: "no host port", in: []api.Port{{Proto: "tcp", GuestPort: 1}}, wantErr: true},
+		{name: "ipv6", in: []api.Port{{Proto: "tcp", HostIP: "::1", HostPort: 1}}, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := normalizePorts(tc.in)

@@ -125,7 +125,7 @@ func (s *session) receive() {
 
 // awaitReady waits for arrow-init's hello, within the boot deadline.
 func (s *session) awaitReady(ctx context.Context) error {
-	deadline := time.NewTimer(s.o.BootTimeout)
+	deadline := time.NewTimer(s.o.bootTimeout())
 	defer deadline.Stop()
 	for {
 		select {
@@ -145,7 +145,7 @@ func (s *session) awaitReady(ctx context.Context) error {
 			}
 			return nil
 		case <-deadline.C:
-			msg := fmt.Sprintf("the guest did not boot within %v (accelerator %s); raise --boot-timeout, or see the kernel's messages with --console", s.o.BootTimeout, s.accel)
+			msg := fmt.Sprintf("the guest did not boot within %v (accelerator %s); raise --boot-timeout, or see the kernel's messages with --console", s.o.bootTimeout(), s.accel)
 			if tail := strings.TrimSpace(s.m.ConsoleTail()); tail != "" {
 				msg += "\nlast console output:\n" + lastLines(tail, 15)
 			}
@@ -233,12 +233,12 @@ func (s *session) relay(ctx context.Context) (guest.ExitStatus, error) {
 				_ = s.conn.SendJSON(guest.FrameSignal, guest.Signal{Number: int(n)})
 			}
 			if killTimer == nil && isStopSignal(sig) {
-				killTimer = time.After(s.o.StopTimeout)
+				killTimer = time.After(s.o.stopTimeout())
 			}
 		case ws := <-s.o.Resize:
 			_ = s.conn.SendJSON(guest.FrameResize, ws)
 		case <-killTimer:
-			fmt.Fprintf(s.o.Log, "arrow: the application did not exit within %v of %v; stopping the VM\n", s.o.StopTimeout, lastSignal)
+			fmt.Fprintf(s.o.Log, "arrow: the application did not exit within %v of %v; stopping the VM\n", s.o.stopTimeout(), lastSignal)
 			_ = s.m.Kill()
 		case <-ctx.Done():
 			_ = s.m.Kill()

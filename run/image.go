@@ -23,12 +23,6 @@ import (
 	"github.com/arrowsys/arrow/vm"
 )
 
-// Volume is a host directory shared into the guest.
-type Volume struct {
-	Source, Target string
-	ReadOnly       bool
-}
-
 // guestRoot is what a run on a disk root brings: the drive and what the
 // spec must say about it, and how to start the application.
 type guestRoot struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/image/rootfs"
 	"github.com/arrowsys/arrow/image/store"
 )
@@ -141,7 +142,7 @@ func TestFindImage(t *testing.T) {
 	if err != nil || c.uid != 1000 || c.gid != 1000 || len(c.groups) != 1 || c.groups[0] != 10 || c.home != "/home/app" {
 		t.Errorf("image user: %+v %v", c, err)
 	}
-	if _, err := userCredentials(&Options{User: "nobody"}, rec.Config.User, "image x", db); err == nil ||
+	if _, err := userCredentials(&Options{Config: api.Config{User: "nobody"}}, rec.Config.User, "image x", db); err == nil ||
 		ExitCode(err) != ExitArrowFailed || !strings.Contains(err.Error(), `--user "nobody": unknown user: no user "nobody"`) {
 		t.Errorf("unknown --user: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/spec"
 	"github.com/arrowsys/arrow/vm"
@@ -95,19 +96,19 @@ func (p *prepared) userNetwork(o *Options) error {
 	u := &vm.UserNet{Net: vm.DefaultUserNet}
 	type binding struct {
 		ip    string // "" for every address
-		port  uint16
+		port  int
 		proto string
 	}
 	var bound []binding
 	var published []string
 	for _, port := range o.Ports {
 		switch {
-		case port.GuestPort == 0:
-			return failf(ExitArrowFailed, "-p %s: guest port 0: want 1 to 65535", port)
-		case port.HostPort == 0:
-			return failf(ExitArrowFailed, "-p %s: host port 0: want 1 to 65535", port)
-		case port.Protocol != spec.TCP && port.Protocol != spec.UDP:
-			return failf(ExitArrowFailed, "-p %s: protocol %q: want tcp or udp", port, port.Protocol)
+		case port.GuestPort < 1 || port.GuestPort > 65535:
+			return failf(ExitArrowFailed, "-p %s: guest port %d: want 1 to 65535", port, port.GuestPort)
+		case port.HostPort < 1 || port.HostPort > 65535:
+			return failf(ExitArrowFailed, "-p %s: host port %d: want 1 to 65535", port, port.HostPort)
+		case port.Protocol() != api.TCP && port.Protocol() != api.UDP:
+			return failf(ExitArrowFailed, "-p %s: protocol %q: want tcp or udp", port, port.Proto)
 		}
 		ip := port.HostIP
 		if ip != "" {
@@ -125,15 +126,15 @@ func (p *prepared) userNetwork(o *Options) error {
 			}
 		}
 		for _, b := range bound {
-			if b.port == port.HostPort && b.proto == port.Protocol && (b.ip == ip || b.ip == "" || ip == "") {
-				return failf(ExitArrowFailed, "-p %s: host port %d/%s is published twice", port, port.HostPort, port.Protocol)
+			if b.port == port.HostPort && b.proto == port.Protocol() && (b.ip == ip || b.ip == "" || ip == "") {
+				return failf(ExitArrowFailed, "-p %s: host port %d/%s is published twice", port, port.HostPort, port.Protocol())
 			}
 		}
-		bound = append(bound, binding{ip, port.HostPort, port.Protocol})
-		if err := checkHostPort(ip, int(port.HostPort), port.Protocol); err != nil {
+		bound = append(bound, binding{ip, port.HostPort, port.Protocol()})
+		if err := checkHostPort(ip, port.HostPort, port.Protocol()); err != nil {
 			return fail(ExitArrowFailed, err)
 		}
-		u.Forwards = append(u.Forwards, vm.Forward{Proto: port.Protocol, HostIP: ip, HostPort: int(port.HostPort), GuestPort: int(port.GuestPort)})
+		u.Forwards = append(u.Forwards, api.Port{Proto: port.Protocol(), HostIP: ip, HostPort: port.HostPort, GuestPort: port.GuestPort})
 		published = append(published, port.String())
 	}
 	mac := runMAC(p.id)
@@ -168,7 +169,7 @@ func checkHostPort(ip string, port int, proto string) error {
 		addr = "0.0.0.0:" + strconv.Itoa(port)
 	}
 	var err error
-	if proto == spec.UDP {
+	if proto == api.UDP {
 		var c net.PacketConn
 		if c, err = net.ListenPacket("udp4", addr); err == nil {
 			c.Close()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/spec"
 )
 
@@ -30,7 +31,7 @@ func TestNetworkOptions(t *testing.T) {
 	}
 	defer l.Close()
 	taken := uint16(l.Addr().(*net.TCPAddr).Port)
-	port := func(s string) spec.Port {
+	port := func(s string) api.Port {
 		p, err := spec.ParsePort(s)
 		if err != nil {
 			t.Fatal(err)
@@ -44,18 +45,18 @@ func TestNetworkOptions(t *testing.T) {
 		nics int
 	}{
 		{"default is user", Options{}, "", 1},
-		{"host port 0", Options{Network: NetworkUser, Ports: []spec.Port{{HostPort: 0, GuestPort: 80, Protocol: "tcp"}}}, "host port 0", 0},
-		{"none", Options{Network: NetworkNone}, "", 0},
-		{"none with ports", Options{Network: NetworkNone, Ports: []spec.Port{port("8080:80")}}, "--network none has no network", 0},
-		{"guest port 0", Options{Ports: []spec.Port{{HostPort: 8080, Protocol: "tcp"}}}, "guest port 0", 0},
-		{"IPv6 host IP", Options{Ports: []spec.Port{port("[::1]:8080:80")}}, "IPv4 addresses only", 0},
-		{"taken", Options{Ports: []spec.Port{port("127.0.0.1:" + strconv.Itoa(int(taken)) + ":80")}}, "already in use", 0},
-		{"taken, every address", Options{Ports: []spec.Port{port(strconv.Itoa(int(taken)) + ":80")}}, "already in use", 0},
-		{"twice", Options{Ports: []spec.Port{{HostPort: 1, GuestPort: 80, Protocol: "tcp"}, {HostIP: "127.0.0.1", HostPort: 1, GuestPort: 81, Protocol: "tcp"}}}, "published twice", 0},
-		{"bridge without tap", Options{Network: "br0"}, "arrowd's", 0},
-		{"bad name", Options{Network: "-x"}, "--network", 0},
-		{"bridge with ports", Options{Network: "br0", Tap: &TapAttachment{Name: "tap0"}, Ports: []spec.Port{port("8080:80")}}, "arrowd publishes", 0},
-		{"bad tap name", Options{Network: "br0", Tap: &TapAttachment{Name: "a/b"}}, "tap device", 0},
+		{"host port 0", Options{Config: api.Config{Network: NetworkUser, Ports: []api.Port{{HostPort: 0, GuestPort: 80, Proto: "tcp"}}}}, "host port 0", 0},
+		{"none", Options{Config: api.Config{Network: NetworkNone}}, "", 0},
+		{"none with ports", Options{Config: api.Config{Network: NetworkNone, Ports: []api.Port{port("8080:80")}}}, "--network none has no network", 0},
+		{"guest port 0", Options{Config: api.Config{Ports: []api.Port{{HostPort: 8080, Proto: "tcp"}}}}, "guest port 0", 0},
+		{"IPv6 host IP", Options{Config: api.Config{Ports: []api.Port{port("[::1]:8080:80")}}}, "IPv4 addresses only", 0},
+		{"taken", Options{Config: api.Config{Ports: []api.Port{port("127.0.0.1:" + strconv.Itoa(int(taken)) + ":80")}}}, "already in use", 0},
+		{"taken, every address", Options{Config: api.Config{Ports: []api.Port{port(strconv.Itoa(int(taken)) + ":80")}}}, "already in use", 0},
+		{"twice", Options{Config: api.Config{Ports: []api.Port{{HostPort: 1, GuestPort: 80, Proto: "tcp"}, {HostIP: "127.0.0.1", HostPort: 1, GuestPort: 81, Proto: "tcp"}}}}, "published twice", 0},
+		{"bridge without tap", Options{Config: api.Config{Network: "br0"}}, "arrowd's", 0},
+		{"bad name", Options{Config: api.Config{Network: "-x"}}, "--network", 0},
+		{"bridge with ports", Options{Config: api.Config{Network: "br0", Ports: []api.Port{port("8080:80")}}, Tap: &TapAttachment{Name: "tap0"}}, "arrowd publishes", 0},
+		{"bad tap name", Options{Config: api.Config{Network: "br0"}, Tap: &TapAttachment{Name: "a/b"}}, "tap device", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,7 +76,7 @@ func TestNetworkOptions(t *testing.T) {
 		})
 	}
 	p := &prepared{id: "x"}
-	if err := p.network(&Options{Ports: []spec.Port{port("127.0.0.1:1:80/udp")}}); err != nil && !strings.Contains(err.Error(), "needs root") {
+	if err := p.network(&Options{Config: api.Config{Ports: []api.Port{port("127.0.0.1:1:80/udp")}}}); err != nil && !strings.Contains(err.Error(), "needs root") {
 		t.Fatal(err)
 	}
 	if p.net != nil {

@@ -8,8 +8,6 @@
 package run
 
 import (
-	"github.com/arrowsys/arrow/jail"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,8 +18,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
-	"github.com/arrowsys/arrow/spec"
+	"github.com/arrowsys/arrow/jail"
 	"github.com/arrowsys/arrow/template"
 	"github.com/arrowsys/arrow/vm"
 )
@@ -34,92 +33,36 @@ const (
 	DefaultStopTimeout = 10 * time.Second
 )
 
-// Options describe one run.
+// Options describe one run: Arrow's one description of an arrow
+// ([api.Config]), and the host side of this run (its streams, its
+// terminal, where Arrow's files are).
+//
+// Of the Config, a run reads what runs and what it is given; the restart
+// policy and the labels are arrowd's. Its Dir defaults to the host's
+// current directory for a host program, so that relative paths mean what
+// they mean on the host. Its Network is [NetworkUser] (the default),
+// [NetworkNone], or the name of a bridge network, which the caller set up
+// and attaches the run to with Tap. Its Ports are published in user mode
+// (arrowd publishes those of bridge networks itself). Its NoJail runs QEMU
+// and virtiofsd unjailed, for debugging only: a run as root is otherwise
+// always jailed (package jail), and a run that is not root fails unless it
+// sets NoJail. Its BootTimeout and StopTimeout, in seconds, default to
+// [DefaultBootTimeout] and [DefaultStopTimeout].
 type Options struct {
-	// Program is the program to run: a path, or a name looked up in the
-	// host's PATH. Its closure is what the guest contains.
-	Program string
-	// Args are the program's arguments (without the program itself).
-	Args []string
-	// Env is extra environment, KEY=value.
-	Env []string
-	// Dir is the working directory in the guest; the host's current
-	// directory when empty, so that relative paths mean what they mean on
-	// the host.
-	Dir string
-	// User is who the application runs as: "name", "uid", "name:group",
-	// "uid:gid", "name:gid" or "uid:group", as docker run's --user. Names
-	// are looked up in the image's (or RootFS's) /etc/passwd and
-	// /etc/group; a host program takes numbers (or root). Empty means
-	// the image's user, else root.
-	User string
-	// Includes are extra host files and directories put into the guest at
-	// their own paths.
-	Includes []string
-	// Hostname is the guest's host name; the run's ID when empty.
-	Hostname string
+	api.Config
 
-	// Image runs an image instead of a host program: Args replace its
-	// command, as in docker run. It is an image of Arrow's store (`arrow
-	// image`), else a path (an OCI layout directory or archive, with or
-	// without an oci:, oci-archive: or docker-archive: prefix), imported
-	// into the store, else a registry reference (docker:// optional),
-	// pulled into it.
-	Image string
-	// RootFS runs Program inside this host directory, used as the root
-	// file system, instead of a closure of host files.
-	RootFS string
-	// Entrypoint replaces the image's entrypoint (and drops its command).
-	Entrypoint []string
-	// ReadOnly gives an image or RootFS no writable layer: writes outside
-	// volumes and tmpfs mounts fail. By default a tmpfs overlay takes
-	// them and vanishes with the VM.
-	ReadOnly bool
-	// Volumes are host directories mounted in the guest.
-	Volumes []Volume
-
-	// Network is the run's network: [NetworkUser] (the default),
-	// [NetworkNone], or the name of a bridge network, which the caller
-	// set up and attaches the run to with Tap.
-	Network string
 	// Tap attaches the run to a bridge network; only with a Network
 	// other than user and none.
 	Tap *TapAttachment
-	// Ports are published ports, in user mode (arrowd publishes those
-	// of bridge networks itself). HostIP is an IPv4 address or empty.
-	Ports []spec.Port
 
-	// Stdin forwards In to the application; without it the application
-	// reads /dev/null.
-	Stdin bool
-	// TTY runs the application on a terminal in the guest. The caller puts
+	// Size is the terminal's initial size, with TTY. The caller puts
 	// the local terminal in raw mode and sends size changes on Resize.
-	TTY bool
-	// Size is the terminal's initial size.
 	Size guest.WindowSize
 
-	// MemoryMiB and CPUs size the VM.
-	MemoryMiB int
-	CPUs      int
-	// Kernel is a guest kernel to use instead of Arrow's own.
-	Kernel string
-	// KernelArgs are appended to the guest kernel's command line.
-	KernelArgs string
-	// Accel is auto, kvm or tcg.
-	Accel string
 	// Console copies the guest's console (kernel messages) to Err.
 	Console bool
 	// Debug prints what Arrow does and how long each phase takes to Log.
 	Debug bool
-	// Cold boots the VM even where a clone of a pre-booted template would
-	// do (see package template).
-	Cold bool
-
-	// BootTimeout bounds the time from starting QEMU to arrow-init's hello.
-	BootTimeout time.Duration
-	// StopTimeout is how long the application has to exit after a
-	// forwarded SIGTERM, SIGINT or SIGHUP before the VM is killed.
-	StopTimeout time.Duration
 
 	// Root is Arrow's data root (kernels, initramfs cache).
 	Root string
@@ -127,6 +70,8 @@ type Options struct {
 	// when empty (see [FindInit]).
 	Init string
 
+	// In is forwarded to the application with Stdin; without Stdin the
+	// application reads /dev/null.
 	In       io.Reader
 	Out, Err io.Writer
 	// Log receives Arrow's own diagnostics (with Debug or Console), and
@@ -137,18 +82,6 @@ type Options struct {
 	// Resize carries terminal size changes in TTY mode.
 	Resize <-chan guest.WindowSize
 
-	// NoJail runs QEMU and virtiofsd unjailed: as the caller, in the
-	// host's namespaces, with QEMU's own seccomp sandbox only. For
-	// debugging only; a run as root is otherwise always jailed (package
-	// jail), and a run that is not root fails unless it sets NoJail.
-	NoJail bool
-	// HostAccess lets a guest on the user-mode network reach the host's
-	// own addresses and loopback, at the gateway address (10.0.2.2),
-	// which the guest's /etc/hosts names host.arrow.internal. Without
-	// it the jail's guard refuses every such connection.
-	HostAccess bool
-	// HostAliases are more names for the host, with HostAccess.
-	HostAliases []string
 	// JailHelper is the arrow-jailer binary; found next to the running
 	// executable when empty (see [jail.FindHelper]).
 	JailHelper string
@@ -170,12 +103,30 @@ type Options struct {
 	// uses it instead of starting a clone when it would be cloned from
 	// the spare's template, and kills it otherwise. The run owns it.
 	Spare *template.Spare
-	// ReadyPort is a guest TCP port the application listens on once it
-	// is ready to serve; Healthy, when set, is called when arrow-init
-	// could connect to it.
-	ReadyPort int
-	Healthy   func()
+	// Healthy, when set, is called when arrow-init could connect to the
+	// Config's ReadyPort.
+	Healthy func()
 }
+
+// bootTimeout bounds the time from starting QEMU to arrow-init's hello.
+func (o *Options) bootTimeout() time.Duration {
+	if o.BootTimeout <= 0 {
+		return DefaultBootTimeout
+	}
+	return seconds(o.BootTimeout)
+}
+
+// stopTimeout is how long the application has to exit after a forwarded
+// SIGTERM, SIGINT or SIGHUP before the VM is killed.
+func (o *Options) stopTimeout() time.Duration {
+	if o.StopTimeout <= 0 {
+		return DefaultStopTimeout
+	}
+	return seconds(o.StopTimeout)
+}
+
+// seconds converts the API's seconds (validated: at most a day).
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // Result is how a run ended.
 type Result struct {
@@ -216,12 +167,6 @@ func (o *Options) setDefaults() error {
 	}
 	if o.CPUs == 0 {
 		o.CPUs = DefaultCPUs
-	}
-	if o.BootTimeout == 0 {
-		o.BootTimeout = DefaultBootTimeout
-	}
-	if o.StopTimeout == 0 {
-		o.StopTimeout = DefaultStopTimeout
 	}
 	if o.Out == nil {
 		o.Out = io.Discard

@@ -8,20 +8,21 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/closure"
 )
 
 func TestSpec(t *testing.T) {
 	t.Setenv("ARROW_TEST_PASSED", "from-host")
-	o := Options{
+	o := Options{Config: api.Config{
 		Args:     []string{"-c", "x"},
 		Env:      []string{"FOO=bar", "ARROW_TEST_PASSED", "ARROW_TEST_UNSET", "PATH=/custom"},
 		Dir:      "/work",
 		User:     "1000:1000",
 		Hostname: "h1",
 		TTY:      true,
-	}
+	}}
 	s, err := o.spec(append([]string{"/usr/bin/python3"}, o.Args...), nil, "", credentials{uid: 1000, gid: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +49,7 @@ func TestSpec(t *testing.T) {
 	if s.UID != 1000 || s.GID != 1000 || s.Dir != "/work" || !s.TTY || s.Stdin || len(s.Seed) == 0 || s.TimeUnixNano == 0 {
 		t.Errorf("spec %+v", s)
 	}
-	o2 := Options{Dir: "/"}
+	o2 := Options{Config: api.Config{Dir: "/"}}
 	s2, _ := o2.spec([]string{"/bin/true"}, nil, "", credentials{})
 	if string(s2.Seed) == string(s.Seed) {
 		t.Error("two runs got the same entropy seed")
@@ -60,8 +61,8 @@ func TestSpec(t *testing.T) {
 
 func TestSpecRejects(t *testing.T) {
 	for _, o := range []Options{
-		{Dir: "/", Env: []string{"=x"}},
-		{Dir: "relative"},
+		{Config: api.Config{Dir: "/", Env: []string{"=x"}}},
+		{Config: api.Config{Dir: "relative"}},
 	} {
 		if _, err := o.spec([]string{"/bin/true"}, nil, "", credentials{}); err == nil || ExitCode(err) != ExitArrowFailed {
 			t.Errorf("%+v: err %v, exit %d", o, err, ExitCode(err))

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
@@ -136,7 +137,7 @@ func templateConfig(o *Options, cfg vm.Config, initPath string) template.Config 
 		// between clones all the same.
 		Root: o.Root, MemDir: filepath.Join(template.Dir(o.Root), ".mem"), QEMU: cfg.QEMU, Kernel: cfg.Kernel, Init: initPath,
 		MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, Accel: cfg.Accel, Jail: cfg.Jail,
-		BootTimeout: max(o.BootTimeout, DefaultBootTimeout), // --boot-timeout is the cold boot's
+		BootTimeout: max(o.bootTimeout(), DefaultBootTimeout), // --boot-timeout is the cold boot's
 	}
 	if len(cfg.NICs) == 1 {
 		if u := cfg.NICs[0].User; u != nil {
@@ -292,7 +293,7 @@ func machineTemplate(o *Options) (template.Config, error) {
 		return template.Config{}, err
 	}
 	p := &prepared{id: newID()}
-	if err := p.network(&Options{Network: o.Network}); err != nil {
+	if err := p.network(&Options{Config: api.Config{Network: o.Network}}); err != nil {
 		return template.Config{}, err
 	}
 	k, initPath, err := p.machine(o)

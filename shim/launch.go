@@ -32,7 +32,6 @@ import (
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/run"
-	"github.com/arrowsys/arrow/spec"
 )
 
 // Launch is what the daemon tells a shim to run.
@@ -231,47 +230,11 @@ func readJSON(path string, v any) error {
 
 // Options turns a config into the options of a run, without streams.
 func Options(c *api.Config, root string) run.Options {
-	o := run.Options{
-		Program:    c.Program,
-		Args:       c.Args,
-		Env:        c.Env,
-		Dir:        c.Dir,
-		User:       c.User,
-		Includes:   c.Includes,
-		Hostname:   c.Hostname,
-		Image:      c.Image,
-		RootFS:     c.RootFS,
-		Entrypoint: c.Entrypoint,
-		ReadOnly:   c.ReadOnly,
-		Stdin:      c.Stdin,
-		MemoryMiB:  c.MemoryMiB,
-		CPUs:       c.CPUs,
-		Kernel:     c.Kernel,
-		KernelArgs: c.KernelArgs,
-		Accel:      c.Accel,
-		Root:       root,
-	}
-	for _, v := range c.Volumes {
-		o.Volumes = append(o.Volumes, run.Volume{Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
-	}
-	o.Network = c.Network
-	for _, p := range c.Ports {
-		proto := p.Proto
-		if proto == "" {
-			proto = spec.TCP
-		}
-		// Validated: ports are 1 to 65535.
-		o.Ports = append(o.Ports, spec.Port{HostIP: p.HostIP, HostPort: uint16(p.HostPort), GuestPort: uint16(p.GuestPort), Protocol: proto})
-	}
+	o := run.Options{Config: *c, Root: root}
 	if o.Dir == "" && o.Image == "" && o.RootFS == "" {
 		// Not the shim's working directory, which is the arrow's own.
 		o.Dir = "/"
 	}
-	o.ReadyPort = c.ReadyPort
-	o.Cold = c.Cold
-	o.HostAccess, o.HostAliases, o.NoJail = c.HostAccess, c.HostAliases, c.NoJail
-	o.BootTimeout = seconds(c.BootTimeout)
-	o.StopTimeout = seconds(c.StopTimeout)
 	return o
 }
 

@@ -22,9 +22,9 @@ import (
 	"github.com/arrowsys/arrow/template"
 )
 
-// forever stands in for run's own stop timeout: a shim times stops itself,
-// per request (`arrow stop -t`).
-const forever = 100 * 365 * 24 * time.Hour
+// forever, in seconds, stands in for run's own stop timeout: a shim times
+// stops itself, per request (`arrow stop -t`).
+const forever = 100 * 365 * 24 * 3600.0
 
 // killGrace is how long a SIGKILL forwarded to the application may take to
 // end it before the VM itself is killed.

@@ -82,7 +82,7 @@ func ServeSpare(ctx context.Context, dir string, ctl io.ReadWriteCloser) error {
 	if err := readJSON(filepath.Join(dir, SpareFile), &sp); err != nil {
 		return failed(fmt.Errorf("spare: %w", err))
 	}
-	vm, err := run.StartSpare(ctx, run.Options{Root: sp.Root, MemoryMiB: sp.MemoryMiB, CPUs: sp.CPUs, Network: sp.Network, Accel: sp.Accel})
+	vm, err := run.StartSpare(ctx, run.Options{Root: sp.Root, Config: api.Config{MemoryMiB: sp.MemoryMiB, CPUs: sp.CPUs, Network: sp.Network, Accel: sp.Accel}})
 	if err != nil {
 		return failed(fmt.Errorf("spare: %w", err))
 	}

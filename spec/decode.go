@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/google/go-containerregistry/pkg/name"
 	"gopkg.in/yaml.v3"
 )
@@ -289,7 +290,8 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 		return nil
 	}
 
-	s := &Spec{Version: FormatVersion, Dir: d.dir, Restart: RestartPolicy{Name: RestartNo}}
+	s := &Spec{Version: FormatVersion, Dir: d.dir}
+	s.Config.Restart = api.RestartPolicy{Name: api.RestartNo}
 	text := func(name, what string, check func(string) (string, error)) string {
 		n, ok := get(name)
 		if !ok {
@@ -317,45 +319,45 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 	_, hasRootfs := get("rootfs")
 
 	s.Name = text("name", "a string", asIs(checkName))
-	s.Image = text("image", "a string", d.image)
-	s.Program = text("program", "a string", func(v string) (string, error) { return d.program(v, hasRootfs) })
-	s.Rootfs = text("rootfs", "a string", hostPath)
+	s.Config.Image = text("image", "a string", d.image)
+	s.Config.Program = text("program", "a string", func(v string) (string, error) { return d.program(v, hasRootfs) })
+	s.Config.RootFS = text("rootfs", "a string", hostPath)
 	if n, ok := get("args"); ok {
-		s.Args, _ = d.strings(n, "args")
+		s.Config.Args, _ = d.strings(n, "args")
 	}
 	if n, ok := get("entrypoint"); ok {
-		s.Entrypoint, _ = d.strings(n, "entrypoint")
+		s.Config.Entrypoint, _ = d.strings(n, "entrypoint")
 	}
 	if n, ok := get("env"); ok {
-		s.Env = d.env(n)
+		s.Config.Env = d.env(n)
 	}
-	s.Workdir = text("workdir", "a string", asIs(checkGuestPath))
-	s.User = text("user", "a string", asIs(checkUser))
+	s.Config.Dir = text("workdir", "a string", asIs(checkGuestPath))
+	s.Config.User = text("user", "a string", asIs(checkUser))
 	if n, ok := get("include"); ok {
 		if items, ok := d.seq(n, "include"); ok {
 			for i, it := range items {
 				p := indexPath("include", i)
 				if v, ok := d.str(it, p, "a string"); ok {
 					if v, err := hostPath(v); d.check(it, p, err) {
-						s.Include = append(s.Include, v)
+						s.Config.Includes = append(s.Config.Includes, v)
 					}
 				}
 			}
 		}
 	}
 	if n, ok := get("volumes"); ok {
-		s.Volumes = d.volumes(n)
+		s.Config.Volumes = d.volumes(n)
 	}
 	if n, ok := get("ports"); ok {
-		s.Ports = d.ports(n)
+		s.Config.Ports = d.ports(n)
 	}
-	s.Network = text("network", "a string", asIs(CheckNetwork))
+	s.Config.Network = text("network", "a string", asIs(CheckNetwork))
 	if n, ok := get("cpus"); ok {
 		if v, ok := d.integer(n, "cpus"); ok {
 			if v < 1 || v > MaxCPUs {
 				d.errorf(n, "cpus", "%d is out of range (1 to %d)", v, MaxCPUs)
 			} else {
-				s.CPUs = int(v)
+				s.Config.CPUs = int(v)
 			}
 		}
 	}
@@ -363,7 +365,7 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 		if v, ok := d.str(n, "memory", "a size such as 256M or 1G"); ok {
 			mib, err := ParseMemory(v)
 			if d.check(n, "memory", err) {
-				s.MemoryMiB = mib
+				s.Config.MemoryMiB = mib
 			}
 		}
 	}
@@ -371,19 +373,19 @@ func (d *decoder) spec(root *yaml.Node) *Spec {
 		if v, ok := d.str(n, "restart", "a restart policy"); ok {
 			r, err := ParseRestart(v)
 			if d.check(n, "restart", err) {
-				s.Restart = r
+				s.Config.Restart = r
 			}
 		}
 	}
 	if n, ok := get("labels"); ok {
-		s.Labels = d.labels(n)
+		s.Config.Labels = d.labels(n)
 	}
-	for name, dst := range map[string]*bool{"read_only": &s.ReadOnly, "stdin": &s.Stdin, "tty": &s.TTY} {
+	for name, dst := range map[string]*bool{"read_only": &s.Config.ReadOnly, "stdin": &s.Config.Stdin, "tty": &s.Config.TTY} {
 		if n, ok := get(name); ok {
 			*dst, _ = d.boolean(n, name)
 		}
 	}
-	s.Kernel = text("kernel", "a string", hostPath)
+	s.Config.Kernel = text("kernel", "a string", hostPath)
 
 	d.checkWhatRuns(root, fields, get)
 	return s
@@ -525,16 +527,16 @@ func (d *decoder) labels(n *yaml.Node) map[string]string {
 
 // volumes decodes volumes in short form (a string, as ParseVolume reads
 // it) or long form (a mapping), and checks that no two share a target.
-func (d *decoder) volumes(n *yaml.Node) []Volume {
+func (d *decoder) volumes(n *yaml.Node) []api.Volume {
 	items, ok := d.seq(n, "volumes")
 	if !ok {
 		return nil
 	}
-	var vols []Volume
+	var vols []api.Volume
 	targets := make(map[string]string, len(items)) // target → path of the first volume
 	for i, it := range items {
 		p := indexPath("volumes", i)
-		var v Volume
+		var v api.Volume
 		where, wherePath := it, p
 		switch it.Kind {
 		case yaml.ScalarNode:
@@ -568,7 +570,7 @@ func (d *decoder) volumes(n *yaml.Node) []Volume {
 }
 
 // volume decodes a volume's long form; where is its target's node.
-func (d *decoder) volume(n *yaml.Node, p string) (v Volume, where *yaml.Node, ok bool) {
+func (d *decoder) volume(n *yaml.Node, p string) (v api.Volume, where *yaml.Node, ok bool) {
 	fields, _ := d.mapping(n, p)
 	ok = true
 	var source, target bool
@@ -613,17 +615,17 @@ func (d *decoder) volume(n *yaml.Node, p string) (v Volume, where *yaml.Node, ok
 
 // ports decodes published ports and checks that no two bind the same
 // host address, port and protocol.
-func (d *decoder) ports(n *yaml.Node) []Port {
+func (d *decoder) ports(n *yaml.Node) []api.Port {
 	items, ok := d.seq(n, "ports")
 	if !ok {
 		return nil
 	}
 	type binding struct {
-		port  uint16
+		port  int
 		proto string
 	}
 	bound := make(map[binding][]int, len(items)) // indexes into ports
-	var ports []Port
+	var ports []api.Port
 	var paths []string
 	for i, it := range items {
 		p := indexPath("ports", i)
@@ -635,7 +637,7 @@ func (d *decoder) ports(n *yaml.Node) []Port {
 		if !d.check(it, p, err) {
 			continue
 		}
-		b := binding{port.HostPort, port.Protocol}
+		b := binding{port.HostPort, port.Proto}
 		conflict := ""
 		for _, j := range bound[b] {
 			if q := ports[j]; q.HostIP == port.HostIP || anyAddr(q.HostIP) || anyAddr(port.HostIP) {
@@ -644,7 +646,7 @@ func (d *decoder) ports(n *yaml.Node) []Port {
 			}
 		}
 		if conflict != "" {
-			d.errorf(it, p, "host port %d/%s is already published by %s", port.HostPort, port.Protocol, conflict)
+			d.errorf(it, p, "host port %d/%s is already published by %s", port.HostPort, port.Proto, conflict)
 			continue
 		}
 		bound[b] = append(bound[b], len(ports))

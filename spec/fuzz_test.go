@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/arrowsys/arrow/api"
 )
 
 // FuzzParse feeds Parse arbitrary files: it must not panic, must reject
@@ -72,46 +74,46 @@ func checkSpec(t *testing.T, s *Spec) {
 		t.Fatalf("spec %+v", s)
 	}
 	n := 0
-	for _, v := range []string{s.Image, s.Program, s.Rootfs} {
+	for _, v := range []string{s.Config.Image, s.Config.Program, s.Config.RootFS} {
 		if v != "" {
 			n++
 		}
 	}
 	switch {
-	case n == 0, n == 2 && (s.Image != "" || s.Rootfs == ""), n == 3:
-		t.Fatalf("image %q, program %q, rootfs %q", s.Image, s.Program, s.Rootfs)
-	case s.Rootfs != "" && s.Program == "" && s.Entrypoint == nil && s.Args == nil:
+	case n == 0, n == 2 && (s.Config.Image != "" || s.Config.RootFS == ""), n == 3:
+		t.Fatalf("image %q, program %q, rootfs %q", s.Config.Image, s.Config.Program, s.Config.RootFS)
+	case s.Config.RootFS != "" && s.Config.Program == "" && s.Config.Entrypoint == nil && s.Config.Args == nil:
 		t.Fatalf("rootfs without a command: %+v", s)
-	case s.Program != "" && s.Entrypoint != nil:
+	case s.Config.Program != "" && s.Config.Entrypoint != nil:
 		t.Fatalf("program with entrypoint: %+v", s)
-	case s.CPUs < 0 || s.CPUs > MaxCPUs:
-		t.Fatalf("cpus %d", s.CPUs)
-	case s.MemoryMiB != 0 && (s.MemoryMiB < MinMemoryMiB || s.MemoryMiB > MaxMemoryMiB):
-		t.Fatalf("memory %d", s.MemoryMiB)
+	case s.Config.CPUs < 0 || s.Config.CPUs > MaxCPUs:
+		t.Fatalf("cpus %d", s.Config.CPUs)
+	case s.Config.MemoryMiB != 0 && (s.Config.MemoryMiB < MinMemoryMiB || s.Config.MemoryMiB > MaxMemoryMiB):
+		t.Fatalf("memory %d", s.Config.MemoryMiB)
 	case s.Name != "" && checkName(s.Name) != nil:
 		t.Fatalf("name %q", s.Name)
-	case s.User != "" && checkUser(s.User) != nil:
-		t.Fatalf("user %q", s.User)
-	case s.Workdir != "" && !path.IsAbs(s.Workdir):
-		t.Fatalf("workdir %q", s.Workdir)
+	case s.Config.User != "" && checkUser(s.Config.User) != nil:
+		t.Fatalf("user %q", s.Config.User)
+	case s.Config.Dir != "" && !path.IsAbs(s.Config.Dir):
+		t.Fatalf("workdir %q", s.Config.Dir)
 	}
-	for _, p := range append([]string{s.Rootfs, s.Kernel}, s.Include...) {
+	for _, p := range append([]string{s.Config.RootFS, s.Config.Kernel}, s.Config.Includes...) {
 		if p != "" && !filepath.IsAbs(p) {
 			t.Fatalf("relative host path %q", p)
 		}
 	}
-	if r, err := ParseRestart(s.Restart.String()); err != nil || r != s.Restart {
-		t.Fatalf("restart %+v", s.Restart)
+	if r, err := ParseRestart(s.Config.Restart.String()); err != nil || r != s.Config.Restart {
+		t.Fatalf("restart %+v", s.Config.Restart)
 	}
 	targets := map[string]bool{}
-	for _, v := range s.Volumes {
+	for _, v := range s.Config.Volumes {
 		if !filepath.IsAbs(v.Source) || targets[v.Target] || v.Target == "/" || path.Clean(v.Target) != v.Target || !path.IsAbs(v.Target) {
 			t.Fatalf("volume %+v", v)
 		}
 		targets[v.Target] = true
 	}
-	for _, p := range s.Ports {
-		if p.HostPort == 0 || p.GuestPort == 0 || (p.Protocol != TCP && p.Protocol != UDP) {
+	for _, p := range s.Config.Ports {
+		if p.HostPort == 0 || p.GuestPort == 0 || (p.Proto != api.TCP && p.Proto != api.UDP) {
 			t.Fatalf("port %+v", p)
 		}
 		if back, err := ParsePort(p.String()); err != nil || back != p {
@@ -119,19 +121,19 @@ func checkSpec(t *testing.T, s *Spec) {
 		}
 	}
 	keys := map[string]bool{}
-	for _, e := range s.Env {
+	for _, e := range s.Config.Env {
 		k, _, ok := strings.Cut(e, "=")
 		if !ok || k == "" || keys[k] {
-			t.Fatalf("env %q", s.Env)
+			t.Fatalf("env %q", s.Config.Env)
 		}
 		keys[k] = true
 	}
-	for k := range s.Labels {
+	for k := range s.Config.Labels {
 		if k == "" {
-			t.Fatalf("labels %q", s.Labels)
+			t.Fatalf("labels %q", s.Config.Labels)
 		}
 	}
-	for _, str := range append(append(append([]string{}, s.Args...), s.Entrypoint...), s.Env...) {
+	for _, str := range append(append(append([]string{}, s.Config.Args...), s.Config.Entrypoint...), s.Config.Env...) {
 		if strings.IndexByte(str, 0) >= 0 {
 			t.Fatalf("NUL in %q", str)
 		}

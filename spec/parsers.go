@@ -91,36 +91,15 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// Volume is a host directory shared with the guest.
-type Volume struct {
-	// Source is the host path. [Parse] makes it absolute (relative paths
-	// are resolved against the spec file's directory); [ParseVolume]
-	// returns it as written.
-	Source string
-	// Target is the absolute, clean guest path it is mounted on.
-	Target string
-	// ReadOnly mounts it read-only.
-	ReadOnly bool
-}
-
-// String returns v in the short form SOURCE:TARGET[:ro].
-func (v Volume) String() string {
-	s := v.Source + ":" + v.Target
-	if v.ReadOnly {
-		s += ":ro"
-	}
-	return s
-}
-
 // ParseVolume parses the short form of a volume, SOURCE:TARGET[:MODE], as
 // --volume and the spec's volumes accept it. SOURCE is a host path that
 // starts with /, ./ or ../ (or is . or ..): bare names are reserved for
 // named volumes. TARGET is an absolute guest path other than / and outside
 // /proc, /sys and /dev; it is returned clean. MODE is rw (the default) or
 // ro. A source holding ':' needs the spec's long form.
-func ParseVolume(s string) (Volume, error) {
+func ParseVolume(s string) (api.Volume, error) {
 	parts := strings.Split(s, ":")
-	var v Volume
+	var v api.Volume
 	switch len(parts) {
 	case 2:
 	case 3:
@@ -129,17 +108,17 @@ func ParseVolume(s string) (Volume, error) {
 			v.ReadOnly = true
 		case "rw":
 		default:
-			return Volume{}, fmt.Errorf("mode %s: want ro or rw", quote(parts[2]))
+			return api.Volume{}, fmt.Errorf("mode %s: want ro or rw", quote(parts[2]))
 		}
 	default:
-		return Volume{}, fmt.Errorf("%s is not SOURCE:TARGET[:ro|rw]", quote(s))
+		return api.Volume{}, fmt.Errorf("%s is not SOURCE:TARGET[:ro|rw]", quote(s))
 	}
 	if err := checkSource(parts[0]); err != nil {
-		return Volume{}, fmt.Errorf("source %w", err)
+		return api.Volume{}, fmt.Errorf("source %w", err)
 	}
 	target, err := checkTarget(parts[1])
 	if err != nil {
-		return Volume{}, fmt.Errorf("target %w", err)
+		return api.Volume{}, fmt.Errorf("target %w", err)
 	}
 	v.Source, v.Target = parts[0], target
 	return v, nil
@@ -202,65 +181,31 @@ func checkTarget(s string) (string, error) {
 	return t, nil
 }
 
-// Protocols of a [Port].
-const (
-	// TCP is the default protocol.
-	TCP = "tcp"
-	// UDP is the other one.
-	UDP = "udp"
-)
-
-// Port publishes a guest port on the host.
-type Port struct {
-	// HostIP is the host address to listen on, in canonical form; empty
-	// for every address.
-	HostIP string
-	// HostPort is the host port, 1 to 65535.
-	HostPort uint16
-	// GuestPort is the port the application listens on in the guest.
-	GuestPort uint16
-	// Protocol is [TCP] or [UDP].
-	Protocol string
-}
-
-// String returns p in the form [IP:]HOST:GUEST/PROTOCOL that [ParsePort]
-// reads.
-func (p Port) String() string {
-	s := fmt.Sprintf("%d:%d/%s", p.HostPort, p.GuestPort, p.Protocol)
-	if p.HostIP == "" {
-		return s
-	}
-	if strings.Contains(p.HostIP, ":") {
-		return "[" + p.HostIP + "]:" + s
-	}
-	return p.HostIP + ":" + s
-}
-
 // ParsePort parses a published port, [IP:]HOST:GUEST[/PROTOCOL], as
 // --publish and the spec's ports accept it: "8080:80",
 // "127.0.0.1:5353:53/udp", "[::1]:8443:443". Both ports are 1 to 65535:
 // there are no random host ports and no ranges. PROTOCOL is tcp (the
 // default) or udp. IP is an IPv4 or IPv6 address, IPv6 in brackets.
-func ParsePort(s string) (Port, error) {
-	p := Port{Protocol: TCP}
+func ParsePort(s string) (api.Port, error) {
+	p := api.Port{Proto: api.TCP}
 	rest := s
 	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
-		p.Protocol = rest[i+1:]
+		p.Proto = rest[i+1:]
 		rest = rest[:i]
-		if p.Protocol != TCP && p.Protocol != UDP {
-			return Port{}, fmt.Errorf("protocol %s: want tcp or udp", quote(p.Protocol))
+		if p.Proto != api.TCP && p.Proto != api.UDP {
+			return api.Port{}, fmt.Errorf("protocol %s: want tcp or udp", quote(p.Proto))
 		}
 	}
 	var ip, host, guest string
 	if strings.HasPrefix(rest, "[") {
 		end := strings.Index(rest, "]:")
 		if end < 0 {
-			return Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp]", quote(s))
+			return api.Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp]", quote(s))
 		}
 		ip, rest = rest[1:end], rest[end+2:]
 		var ok bool
 		if host, guest, ok = strings.Cut(rest, ":"); !ok {
-			return Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp]", quote(s))
+			return api.Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp]", quote(s))
 		}
 	} else {
 		parts := strings.Split(rest, ":")
@@ -270,36 +215,36 @@ func ParsePort(s string) (Port, error) {
 		case 3:
 			ip, host, guest = parts[0], parts[1], parts[2]
 			if ip == "" {
-				return Port{}, fmt.Errorf("%s: empty host IP (leave it out to listen on every address)", quote(s))
+				return api.Port{}, fmt.Errorf("%s: empty host IP (leave it out to listen on every address)", quote(s))
 			}
 		default:
 			if len(parts) > 3 {
-				return Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp] (put IPv6 addresses in brackets)", quote(s))
+				return api.Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp] (put IPv6 addresses in brackets)", quote(s))
 			}
-			return Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp] (the host port is required)", quote(s))
+			return api.Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp] (the host port is required)", quote(s))
 		}
 	}
 	if ip != "" {
 		addr, err := netip.ParseAddr(ip)
 		if err != nil || addr.Zone() != "" {
-			return Port{}, fmt.Errorf("host IP %s is not an IP address", quote(ip))
+			return api.Port{}, fmt.Errorf("host IP %s is not an IP address", quote(ip))
 		}
 		if strings.HasPrefix(s, "[") != addr.Is6() {
-			return Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp] (IPv6 addresses, and only they, go in brackets)", quote(s))
+			return api.Port{}, fmt.Errorf("%s is not [IP:]HOST:GUEST[/tcp|udp] (IPv6 addresses, and only they, go in brackets)", quote(s))
 		}
 		p.HostIP = addr.String()
 	}
 	var err error
 	if p.HostPort, err = portNumber(host); err != nil {
-		return Port{}, fmt.Errorf("host port %w", err)
+		return api.Port{}, fmt.Errorf("host port %w", err)
 	}
 	if p.GuestPort, err = portNumber(guest); err != nil {
-		return Port{}, fmt.Errorf("guest port %w", err)
+		return api.Port{}, fmt.Errorf("guest port %w", err)
 	}
 	return p, nil
 }
 
-func portNumber(s string) (uint16, error) {
+func portNumber(s string) (int, error) {
 	if !isDigits(s) || len(s) > 5 {
 		return 0, fmt.Errorf("%s: want a number from 1 to 65535", quote(s))
 	}
@@ -307,71 +252,36 @@ func portNumber(s string) (uint16, error) {
 	if n < 1 || n > 65535 {
 		return 0, fmt.Errorf("%s: want a number from 1 to 65535", quote(s))
 	}
-	return uint16(n), nil
+	return n, nil
 }
-
-// Restart policies, [RestartPolicy.Name].
-const (
-	// RestartNo never restarts the application (the default).
-	RestartNo = "no"
-	// RestartOnFailure restarts it when it exits with a non-zero status,
-	// up to [RestartPolicy.MaxRetries] times.
-	RestartOnFailure = "on-failure"
-	// RestartAlways restarts it whenever it exits.
-	RestartAlways = "always"
-	// RestartUnlessStopped restarts it whenever it exits, unless it was
-	// stopped on purpose.
-	RestartUnlessStopped = "unless-stopped"
-)
 
 // maxRetries bounds on-failure:N.
 const maxRetries = 1_000_000
 
-// RestartPolicy says when the application is started again after it
-// exits.
-type RestartPolicy struct {
-	// Name is [RestartNo], [RestartOnFailure], [RestartAlways] or
-	// [RestartUnlessStopped]; empty means [RestartNo].
-	Name string
-	// MaxRetries bounds the restarts of on-failure; 0 means no limit.
-	MaxRetries int
-}
-
-// String returns r as [ParseRestart] reads it.
-func (r RestartPolicy) String() string {
-	switch {
-	case r.Name == "":
-		return RestartNo
-	case r.Name == RestartOnFailure && r.MaxRetries > 0:
-		return fmt.Sprintf("%s:%d", r.Name, r.MaxRetries)
-	}
-	return r.Name
-}
-
 // ParseRestart parses a restart policy, as --restart and the spec's
 // restart field accept it: no, on-failure[:N], always or unless-stopped.
 // N is the most restarts on-failure makes, 0 (the default) for no limit.
-func ParseRestart(s string) (RestartPolicy, error) {
+func ParseRestart(s string) (api.RestartPolicy, error) {
 	name, count, hasCount := strings.Cut(s, ":")
 	switch name {
-	case RestartNo, RestartAlways, RestartUnlessStopped, RestartOnFailure:
+	case api.RestartNo, api.RestartAlways, api.RestartUnlessStopped, api.RestartOnFailure:
 	default:
-		return RestartPolicy{}, fmt.Errorf("%s is not a restart policy (want no, on-failure[:N], always or unless-stopped)", quote(s))
+		return api.RestartPolicy{}, fmt.Errorf("%s is not a restart policy (want no, on-failure[:N], always or unless-stopped)", quote(s))
 	}
 	if !hasCount {
-		return RestartPolicy{Name: name}, nil
+		return api.RestartPolicy{Name: name}, nil
 	}
-	if name != RestartOnFailure {
-		return RestartPolicy{}, fmt.Errorf("%s: only on-failure takes a retry count", quote(s))
+	if name != api.RestartOnFailure {
+		return api.RestartPolicy{}, fmt.Errorf("%s: only on-failure takes a retry count", quote(s))
 	}
 	if !isDigits(count) || len(count) > 7 {
-		return RestartPolicy{}, fmt.Errorf("%s: want a retry count from 0 to %d", quote(s), maxRetries)
+		return api.RestartPolicy{}, fmt.Errorf("%s: want a retry count from 0 to %d", quote(s), maxRetries)
 	}
 	n, _ := strconv.Atoi(count)
 	if n > maxRetries {
-		return RestartPolicy{}, fmt.Errorf("%s: want a retry count from 0 to %d", quote(s), maxRetries)
+		return api.RestartPolicy{}, fmt.Errorf("%s: want a retry count from 0 to %d", quote(s), maxRetries)
 	}
-	return RestartPolicy{Name: name, MaxRetries: n}, nil
+	return api.RestartPolicy{Name: name, MaxRetries: n}, nil
 }
 
 // User is who an application runs as, as --user and the user field give

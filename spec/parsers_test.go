@@ -3,6 +3,8 @@ package spec
 import (
 	"strings"
 	"testing"
+
+	"github.com/arrowsys/arrow/api"
 )
 
 func TestParseMemory(t *testing.T) {
@@ -48,14 +50,14 @@ func TestParseMemory(t *testing.T) {
 func TestParseVolume(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    Volume
+		want    api.Volume
 		wantErr string
 	}{
-		{in: "./data:/data", want: Volume{Source: "./data", Target: "/data"}},
-		{in: "/srv/conf:/etc/app/:ro", want: Volume{Source: "/srv/conf", Target: "/etc/app", ReadOnly: true}},
-		{in: "../x:/x//y:rw", want: Volume{Source: "../x", Target: "/x/y"}},
-		{in: ".:/src", want: Volume{Source: ".", Target: "/src"}},
-		{in: "/a:/proc2", want: Volume{Source: "/a", Target: "/proc2"}},
+		{in: "./data:/data", want: api.Volume{Source: "./data", Target: "/data"}},
+		{in: "/srv/conf:/etc/app/:ro", want: api.Volume{Source: "/srv/conf", Target: "/etc/app", ReadOnly: true}},
+		{in: "../x:/x//y:rw", want: api.Volume{Source: "../x", Target: "/x/y"}},
+		{in: ".:/src", want: api.Volume{Source: ".", Target: "/src"}},
+		{in: "/a:/proc2", want: api.Volume{Source: "/a", Target: "/proc2"}},
 		{in: "/a", wantErr: `"/a" is not SOURCE:TARGET[:ro|rw]`},
 		{in: "/a:/b:ro:x", wantErr: `"/a:/b:ro:x" is not SOURCE:TARGET[:ro|rw]`},
 		{in: "/a:/b:RO", wantErr: `mode "RO": want ro or rw`},
@@ -82,14 +84,14 @@ func TestParseVolume(t *testing.T) {
 func TestParsePort(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    Port
+		want    api.Port
 		wantErr string
 	}{
-		{in: "8080:80", want: Port{HostPort: 8080, GuestPort: 80, Protocol: "tcp"}},
-		{in: "127.0.0.1:5353:53/udp", want: Port{HostIP: "127.0.0.1", HostPort: 5353, GuestPort: 53, Protocol: "udp"}},
-		{in: "[::1]:8443:443/tcp", want: Port{HostIP: "::1", HostPort: 8443, GuestPort: 443, Protocol: "tcp"}},
-		{in: "[2001:DB8::1]:1:65535", want: Port{HostIP: "2001:db8::1", HostPort: 1, GuestPort: 65535, Protocol: "tcp"}},
-		{in: "0.0.0.0:80:80", want: Port{HostIP: "0.0.0.0", HostPort: 80, GuestPort: 80, Protocol: "tcp"}},
+		{in: "8080:80", want: api.Port{HostPort: 8080, GuestPort: 80, Proto: "tcp"}},
+		{in: "127.0.0.1:5353:53/udp", want: api.Port{HostIP: "127.0.0.1", HostPort: 5353, GuestPort: 53, Proto: "udp"}},
+		{in: "[::1]:8443:443/tcp", want: api.Port{HostIP: "::1", HostPort: 8443, GuestPort: 443, Proto: "tcp"}},
+		{in: "[2001:DB8::1]:1:65535", want: api.Port{HostIP: "2001:db8::1", HostPort: 1, GuestPort: 65535, Proto: "tcp"}},
+		{in: "0.0.0.0:80:80", want: api.Port{HostIP: "0.0.0.0", HostPort: 80, GuestPort: 80, Proto: "tcp"}},
 		{in: "80", wantErr: `"80" is not [IP:]HOST:GUEST[/tcp|udp] (the host port is required)`},
 		{in: "", wantErr: `"" is not [IP:]HOST:GUEST[/tcp|udp] (the host port is required)`},
 		{in: "0:80", wantErr: `host port "0": want a number from 1 to 65535`},
@@ -125,16 +127,16 @@ func TestParsePort(t *testing.T) {
 func TestParseRestart(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    RestartPolicy
+		want    api.RestartPolicy
 		wantErr string
 	}{
-		{in: "no", want: RestartPolicy{Name: "no"}},
-		{in: "always", want: RestartPolicy{Name: "always"}},
-		{in: "unless-stopped", want: RestartPolicy{Name: "unless-stopped"}},
-		{in: "on-failure", want: RestartPolicy{Name: "on-failure"}},
-		{in: "on-failure:0", want: RestartPolicy{Name: "on-failure"}},
-		{in: "on-failure:5", want: RestartPolicy{Name: "on-failure", MaxRetries: 5}},
-		{in: "on-failure:1000000", want: RestartPolicy{Name: "on-failure", MaxRetries: 1000000}},
+		{in: "no", want: api.RestartPolicy{Name: "no"}},
+		{in: "always", want: api.RestartPolicy{Name: "always"}},
+		{in: "unless-stopped", want: api.RestartPolicy{Name: "unless-stopped"}},
+		{in: "on-failure", want: api.RestartPolicy{Name: "on-failure"}},
+		{in: "on-failure:0", want: api.RestartPolicy{Name: "on-failure"}},
+		{in: "on-failure:5", want: api.RestartPolicy{Name: "on-failure", MaxRetries: 5}},
+		{in: "on-failure:1000000", want: api.RestartPolicy{Name: "on-failure", MaxRetries: 1000000}},
 		{in: "", wantErr: `"" is not a restart policy (want no, on-failure[:N], always or unless-stopped)`},
 		{in: "never", wantErr: `"never" is not a restart policy (want no, on-failure[:N], always or unless-stopped)`},
 		{in: "On-Failure", wantErr: `"On-Failure" is not a restart policy (want no, on-failure[:N], always or unless-stopped)`},
@@ -161,13 +163,13 @@ func TestStrings(t *testing.T) {
 	tests := []struct {
 		got, want string
 	}{
-		{Volume{Source: "/a", Target: "/b"}.String(), "/a:/b"},
-		{Volume{Source: "/a", Target: "/b", ReadOnly: true}.String(), "/a:/b:ro"},
-		{Port{HostPort: 1, GuestPort: 2, Protocol: "udp"}.String(), "1:2/udp"},
-		{Port{HostIP: "::", HostPort: 1, GuestPort: 2, Protocol: "tcp"}.String(), "[::]:1:2/tcp"},
-		{RestartPolicy{}.String(), "no"},
-		{RestartPolicy{Name: "on-failure", MaxRetries: 3}.String(), "on-failure:3"},
-		{RestartPolicy{Name: "on-failure"}.String(), "on-failure"},
+		{api.Volume{Source: "/a", Target: "/b"}.String(), "/a:/b"},
+		{api.Volume{Source: "/a", Target: "/b", ReadOnly: true}.String(), "/a:/b:ro"},
+		{api.Port{HostPort: 1, GuestPort: 2, Proto: "udp"}.String(), "1:2/udp"},
+		{api.Port{HostIP: "::", HostPort: 1, GuestPort: 2, Proto: "tcp"}.String(), "[::]:1:2/tcp"},
+		{api.RestartPolicy{}.String(), "no"},
+		{api.RestartPolicy{Name: "on-failure", MaxRetries: 3}.String(), "on-failure:3"},
+		{api.RestartPolicy{Name: "on-failure"}.String(), "on-failure"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"github.com/arrowsys/arrow/api"
+
 	"cmp"
 	"fmt"
 	"io"
@@ -22,78 +24,46 @@ const (
 	maxErrors = 100
 )
 
-// Spec is an application to run, as a spec file describes it. Paths on
-// the host are absolute: relative ones were resolved against Dir.
+// Spec is an application to run, as a spec file describes it: Arrow's one
+// description of an arrow ([api.Config]), and what the file says of
+// itself. Paths on the host are absolute: relative ones were resolved
+// against Dir.
 //
 // Zero values mean "not set": Arrow's defaults apply (see package run).
+// What each field of Config may hold in a file:
+//   - Image is an OCI image: a registry reference ("busybox:latest",
+//     "ghcr.io/org/app@sha256:..."), docker://REF, oci:DIR[:TAG],
+//     oci-archive:FILE[:TAG], docker-archive:FILE[:TAG], or the path of a
+//     layout directory or archive (starting with /, ./ or ../), made
+//     absolute.
+//   - Program is the program to run. Without RootFS it is a host program:
+//     a name looked up in the host's PATH, or a path (absolute). With
+//     RootFS it is in the root file system: a name looked up in its PATH
+//     or an absolute path there.
+//   - Args replace an image's Cmd; with Program they follow it; with
+//     RootFS and no Program, Args[0] is what runs. Nil when not set; empty
+//     (non-nil) when set to []. Entrypoint likewise (empty clears an
+//     image's).
+//   - Env is KEY=value, in the file's order; Dir ("workdir") the absolute
+//     guest working directory; User NAME|UID[:GROUP|GID] as [ParseUser]
+//     reads it; Includes ("include") host paths put into the guest.
+//   - Volumes have distinct targets; no two Ports bind the same host
+//     address, port and protocol; Network is checked by [CheckNetwork].
+//   - CPUs is 1 to [MaxCPUs], MemoryMiB [MinMemoryMiB] to
+//     [MaxMemoryMiB]; Restart is [api.RestartNo] unless set.
+//   - Kernel is a guest kernel (vmlinux or bzImage) to boot instead of
+//     Arrow's.
 type Spec struct {
 	// Version is the format version, [FormatVersion].
 	Version int
 	// Dir is the directory relative host paths were resolved against:
 	// the spec file's own.
 	Dir string
-	// Name names the application: a DNS label, or empty.
+	// Name names the application: a DNS label, or empty. It names a
+	// detached arrow and is the guest's host name unless one is given.
 	Name string
-
-	// Image is an OCI image: a registry reference ("busybox:latest",
-	// "ghcr.io/org/app@sha256:..."), docker://REF, oci:DIR[:TAG],
-	// oci-archive:FILE[:TAG], docker-archive:FILE[:TAG], or the path of a
-	// layout directory or archive (starting with /, ./ or ../). Paths are
-	// absolute.
-	Image string
-	// Program is the program to run. Without Rootfs it is a host program:
-	// a name looked up in the host's PATH, or a path (absolute). With
-	// Rootfs it is in the root file system: a name looked up in its PATH
-	// or an absolute path there.
-	Program string
-	// Rootfs is a host directory to use as the guest's root file system.
-	Rootfs string
-
-	// Args are the arguments. With Image they replace the image's Cmd;
-	// with Program they follow it; with Rootfs and no Program, Args[0]
-	// is what runs. Nil when not set; empty (non-nil) when set to [].
-	Args []string
-	// Entrypoint replaces an image's Entrypoint; with Rootfs it is the
-	// command Args are appended to. Nil when not set; empty (non-nil) to
-	// clear the image's.
-	Entrypoint []string
-	// Env is the environment, KEY=value, in the file's order.
-	Env []string
-	// Workdir is the absolute guest working directory.
-	Workdir string
-	// User is NAME|UID[:GROUP|GID], as [ParseUser] reads it.
-	User string
-	// Include are host files and directories put into the guest at their
-	// host paths.
-	Include []string
-	// Volumes are host directories shared with the guest; their targets
-	// are distinct.
-	Volumes []Volume
-	// Ports are published ports; no two bind the same host address, port
-	// and protocol.
-	Ports []Port
-	// Network is the network the application joins: "user" (the
-	// default: QEMU's user-mode network), "none" (loopback only), or a
-	// network's name; see [CheckNetwork].
-	Network string
-
-	// CPUs is the number of vCPUs, 1 to [MaxCPUs].
-	CPUs int
-	// MemoryMiB is the guest's memory, [MinMemoryMiB] to [MaxMemoryMiB].
-	MemoryMiB int
-	// Restart is the restart policy; [RestartNo] unless set.
-	Restart RestartPolicy
-	// Labels are free-form metadata.
-	Labels map[string]string
-	// ReadOnly mounts the root file system read-only.
-	ReadOnly bool
-	// Stdin forwards standard input to the application.
-	Stdin bool
-	// TTY runs the application on a terminal.
-	TTY bool
-	// Kernel is a guest kernel (vmlinux or bzImage) to boot instead of
-	// Arrow's.
-	Kernel string
+	// Config is what to run, and how.
+	Config api.Config
 }
 
 // Load reads and parses the spec file at path; see [Parse].

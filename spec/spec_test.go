@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/arrowsys/arrow/api"
 )
 
 // fullYAML is the package documentation's example, with relative paths.
@@ -64,38 +66,40 @@ const fullJSON = "{\n" +
 
 func fullSpec() *Spec {
 	return &Spec{
-		Version:    1,
-		Dir:        "/srv/app",
-		Name:       "web",
-		Image:      "busybox:latest",
-		Entrypoint: []string{"/bin/sh"},
-		Args:       []string{"-c", "httpd -f -p 80 -h /www"},
-		Env:        []string{"GREETING=hello", "DEBUG=1"},
-		Workdir:    "/www",
-		User:       "1000:1000",
-		Include:    []string{"/srv/app/index.html", "/etc/ssl/certs"},
-		Volumes: []Volume{
-			{Source: "/srv/app/data", Target: "/data"},
-			{Source: "/srv/conf", Target: "/etc/app", ReadOnly: true},
+		Version: 1,
+		Dir:     "/srv/app",
+		Name:    "web",
+		Config: api.Config{
+			Image:      "busybox:latest",
+			Entrypoint: []string{"/bin/sh"},
+			Args:       []string{"-c", "httpd -f -p 80 -h /www"},
+			Env:        []string{"GREETING=hello", "DEBUG=1"},
+			Dir:        "/www",
+			User:       "1000:1000",
+			Includes:   []string{"/srv/app/index.html", "/etc/ssl/certs"},
+			Volumes: []api.Volume{
+				{Source: "/srv/app/data", Target: "/data"},
+				{Source: "/srv/conf", Target: "/etc/app", ReadOnly: true},
+			},
+			Ports: []api.Port{
+				{HostPort: 8080, GuestPort: 80, Proto: "tcp"},
+				{HostIP: "127.0.0.1", HostPort: 5353, GuestPort: 53, Proto: "udp"},
+			},
+			CPUs:      2,
+			MemoryMiB: 1536,
+			Restart:   api.RestartPolicy{Name: "on-failure", MaxRetries: 5},
+			Labels:    map[string]string{"team": "infra", "com.example.tier": "web"},
+			ReadOnly:  true,
+			Stdin:     true,
+			Kernel:    "/srv/app/kernels/vmlinux",
 		},
-		Ports: []Port{
-			{HostPort: 8080, GuestPort: 80, Protocol: "tcp"},
-			{HostIP: "127.0.0.1", HostPort: 5353, GuestPort: 53, Protocol: "udp"},
-		},
-		CPUs:      2,
-		MemoryMiB: 1536,
-		Restart:   RestartPolicy{Name: "on-failure", MaxRetries: 5},
-		Labels:    map[string]string{"team": "infra", "com.example.tier": "web"},
-		ReadOnly:  true,
-		Stdin:     true,
-		Kernel:    "/srv/app/kernels/vmlinux",
 	}
 }
 
 // minimal returns the smallest spec for what runs, with fields changed by
 // edit.
 func minimal(edit func(*Spec)) *Spec {
-	s := &Spec{Version: 1, Dir: "/srv/app", Restart: RestartPolicy{Name: "no"}}
+	s := &Spec{Version: 1, Dir: "/srv/app", Config: api.Config{Restart: api.RestartPolicy{Name: "no"}}}
 	edit(s)
 	return s
 }
@@ -108,45 +112,45 @@ func TestParseValid(t *testing.T) {
 		{"full YAML", fullYAML, fullSpec()},
 		{"full JSON", fullJSON, fullSpec()},
 		{"JSON with a byte order mark", "\ufeff" + fullJSON, fullSpec()},
-		{"YAML flow mapping, not JSON", "{version: 1, image: alpine}", minimal(func(s *Spec) { s.Image = "alpine" })},
+		{"YAML flow mapping, not JSON", "{version: 1, image: alpine}", minimal(func(s *Spec) { s.Config.Image = "alpine" })},
 		{"host program by name", "version: 1\nprogram: python3\nargs: [-c, 'print(1)']\n",
-			minimal(func(s *Spec) { s.Program, s.Args = "python3", []string{"-c", "print(1)"} })},
+			minimal(func(s *Spec) { s.Config.Program, s.Config.Args = "python3", []string{"-c", "print(1)"} })},
 		{"host program by relative path", "version: 1\nprogram: bin/app\n",
-			minimal(func(s *Spec) { s.Program = "/srv/app/bin/app" })},
+			minimal(func(s *Spec) { s.Config.Program = "/srv/app/bin/app" })},
 		{"rootfs with program", "version: 1\nrootfs: ./root\nprogram: /usr/bin/env\n",
-			minimal(func(s *Spec) { s.Rootfs, s.Program = "/srv/app/root", "/usr/bin/env" })},
+			minimal(func(s *Spec) { s.Config.RootFS, s.Config.Program = "/srv/app/root", "/usr/bin/env" })},
 		{"rootfs with args only", "version: 1\nrootfs: /srv/root\nargs: [ls, /]\n",
-			minimal(func(s *Spec) { s.Rootfs, s.Args = "/srv/root", []string{"ls", "/"} })},
+			minimal(func(s *Spec) { s.Config.RootFS, s.Config.Args = "/srv/root", []string{"ls", "/"} })},
 		{"image paths and transports", "version: 1\nimage: oci:./layout:v1\n",
-			minimal(func(s *Spec) { s.Image = "oci:/srv/app/layout:v1" })},
+			minimal(func(s *Spec) { s.Config.Image = "oci:/srv/app/layout:v1" })},
 		{"image archive path", "version: 1\nimage: ../images/app.tar\n",
-			minimal(func(s *Spec) { s.Image = "/srv/images/app.tar" })},
+			minimal(func(s *Spec) { s.Config.Image = "/srv/images/app.tar" })},
 		{"empty lists clear the image's", "version: 1\nimage: alpine\nentrypoint: []\nargs: []\n",
-			minimal(func(s *Spec) { s.Image, s.Entrypoint, s.Args = "alpine", []string{}, []string{} })},
+			minimal(func(s *Spec) { s.Config.Image, s.Config.Entrypoint, s.Config.Args = "alpine", []string{}, []string{} })},
 		{"null is absent", "version: 1\nimage: alpine\nname:\nargs: ~\nmemory: null\n",
-			minimal(func(s *Spec) { s.Image = "alpine" })},
+			minimal(func(s *Spec) { s.Config.Image = "alpine" })},
 		{"env list, scalars as strings", "version: 1\nimage: alpine\nenv: [A=1, B=, C=x=y]\nuser: 0\nargs: [1, 1.50, true]\n",
 			minimal(func(s *Spec) {
-				s.Image, s.Env, s.User, s.Args = "alpine", []string{"A=1", "B=", "C=x=y"}, "0", []string{"1", "1.50", "true"}
+				s.Config.Image, s.Config.Env, s.Config.User, s.Config.Args = "alpine", []string{"A=1", "B=", "C=x=y"}, "0", []string{"1", "1.50", "true"}
 			})},
-		{"network none", "version: 1\nimage: alpine\nnetwork: none\n", minimal(func(s *Spec) { s.Image, s.Network = "alpine", "none" })},
-		{"network by name", "version: 1\nimage: alpine\nnetwork: my_net.1\n", minimal(func(s *Spec) { s.Image, s.Network = "alpine", "my_net.1" })},
+		{"network none", "version: 1\nimage: alpine\nnetwork: none\n", minimal(func(s *Spec) { s.Config.Image, s.Config.Network = "alpine", "none" })},
+		{"network by name", "version: 1\nimage: alpine\nnetwork: my_net.1\n", minimal(func(s *Spec) { s.Config.Image, s.Config.Network = "alpine", "my_net.1" })},
 		{"memory as a plain number, restart no", "version: 1\nimage: alpine\nmemory: 512\nrestart: no\ncpus: 0x10\n",
-			minimal(func(s *Spec) { s.Image, s.MemoryMiB, s.CPUs = "alpine", 512, 16 })},
+			minimal(func(s *Spec) { s.Config.Image, s.Config.MemoryMiB, s.Config.CPUs = "alpine", 512, 16 })},
 		{"ports on different addresses", "version: 1\nimage: alpine\nports: ['127.0.0.1:80:80', '127.0.0.2:80:80', '80:80/udp', '[::1]:81:81']\n",
 			minimal(func(s *Spec) {
-				s.Image = "alpine"
-				s.Ports = []Port{
-					{HostIP: "127.0.0.1", HostPort: 80, GuestPort: 80, Protocol: "tcp"},
-					{HostIP: "127.0.0.2", HostPort: 80, GuestPort: 80, Protocol: "tcp"},
-					{HostPort: 80, GuestPort: 80, Protocol: "udp"},
-					{HostIP: "::1", HostPort: 81, GuestPort: 81, Protocol: "tcp"},
+				s.Config.Image = "alpine"
+				s.Config.Ports = []api.Port{
+					{HostIP: "127.0.0.1", HostPort: 80, GuestPort: 80, Proto: "tcp"},
+					{HostIP: "127.0.0.2", HostPort: 80, GuestPort: 80, Proto: "tcp"},
+					{HostPort: 80, GuestPort: 80, Proto: "udp"},
+					{HostIP: "::1", HostPort: 81, GuestPort: 81, Proto: "tcp"},
 				}
 			})},
 		{"anchors without aliases, comments, document markers", "---\n# app\nversion: 1 # format\nimage: &img alpine\n...\n",
-			minimal(func(s *Spec) { s.Image = "alpine" })},
+			minimal(func(s *Spec) { s.Config.Image = "alpine" })},
 		{"trailing empty document", "version: 1\nimage: alpine\n---\n",
-			minimal(func(s *Spec) { s.Image = "alpine" })},
+			minimal(func(s *Spec) { s.Config.Image = "alpine" })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -498,11 +502,11 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(dir, "sub", "app"); s.Program != want {
-		t.Errorf("Program = %q, want %q", s.Program, want)
+	if want := filepath.Join(dir, "sub", "app"); s.Config.Program != want {
+		t.Errorf("Program = %q, want %q", s.Config.Program, want)
 	}
-	if want := filepath.Join(dir, "data"); s.Volumes[0].Source != want {
-		t.Errorf("volume source = %q, want %q", s.Volumes[0].Source, want)
+	if want := filepath.Join(dir, "data"); s.Config.Volumes[0].Source != want {
+		t.Errorf("volume source = %q, want %q", s.Config.Volumes[0].Source, want)
 	}
 	if s.Dir != filepath.Join(dir, "sub") {
 		t.Errorf("Dir = %q", s.Dir)
@@ -513,7 +517,7 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	wd, _ := os.Getwd()
-	if s, err := Load("arrow.yaml"); err != nil || s.Rootfs != filepath.Join(wd, "r") {
+	if s, err := Load("arrow.yaml"); err != nil || s.Config.RootFS != filepath.Join(wd, "r") {
 		t.Errorf("Load(arrow.yaml) = %+v, %v; want rootfs in %s", s, err, wd)
 	}
 
@@ -558,7 +562,7 @@ func TestDocExamples(t *testing.T) {
 			t.Errorf("example does not parse: %v\n%s", err, ex)
 			continue
 		}
-		if s.Image != "busybox:latest" || i == 0 && (len(s.Volumes) != 2 || len(s.Ports) != 2 || s.Kernel == "" || s.MemoryMiB != 256) {
+		if s.Config.Image != "busybox:latest" || i == 0 && (len(s.Config.Volumes) != 2 || len(s.Config.Ports) != 2 || s.Config.Kernel == "" || s.Config.MemoryMiB != 256) {
 			t.Errorf("example parsed to %+v", s)
 		}
 	}

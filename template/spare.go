@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/rootfs"
 	"github.com/arrowsys/arrow/vm"
@@ -153,7 +154,7 @@ func (s *Spare) decodeWarmed(payload []byte) error {
 // (read-only), its user-mode network card the forwards, its console goes
 // to console, and its vCPUs run again. arrow-init then waits for the start
 // frame. On failure the caller kills the machine.
-func (s *Spare) Use(ctx context.Context, rootDisk string, forwards []vm.Forward, console io.Writer) error {
+func (s *Spare) Use(ctx context.Context, rootDisk string, forwards []api.Port, console io.Writer) error {
 	m := s.Machine
 	m.SetConsole(console)
 	if err := m.SwapDrive(ctx, 0, vm.Drive{Path: rootDisk, Serial: RootSerial, ReadOnly: true}); err != nil {

@@ -43,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
@@ -97,7 +98,7 @@ type Config struct {
 	// They are host-side only (QEMU's listening sockets), not guest
 	// state, so they are not part of the key and may differ per clone;
 	// a template itself never listens.
-	Forwards []vm.Forward
+	Forwards []api.Port
 	// TapNet gives the machine a virtio-net card whose clones plug it
 	// into a tap device (a bridge network's), Tap. The template's card
 	// is plugged into nothing (vm.NIC.Placeholder): QEMU's user-mode

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 )
 
@@ -41,23 +42,13 @@ type UserNet struct {
 	// QEMU's gateway is .2, its DNS forwarder .3 and the guest .15, the
 	// address forwarded ports lead to.
 	Net netip.Prefix
-	// Forwards publish guest ports on host ports.
-	Forwards []Forward
+	// Forwards publish guest ports on host ports. QEMU's user-mode
+	// forwarding listens on IPv4 only: a HostIP is an IPv4 address.
+	Forwards []api.Port
 }
 
 // DefaultUserNet is QEMU's default user-mode network.
 var DefaultUserNet = netip.MustParsePrefix("10.0.2.0/24")
-
-// Forward publishes a guest port on a host port, in user mode.
-type Forward struct {
-	// Proto is "tcp" or "udp".
-	Proto string
-	// HostIP is the IPv4 address QEMU listens on; empty for every
-	// address. (QEMU's user-mode forwarding listens on IPv4 only.)
-	HostIP string
-	// HostPort and GuestPort are 1 to 65535.
-	HostPort, GuestPort int
-}
 
 // MaxNICs bounds [Config.NICs]; each also takes a device slot.
 const MaxNICs = guest.MaxInterfaces
@@ -79,19 +70,6 @@ func UserNetHosts(net netip.Prefix) (gateway, dns, guestAddr netip.Addr) {
 		return netip.AddrFrom4(a)
 	}
 	return at(2), at(3), at(15)
-}
-
-// nicFD is the descriptor QEMU inherits NIC i's tap device (or
-// placeholder socket) on, after the virtiofs shares' sockets; user-mode
-// NICs have none.
-func (c Config) nicFD(i int) int {
-	fd := c.shareFD(len(c.Shares))
-	for _, n := range c.NICs[:i] {
-		if n.Tap != nil || n.Placeholder {
-			fd++
-		}
-	}
-	return fd
 }
 
 // UnprivilegedPortStart is the lowest port an unprivileged process may
@@ -137,28 +115,28 @@ func (n NIC) validate() error {
 		return fmt.Errorf("%d forwarded ports, at most %d", len(u.Forwards), MaxForwards)
 	}
 	for _, f := range u.Forwards {
-		if f.Proto != "tcp" && f.Proto != "udp" {
-			return fmt.Errorf("forward %s: protocol %q: want tcp or udp", f, f.Proto)
+		if p := f.Protocol(); p != api.TCP && p != api.UDP {
+			return fmt.Errorf("forward %s: protocol %q: want tcp or udp", hostfwd(f), f.Proto)
 		}
 		if f.HostPort < 1 || f.HostPort > 65535 || f.GuestPort < 1 || f.GuestPort > 65535 {
-			return fmt.Errorf("forward %s: ports are 1 to 65535", f)
+			return fmt.Errorf("forward %s: ports are 1 to 65535", hostfwd(f))
 		}
 		if f.HostIP != "" {
 			a, err := netip.ParseAddr(f.HostIP)
 			if err != nil || !a.Is4() {
-				return fmt.Errorf("forward %s: host IP %q: user-mode networking listens on IPv4 addresses only", f, f.HostIP)
+				return fmt.Errorf("forward %s: host IP %q: user-mode networking listens on IPv4 addresses only", hostfwd(f), f.HostIP)
 			}
 		}
 	}
 	return nil
 }
 
-// String is the forward as QEMU's hostfwd option spells it:
+// hostfwd is a forward as QEMU's hostfwd option spells it:
 // tcp:127.0.0.1:8080-:80. The guest address is left out: QEMU takes the
 // first address its DHCP server hands out, .15, which is the address
 // Arrow gives the guest.
-func (f Forward) String() string {
-	return f.Proto + ":" + f.HostIP + ":" + strconv.Itoa(f.HostPort) + "-:" + strconv.Itoa(f.GuestPort)
+func hostfwd(f api.Port) string {
+	return f.Protocol() + ":" + f.HostIP + ":" + strconv.Itoa(f.HostPort) + "-:" + strconv.Itoa(f.GuestPort)
 }
 
 // netdevID is the QEMU id of NIC i's network backend.
@@ -189,10 +167,10 @@ func (n NIC) args(i, fd int, jailed bool) []string {
 		// first through a host that may have none.
 		netdev = "user,id=" + id + ",net=" + net.Masked().String() + ",ipv6=off"
 		for _, f := range u.Forwards {
-			if jailed && f.Proto == "udp" {
+			if jailed && f.Protocol() == api.UDP {
 				continue
 			}
-			netdev += ",hostfwd=" + f.String()
+			netdev += ",hostfwd=" + hostfwd(f)
 		}
 	}
 	return []string{"-netdev", netdev, "-device", "virtio-net-device,netdev=" + id + ",mac=" + n.MAC}

@@ -5,10 +5,12 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/arrowsys/arrow/api"
 )
 
 func TestNICArgs(t *testing.T) {
-	user := NIC{MAC: "02:00:0a:00:02:0f", User: &UserNet{Forwards: []Forward{
+	user := NIC{MAC: "02:00:0a:00:02:0f", User: &UserNet{Forwards: []api.Port{
 		{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8080, GuestPort: 80},
 		{Proto: "udp", HostPort: 5353, GuestPort: 53},
 	}}}
@@ -59,7 +61,7 @@ func TestNICArgs(t *testing.T) {
 
 func TestNICValidate(t *testing.T) {
 	ok := func() NIC {
-		return NIC{MAC: "02:00:00:00:00:01", User: &UserNet{Forwards: []Forward{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}
+		return NIC{MAC: "02:00:00:00:00:01", User: &UserNet{Forwards: []api.Port{{Proto: "tcp", HostPort: 8080, GuestPort: 80}}}}
 	}
 	tests := []struct {
 		name   string

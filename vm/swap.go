@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/arrowsys/arrow/api"
 )
 
 // Changes to a running machine, for a clone that waited in a pool before
@@ -69,25 +71,25 @@ func (m *Machine) SwapDrive(ctx context.Context, i int, d Drive) error {
 
 // AddForward publishes f on the machine's user-mode network card nic
 // (QEMU's hostfwd_add).
-func (m *Machine) AddForward(ctx context.Context, nic int, f Forward) error {
+func (m *Machine) AddForward(ctx context.Context, nic int, f api.Port) error {
 	if nic < 0 || nic >= len(m.cfg.NICs) || m.cfg.NICs[nic].User == nil {
-		return fmt.Errorf("publish %s: network card %d is not on a user-mode network", f, nic)
+		return fmt.Errorf("publish %s: network card %d is not on a user-mode network", hostfwd(f), nic)
 	}
 	q, err := m.QMP(ctx)
 	if err != nil {
 		return err
 	}
 	raw, err := q.Execute(ctx, "human-monitor-command", map[string]any{
-		"command-line": "hostfwd_add " + netdevID(nic) + " " + f.String(),
+		"command-line": "hostfwd_add " + netdevID(nic) + " " + hostfwd(f),
 	})
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", f, err)
+		return fmt.Errorf("publish %s: %w", hostfwd(f), err)
 	}
 	// HMP reports failure as text, not as a QMP error.
 	var out string
 	_ = json.Unmarshal(raw, &out)
 	if out = strings.TrimSpace(out); out != "" {
-		return fmt.Errorf("publish %s: %s", f, out)
+		return fmt.Errorf("publish %s: %s", hostfwd(f), out)
 	}
 	return nil
 }

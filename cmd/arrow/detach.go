@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -33,6 +34,27 @@ func (d *detachFlags) add(cmd *cobra.Command) {
 	f.IntVar(&d.ready, "ready-port", 0, "with -d: return once the app accepts TCP connections on this guest port (published with -p in user mode)")
 }
 
+// apply puts the detached-only flags into c: the restart policy, labels
+// (over a spec file's) and the ready port.
+func (d *detachFlags) apply(cmd *cobra.Command, c *api.Config) error {
+	if cmd.Flags().Changed("restart") {
+		pol, err := spec.ParseRestart(d.restart)
+		if err != nil {
+			return fmt.Errorf("--restart: %w", err)
+		}
+		c.Restart = pol
+	}
+	for _, l := range d.labels {
+		k, v, _ := strings.Cut(l, "=")
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		c.Labels[k] = v
+	}
+	c.ReadyPort = d.ready
+	return nil
+}
+
 // check refuses detached-only flags without -d.
 func (d *detachFlags) check(cmd *cobra.Command) error {
 	if d.detach {
@@ -50,7 +72,7 @@ func (d *detachFlags) check(cmd *cobra.Command) error {
 
 // runDetached hands the run o to arrowd and prints the new arrow's ID.
 func runDetached(cmd *cobra.Command, g *globals, o *run.Options, d *detachFlags) error {
-	req, err := detachedRequest(o, d)
+	req, err := detachedRequest(o, d.name)
 	if err != nil {
 		var re *run.Error
 		if errors.As(err, &re) {
@@ -70,78 +92,58 @@ func runDetached(cmd *cobra.Command, g *globals, o *run.Options, d *detachFlags)
 	return detachedExit(a)
 }
 
-// detachedRequest turns run options into a request: paths made absolute
-// and programs looked up here, since the daemon has neither this working
-// directory nor this PATH.
-func detachedRequest(o *run.Options, d *detachFlags) (*api.CreateRequest, error) {
+// detachedRequest turns a run's config into a request: paths made
+// absolute and programs looked up here, since the daemon has neither this
+// working directory nor this PATH.
+func detachedRequest(o *run.Options, name string) (*api.CreateRequest, error) {
 	if o.TTY {
 		return nil, errors.New("-t with -d: a detached arrow has no terminal (use -i, then arrow attach)")
 	}
-	pol, err := spec.ParseRestart(d.restart)
-	if err != nil {
-		return nil, fmt.Errorf("--restart: %w", err)
-	}
-	req := &api.CreateRequest{Name: d.name, Restart: api.RestartPolicy{Name: pol.Name, MaxRetries: pol.MaxRetries}}
-	for _, l := range d.labels {
-		k, v, _ := strings.Cut(l, "=")
-		if req.Labels == nil {
-			req.Labels = map[string]string{}
+	c := o.Config
+	abs := func(p *string) error {
+		if *p == "" {
+			return nil
 		}
-		req.Labels[k] = v
+		a, err := filepath.Abs(*p)
+		*p = a
+		return err
 	}
-	abs := func(p string) (string, error) {
-		if p == "" {
-			return "", nil
-		}
-		return filepath.Abs(p)
-	}
-	c := api.Config{
-		Image: o.Image, Args: o.Args, Entrypoint: o.Entrypoint, User: o.User, Hostname: o.Hostname,
-		ReadOnly: o.ReadOnly, Stdin: o.Stdin, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, KernelArgs: o.KernelArgs,
-		Accel: o.Accel, BootTimeout: o.BootTimeout.Seconds(), StopTimeout: o.StopTimeout.Seconds(),
-		HostAccess: o.HostAccess, HostAliases: o.HostAliases, NoJail: o.NoJail,
-	}
-	if c.RootFS, err = abs(o.RootFS); err != nil {
+	if err := abs(&c.RootFS); err != nil {
 		return nil, err
 	}
-	if c.Kernel, err = abs(o.Kernel); err != nil {
+	if err := abs(&c.Kernel); err != nil {
 		return nil, err
 	}
-	c.Dir = o.Dir
-	if o.Image == "" {
-		c.Program = o.Program
-		if o.RootFS == "" {
-			if c.Program, err = exec.LookPath(o.Program); err != nil {
-				return nil, &run.Error{Code: run.ExitNotFound, Err: fmt.Errorf("%s: %w", o.Program, err)}
-			}
-			if c.Program, err = filepath.Abs(c.Program); err != nil {
+	if c.Image == "" && c.RootFS == "" {
+		p, err := exec.LookPath(c.Program)
+		if err != nil {
+			return nil, &run.Error{Code: run.ExitNotFound, Err: fmt.Errorf("%s: %w", c.Program, err)}
+		}
+		if c.Program, err = filepath.Abs(p); err != nil {
+			return nil, err
+		}
+		if c.Dir == "" {
+			if c.Dir, err = os.Getwd(); err != nil {
 				return nil, err
 			}
-			if c.Dir == "" {
-				if c.Dir, err = os.Getwd(); err != nil {
-					return nil, err
-				}
-			}
 		}
 	}
-	for _, p := range o.Includes {
-		a, err := abs(p)
-		if err != nil {
+	if c.Image != "" {
+		c.Program = ""
+	}
+	c.Includes = slices.Clone(c.Includes)
+	for i := range c.Includes {
+		if err := abs(&c.Includes[i]); err != nil {
 			return nil, err
 		}
-		c.Includes = append(c.Includes, a)
 	}
-	for _, v := range o.Volumes {
-		src, err := abs(v.Source)
-		if err != nil {
+	c.Volumes = slices.Clone(c.Volumes)
+	for i := range c.Volumes {
+		if err := abs(&c.Volumes[i].Source); err != nil {
 			return nil, err
 		}
-		c.Volumes = append(c.Volumes, api.Volume{Source: src, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
-	c.Network = o.Network
-	for _, p := range o.Ports {
-		c.Ports = append(c.Ports, api.Port{HostIP: p.HostIP, HostPort: int(p.HostPort), GuestPort: int(p.GuestPort), Proto: p.Protocol})
-	}
+	c.Env = nil
 	for _, e := range o.Env {
 		if !strings.Contains(e, "=") {
 			v, ok := os.LookupEnv(e) // -e KEY passes this shell's value
@@ -152,8 +154,7 @@ func detachedRequest(o *run.Options, d *detachFlags) (*api.CreateRequest, error)
 		}
 		c.Env = append(c.Env, e)
 	}
-	c.ReadyPort, c.Cold = d.ready, o.Cold
-	req.Config = c
+	req := &api.CreateRequest{Name: name, Config: c}
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}

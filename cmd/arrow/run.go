@@ -22,15 +22,16 @@ import (
 
 func newRunCmd(g *globals) *cobra.Command {
 	var (
-		o          run.Options
-		memory     string
-		stopSec    int
-		volumes    []string
-		entrypoint string
-		specFile   string
-		publish    []string
-		addHosts   []string
-		det        detachFlags
+		o           run.Options
+		memory      string
+		bootTimeout time.Duration
+		stopSec     int
+		volumes     []string
+		entrypoint  string
+		specFile    string
+		publish     []string
+		addHosts    []string
+		det         detachFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] IMAGE|PROGRAM [ARG...]",
@@ -86,10 +87,10 @@ or a library it needs was not found.`,
 			if stopSec < 0 || stopSec > api.MaxTimeoutSeconds {
 				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--stop-timeout %d: want 0 to %d seconds", stopSec, api.MaxTimeoutSeconds)}
 			}
-			if o.BootTimeout < 0 || o.BootTimeout > api.MaxTimeoutSeconds*time.Second {
-				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--boot-timeout %v: want 0 to %d seconds", o.BootTimeout, api.MaxTimeoutSeconds)}
+			if bootTimeout < 0 || bootTimeout > api.MaxTimeoutSeconds*time.Second {
+				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--boot-timeout %v: want 0 to %d seconds", bootTimeout, api.MaxTimeoutSeconds)}
 			}
-			o.StopTimeout = time.Duration(stopSec) * time.Second
+			o.BootTimeout, o.StopTimeout = bootTimeout.Seconds(), float64(stopSec)
 			o.Program, o.Args = args[0], args[1:]
 			o.Root = g.dataRoot()
 			for _, v := range volumes {
@@ -97,7 +98,7 @@ or a library it needs was not found.`,
 				if err != nil {
 					return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("-v: %w", err)}
 				}
-				o.Volumes = append(o.Volumes, run.Volume{Source: vol.Source, Target: vol.Target, ReadOnly: vol.ReadOnly})
+				o.Volumes = append(o.Volumes, vol)
 			}
 			if cmd.Flags().Changed("entrypoint") {
 				o.Entrypoint = strings.Fields(entrypoint)
@@ -127,6 +128,9 @@ or a library it needs was not found.`,
 				}
 			}
 			if err := det.check(cmd); err != nil {
+				return &run.Error{Code: run.ExitArrowFailed, Err: err}
+			}
+			if err := det.apply(cmd, &o.Config); err != nil {
 				return &run.Error{Code: run.ExitArrowFailed, Err: err}
 			}
 			if det.detach {
@@ -186,7 +190,7 @@ or a library it needs was not found.`,
 	f.BoolVar(&o.Console, "console", false, "show the guest's console (kernel messages) on standard error")
 	f.BoolVar(&o.Debug, "debug", false, "print what Arrow does and how long each step takes")
 	f.BoolVar(&o.Cold, "cold", false, "boot the VM even where a clone of a pre-booted template would do")
-	f.DurationVar(&o.BootTimeout, "boot-timeout", run.DefaultBootTimeout, "fail if the guest has not booted by then")
+	f.DurationVar(&bootTimeout, "boot-timeout", run.DefaultBootTimeout, "fail if the guest has not booted by then")
 	f.IntVar(&stopSec, "stop-timeout", int(run.DefaultStopTimeout/time.Second), "seconds the program has to exit after SIGTERM/SIGINT/SIGHUP before its VM is stopped")
 	return cmd
 }
@@ -236,63 +240,58 @@ func setupTerminal(o *run.Options) (restore func(), resize <-chan guest.WindowSi
 }
 
 // applySpecFile fills o from the spec file at path. Flags given on the
-// command line win; extra arguments replace the spec's args.
+// command line win; extra arguments replace the spec's args. The spec's
+// name names a detached arrow (and the guest, unless --hostname does).
 func applySpecFile(cmd *cobra.Command, o *run.Options, det *detachFlags, path string, args []string) error {
 	sp, err := spec.Load(path)
 	if err != nil {
 		return err
 	}
 	changed := cmd.Flags().Changed
-	o.Image, o.RootFS = sp.Image, sp.Rootfs
-	o.Program, o.Args = sp.Program, sp.Args
-	if o.Image == "" && o.Program == "" && len(sp.Args) > 0 && o.RootFS == "" {
-		o.Program, o.Args = sp.Args[0], sp.Args[1:]
+	c := &sp.Config
+	if c.Image == "" && c.Program == "" && len(c.Args) > 0 && c.RootFS == "" {
+		c.Program, c.Args = c.Args[0], c.Args[1:]
 	}
 	if len(args) > 0 {
-		o.Args = args
+		c.Args = args
 	}
-	if sp.Entrypoint != nil && !changed("entrypoint") {
-		o.Entrypoint = sp.Entrypoint
+	// What the command line set wins; lists add up, the file's first.
+	flags := o.Config
+	o.Config = *c
+	o.Env = append(c.Env, flags.Env...)
+	o.Includes = append(c.Includes, flags.Includes...)
+	o.Volumes = append(c.Volumes, flags.Volumes...)
+	o.Ports = append(c.Ports, flags.Ports...)
+	if changed("entrypoint") || c.Entrypoint == nil {
+		o.Entrypoint = flags.Entrypoint
 	}
-	o.Env = append(append([]string{}, sp.Env...), o.Env...)
-	o.Includes = append(append([]string{}, sp.Include...), o.Includes...)
-	for _, v := range sp.Volumes {
-		o.Volumes = append(o.Volumes, run.Volume{Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
-	}
-	o.Ports = append(append([]spec.Port{}, sp.Ports...), o.Ports...)
-	setStr := func(dst *string, flag, v string) {
-		if !changed(flag) && v != "" {
+	keep := func(dst *string, flag, v string) {
+		if changed(flag) || *dst == "" {
 			*dst = v
 		}
 	}
-	setStr(&o.Dir, "workdir", sp.Workdir)
-	setStr(&o.User, "user", sp.User)
-	setStr(&o.Kernel, "kernel", sp.Kernel)
-	setStr(&o.Network, "network", sp.Network)
-	if !changed("cpus") && sp.CPUs != 0 {
-		o.CPUs = sp.CPUs
+	keep(&o.Dir, "workdir", flags.Dir)
+	keep(&o.User, "user", flags.User)
+	keep(&o.Kernel, "kernel", flags.Kernel)
+	keep(&o.Network, "network", flags.Network)
+	keep(&o.KernelArgs, "kernel-args", flags.KernelArgs)
+	keep(&o.Accel, "accel", flags.Accel)
+	if changed("cpus") || c.CPUs == 0 {
+		o.CPUs = flags.CPUs
 	}
-	if !changed("memory") && sp.MemoryMiB != 0 {
-		o.MemoryMiB = sp.MemoryMiB
+	if changed("memory") || c.MemoryMiB == 0 {
+		o.MemoryMiB = flags.MemoryMiB
 	}
-	o.ReadOnly = o.ReadOnly || sp.ReadOnly
-	o.Stdin = o.Stdin || sp.Stdin
-	o.TTY = o.TTY || sp.TTY
+	o.ReadOnly = c.ReadOnly || flags.ReadOnly
+	o.Stdin = c.Stdin || flags.Stdin
+	o.TTY = c.TTY || flags.TTY
+	o.Cold, o.NoJail = flags.Cold, flags.NoJail
+	o.Hostname = flags.Hostname
 	if sp.Name != "" && !changed("hostname") {
 		o.Hostname = sp.Name
 	}
-	// What only a detached arrow uses: its name, restart policy, labels.
 	if sp.Name != "" && !changed("name") {
 		det.name = sp.Name
-	}
-	if sp.Restart.Name != "" && !changed("restart") {
-		det.restart = sp.Restart.Name
-		if sp.Restart.MaxRetries > 0 {
-			det.restart += ":" + strconv.Itoa(sp.Restart.MaxRetries)
-		}
-	}
-	for k, v := range sp.Labels {
-		det.labels = append(det.labels, k+"="+v)
 	}
 	if o.Image == "" && o.Program == "" {
 		return fmt.Errorf("%s: nothing to run", path)

@@ -81,7 +81,8 @@ started with anyway; --count 0 drops a machine's spares.`,
 			}
 			t0 := time.Now()
 			t, err := run.WarmTemplate(cmd.Context(), run.Options{
-				Root: g.dataRoot(), MemoryMiB: mib, CPUs: cpus, Network: network, Accel: "auto", Dir: "/",
+				Root:   g.dataRoot(),
+				Config: api.Config{MemoryMiB: mib, CPUs: cpus, Network: network, Accel: "auto", Dir: "/"},
 			})
 			if err != nil {
 				return err

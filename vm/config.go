@@ -13,23 +13,6 @@ import (
 	"github.com/arrowsys/arrow/guest"
 )
 
-// File descriptors QEMU inherits, in the order of exec.Cmd.ExtraFiles.
-// The drives' image files follow, then the vhost-user sockets of the
-// virtiofs shares, then the tap devices of the NICs, then the memory file:
-// see [Config.driveFD], [Config.shareFD], [Config.nicFD] and
-// [Config.memoryFD].
-const (
-	fdConsole = 3 + iota // the guest's serial console
-	fdControl            // the guest protocol port (package guest)
-	fdQMP                // the QMP monitor
-	fdKernel             // the kernel image
-	fdInitrd             // the initramfs
-	fdFirstExtra
-)
-
-// fdPath names an inherited descriptor as a path QEMU can open.
-func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
-
 // Limits on the machine's size. QEMU accepts more, but a microVM for one
 // application that asks for more is almost certainly a typo.
 const (
@@ -175,21 +158,6 @@ func (c Config) virtiofs() bool {
 	return false
 }
 
-// driveFD is the descriptor QEMU inherits drive i's image on.
-func (c Config) driveFD(i int) int { return fdFirstExtra + i }
-
-// shareFD is the descriptor QEMU inherits share i's vhost-user socket
-// on; only virtiofs shares have one.
-func (c Config) shareFD(i int) int {
-	fd := fdFirstExtra + len(c.Drives)
-	for _, s := range c.Shares[:i] {
-		if s.FS == ShareVirtiofs {
-			fd++
-		}
-	}
-	return fd
-}
-
 // DeviceSlots returns how many virtio-mmio device slots c's drives, shares
 // and network cards need, and how many the machine has for them.
 func (c Config) DeviceSlots() (need, have int) {
@@ -323,8 +291,16 @@ func (c Config) KernelCmdline() string {
 	return strings.Join(args, " ")
 }
 
-// Args returns QEMU's arguments for c.
+// Args returns QEMU's arguments for c, its inherited descriptors numbered
+// as [Start] numbers them: template and clone compare their command lines
+// through it.
 func (c Config) Args() []string {
+	_, fds := c.number(guestFiles{})
+	return c.args(fds)
+}
+
+// args returns QEMU's arguments for c, naming its inherited files by fds.
+func (c Config) args(fds qemuFDs) []string {
 	accel := "kvm"
 	cpu := "host"
 	if c.Accel.Name == AccelTCG {
@@ -345,21 +321,21 @@ func (c Config) Args() []string {
 		"-smp", strconv.Itoa(c.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-no-reboot",
-		"-kernel", fdPath(fdKernel),
-		"-initrd", fdPath(fdInitrd),
+		"-kernel", fdPath(fds.kernel),
+		"-initrd", fdPath(fds.initrd),
 		"-append", c.KernelCmdline(),
-		"-chardev", "socket,id=console,fd=" + strconv.Itoa(fdConsole),
+		"-chardev", "socket,id=console,fd=" + strconv.Itoa(fds.console),
 		"-serial", "chardev:console",
 		"-device", "virtio-serial-device,max_ports=2",
-		"-chardev", "socket,id=control,fd=" + strconv.Itoa(fdControl),
+		"-chardev", "socket,id=control,fd=" + strconv.Itoa(fds.control),
 		"-device", "virtserialport,chardev=control,name=arrow.0",
 		"-device", "virtio-rng-device",
-		"-chardev", "socket,id=qmp,fd=" + strconv.Itoa(fdQMP),
+		"-chardev", "socket,id=qmp,fd=" + strconv.Itoa(fds.qmp),
 		"-mon", "chardev=qmp,mode=control",
 		"-sandbox", c.sandbox(),
 	}
 	for i, d := range c.Drives {
-		args = append(args, d.args(i, c.driveFD(i))...)
+		args = append(args, d.args(i, fds.drives[i])...)
 	}
 	if c.virtiofs() {
 		// vhost-user hands virtiofsd the guest's memory: it must be a
@@ -370,12 +346,12 @@ func (c Config) Args() []string {
 			"-global", "virtio-mmio.force-legacy=false")
 	}
 	for i, s := range c.Shares {
-		args = append(args, s.args(i, c.shareFD(i))...)
+		args = append(args, s.args(i, fds.shares[i])...)
 	}
 	for i, n := range c.NICs {
-		args = append(args, n.args(i, c.nicFD(i), c.Jail != nil)...)
+		args = append(args, n.args(i, fds.nics[i], c.Jail != nil)...)
 	}
-	args = append(args, c.snapshotArgs()...)
+	args = append(args, c.snapshotArgs(fds.memory)...)
 	return args
 }
 

@@ -82,8 +82,9 @@ func (c Config) userNet() bool {
 	return false
 }
 
-// jailCommand returns QEMU's command in the jail, with its handshake.
-func (c Config) jailCommand(jd *jailed, files []*os.File) (*exec.Cmd, *jail.Handshake, error) {
+// jailCommand returns QEMU's command in the jail, with its handshake: QEMU
+// runs with args and inherits files as its descriptors 3 and up.
+func (c Config) jailCommand(jd *jailed, args []string, files []*os.File) (*exec.Cmd, *jail.Handshake, error) {
 	s := jail.Spec{
 		Profile:   jail.ProfileQEMU,
 		Helper:    c.Jail.Helper,
@@ -94,6 +95,6 @@ func (c Config) jailCommand(jd *jailed, files []*os.File) (*exec.Cmd, *jail.Hand
 		Cgroup:    c.Jail.Cgroup,
 		LogDenied: c.Jail.LogDenied,
 	}
-	args := append(c.Args(), jail.RunAsArgs(jd.lease)...)
+	args = append(args[:len(args):len(args)], jail.RunAsArgs(jd.lease)...)
 	return jail.Command(s, c.QEMU, args, files)
 }

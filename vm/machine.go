@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/jail"
 	"golang.org/x/sys/unix"
 )
@@ -62,7 +63,7 @@ const daemonGrace = time.Second
 // to QEMU open. Each virtiofs share gets a virtiofsd started here and
 // supervised with QEMU: it is killed when QEMU exits, and QEMU is killed
 // when it dies under a running VM (the guest's file system would hang).
-func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err error) {
+func Start(ctx context.Context, cfg Config, console io.Writer) (*Machine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -73,138 +74,229 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		}
 		cfg.QEMU = q
 	}
-	var hostEnds, guestEnds []*os.File
-	var daemons []*virtiofsd
-	closeAll := func(fs []*os.File) {
-		for _, f := range fs {
-			f.Close()
+	f, err := openFiles(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	// QEMU holds its own copies once started, and needs none otherwise.
+	defer f.guest.close()
+	h, err := startHelpers(cfg, f)
+	if err != nil {
+		f.closeHost()
+		return nil, err
+	}
+	m := &Machine{
+		cfg:     cfg,
+		console: newTail(4<<10, console),
+		stderr:  newTail(4<<10, nil),
+		daemons: h.daemons,
+		exited:  make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	consoleConn, waited, err := m.spawn(f, h.jail)
+	if err != nil {
+		h.stop()
+		f.closeHost()
+		return nil, err
+	}
+	// From here the supervisor owns what is left of the helpers and the
+	// placeholders: it releases them once QEMU is reaped, and m.done says
+	// it did.
+	m.supervise(ctx, consoleConn, waited, h.jail, f.placeholders)
+	if cfg.Jail != nil {
+		if err := m.publishUDP(ctx); err != nil {
+			_ = m.Kill()
+			<-m.done
+			return nil, err
 		}
+	}
+	return m, nil
+}
+
+// qemuFiles are what [Start] opens for a QEMU before anything runs: the
+// files QEMU inherits, and the ends of its sockets that stay on the host.
+type qemuFiles struct {
+	guest guestFiles
+	// host are Arrow's ends of the console, control and QMP channels,
+	// in that order.
+	host []*os.File
+	// placeholders are Arrow's ends of placeholder cards' sockets, held
+	// unread until QEMU exits; see NIC.Placeholder.
+	placeholders []*os.File
+	// listeners are virtiofsd's listening sockets, by Config.Shares;
+	// nil where !Share.hasFD.
+	listeners []*os.File
+}
+
+// closeHost closes the ends of f that stay on the host.
+func (f *qemuFiles) closeHost() {
+	closeFiles(f.host)
+	closeFiles(f.placeholders)
+	closeFiles(f.listeners)
+}
+
+// openFiles opens, with the caller's credentials, everything cfg's QEMU
+// inherits: the socket pairs of its channels, the boot files, the drives'
+// images, a connected vhost-user socket pair for each virtiofs share, the
+// NICs' taps (copies) or placeholder sockets, and the memory file. It
+// resolves cfg.Shares' paths on the way. Nothing is started: on error,
+// closing what it opened is all there is to undo, and it does that.
+func openFiles(cfg *Config) (_ *qemuFiles, err error) {
+	f := &qemuFiles{
+		guest: guestFiles{
+			drives: make([]*os.File, len(cfg.Drives)),
+			shares: make([]*os.File, len(cfg.Shares)),
+			nics:   make([]*os.File, len(cfg.NICs)),
+		},
+		listeners: make([]*os.File, len(cfg.Shares)),
 	}
 	defer func() {
 		if err != nil {
-			closeAll(hostEnds)
-			for _, d := range daemons {
-				d.kill()
-				<-d.done
-			}
+			f.guest.close()
+			f.closeHost()
 		}
 	}()
-	defer func() { closeAll(guestEnds) }() // QEMU holds its own copies once started
-	for i := 0; i < 3; i++ {
+	for _, end := range []**os.File{&f.guest.console, &f.guest.control, &f.guest.qmp} {
 		h, g, err := socketpair()
 		if err != nil {
 			return nil, err
 		}
-		hostEnds = append(hostEnds, h)
-		guestEnds = append(guestEnds, g)
+		f.host = append(f.host, h)
+		*end = g
 	}
-	// The kernel and initramfs reach QEMU as open files (fdKernel,
-	// fdInitrd): QEMU runs as an unprivileged user that may not be able
-	// to reach them by path (a data root of mode 0700, say).
-	for _, p := range []string{cfg.Kernel, cfg.Initrd} {
-		f, err := os.Open(p)
-		if err != nil {
+	// The kernel and initramfs reach QEMU as open files: QEMU runs as an
+	// unprivileged user that may not be able to reach them by path (a
+	// data root of mode 0700, say).
+	for _, b := range []struct {
+		path string
+		end  **os.File
+	}{{cfg.Kernel, &f.guest.kernel}, {cfg.Initrd, &f.guest.initrd}} {
+		if *b.end, err = os.Open(b.path); err != nil {
 			return nil, fmt.Errorf("boot files: %w", err)
 		}
-		guestEnds = append(guestEnds, f)
 	}
-	for _, d := range cfg.Drives {
-		f, err := openDrive(d)
-		if err != nil {
+	for i, d := range cfg.Drives {
+		if f.guest.drives[i], err = openDrive(d); err != nil {
 			return nil, err
 		}
-		guestEnds = append(guestEnds, f) // see Config.driveFD
 	}
 	if cfg.Shares, err = resolveShares(cfg.Shares); err != nil {
 		return nil, err
 	}
-	for _, s := range cfg.Shares {
-		if s.FS != ShareVirtiofs {
+	for i, s := range cfg.Shares {
+		if !s.hasFD() {
 			continue
 		}
-		bin := cfg.Virtiofsd
-		if bin == "" {
-			bin = DefaultVirtiofsd
-		}
-		if fi, err := os.Stat(bin); err != nil || !fi.Mode().IsRegular() {
+		// Checked before the socket pair is made, so that a missing
+		// virtiofsd is reported as such.
+		if fi, err := os.Stat(cfg.virtiofsd()); err != nil || !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("share %s: %w", s.Tag, ErrNoVirtiofsd)
 		}
-		listener, client, err := vhostUserPair()
-		if err != nil {
+		if f.listeners[i], f.guest.shares[i], err = vhostUserPair(); err != nil {
 			return nil, fmt.Errorf("share %s: %w", s.Tag, err)
 		}
-		guestEnds = append(guestEnds, client) // see Config.shareFD
-		d, err := startVirtiofsd(bin, s, listener, cfg.Jail)
-		listener.Close() // virtiofsd has its own copy
-		if err != nil {
-			return nil, err
-		}
-		daemons = append(daemons, d)
 	}
-	var placeholders []*os.File // host ends of placeholder cards; see NIC.Placeholder
-	defer func() {
-		if err != nil {
-			closeAll(placeholders)
-		}
-	}()
 	for i, n := range cfg.NICs {
-		if n.Placeholder {
+		switch {
+		case n.Placeholder:
 			h, g, err := socketpair()
 			if err != nil {
 				return nil, err
 			}
-			placeholders = append(placeholders, h)
-			guestEnds = append(guestEnds, g) // see Config.nicFD
-			continue
+			f.placeholders = append(f.placeholders, h)
+			f.guest.nics[i] = g
+		case n.Tap != nil:
+			// A copy: QEMU's descriptors are closed here once it
+			// started, and the caller's tap stays the caller's.
+			fd, err := unix.FcntlInt(n.Tap.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("network card %d: tap device: %w", i, err)
+			}
+			f.guest.nics[i] = os.NewFile(uintptr(fd), "tap")
 		}
-		if n.Tap == nil {
-			continue
-		}
-		// A copy: QEMU's descriptors are closed here once it started,
-		// and the caller's tap stays the caller's.
-		fd, err := unix.FcntlInt(n.Tap.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("network card %d: tap device: %w", i, err)
-		}
-		guestEnds = append(guestEnds, os.NewFile(uintptr(fd), "tap")) // see Config.nicFD
 	}
 	if cfg.Memory != nil {
-		f, err := openMemory(*cfg.Memory)
+		if f.guest.memory, err = openMemory(*cfg.Memory); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// virtiofsd is the virtiofsd binary c's shares are served by.
+func (c Config) virtiofsd() string {
+	if c.Virtiofsd == "" {
+		return DefaultVirtiofsd
+	}
+	return c.Virtiofsd
+}
+
+// helpers are what a QEMU needs running or held beside it: a virtiofsd
+// for each virtiofs share, and in a jail the lease of QEMU's uid.
+type helpers struct {
+	daemons []*virtiofsd
+	jail    *jailed // nil without a jail
+}
+
+// stop ends the helpers of a QEMU that never ran.
+func (h *helpers) stop() {
+	h.jail.release()
+	for _, d := range h.daemons {
+		d.kill()
+		<-d.done
+	}
+}
+
+// startHelpers starts a virtiofsd on each listening socket of f and, in a
+// jail, leases QEMU's uid. It closes f's listeners, which the daemons
+// have their own copies of. On error nothing it started is left.
+func startHelpers(cfg Config, f *qemuFiles) (*helpers, error) {
+	defer closeFiles(f.listeners) // those not reached below
+	h := &helpers{}
+	for i, s := range cfg.Shares {
+		if f.listeners[i] == nil {
+			continue
+		}
+		d, err := startVirtiofsd(cfg.virtiofsd(), s, f.listeners[i], cfg.Jail)
+		f.listeners[i].Close() // virtiofsd has its own copy
+		f.listeners[i] = nil
 		if err != nil {
+			h.stop()
 			return nil, err
 		}
-		guestEnds = append(guestEnds, f) // see Config.memoryFD
+		h.daemons = append(h.daemons, d)
 	}
-
-	var jd *jailed
 	if cfg.Jail != nil {
-		if jd, err = cfg.Jail.lease(cfg); err != nil {
+		jd, err := cfg.Jail.lease(cfg)
+		if err != nil {
+			h.stop()
 			return nil, err
 		}
-		defer func() {
-			if err != nil {
-				jd.release()
-			}
-		}()
+		h.jail = jd
 	}
+	return h, nil
+}
 
-	m = &Machine{
-		cfg:     cfg,
-		console: newTail(4<<10, console),
-		stderr:  newTail(4<<10, nil),
-		daemons: daemons,
-		exited:  make(chan struct{}),
-		done:    make(chan struct{}),
-	}
+// spawn starts m's QEMU on f's files, under the jail's helper when jd is
+// set, and wraps the host ends of its channels: it sets m.cmd, m.pid,
+// m.control and m.qmpConn, and returns the console's connection and the
+// channel QEMU's Wait result arrives on. On error no QEMU is left; f's
+// host ends and the helpers stay the caller's to undo.
+func (m *Machine) spawn(f *qemuFiles, jd *jailed) (consoleConn net.Conn, waited <-chan error, err error) {
+	cfg := m.cfg
+	// The command line names each file by the descriptor the table gave
+	// it, and the table's list is what the child inherits: one order.
+	table, fds := cfg.number(f.guest)
+	args := cfg.args(fds)
 	var hs *jail.Handshake
 	if jd != nil {
-		// fds 3...: see fdConsole and friends; the helper passes them on.
-		if m.cmd, hs, err = cfg.jailCommand(jd, guestEnds); err != nil {
-			return nil, err
+		// The helper passes its descriptors 3... on to QEMU as they are.
+		if m.cmd, hs, err = cfg.jailCommand(jd, args, table.list()); err != nil {
+			return nil, nil, err
 		}
 	} else {
-		m.cmd = exec.Command(cfg.QEMU, cfg.Args()...)
-		m.cmd.ExtraFiles = guestEnds // fds 3...: see fdConsole and friends
+		m.cmd = exec.Command(cfg.QEMU, args...)
+		m.cmd.ExtraFiles = table.list()
 		m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
 	m.cmd.Stdin = nil
@@ -215,7 +307,7 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 	// may retire threads: it is started and waited for on a goroutine
 	// locked to its thread, which therefore lives exactly as long as it.
 	started := make(chan error, 1)
-	waited := make(chan error, 1)
+	wait := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -224,43 +316,50 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 			return
 		}
 		started <- nil
-		waited <- m.cmd.Wait()
+		wait <- m.cmd.Wait()
 	}()
 	if err := <-started; err != nil {
 		if hs != nil {
 			hs.Close()
 		}
-		return nil, fmt.Errorf("start %s: %w", cfg.QEMU, err)
+		return nil, nil, fmt.Errorf("start %s: %w", cfg.QEMU, err)
 	}
 	m.pid = m.cmd.Process.Pid
 	if hs != nil {
 		// Killing the helper, the jail's pid namespace init, ends QEMU.
 		if m.pid, err = hs.Complete(m.cmd.Process.Pid); err != nil {
 			_ = m.cmd.Process.Kill()
-			<-waited
+			<-wait
 			if msg := strings.TrimSpace(m.stderr.String()); msg != "" && !strings.Contains(err.Error(), msg) {
 				err = fmt.Errorf("%w: %s", err, msg)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	conns := make([]net.Conn, 0, 3)
-	for _, f := range hostEnds {
-		c, err := net.FileConn(f)
+	conns := make([]net.Conn, 0, len(f.host))
+	for _, h := range f.host {
+		c, err := net.FileConn(h)
 		if err != nil {
 			for _, c := range conns {
 				c.Close()
 			}
 			_ = m.cmd.Process.Kill()
-			<-waited
-			return nil, fmt.Errorf("wrap QEMU channel: %w", err)
+			<-wait
+			return nil, nil, fmt.Errorf("wrap QEMU channel: %w", err)
 		}
 		conns = append(conns, c)
 	}
-	closeAll(hostEnds) // the conns hold their own descriptors
-	hostEnds = nil
-	consoleConn := conns[0]
+	closeFiles(f.host) // the conns hold their own descriptors
+	f.host = nil
 	m.control, m.qmpConn = conns[1], conns[2]
+	return conns[0], wait, nil
+}
+
+// supervise runs a started QEMU's life on goroutines of its own: it
+// copies the console, reaps QEMU, then releases the jail's lease and the
+// placeholders, ends the daemons once the console is fully read, and
+// closes m.done; it kills QEMU when a daemon dies under it or ctx ends.
+func (m *Machine) supervise(ctx context.Context, consoleConn net.Conn, waited <-chan error, jd *jailed, placeholders []*os.File) {
 	m.copied.Add(1)
 	go func() {
 		defer m.copied.Done()
@@ -271,7 +370,7 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		err := <-waited
 		jd.release()
 		close(m.exited)
-		closeAll(placeholders)
+		closeFiles(placeholders)
 		// The console is fully read once QEMU is gone: its end closed.
 		m.copied.Wait()
 		// Nothing is left for the daemons to serve.
@@ -283,7 +382,7 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		close(m.done)
 	}()
 	for _, d := range m.daemons {
-		go m.supervise(d)
+		go m.superviseDaemon(d)
 	}
 	go func() {
 		select {
@@ -292,14 +391,6 @@ func Start(ctx context.Context, cfg Config, console io.Writer) (m *Machine, err 
 		case <-m.done:
 		}
 	}()
-	if cfg.Jail != nil {
-		if err := m.publishUDP(ctx); err != nil {
-			_ = m.Kill()
-			<-m.done
-			return nil, err
-		}
-	}
-	return m, nil
 }
 
 // publishUDP publishes a jailed VM's UDP ports once QEMU runs as its uid.
@@ -316,7 +407,7 @@ func (m *Machine) publishUDP(ctx context.Context) error {
 			continue
 		}
 		for _, f := range n.User.Forwards {
-			if f.Proto != "udp" {
+			if f.Protocol() != api.UDP {
 				continue
 			}
 			if err := m.AddForward(ctx, i, f); err != nil {
@@ -327,8 +418,8 @@ func (m *Machine) publishUDP(ctx context.Context) error {
 	return nil
 }
 
-// supervise kills the VM when d dies under it.
-func (m *Machine) supervise(d *virtiofsd) {
+// superviseDaemon kills the VM when d dies under it.
+func (m *Machine) superviseDaemon(d *virtiofsd) {
 	select {
 	case <-m.exited:
 		return

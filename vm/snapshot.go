@@ -29,15 +29,12 @@ type MemoryFile struct {
 	Shared bool
 }
 
-// memoryFD is the descriptor QEMU inherits the memory file on: the last
-// one, after the drives, the virtiofs shares' sockets and the NICs' taps.
-func (c Config) memoryFD() int { return c.nicFD(len(c.NICs)) }
-
-// snapshotArgs are QEMU's arguments for c.Memory and c.Incoming.
-func (c Config) snapshotArgs() []string {
+// snapshotArgs are QEMU's arguments for c.Memory, which QEMU inherits on
+// memoryFD, and c.Incoming.
+func (c Config) snapshotArgs(memoryFD int) []string {
 	var args []string
 	if c.Memory != nil {
-		args = append(args, "-object", "memory-backend-file,id=mem,size="+strconv.Itoa(c.MemoryMiB)+"M,mem-path="+fdPath(c.memoryFD())+",share="+onOff(c.Memory.Shared))
+		args = append(args, "-object", "memory-backend-file,id=mem,size="+strconv.Itoa(c.MemoryMiB)+"M,mem-path="+fdPath(memoryFD)+",share="+onOff(c.Memory.Shared))
 	}
 	if c.Incoming {
 		// -S: once the state is loaded the VM stays paused until

@@ -63,6 +63,10 @@ const daemonGrace = time.Second
 // to QEMU open. Each virtiofs share gets a virtiofsd started here and
 // supervised with QEMU: it is killed when QEMU exits, and QEMU is killed
 // when it dies under a running VM (the guest's file system would hang).
+//
+// The steps, in order: openFiles (nothing runs yet), startHelpers
+// (virtiofsd, the jail's uid), spawn (QEMU) and supervise. A failing step
+// leaves nothing of its own behind; Start undoes the steps before it.
 func Start(ctx context.Context, cfg Config, console io.Writer) (*Machine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

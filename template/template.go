@@ -3,14 +3,17 @@
 //
 // A template is a VM booted once with Arrow's kernel and a generic
 // arrow-init (no application: arrow-init waits on the control port for it)
-// whose RAM is a file on tmpfs, mapped shared. Once arrow-init said hello
-// the VM is paused and its device state saved with the migration
-// capability x-ignore-shared: the stream holds the devices only (about 50
-// KB), the RAM stays in the file. A clone is a QEMU with the same machine
-// and devices, its RAM the same file mapped privately (copy-on-write: the
-// clone shares every page it does not write with the template and its
-// other clones), loading the saved state and resumed. The host then hands
-// arrow-init the application, exactly as after a cold boot.
+// whose RAM is a file, mapped shared. The file is in [Config.MemDir]: for
+// Arrow's runs templates/.mem under the data root, so that templates go
+// with their root (only an empty MemDir means tmpfs, [DefaultMemDir]).
+// Once arrow-init said hello the VM is paused and its device state saved
+// with the migration capability x-ignore-shared: the stream holds the
+// devices only (about 50 KB), the RAM stays in the file. A clone is a
+// QEMU with the same machine and devices, its RAM the same file mapped
+// privately (copy-on-write: the clone shares every page it does not write
+// with the template and its other clones, through the page cache),
+// loading the saved state and resumed. The host then hands arrow-init the
+// application, exactly as after a cold boot.
 //
 // The application's files reach a clone on its one virtio disk (serial
 // [RootSerial]): the template boots with a placeholder image in that slot,
@@ -56,8 +59,10 @@ import (
 // system (guest.Root.Device).
 const RootSerial = "arrow-root"
 
-// DefaultMemDir is where template memory files live: tmpfs, so that the
-// clones' private mappings share the template's pages in the page cache.
+// DefaultMemDir is where template memory files live when
+// [Config.MemDir] is empty: tmpfs. Arrow's runs name a directory under
+// the data root instead; wherever the file is, the clones' private
+// mappings share the template's pages in the page cache.
 const DefaultMemDir = "/dev/shm/arrow-templates"
 
 // formatVersion changes when the files of a template change meaning.

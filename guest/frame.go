@@ -18,8 +18,8 @@ const PortName = "arrow.0"
 // in the guest too.
 const ModulesDir = "/.arrow/modules"
 
-// MaxPayload bounds a frame's payload. Larger writes are split by
-// [Conn.Write]-style helpers; a peer announcing more is a protocol error.
+// MaxPayload bounds a frame's payload. [Conn.Send] splits larger stream
+// data into several frames; a peer announcing more is a protocol error.
 const MaxPayload = 1 << 20
 
 // headerSize is the length of a frame header: type (1), reserved (3),

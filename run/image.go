@@ -220,7 +220,7 @@ func storeUserDB(ctx context.Context, s *store.Store, img store.Image) (*userDB,
 
 // prepareImage builds (or reuses) the disk holding image o.Image's root
 // file system and works out its command line like docker run does.
-func (p *prepared) prepareImage(ctx context.Context, o *Options) (*guestRoot, error) {
+func (p *plan) prepareImage(ctx context.Context, o *Options) (*guestRoot, error) {
 	s, err := store.Open(ImagesDir(o.Root))
 	if err != nil {
 		return nil, fail(ExitArrowFailed, err)
@@ -305,7 +305,7 @@ func buildImageDisk(ctx context.Context, s *store.Store, img store.Image, o *Opt
 }
 
 // prepareRootFS builds (or reuses) a disk from the directory o.RootFS.
-func (p *prepared) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, error) {
+func (p *plan) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, error) {
 	dir, err := filepath.Abs(o.RootFS)
 	if err == nil {
 		var fi os.FileInfo

@@ -55,7 +55,7 @@ var (
 // configuration. Published ports are checked here, before anything
 // starts: a host port that is taken fails the run with nothing left
 // behind.
-func (p *prepared) network(o *Options) error {
+func (p *plan) network(o *Options) error {
 	name := o.Network
 	if name == "" {
 		name = NetworkUser
@@ -92,7 +92,7 @@ func (p *prepared) network(o *Options) error {
 }
 
 // userNetwork gives the guest QEMU's user-mode network with o's ports.
-func (p *prepared) userNetwork(o *Options) error {
+func (p *plan) userNetwork(o *Options) error {
 	u := &vm.UserNet{Net: vm.DefaultUserNet}
 	type binding struct {
 		ip    string // "" for every address
@@ -214,7 +214,7 @@ func forwardError(qemuErr error) error {
 }
 
 // tapNetwork attaches the guest to the tap device of a bridge network.
-func (p *prepared) tapNetwork(o *Options, name string) error {
+func (p *plan) tapNetwork(o *Options, name string) error {
 	t := o.Tap
 	tap, err := openTap(t.Name)
 	if err != nil {

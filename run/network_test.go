@@ -60,7 +60,7 @@ func TestNetworkOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &prepared{id: "0123456789ab"}
+			p := &plan{id: "0123456789ab"}
 			defer p.release()
 			err := p.network(&tt.o)
 			if tt.want == "" {
@@ -75,7 +75,7 @@ func TestNetworkOptions(t *testing.T) {
 			}
 		})
 	}
-	p := &prepared{id: "x"}
+	p := &plan{id: "x"}
 	if err := p.network(&Options{Config: api.Config{Ports: []api.Port{port("127.0.0.1:1:80/udp")}}}); err != nil && !strings.Contains(err.Error(), "needs root") {
 		t.Fatal(err)
 	}

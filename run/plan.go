@@ -55,8 +55,11 @@ func runCgroup(id string, o *Options) (*cgroup.Group, error) {
 	return g, nil
 }
 
-// prepared is everything a run needs before QEMU starts.
-type prepared struct {
+// plan is a run settled before any process exists: the VM config, the
+// guest spec, the template config and the resources held. makePlan builds
+// it; nothing changes it after, so that launch can read it from the
+// spare, the clone or the cold boot alike.
+type plan struct {
 	// id is the run's ID.
 	id   string
 	cfg  vm.Config
@@ -66,35 +69,67 @@ type prepared struct {
 	net     *guest.Network
 	netInfo string
 	nics    []vm.NIC // the VM's network cards, until cfg exists
-	phases  []Phase
-	// held are what the run keeps open until it ends (its root disk).
+	// phases are the planning steps, timed.
+	phases []Phase
+	// held are what the run keeps open until it ends (its root disk, its
+	// cgroup).
 	held []io.Closer
-	// tmpl is the template the run is cloned from; nil for a cold boot,
-	// for the reason coldWhy. tmplKey is the template's key once cloned.
-	tmpl    *template.Config
-	coldWhy string
-	tmplKey string
-	// spare is Options.Spare until the run took it or killed it.
-	spare *template.Spare
-	// fromSpare: the VM is a spare from a pool.
-	fromSpare bool
+	// tmpl is the template the run may be cloned from; nil when it must
+	// boot cold, for the reason cold.
+	tmpl *template.Config
+	cold ColdReason
+}
+
+// makePlan settles the run o describes; o's defaults are filled in. On
+// error nothing is held.
+func makePlan(ctx context.Context, o *Options) (*plan, error) {
+	p := &plan{id: newID()}
+	if o.Hostname == "" {
+		o.Hostname = p.id
+	}
+	if err := p.prepare(ctx, o); err != nil {
+		p.release()
+		return nil, err
+	}
+	if p.cfg.Jail != nil && p.cfg.Jail.Cgroup == nil {
+		g, err := runCgroup(p.id, o)
+		if err != nil {
+			p.release()
+			return nil, fail(ExitArrowFailed, err)
+		}
+		p.cfg.Jail.Cgroup = g
+		p.held = append(p.held, runGroup{g})
+	}
+	return p, nil
+}
+
+// runGroup is a foreground run's own cgroup, held until the run ends.
+type runGroup struct{ g *cgroup.Group }
+
+// Close kills what is left in the group and removes it. Bounded: a task
+// stuck in the kernel must not hold the run's exit.
+func (r runGroup) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.g.Kill(ctx)
+	return r.g.Remove()
 }
 
 // release closes what the run held.
-func (p *prepared) release() {
+func (p *plan) release() {
 	for _, c := range p.held {
 		c.Close()
 	}
 	p.held = nil
 }
 
-func (p *prepared) timed(name string, t0 time.Time) {
+func (p *plan) timed(name string, t0 time.Time) {
 	p.phases = append(p.phases, Phase{name, time.Since(t0)})
 }
 
 // prepare resolves the program, the kernel, the accelerator and the guest
 // payload. Every failure here happens before any process or file exists.
-func (p *prepared) prepare(ctx context.Context, o *Options) error {
+func (p *plan) prepare(ctx context.Context, o *Options) error {
 	t0 := time.Now()
 	// Size errors are the user's typos: report them before any work.
 	if o.MemoryMiB < vm.MinMemoryMiB || o.MemoryMiB > vm.MaxMemoryMiB {
@@ -130,7 +165,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 	if p.cfg.Shares, mounts, err = volumes(o); err != nil {
 		return err
 	}
-	p.coldWhy = p.coldReason(o, k)
+	p.cold = coldReason(o, k)
 
 	t0 = time.Now()
 	var (
@@ -171,7 +206,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 		}
 		args = append([]string{program}, o.Args...)
 		p.timed("closure", t0)
-		if p.coldWhy == "" {
+		if p.cold == mayClone {
 			// A clone's initramfs is its template's: the program's
 			// files come on a disk.
 			t0 = time.Now()
@@ -181,7 +216,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 					return fail(ExitArrowFailed, ctx.Err())
 				}
 				fmt.Fprintf(o.Log, "arrow: warning: the program's disk for a template clone: %v; booting cold\n", err)
-				p.coldWhy = "no closure disk"
+				p.cold = ColdNoClosureDisk
 				break
 			}
 			gr = hostRoot(disk, args, cred)
@@ -274,7 +309,7 @@ func (p *prepared) prepare(ctx context.Context, o *Options) error {
 // the run opted out, never silently skipped. A caller who is not root
 // cannot lease a uid, change namespaces or mount the jail's root, so its
 // runs fail unless they opt out too.
-func (p *prepared) jail(o *Options) error {
+func (p *plan) jail(o *Options) error {
 	if o.NoJail {
 		return nil
 	}
@@ -298,7 +333,7 @@ func (p *prepared) jail(o *Options) error {
 // and arrow-init) and starts p.cfg with them and the network cards: the
 // same for a run and for the template its clones come from, so that both
 // compute one template key.
-func (p *prepared) machine(o *Options) (kernel.Kernel, string, error) {
+func (p *plan) machine(o *Options) (kernel.Kernel, string, error) {
 	qemu, err := vm.FindQEMU()
 	if err != nil {
 		return kernel.Kernel{}, "", fail(ExitArrowFailed, err)

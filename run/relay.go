@@ -11,151 +11,97 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
-	"github.com/arrowsys/arrow/template"
-	"github.com/arrowsys/arrow/vm"
 )
 
-// session is one booted VM and the conversation with its arrow-init.
-type session struct {
-	o      *Options
-	accel  string
-	m      *vm.Machine
-	conn   *guest.Conn
-	frames chan guest.Frame
-	recErr error // why the frame stream ended; read after frames is closed
+// machine is what a session needs of the VM: an interface, so that the
+// relay's logic is tested against a fake guest (see relay_test.go).
+type machine interface {
+	Kill() error
+	Wait() error
+	Done() <-chan struct{}
+	ConsoleTail() string
 }
 
-// boot starts the VM and runs the application to its end.
-func (p *prepared) boot(ctx context.Context, o *Options) (Result, error) {
-	res := Result{Accel: p.cfg.Accel}
-	var console io.Writer
-	if o.Console {
-		console = o.Log
-	}
-	t0 := time.Now()
-	m := p.clone(ctx, o, console)
-	p.dropSpare()
-	cloned := m != nil
-	res.Template = p.tmplKey
-	if !cloned {
-		if o.Debug {
-			why := p.coldWhy
-			if why == "" {
-				why = "the template failed"
-			}
-			fmt.Fprintf(o.Log, "arrow: cold boot (%s)\n", why)
-		}
-		var err error
-		if m, err = vm.Start(ctx, p.cfg, console); err != nil {
-			return res, fail(ExitArrowFailed, err)
-		}
-	}
-	// Whatever happens below, QEMU does not outlive the run.
-	defer func() {
-		_ = m.Kill()
-		<-m.Done()
-	}()
-	if o.Started != nil {
-		if err := o.Started(m.Pid()); err != nil {
-			return res, fail(ExitArrowFailed, err)
-		}
-	}
-	s := &session{o: o, accel: p.cfg.Accel.Name, m: m, conn: guest.NewConn(m.Control(), m.Control()), frames: make(chan guest.Frame, 16)}
-	go s.receive()
+// session is one VM's conversation with its arrow-init, through the
+// guest client (guest.Agent): the application handed over, then its
+// streams, signals and terminal size relayed to its end.
+type session struct {
+	o         *Options
+	accel     string
+	m         machine
+	agent     guest.Agent
+	recErr    error // why the guest's stream broke (nil: it ended cleanly)
+	onHealthy func()
+}
 
-	if n := p.spec.Network; cloned && n != nil && len(n.Interfaces) == 1 {
-		// The clone's card is the template's, with the template's
-		// address: arrow-init finds it by that and gives it the run's.
-		n.Interfaces[0].CardMAC = template.UserMAC
-	}
+func newSession(o *Options, accel string, m machine, agent guest.Agent, onHealthy func()) *session {
+	return &session{o: o, accel: accel, m: m, agent: agent, onHealthy: onHealthy}
+}
+
+// start hands arrow-init the application; with hello, it then waits for
+// arrow-init's hello (a cold boot's; a clone's arrow-init said hello in
+// its template already, and waits for the application now).
+func (s *session) start(ctx context.Context, spec *guest.Spec, hello bool) error {
 	// The application is sent at once, not after arrow-init's hello: the
 	// port buffers it until the guest opens it, which saves a round trip
 	// through the emulated device on every start.
-	if err := s.conn.SendJSON(guest.FrameStart, p.spec); err != nil {
-		return res, fail(ExitArrowFailed, fmt.Errorf("hand the application to the guest: %w", err))
+	if err := s.agent.Start(spec); err != nil {
+		return fail(ExitArrowFailed, fmt.Errorf("hand the application to the guest: %w", err))
 	}
-	// A clone's arrow-init said hello in its template already, and waits
-	// for the application now.
-	if !cloned {
-		if err := s.awaitReady(ctx); err != nil {
-			return res, err
-		}
-		res.Phases = append(res.Phases, Phase{"boot", time.Since(t0)})
-	}
-	if o.Ready != nil {
-		o.Ready(StartInfo{Template: p.tmplKey, Spare: p.fromSpare, Phases: append(append([]Phase(nil), p.phases...), res.Phases...)})
-	}
-	t1 := time.Now()
-	if p.spec.Stdin {
+	if spec.Stdin {
 		go s.forwardStdin()
 	}
-	status, err := s.relay(ctx)
-	res.Phases = append(res.Phases, Phase{"app", time.Since(t1)})
-	if err != nil {
-		return res, err
+	if hello {
+		return s.awaitReady(ctx)
 	}
-	res.Status = status
-	// The exit status is the guest's last word, sent after it synced its
-	// file systems: nothing is lost by stopping QEMU now rather than
-	// waiting for the guest's reset to end it.
-	t2 := time.Now()
-	_ = m.Kill()
-	<-m.Done()
-	res.Phases = append(res.Phases, Phase{"poweroff", time.Since(t2)})
-	if status.Reason == guest.InitFailed {
-		return res, failf(ExitArrowFailed, "guest init: %s", status.Message)
-	}
-	return res, nil
+	return nil
 }
 
-// receive reads frames from the guest until the stream ends.
-func (s *session) receive() {
-	defer close(s.frames)
-	for {
-		f, err := s.conn.Recv()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				s.recErr = err
-			}
-			return
-		}
-		s.frames <- f
-	}
-}
+// close ends the conversation; the VM is dead or being killed.
+func (s *session) close() { _ = s.agent.Close() }
 
-// awaitReady waits for arrow-init's hello, within the boot deadline.
+// awaitReady waits for arrow-init's hello, within the boot deadline. A
+// signal meanwhile stops the boot: the caller kills the VM.
 func (s *session) awaitReady(ctx context.Context) error {
-	deadline := time.NewTimer(s.o.bootTimeout())
-	defer deadline.Stop()
-	for {
-		select {
-		case f, ok := <-s.frames:
-			if !ok {
-				return s.died("before arrow-init started")
-			}
-			if f.Type != guest.FrameReady {
-				continue
-			}
-			var h guest.Hello
-			if err := guest.Decode(f.Payload, &h); err != nil {
-				return fail(ExitArrowFailed, fmt.Errorf("guest hello: %w", err))
-			}
-			if h.Version != guest.ProtocolVersion {
-				return failf(ExitArrowFailed, "arrow-init speaks protocol version %d, this arrow %d: rebuild both from the same source", h.Version, guest.ProtocolVersion)
-			}
-			return nil
-		case <-deadline.C:
-			msg := fmt.Sprintf("the guest did not boot within %v (accelerator %s); raise --boot-timeout, or see the kernel's messages with --console", s.o.bootTimeout(), s.accel)
-			if tail := strings.TrimSpace(s.m.ConsoleTail()); tail != "" {
-				msg += "\nlast console output:\n" + lastLines(tail, 15)
-			}
-			return failf(ExitArrowFailed, "%s", msg)
-		case sig := <-s.o.Signals:
-			return failf(128+signalStatus(sig).Signal, "%v while the guest was booting: stopped it", sig)
-		case <-ctx.Done():
-			return fail(ExitArrowFailed, ctx.Err())
-		}
+	hctx, cancel := context.WithTimeout(ctx, s.o.bootTimeout())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.agent.Hello(hctx)
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case sig := <-s.o.Signals:
+		cancel()
+		<-done
+		return failf(128+signalStatus(sig).Signal, "%v while the guest was booting: stopped it", sig)
 	}
+	var (
+		end     *guest.EndError
+		version *guest.VersionError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &end):
+		if !errors.Is(end.Err, io.EOF) {
+			s.recErr = end.Err
+		}
+		return s.died("before arrow-init started")
+	case errors.As(err, &version):
+		return fail(ExitArrowFailed, err)
+	case ctx.Err() != nil:
+		return fail(ExitArrowFailed, ctx.Err())
+	case errors.Is(err, context.DeadlineExceeded):
+		msg := fmt.Sprintf("the guest did not boot within %v (accelerator %s); raise --boot-timeout, or see the kernel's messages with --console", s.o.bootTimeout(), s.accel)
+		if tail := strings.TrimSpace(s.m.ConsoleTail()); tail != "" {
+			msg += "\nlast console output:\n" + lastLines(tail, 15)
+		}
+		return failf(ExitArrowFailed, "%s", msg)
+	}
+	return fail(ExitArrowFailed, err)
 }
 
 // died explains a VM that ended without reporting an exit status. The
@@ -189,37 +135,38 @@ func (s *session) died(when string) error {
 }
 
 // relay copies the application's output and forwards signals and resizes
-// until the guest reports the exit status.
+// until the guest reports the exit status. A signal asked twice stops the
+// VM at once; a stop signal (TERM, INT, HUP) the application does not
+// obey within the stop timeout stops it too.
 func (s *session) relay(ctx context.Context) (guest.ExitStatus, error) {
 	var (
 		killTimer  <-chan time.Time
 		lastSignal os.Signal
 	)
+	events := s.agent.Events()
 	for {
 		select {
-		case f, ok := <-s.frames:
-			if !ok {
+		case ev, ok := <-events:
+			if !ok || ev.Kind == guest.EventEnd {
+				s.recErr = ev.Err
 				if lastSignal != nil {
 					// The VM was stopped on the user's signal.
 					return signalStatus(lastSignal), nil
 				}
 				return guest.ExitStatus{}, s.died("while the application ran")
 			}
-			switch f.Type {
-			case guest.FrameStdout:
-				_, _ = s.o.Out.Write(f.Payload)
-			case guest.FrameStderr:
-				_, _ = s.o.Err.Write(f.Payload)
-			case guest.FrameHealthy:
-				if s.o.Healthy != nil {
-					s.o.Healthy()
+			switch ev.Kind {
+			case guest.EventStdout:
+				_, _ = s.o.Out.Write(ev.Data)
+			case guest.EventStderr:
+				_, _ = s.o.Err.Write(ev.Data)
+			case guest.EventHealthy:
+				s.onHealthy()
+			case guest.EventExit:
+				if ev.Err != nil {
+					return ev.Status, fail(ExitArrowFailed, ev.Err)
 				}
-			case guest.FrameExit:
-				var st guest.ExitStatus
-				if err := guest.Decode(f.Payload, &st); err != nil {
-					return st, fail(ExitArrowFailed, fmt.Errorf("guest exit status: %w", err))
-				}
-				return st, nil
+				return ev.Status, nil
 			}
 		case sig := <-s.o.Signals:
 			if lastSignal != nil && sig == lastSignal {
@@ -230,13 +177,13 @@ func (s *session) relay(ctx context.Context) (guest.ExitStatus, error) {
 			}
 			lastSignal = sig
 			if n, ok := sig.(syscall.Signal); ok {
-				_ = s.conn.SendJSON(guest.FrameSignal, guest.Signal{Number: int(n)})
+				_ = s.agent.Signal(int(n))
 			}
 			if killTimer == nil && isStopSignal(sig) {
 				killTimer = time.After(s.o.stopTimeout())
 			}
 		case ws := <-s.o.Resize:
-			_ = s.conn.SendJSON(guest.FrameResize, ws)
+			_ = s.agent.Resize(ws)
 		case <-killTimer:
 			fmt.Fprintf(s.o.Log, "arrow: the application did not exit within %v of %v; stopping the VM\n", s.o.stopTimeout(), lastSignal)
 			_ = s.m.Kill()
@@ -254,7 +201,7 @@ func (s *session) forwardStdin() {
 		for {
 			n, err := s.o.In.Read(buf)
 			if n > 0 {
-				if s.conn.Send(guest.FrameStdin, buf[:n]) != nil {
+				if s.agent.Stdin(buf[:n]) != nil {
 					return
 				}
 			}
@@ -263,7 +210,7 @@ func (s *session) forwardStdin() {
 			}
 		}
 	}
-	_ = s.conn.Send(guest.FrameStdinClose, nil)
+	_ = s.agent.CloseStdin()
 }
 
 func isStopSignal(sig os.Signal) bool {

@@ -8,7 +8,6 @@
 package run
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -91,21 +90,10 @@ type Options struct {
 	// limit and no swap, and removes it when it ends.
 	Cgroup jail.Cgroup
 
-	// Started, when set, is called with the QEMU process's ID as soon as
-	// the VM process exists (a supervisor puts a spare's QEMU, started
-	// before the arrow had a cgroup, into the arrow's). An error ends the
-	// run before the application starts: limits fail closed.
-	Started func(pid int) error
-	// Ready, when set, is called when the application was handed to
-	// arrow-init, with how the VM started.
-	Ready func(StartInfo)
 	// Spare, when set, is a warmed clone from a pool (arrowd's): the run
 	// uses it instead of starting a clone when it would be cloned from
 	// the spare's template, and kills it otherwise. The run owns it.
 	Spare *template.Spare
-	// Healthy, when set, is called when arrow-init could connect to the
-	// Config's ReadyPort.
-	Healthy func()
 }
 
 // bootTimeout bounds the time from starting QEMU to arrow-init's hello.
@@ -144,8 +132,9 @@ type Result struct {
 // StartInfo is how a run's VM started.
 type StartInfo struct {
 	// Template is the key of the template the VM was cloned from; empty
-	// for a cold boot.
+	// for a cold boot, whose reason is Cold.
 	Template string
+	Cold     ColdReason
 	// Spare says the clone was a spare from a pool (Options.Spare).
 	Spare bool
 	// Phases are the steps up to the start, timed.
@@ -305,53 +294,4 @@ func userCredentials(o *Options, imageUser, what string, db *userDB) (credential
 		return c, failf(ExitArrowFailed, "%s %q: %w", from, user, err)
 	}
 	return c, nil
-}
-
-// Run runs the application described by o and returns how it ended. The
-// error is nil whenever the application ran, whatever its exit status; it is
-// an [*Error] when Arrow could not run it.
-func Run(ctx context.Context, o Options) (Result, error) {
-	if err := o.setDefaults(); err != nil {
-		return Result{}, fail(ExitArrowFailed, err)
-	}
-	p := &prepared{id: newID(), spare: o.Spare}
-	if o.Hostname == "" {
-		o.Hostname = p.id
-	}
-	defer p.release()
-	defer p.dropSpare()
-	if err := p.prepare(ctx, &o); err != nil {
-		return Result{Phases: p.phases}, err
-	}
-	if p.cfg.Jail != nil && p.cfg.Jail.Cgroup == nil {
-		g, err := runCgroup(p.id, &o)
-		if err != nil {
-			return Result{Phases: p.phases}, fail(ExitArrowFailed, err)
-		}
-		defer func() {
-			// Bounded: a task stuck in the kernel must not hold the
-			// run's exit.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = g.Kill(ctx)
-			_ = g.Remove()
-		}()
-		p.cfg.Jail.Cgroup = g
-	}
-	res, err := p.boot(ctx, &o)
-	res.Phases = append(p.phases, res.Phases...)
-	if o.Debug {
-		start := "cold"
-		if res.Template != "" {
-			start = "template " + res.Template
-		}
-		if p.fromSpare {
-			start += " (a spare from the pool)"
-		}
-		fmt.Fprintf(o.Log, "arrow: start      %s\n", start)
-		for _, ph := range res.Phases {
-			fmt.Fprintf(o.Log, "arrow: %-10s %v\n", ph.Name, ph.Duration.Round(time.Microsecond))
-		}
-	}
-	return res, err
 }

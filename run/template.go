@@ -3,10 +3,8 @@ package run
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
@@ -30,29 +28,80 @@ import (
 // or take a spare (Options.Spare, arrowd's pool). Templates never make a
 // run fail: any problem with one is a warning and a cold boot.
 
-// coldReason says why the run must boot cold, or "" when a clone of a
-// template may serve it. The root disk is not known yet: see planTemplate.
-func (p *prepared) coldReason(o *Options, k kernel.Kernel) string {
-	if why := optionsColdReason(o); why != "" {
+// ColdReason is why a run boots cold rather than from a template. The
+// zero value, mayClone, is no reason: the run may be a clone.
+type ColdReason int
+
+// The reasons a run boots cold.
+const (
+	mayClone ColdReason = iota
+	// ColdAsked: the run asked for it (--cold).
+	ColdAsked
+	// ColdVolumes: volumes are shared when QEMU starts, which a
+	// template's clone cannot do.
+	ColdVolumes
+	// ColdKernelArgs: a clone has its template's kernel command line.
+	ColdKernelArgs
+	// ColdForeignKernel: templates are of Arrow's own kernel only.
+	ColdForeignKernel
+	// ColdNoClosureDisk: the host program's files could not be put on
+	// a disk for a clone.
+	ColdNoClosureDisk
+	// ColdNoRootDisk: the run has no root disk in the slot a clone
+	// takes its root from.
+	ColdNoRootDisk
+	// ColdTemplateFailed: the template could not be built, found or
+	// cloned (the run said why on its log).
+	ColdTemplateFailed
+)
+
+// String says the reason as --debug prints it.
+func (r ColdReason) String() string {
+	switch r {
+	case mayClone:
+		return "none"
+	case ColdAsked:
+		return "--cold"
+	case ColdVolumes:
+		return "volumes"
+	case ColdKernelArgs:
+		return "--kernel-args"
+	case ColdForeignKernel:
+		return "not Arrow's kernel"
+	case ColdNoClosureDisk:
+		return "no closure disk"
+	case ColdNoRootDisk:
+		return "no root disk"
+	case ColdTemplateFailed:
+		return "the template failed"
+	}
+	return fmt.Sprintf("ColdReason(%d)", int(r))
+}
+
+// coldReason says why the run must boot cold, or mayClone when a clone of
+// a template may serve it. The root disk is not known yet: see
+// planTemplate.
+func coldReason(o *Options, k kernel.Kernel) ColdReason {
+	if why := optionsColdReason(o); why != mayClone {
 		return why
 	}
 	if !k.Tailored {
-		return "not Arrow's kernel"
+		return ColdForeignKernel
 	}
-	return ""
+	return mayClone
 }
 
 // optionsColdReason is why o's options alone make a run boot cold.
-func optionsColdReason(o *Options) string {
+func optionsColdReason(o *Options) ColdReason {
 	switch {
 	case o.Cold:
-		return "--cold"
+		return ColdAsked
 	case len(o.Volumes) > 0:
-		return "volumes"
+		return ColdVolumes
 	case o.KernelArgs != "":
-		return "--kernel-args"
+		return ColdKernelArgs
 	}
-	return ""
+	return mayClone
 }
 
 // MayUseSpare reports whether a run with o may run in a spare (a warmed
@@ -62,7 +111,7 @@ func optionsColdReason(o *Options) string {
 // spare: this spares a pool the waste.
 func MayUseSpare(o *Options) bool {
 	// A spare's uid was leased without host access when it started.
-	return optionsColdReason(o) == "" && o.Kernel == "" && o.Tap == nil && !o.HostAccess &&
+	return optionsColdReason(o) == mayClone && o.Kernel == "" && o.Tap == nil && !o.HostAccess &&
 		(o.Network == "" || o.Network == NetworkUser || o.Network == NetworkNone)
 }
 
@@ -115,13 +164,13 @@ func buildClosureDisk(ctx context.Context, o *Options, set *closure.Set, cache, 
 	return nil
 }
 
-// planTemplate settles whether the prepared run is cloned, and from the
-// template of which configuration.
-func (p *prepared) planTemplate(o *Options, initPath string) {
-	if p.coldWhy == "" && (len(p.cfg.Drives) != 1 || p.cfg.Drives[0].Serial != template.RootSerial) {
-		p.coldWhy = "no root disk"
+// planTemplate settles whether the planned run may be cloned, and from
+// the template of which configuration.
+func (p *plan) planTemplate(o *Options, initPath string) {
+	if p.cold == mayClone && (len(p.cfg.Drives) != 1 || p.cfg.Drives[0].Serial != template.RootSerial) {
+		p.cold = ColdNoRootDisk
 	}
-	if p.coldWhy != "" {
+	if p.cold != mayClone {
 		return
 	}
 	tc := templateConfig(o, p.cfg, initPath)
@@ -147,118 +196,6 @@ func templateConfig(o *Options, cfg vm.Config, initPath string) template.Config 
 		}
 	}
 	return tc
-}
-
-// warn says, on one line, that a template could not serve the run.
-func warn(o *Options, format string, args ...any) {
-	fmt.Fprintf(o.Log, "arrow: warning: "+format+"; booting cold\n", args...)
-}
-
-// clone starts the run's VM as a clone of its template, building the
-// template first if there is none. It returns nil when the run must boot
-// cold, having said why on o.Log if something was wrong.
-func (p *prepared) clone(ctx context.Context, o *Options, console io.Writer) *vm.Machine {
-	if p.tmpl == nil {
-		return nil
-	}
-	t0 := time.Now()
-	built := false // this run built the template
-	in, err := p.tmpl.Inputs(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			warn(o, "%v", err)
-		}
-		return nil
-	}
-	key := in.Key()
-	t, err := template.Lookup(o.Root, key)
-	switch {
-	case err == nil:
-	case template.Exists(o.Root, key):
-		// A damaged template is not rebuilt in the user's way: this
-		// run boots cold, the next one builds it afresh.
-		warn(o, "%v (removed)", err)
-		_ = template.Remove(o.Root, key)
-		return nil
-	default:
-		if o.Debug {
-			fmt.Fprintf(o.Log, "arrow: building template %s (%d MiB, %d vCPUs)\n", key, p.tmpl.MemoryMiB, p.tmpl.CPUs)
-		}
-		if t, err = template.Ensure(ctx, *p.tmpl); err != nil {
-			if ctx.Err() == nil {
-				warn(o, "%v", err)
-			}
-			return nil
-		}
-		built = true
-	}
-	p.phases = append(p.phases, Phase{"template", time.Since(t0)})
-	if m := p.useSpare(ctx, o, t, console); m != nil {
-		return m
-	}
-	t1 := time.Now()
-	cl, err := t.Clone(ctx, *p.tmpl, template.CloneOptions{RootDisk: p.cfg.Drives[0].Path, Console: console})
-	if err != nil {
-		if ctx.Err() == nil {
-			if template.IsUnusable(err) {
-				_ = template.Remove(o.Root, t.Key)
-				warn(o, "%v (removed)", err)
-			} else {
-				warn(o, "template %s: %v", t.Key, err)
-			}
-		}
-		return nil
-	}
-	p.tmplKey = t.Key
-	p.phases = append(p.phases, Phase{"clone", time.Since(t1)})
-	if o.Debug {
-		how := "cloned"
-		if built {
-			how = "built and cloned"
-		}
-		fmt.Fprintf(o.Log, "arrow: %s template %s (QEMU start %v, restore %v, resume %v)\n", how, t.Key,
-			cl.Start.Round(time.Microsecond), cl.Restore.Round(time.Microsecond), cl.Resume.Round(time.Microsecond))
-	}
-	return cl.Machine
-}
-
-// useSpare readies the run's spare, when it has one cloned from t, and
-// returns its machine; nil when the run must start a clone of its own.
-func (p *prepared) useSpare(ctx context.Context, o *Options, t *template.Template, console io.Writer) *vm.Machine {
-	sp := p.spare
-	if sp == nil || p.tmpl.Tap != nil {
-		// A spare's card is on the user-mode network; a bridge
-		// network's tap is plugged in when QEMU starts.
-		return nil
-	}
-	if sp.Template.Key != t.Key || sp.Template.MemFile != t.MemFile {
-		if o.Debug {
-			fmt.Fprintf(o.Log, "arrow: the spare is of template %s, this run's is %s: not used\n", sp.Template.Key, t.Key)
-		}
-		return nil
-	}
-	t0 := time.Now()
-	if err := sp.Use(ctx, p.cfg.Drives[0].Path, p.tmpl.Forwards, console); err != nil {
-		if ctx.Err() == nil {
-			fmt.Fprintf(o.Log, "arrow: warning: the spare VM failed (%v); starting a clone\n", err)
-		}
-		return nil
-	}
-	p.spare, p.fromSpare, p.tmplKey = nil, true, t.Key
-	p.phases = append(p.phases, Phase{"spare", time.Since(t0)})
-	if o.Debug {
-		fmt.Fprintf(o.Log, "arrow: took a spare of template %s (warmed in %v: %v)\n", t.Key, sp.Warm.Round(time.Microsecond), sp.Warmed.Steps)
-	}
-	return sp.Machine
-}
-
-// dropSpare kills the run's spare unless the run took it.
-func (p *prepared) dropSpare() {
-	if p.spare != nil {
-		_ = p.spare.Machine.Kill()
-		<-p.spare.Machine.Done()
-		p.spare = nil
-	}
 }
 
 // WarmTemplate builds the template runs with o's machine (memory, vCPUs,
@@ -292,7 +229,7 @@ func machineTemplate(o *Options) (template.Config, error) {
 	if err := o.setDefaults(); err != nil {
 		return template.Config{}, err
 	}
-	p := &prepared{id: newID()}
+	p := &plan{id: newID()}
 	if err := p.network(&Options{Config: api.Config{Network: o.Network}}); err != nil {
 		return template.Config{}, err
 	}

@@ -214,39 +214,7 @@ func (s *server) run(ctx context.Context) error {
 		// The jail's helper enters the group before QEMU exists.
 		o.Cgroup = s.group
 	}
-	o.Started = func(pid int) error {
-		if s.group != nil {
-			// A spare's QEMU started before the arrow had a group;
-			// for other runs the jail put it there already.
-			if err := s.group.Add(pid); err != nil {
-				return fmt.Errorf("cgroup: %w", err)
-			}
-		}
-		s.mu.Lock()
-		s.status.Pid = pid
-		s.mu.Unlock()
-		return nil
-	}
-	o.Ready = func(how run.StartInfo) {
-		s.mu.Lock()
-		s.status.Template = how.Template
-		s.status.Spare = how.Spare
-		for _, ph := range how.Phases {
-			s.status.Phases = append(s.status.Phases, api.Phase{Name: ph.Name, Seconds: ph.Duration.Seconds()})
-		}
-		s.status.State = api.Running
-		s.status.StartedAt = time.Now()
-		s.status.BootSeconds = time.Since(t0).Seconds()
-		s.mu.Unlock()
-		s.once.Do(func() { close(s.ready) })
-	}
-	o.Healthy = func() {
-		s.mu.Lock()
-		s.status.Healthy = true
-		s.mu.Unlock()
-		s.hOnce.Do(func() { close(s.healthy) })
-	}
-	res, err := run.Run(ctx, o)
+	res, err := s.runVM(ctx, o, t0)
 
 	e := &Exit{ExitCode: res.ExitCode(), FinishedAt: time.Now(), Accel: res.Accel.Name}
 	if err != nil {
@@ -287,6 +255,53 @@ func (s *server) run(ctx context.Context) error {
 		return fmt.Errorf("shim: record the exit: %w", werr)
 	}
 	return nil
+}
+
+// runVM launches the arrow's VM, puts it into the arrow's cgroup, starts
+// the application and waits for its end, keeping the status current.
+func (s *server) runVM(ctx context.Context, o run.Options, t0 time.Time) (run.Result, error) {
+	h, err := run.Launch(ctx, o)
+	if err != nil {
+		return run.Result{}, err
+	}
+	defer h.Close()
+	if s.group != nil {
+		// A spare's QEMU started before the arrow had a group; for
+		// other runs the jail put it there already. Before the
+		// application starts: limits fail closed.
+		if err := s.group.Add(h.Pid()); err != nil {
+			return run.Result{}, &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("cgroup: %w", err)}
+		}
+	}
+	s.mu.Lock()
+	s.status.Pid = h.Pid()
+	s.mu.Unlock()
+	how, err := h.Start(ctx)
+	if err != nil {
+		return run.Result{}, err
+	}
+	s.mu.Lock()
+	s.status.Template = how.Template
+	s.status.Spare = how.Spare
+	for _, ph := range how.Phases {
+		s.status.Phases = append(s.status.Phases, api.Phase{Name: ph.Name, Seconds: ph.Duration.Seconds()})
+	}
+	s.status.State = api.Running
+	s.status.StartedAt = time.Now()
+	s.status.BootSeconds = time.Since(t0).Seconds()
+	s.mu.Unlock()
+	s.once.Do(func() { close(s.ready) })
+	go func() {
+		select {
+		case <-h.Healthy():
+			s.mu.Lock()
+			s.status.Healthy = true
+			s.mu.Unlock()
+			s.hOnce.Do(func() { close(s.healthy) })
+		case <-s.done:
+		}
+	}()
+	return h.Wait(ctx)
 }
 
 // stop sends SIGTERM, then SIGKILL after timeout, then kills the VM.

@@ -60,8 +60,10 @@ type Config struct {
 	Ports []Port `json:"ports,omitempty"`
 	// ReadyPort is a guest TCP port the application accepts connections
 	// on once it is ready to serve: a detached arrow is "healthy", and
-	// `arrow run -d` returns, when a connection to it succeeds (through
-	// the published port in user mode, which it must be among).
+	// `arrow run -d` returns, when arrow-init's connection to it on the
+	// guest's loopback succeeds and the guest reports it. (Through QEMU's
+	// user-mode network the host's own connection would be accepted
+	// either way.) In user mode it must be among the published ports.
 	ReadyPort int `json:"ready_port,omitempty"`
 
 	MemoryMiB  int    `json:"memory_mib,omitempty"`

@@ -1,10 +1,21 @@
-// Package run runs one application in its own microVM, start to finish:
-// it resolves what the application needs, builds (or reuses) the guest's
-// initramfs, boots the VM, hands arrow-init the application, relays its
-// streams and signals and returns its exit status.
+// Package run runs one application in its own microVM, start to finish,
+// in three steps:
 //
-// It is what `arrow run` does in the foreground; the daemon will build on
-// the same steps.
+//   - plan (plan.go): resolve what the application needs (a host program's
+//     closure, an image's or a directory's root disk, the kernel, the
+//     network, the jail) and settle the VM config, the guest spec and the
+//     template the VM may be cloned from, before any process exists;
+//   - launch (launch.go): start the VM from the run's spare, else a clone
+//     of its template, else a cold boot, in that order ([ColdReason] says
+//     why a run booted cold);
+//   - handle (handle.go): the caller's hold on the running VM: its [Handle]
+//     hands arrow-init the application, relays its streams and signals
+//     through the guest client (relay.go) and returns its exit status.
+//
+// [Run] is all three, what `arrow run` does in the foreground; arrowd's
+// shims (package shim) use [Launch] and the [Handle] to run detached
+// arrows. What runs is described by [api.Config], Arrow's one description
+// of an arrow, inside [Options].
 package run
 
 import (

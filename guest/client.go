@@ -367,10 +367,14 @@ func (c *Client) Close() error {
 
 // acquire waits for the turn to read frames; release gives it back.
 func (c *Client) acquire(ctx context.Context) (release func(), err error) {
+	// Checked first, as a select picks at random among ready cases.
 	select {
 	case <-c.closed:
 		return nil, ErrClosed
 	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	select {
 	case c.turn <- struct{}{}:

@@ -32,6 +32,10 @@ type Spare struct {
 	// took as the host saw it.
 	Warmed guest.Warmed
 	Warm   time.Duration
+	// Guest is the client that warmed the spare, idle since (a Client
+	// reads only when asked to): the run that takes the spare goes on
+	// with it.
+	Guest *guest.Client
 }
 
 // warmTimeout bounds a spare's warm-up.
@@ -69,7 +73,6 @@ func (t *Template) StartSpare(ctx context.Context, c Config, console io.Writer) 
 // warm has arrow-init run the warm-up and waits for its answer.
 func (s *Spare) warm(ctx context.Context, userNet bool) error {
 	m := s.Machine
-	conn := guest.NewConn(m.Control(), m.Control())
 	sample := guest.Spec{
 		Version: guest.ProtocolVersion,
 		Args:    []string{"/init"},
@@ -85,69 +88,33 @@ func (s *Spare) warm(ctx context.Context, userNet bool) error {
 			Gateway: gateway.String(),
 		}}}
 	}
-	if err := conn.SendJSON(guest.FrameWarm, sample); err != nil {
-		return err
-	}
-	// Recv has no deadline of its own: a guest that never answers is
-	// killed, which ends the read.
-	answer := make(chan error, 1)
-	go func() {
-		for {
-			f, err := conn.Recv()
-			if err != nil {
-				answer <- fmt.Errorf("warm-up: %w", err)
-				return
-			}
-			if f.Type == guest.FrameWarmed {
-				answer <- s.decodeWarmed(f.Payload)
-				return
-			}
-		}
-	}()
-	timer := time.NewTimer(warmTimeout)
-	defer timer.Stop()
-	select {
-	case err := <-answer:
-		if err == nil && s.Warmed.Error != "" {
+	s.Guest = guest.NewClient(m.Control())
+	wctx, cancel := context.WithTimeout(ctx, warmTimeout)
+	defer cancel()
+	w, err := s.Guest.Warm(wctx, &sample)
+	var end *guest.EndError
+	switch {
+	case err == nil:
+		s.Warmed = w
+		if w.Error != "" {
 			// The guest is no worse off than an unwarmed clone, but a
 			// failing warm-up means something is wrong with the
 			// template: say so rather than pool it.
-			err = errors.New("warm-up: " + s.Warmed.Error)
+			return errors.New("warm-up: " + w.Error)
 		}
-		return err
-	case <-timer.C:
-		err := fmt.Errorf("warm-up: no answer within %v", warmTimeout)
+		return nil
+	case errors.As(err, &end):
+		return fmt.Errorf("warm-up: %w", end.Err)
+	case ctx.Err() != nil:
+		// A read of the control connection is in flight: killing the
+		// guest ends it.
 		_ = m.Kill()
-		<-answer
-		return err
-	case <-ctx.Done():
-		_ = m.Kill()
-		<-answer
 		return ctx.Err()
+	case wctx.Err() != nil:
+		_ = m.Kill()
+		return fmt.Errorf("warm-up: no answer within %v", warmTimeout)
 	}
-}
-
-// decodeWarmed decodes the guest's answer to the warm-up. It comes from
-// the guest, so what of it reaches logs is bounded.
-func (s *Spare) decodeWarmed(payload []byte) error {
-	var w guest.Warmed
-	if err := guest.Decode(payload, &w); err != nil {
-		return err
-	}
-	const maxSteps, maxLen = 8, 256
-	if len(w.Steps) > maxSteps {
-		w.Steps = w.Steps[:maxSteps]
-	}
-	for i, st := range w.Steps {
-		if len(st) > 32 {
-			w.Steps[i] = st[:32]
-		}
-	}
-	if len(w.Error) > maxLen {
-		w.Error = w.Error[:maxLen] + "..."
-	}
-	s.Warmed = w
-	return nil
+	return err
 }
 
 // Use readies the spare for an application: its disk slot gets rootDisk

@@ -594,38 +594,25 @@ func createMem(p string) error {
 }
 
 // awaitHello waits for arrow-init's hello frame and checks its protocol.
+// The client is dropped, not closed: the connection is the machine's, and
+// the template's guest is saved with it open.
 func awaitHello(ctx context.Context, m *vm.Machine) error {
-	type result struct {
-		f   guest.Frame
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		c := guest.NewConn(m.Control(), m.Control())
-		for {
-			f, err := c.Recv()
-			if err != nil || f.Type == guest.FrameReady {
-				ch <- result{f, err}
-				return
-			}
-		}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return fmt.Errorf("template: the guest stopped before arrow-init said hello: %v\n%s", r.err, m.ConsoleTail())
-		}
-		var h guest.Hello
-		if err := guest.Decode(r.f.Payload, &h); err != nil {
-			return fmt.Errorf("template: guest hello: %w", err)
-		}
-		if h.Version != guest.ProtocolVersion {
-			return fmt.Errorf("template: arrow-init speaks protocol version %d, this arrow %d", h.Version, guest.ProtocolVersion)
-		}
+	_, err := guest.NewClient(m.Control()).Hello(ctx)
+	var (
+		end  *guest.EndError
+		verr *guest.VersionError
+	)
+	switch {
+	case err == nil:
 		return nil
-	case <-ctx.Done():
+	case errors.As(err, &end):
+		return fmt.Errorf("template: the guest stopped before arrow-init said hello: %v\n%s", end.Err, m.ConsoleTail())
+	case errors.As(err, &verr):
+		return fmt.Errorf("template: arrow-init speaks protocol version %d, this arrow %d", verr.Guest, guest.ProtocolVersion)
+	case ctx.Err() != nil:
 		return fmt.Errorf("template: boot: %w\n%s", ctx.Err(), m.ConsoleTail())
 	}
+	return fmt.Errorf("template: %w", err)
 }
 
 // List returns the published templates, usable or not (Lookup says

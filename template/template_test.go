@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,32 +151,39 @@ func spec(args ...string) *guest.Spec {
 	}
 }
 
-// runApp hands m the application, as run/boot.go does, and relays it.
+// runApp hands m the application, as run does, and relays it.
 func runApp(t testing.TB, m *vm.Machine, s *guest.Spec, t0 time.Time) app {
 	t.Helper()
-	c := guest.NewConn(m.Control(), m.Control())
-	if err := c.SendJSON(guest.FrameStart, s); err != nil {
+	return relayApp(t, m, guest.NewClient(m.Control()), s, t0)
+}
+
+// relayApp runs s through c, m's guest client.
+func relayApp(t testing.TB, m *vm.Machine, c *guest.Client, s *guest.Spec, t0 time.Time) app {
+	t.Helper()
+	if err := c.Start(s); err != nil {
 		t.Fatal(err)
 	}
 	var a app
 	done := make(chan error, 1)
 	go func() {
-		for {
-			f, err := c.Recv()
-			if err != nil {
-				done <- err
-				return
-			}
-			switch f.Type {
-			case guest.FrameStdout, guest.FrameStderr:
+		for ev := range c.Events() {
+			switch ev.Kind {
+			case guest.EventStdout, guest.EventStderr:
 				if a.first == 0 {
 					a.first = time.Since(t0)
 				}
-				if f.Type == guest.FrameStdout {
-					a.stdout += string(f.Payload)
+				if ev.Kind == guest.EventStdout {
+					a.stdout += string(ev.Data)
 				}
-			case guest.FrameExit:
-				done <- guest.Decode(f.Payload, &a.status)
+			case guest.EventExit:
+				a.status = ev.Status
+				done <- ev.Err
+				return
+			case guest.EventEnd:
+				if ev.Err == nil {
+					ev.Err = io.EOF
+				}
+				done <- ev.Err
 				return
 			}
 		}
@@ -456,7 +464,8 @@ func spareRun(t testing.TB, e *testEnv, tpl *Template, s *guest.Spec) (app, *Spa
 	if err := sp.Use(context.Background(), e.disk, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	a := runApp(t, sp.Machine, s, t0)
+	// The run goes on with the client that warmed the spare.
+	a := relayApp(t, sp.Machine, sp.Guest, s, t0)
 	t.Logf("spare: warmed %v in %v (guest %v), first output %v after use", sp.Warmed.Steps, sp.Warm.Round(time.Millisecond),
 		time.Duration(sp.Warmed.Nanos).Round(time.Millisecond), a.first.Round(time.Millisecond))
 	return a, sp

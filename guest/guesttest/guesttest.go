@@ -227,13 +227,9 @@ func (g *Guest) handle(f guest.Frame) error {
 			rec = func(r *Received) { r.Starts = append(r.Starts, s) }
 		} else {
 			rec = func(r *Received) { r.Warms = append(r.Warms, s) }
-			g.mu.Lock()
-			w := guest.Warmed{Steps: []string{"decode"}, Nanos: 1000}
-			if g.warmed != nil {
-				w = *g.warmed
-			}
-			g.mu.Unlock()
-			g.SendJSON(guest.FrameWarmed, w)
+			// Answered once recorded, so that a host that has the
+			// answer finds the warm-up among what the guest received.
+			defer g.answerWarm()
 		}
 	case guest.FrameSignal:
 		var s guest.Signal
@@ -264,6 +260,16 @@ func (g *Guest) handle(f guest.Frame) error {
 		rec(r)
 	})
 	return nil
+}
+
+func (g *Guest) answerWarm() {
+	g.mu.Lock()
+	w := guest.Warmed{Steps: []string{"decode"}, Nanos: 1000}
+	if g.warmed != nil {
+		w = *g.warmed
+	}
+	g.mu.Unlock()
+	g.SendJSON(guest.FrameWarmed, w)
 }
 
 func (g *Guest) record(fn func(*Received)) {

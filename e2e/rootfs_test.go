@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,33 +106,30 @@ func (e guestEnv) boot(t *testing.T, drives []vm.Drive, shares []vm.Share, spec 
 	if spec.Env == nil {
 		spec.Env = []string{"PATH=/bin"}
 	}
-	conn := guest.NewConn(m.Control(), m.Control())
-	if err := conn.SendJSON(guest.FrameStart, spec); err != nil {
+	c := guest.NewClient(m.Control())
+	if err := c.Start(&spec); err != nil {
 		t.Fatalf("send spec: %v", err)
 	}
 	var r guestRun
 	var stdout, stderr strings.Builder
-	for !r.gotStatus {
-		f, err := conn.Recv()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Logf("control channel: %v", err)
-			}
-			break
-		}
-		switch f.Type {
-		case guest.FrameStdout:
-			stdout.Write(f.Payload)
+	for ev := range c.Events() {
+		switch ev.Kind {
+		case guest.EventStdout:
+			stdout.Write(ev.Data)
 			if onStdout != nil {
 				onStdout(m, stdout.String())
 			}
-		case guest.FrameStderr:
-			stderr.Write(f.Payload)
-		case guest.FrameExit:
-			if err := guest.Decode(f.Payload, &r.status); err != nil {
-				t.Fatalf("exit status: %v", err)
+		case guest.EventStderr:
+			stderr.Write(ev.Data)
+		case guest.EventExit:
+			if ev.Err != nil {
+				t.Fatalf("exit status: %v", ev.Err)
 			}
-			r.gotStatus = true
+			r.status, r.gotStatus = ev.Status, true
+		case guest.EventEnd:
+			if ev.Err != nil {
+				t.Logf("control channel: %v", ev.Err)
+			}
 		}
 	}
 	r.waitErr = m.Wait()

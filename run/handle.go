@@ -53,7 +53,13 @@ func Launch(ctx context.Context, o Options) (*Handle, error) {
 		return nil, err
 	}
 	h := &Handle{o: &o, p: p, l: l, healthy: make(chan struct{})}
-	h.s = newSession(&o, p.cfg.Accel.Name, l.m, guest.NewClient(l.m.Control()), h.markHealthy)
+	// One client owns a VM's control connection: a spare's is the one
+	// that warmed it.
+	agent := l.agent
+	if agent == nil {
+		agent = guest.NewClient(l.m.Control())
+	}
+	h.s = newSession(&o, p.cfg.Accel.Name, l.m, agent, h.markHealthy)
 	return h, nil
 }
 

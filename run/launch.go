@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/template"
 	"github.com/arrowsys/arrow/vm"
 )
@@ -13,6 +14,9 @@ import (
 // launched is how a run's VM started.
 type launched struct {
 	m *vm.Machine
+	// agent is the VM's guest client when launch has one already (a
+	// spare's, which warmed it); nil for a new VM.
+	agent guest.Agent
 	// tmplKey is the key of the template the VM was cloned from; empty
 	// for a cold boot, whose reason is cold.
 	tmplKey string
@@ -150,7 +154,7 @@ func useSpare(ctx context.Context, p *plan, o *Options, sp *template.Spare, t *t
 		}
 		return nil
 	}
-	l.m, l.tmplKey, l.cold, l.spare = sp.Machine, t.Key, mayClone, true
+	l.m, l.agent, l.tmplKey, l.cold, l.spare = sp.Machine, sp.Guest, t.Key, mayClone, true
 	l.phases = append(l.phases, Phase{"spare", time.Since(t0)})
 	if o.Debug {
 		fmt.Fprintf(o.Log, "arrow: took a spare of template %s (warmed in %v: %v)\n", t.Key, sp.Warm.Round(time.Microsecond), sp.Warmed.Steps)

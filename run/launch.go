@@ -154,7 +154,10 @@ func useSpare(ctx context.Context, p *plan, o *Options, sp *template.Spare, t *t
 		}
 		return nil
 	}
-	l.m, l.agent, l.tmplKey, l.cold, l.spare = sp.Machine, sp.Guest, t.Key, mayClone, true
+	l.m, l.tmplKey, l.cold, l.spare = sp.Machine, t.Key, mayClone, true
+	if sp.Guest != nil {
+		l.agent = sp.Guest
+	}
 	l.phases = append(l.phases, Phase{"spare", time.Since(t0)})
 	if o.Debug {
 		fmt.Fprintf(o.Log, "arrow: took a spare of template %s (warmed in %v: %v)\n", t.Key, sp.Warm.Round(time.Microsecond), sp.Warmed.Steps)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/api/client"
+	"github.com/arrowsys/arrow/internal/syncbuf"
 )
 
 // testDaemon is an arrowd of a test's own: its own data root (sharing the
@@ -567,7 +568,7 @@ func TestDaemonAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	att.Stdout, att.Stderr = &out, &errb
 	if err := att.Start(); err != nil {
 		t.Fatal(err)
@@ -592,7 +593,7 @@ func TestDaemonAttach(t *testing.T) {
 	// A second attach sees the end, and exits with the arrow's status.
 	att2 := exec.Command(arrowBin, "attach", "echoer")
 	att2.Env = append(os.Environ(), d.env...)
-	var out2 syncBuffer
+	var out2 syncbuf.Buffer
 	att2.Stdout = &out2
 	if err := att2.Start(); err != nil {
 		t.Fatal(err)
@@ -602,24 +603,6 @@ func TestDaemonAttach(t *testing.T) {
 	if err := att2.Wait(); err == nil || att2.ProcessState.ExitCode() != 143 {
 		t.Fatalf("attach after the arrow ended: %v (exit %d), want 143", err, att2.ProcessState.ExitCode())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestDaemonSpecFile(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/arrowsys/arrow/internal/syncbuf"
 )
 
 // fakeMakefile stands in for the kernel's build system: tinyconfig writes a
@@ -88,7 +90,7 @@ func needTools(t *testing.T) {
 	}
 }
 
-func testBuilder(root, src string, progress *syncBuffer) *Builder {
+func testBuilder(root, src string, progress *syncbuf.Buffer) *Builder {
 	return &Builder{
 		Root:          root,
 		Source:        src,
@@ -118,7 +120,7 @@ func TestBuildFakeSource(t *testing.T) {
 	needTools(t)
 	root := t.TempDir()
 	src := makeSourceTarball(t, fakeMakefile("", "sleep 0.2"))
-	var progress syncBuffer
+	var progress syncbuf.Buffer
 	b := testBuilder(root, src, &progress)
 
 	k, err := b.Build(context.Background())
@@ -189,7 +191,7 @@ func TestBuildConcurrentSameKey(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = testBuilder(root, src, &syncBuffer{}).Build(context.Background())
+			results[i], errs[i] = testBuilder(root, src, &syncbuf.Buffer{}).Build(context.Background())
 		}()
 	}
 	wg.Wait()
@@ -208,7 +210,7 @@ func TestBuildVerifyFailure(t *testing.T) {
 	root := t.TempDir()
 	// Kconfig "drops" two options, as it does when dependencies are unmet.
 	src := makeSourceTarball(t, fakeMakefile("&& sed -i -e '/^CONFIG_EROFS_FS=y/d' -e 's/^CONFIG_9P_FS=y/CONFIG_9P_FS=m/' .config", "true"))
-	_, err := testBuilder(root, src, &syncBuffer{}).Build(context.Background())
+	_, err := testBuilder(root, src, &syncbuf.Buffer{}).Build(context.Background())
 	var ve *VerifyError
 	if !errors.As(err, &ve) {
 		t.Fatalf("Build error = %v, want *VerifyError", err)
@@ -233,7 +235,7 @@ func TestBuildMakeFailure(t *testing.T) {
 	needTools(t)
 	root := t.TempDir()
 	src := makeSourceTarball(t, fakeMakefile("", "@echo 'error: compiler exploded' && false"))
-	_, err := testBuilder(root, src, &syncBuffer{}).Build(context.Background())
+	_, err := testBuilder(root, src, &syncbuf.Buffer{}).Build(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "make vmlinux") {
 		t.Fatalf("Build error = %v, want make vmlinux failure", err)
 	}
@@ -254,7 +256,7 @@ func TestBuildCancel(t *testing.T) {
 	root := t.TempDir()
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	src := makeSourceTarball(t, fakeMakefile("", "echo $$$$ > "+pidFile+"; exec sleep 60"))
-	var progress syncBuffer
+	var progress syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
@@ -301,7 +303,7 @@ func TestBuildCancel(t *testing.T) {
 
 func TestBuildMissingSource(t *testing.T) {
 	root := t.TempDir()
-	b := testBuilder(root, filepath.Join(root, "nope.tar.xz"), &syncBuffer{})
+	b := testBuilder(root, filepath.Join(root, "nope.tar.xz"), &syncbuf.Buffer{})
 	_, err := b.Build(context.Background())
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "nope.tar.xz") {
 		t.Fatalf("Build error = %v, want not-exist naming the tarball", err)
@@ -315,7 +317,7 @@ func TestBuildMissingSource(t *testing.T) {
 
 func TestBuildMissingDeps(t *testing.T) {
 	root := t.TempDir()
-	b := testBuilder(root, filepath.Join(root, "src.tar.xz"), &syncBuffer{})
+	b := testBuilder(root, filepath.Join(root, "src.tar.xz"), &syncbuf.Buffer{})
 	b.checkDeps = func() error {
 		return errors.New("missing kernel build dependencies bison: install them with `apt-get install bison`")
 	}
@@ -328,7 +330,7 @@ func TestBuildMissingDeps(t *testing.T) {
 func TestBuildNoSpace(t *testing.T) {
 	root := t.TempDir()
 	src := writeFile(t, filepath.Join(root, "src.tar.gz"), []byte("x"))
-	b := testBuilder(root, src, &syncBuffer{})
+	b := testBuilder(root, src, &syncbuf.Buffer{})
 	b.minFree = 1 << 62
 	_, err := b.Build(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "not enough free space") {

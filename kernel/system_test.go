@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/arrowsys/arrow/internal/syncbuf"
 )
 
 func permissiveUmask(t *testing.T) {
@@ -117,7 +119,7 @@ func TestBuildModes(t *testing.T) {
 
 	t.Run("data root", func(t *testing.T) {
 		root := t.TempDir()
-		b := testBuilder(root, makeSourceTarball(t, fakeMakefile("", "")), &syncBuffer{})
+		b := testBuilder(root, makeSourceTarball(t, fakeMakefile("", "")), &syncbuf.Buffer{})
 		k, err := b.Build(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -137,7 +139,7 @@ func TestBuildModes(t *testing.T) {
 		root := t.TempDir()
 		sys := filepath.Join(t.TempDir(), "lib", "arrow", "kernels")
 		src := makeSourceTarball(t, fakeMakefile("", ""))
-		b := testBuilder(root, src, &syncBuffer{})
+		b := testBuilder(root, src, &syncbuf.Buffer{})
 		b.System, b.InstallSystem = sys, true
 		k, err := b.Build(context.Background())
 		if err != nil {
@@ -167,7 +169,7 @@ func TestBuildModes(t *testing.T) {
 		if err := os.Remove(src); err != nil {
 			t.Fatal(err)
 		}
-		other := testBuilder(t.TempDir(), src, &syncBuffer{})
+		other := testBuilder(t.TempDir(), src, &syncbuf.Buffer{})
 		other.System = sys
 		k2, err := other.Build(context.Background())
 		if err != nil || k2.Path != k.Path {
@@ -180,7 +182,7 @@ func TestBuildModes(t *testing.T) {
 		// system-wide is installed as it is, not built again.
 		root := t.TempDir()
 		src := makeSourceTarball(t, fakeMakefile("", ""))
-		built, err := testBuilder(root, src, &syncBuffer{}).Build(context.Background())
+		built, err := testBuilder(root, src, &syncbuf.Buffer{}).Build(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +190,7 @@ func TestBuildModes(t *testing.T) {
 			t.Fatal(err)
 		}
 		sys := filepath.Join(t.TempDir(), "kernels")
-		b := testBuilder(root, src, &syncBuffer{})
+		b := testBuilder(root, src, &syncbuf.Buffer{})
 		b.System, b.InstallSystem = sys, true
 		k, err := b.Build(context.Background())
 		if err != nil {
@@ -205,7 +207,7 @@ func TestBuildModes(t *testing.T) {
 	})
 
 	t.Run("no system directory", func(t *testing.T) {
-		b := testBuilder(t.TempDir(), "", &syncBuffer{})
+		b := testBuilder(t.TempDir(), "", &syncbuf.Buffer{})
 		b.InstallSystem = true
 		if _, err := b.Build(context.Background()); err == nil {
 			t.Fatal("InstallSystem without System succeeded")

@@ -1,7 +1,6 @@
 package run
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/guest/guesttest"
+	"github.com/arrowsys/arrow/internal/syncbuf"
 )
 
 // fakeVM is the machine a relay runs against in these tests: killing it
@@ -54,31 +54,13 @@ func (m *fakeVM) killed() int {
 	return m.kills
 }
 
-// syncBuffer is a bytes.Buffer safe for the relay and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // relayRig is a session between a fake VM with a fake guest and options
 // whose streams the test reads.
 type relayRig struct {
 	g                *guesttest.Guest
 	m                *fakeVM
 	s                *session
-	out, errs, log   *syncBuffer
+	out, errs, log   *syncbuf.Buffer
 	sigs             chan os.Signal
 	healthy          chan struct{}
 	markHealthyCalls int
@@ -87,7 +69,7 @@ type relayRig struct {
 func newRelayRig(t *testing.T, cfg api.Config) *relayRig {
 	t.Helper()
 	g := guesttest.New(t)
-	r := &relayRig{g: g, m: newFakeVM(g), out: &syncBuffer{}, errs: &syncBuffer{}, log: &syncBuffer{},
+	r := &relayRig{g: g, m: newFakeVM(g), out: &syncbuf.Buffer{}, errs: &syncbuf.Buffer{}, log: &syncbuf.Buffer{},
 		sigs: make(chan os.Signal, 4), healthy: make(chan struct{})}
 	o := &Options{Config: cfg, Out: r.out, Err: r.errs, Log: r.log, Signals: r.sigs}
 	client := guest.NewClient(g.Host())

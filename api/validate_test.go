@@ -227,6 +227,8 @@ func FuzzCreateRequest(f *testing.F) {
 		`{"config":{"program":"sh","rootfs":"/r","volumes":[{"source":"/a","target":"/b"}],"memory_mib":-1}}`,
 		`{"name":"\u0000","config":{"entrypoint":["\u0000"],"include":["x"]}}`,
 		`{"config":{"image":"a","accel":"kvm","boot_timeout":1e308,"stop_timeout":-1}}`,
+		`{"config":{"image":"a","restart":{"name":"always"},"labels":{"k":""},"tty":true}}`,
+		`{"config":{"image":"a","restart":{"name":"no"}},"restart":{"name":"always"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -259,6 +261,12 @@ func FuzzCreateRequest(f *testing.F) {
 					t.Fatalf("NUL validated: %q", s)
 				}
 			}
+		}
+		// Folding the first shape's fields in keeps the request valid:
+		// what the daemon stores validates as a config.
+		r.Fold()
+		if err := r.Config.Validate(); err != nil {
+			t.Fatalf("valid request, invalid config once folded: %v", err)
 		}
 		if r.Restart.String() == "" {
 			t.Fatal("empty policy string")

@@ -111,13 +111,34 @@ type arrow struct {
 	run     *runState   // the current run, nil when none
 	timer   *time.Timer // pending restart
 	removed bool
+	// changed, once asked for (nextChangeLocked), is closed at the
+	// arrow's next change of state or its removal: for waits that span
+	// runs, such as following the logs of an arrow that restarts.
+	changed chan struct{}
 }
 
 // runState is one run of an arrow: one shim.
+//
+// Its channels are closed once each, under Daemon.mu, as the run moves
+// on, so that whoever waits for that wakes at once (no polling of the
+// record): started and ended by Daemon.moveLocked, settled by
+// probeReady, exited by finished.
 type runState struct {
 	client *shim.Client
 	proc   *shim.Process // nil when an earlier daemon started the shim
-	exited chan struct{} // closed when the run ended
+
+	started chan struct{} // the run left starting: it runs, or it ended first
+	settled chan struct{} // its ready port's health is known: healthy or unhealthy
+	ended   chan struct{} // the record says the run ended (exited or restarting)
+	exited  chan struct{} // the run ended and its cgroup and socket are gone
+}
+
+func newRunState(client *shim.Client, proc *shim.Process) *runState {
+	return &runState{
+		client: client, proc: proc,
+		started: make(chan struct{}), settled: make(chan struct{}),
+		ended: make(chan struct{}), exited: make(chan struct{}),
+	}
 }
 
 // New opens the daemon's state and finds the arrows a previous daemon
@@ -214,7 +235,13 @@ func (d *Daemon) recover() {
 				d.recoverLaunch(a)
 				continue
 			}
-			rs := &runState{client: shim.NewClient(r.Socket), exited: make(chan struct{})}
+			rs := newRunState(shim.NewClient(r.Socket), nil)
+			if r.State == api.Running {
+				close(rs.started)
+			}
+			if r.Health == healthHealthy || r.Health == healthUnhealthy {
+				close(rs.settled)
+			}
 			a.run = rs
 			if processAlive(r.ShimPid, r.ShimStart) {
 				d.goMonitor(a, rs, r.ShimPid, r.ShimStart)

@@ -320,11 +320,9 @@ const followGrace = 300 * time.Millisecond
 
 // cancelWhenDone calls cancel once a is no longer running or restarting.
 func (d *Daemon) cancelWhenDone(ctx context.Context, a *arrow, cancel func()) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
 	for {
 		d.mu.Lock()
-		st, removed := a.rec.State, a.removed
+		st, removed, changed := a.rec.State, a.removed, a.nextChangeLocked()
 		d.mu.Unlock()
 		if removed || st == api.Exited || st == api.Created {
 			select {
@@ -337,7 +335,7 @@ func (d *Daemon) cancelWhenDone(ctx context.Context, a *arrow, cancel func()) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }

@@ -90,6 +90,7 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 		d.mu.Lock()
 		delete(d.arrows, id)
 		a.removed = true
+		a.changedLocked()
 		_ = d.st.delete(id)
 		d.mu.Unlock()
 		os.RemoveAll(dir)
@@ -112,32 +113,21 @@ func (d *Daemon) startAndAwait(ctx context.Context, a *arrow) (api.Arrow, error)
 	if err != nil {
 		return d.snapshot(a), err
 	}
-	d.awaitStarted(ctx, a, rs)
+	d.awaitStarted(ctx, rs)
 	if d.snapshot(a).Config.ReadyPort > 0 {
-		d.waitHealthy(ctx, a, rs)
+		d.waitHealthy(ctx, rs)
 	}
 	return d.snapshot(a), nil
 }
 
-// awaitStarted returns once the run rs left Starting.
-func (d *Daemon) awaitStarted(ctx context.Context, a *arrow, rs *runState) {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		d.mu.Lock()
-		st := a.rec.State
-		same := a.run == rs
-		d.mu.Unlock()
-		if st != api.Starting || !same {
-			return
-		}
-		select {
-		case <-rs.exited:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// awaitStarted returns once the run rs left Starting (it runs, or it
+// ended first), or ctx ends. (It watches exited too, so that a move of
+// the record refused as a bug cannot leave it waiting.)
+func (d *Daemon) awaitStarted(ctx context.Context, rs *runState) {
+	select {
+	case <-rs.started:
+	case <-rs.exited:
+	case <-ctx.Done():
 	}
 }
 
@@ -204,19 +194,18 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	if err := shim.WriteLaunch(dir, l); err != nil {
 		return nil, d.startFailed(a, fmt.Errorf("write launch: %w", err))
 	}
-	// Committed before the shim starts: a daemon killed from here on
-	// leaves a record saying a shim may exist (see recover.go).
-	if err := d.update(a, func(r *record) {
-		r.State, r.Launching, r.Socket = api.Starting, true, l.Socket
-		r.ShimPid, r.ShimStart = 0, 0
+	// Committed (Launching, see record.transition) before the shim
+	// starts: a daemon killed from here on leaves a record saying a shim
+	// may exist (see recover.go).
+	d.mu.Lock()
+	err := d.moveLocked(a, api.Starting, func(r *record) {
+		r.Socket = l.Socket
 		if cgroupPath != "" {
 			r.Cgroup = cgroupPath
 		}
-		r.Pid, r.ExitCode, r.Error, r.OOMKilled, r.Health, r.Template = 0, 0, "", false, "", ""
-		r.Spare, r.StartPhases = false, nil
-		r.StoppedByUser = false
-		r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
-	}); err != nil {
+	})
+	d.mu.Unlock()
+	if err != nil {
 		return nil, d.startFailed(a, err)
 	}
 	d.crashPoint(crashLaunching)
@@ -225,7 +214,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		return nil, d.startFailed(a, err)
 	}
 	d.crashPoint(crashShimStarted)
-	rs := &runState{client: shim.NewClient(l.Socket), proc: p, exited: make(chan struct{})}
+	rs := newRunState(shim.NewClient(l.Socket), p)
 	start := processStart(p.Pid())
 	d.mu.Lock()
 	err = d.updateLocked(a, func(r *record) {
@@ -268,10 +257,11 @@ func (d *Daemon) startShim(ctx context.Context, l *shim.Launch, dir string) (*sh
 
 // startFailed records a run that could not start.
 func (d *Daemon) startFailed(a *arrow, err error) error {
-	_ = d.update(a, func(r *record) {
-		r.State, r.ExitCode, r.Error, r.FinishedAt = api.Exited, run.ExitArrowFailed, err.Error(), time.Now().UTC()
-		r.Launching, r.ShimPid, r.ShimStart = false, 0, 0
+	d.mu.Lock()
+	_ = d.moveLocked(a, api.Exited, func(r *record) {
+		r.ExitCode, r.Error, r.FinishedAt = run.ExitArrowFailed, err.Error(), time.Now().UTC()
 	})
+	d.mu.Unlock()
 	d.removeCgroup(a.rec.ID)
 	code := run.ExitArrowFailed
 	d.emit(a, "die", &code, err.Error())
@@ -292,13 +282,15 @@ func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64
 				st.Accel = d.accelOf(a)
 			}
 			observed := false
-			_ = d.update(a, func(r *record) {
-				if a.run == rs && r.State == api.Starting {
-					r.State, r.StartedAt, r.Pid, r.BootSeconds, r.Accel = api.Running, st.StartedAt.UTC(), st.Pid, st.BootSeconds, st.Accel
+			d.mu.Lock()
+			if a.run == rs && a.rec.State == api.Starting {
+				_ = d.moveLocked(a, api.Running, func(r *record) {
+					r.StartedAt, r.Pid, r.BootSeconds, r.Accel = st.StartedAt.UTC(), st.Pid, st.BootSeconds, st.Accel
 					r.Template, r.Spare, r.StartPhases = st.Template, st.Spare, st.Phases
 					observed = true
-				}
-			})
+				})
+			}
+			d.mu.Unlock()
 			if observed {
 				d.metrics.startLatency.Observe(st.BootSeconds)
 				d.metrics.starts.WithLabelValues(startedHow(st.Template, st.Spare)).Inc()
@@ -308,6 +300,11 @@ func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64
 			}
 		}
 		var exit *shim.Exit
+		var shimDone <-chan struct{} // nil, never ready, for an adopted shim
+		if rs.proc != nil {
+			shimDone = rs.proc.Done
+		}
+	wait:
 		for {
 			st, err := rs.client.Wait(d.ctx)
 			if d.ctx.Err() != nil {
@@ -320,7 +317,14 @@ func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64
 			if !processAlive(shimPid, shimStart) {
 				break
 			}
+			// The shim lives but did not answer (it is ending, or its
+			// socket failed): ask again. A shim this daemon started says
+			// when it ended; one adopted from an earlier daemon is not
+			// its child, and how it fares is known only by looking, so
+			// that is polled.
 			select {
+			case <-shimDone:
+				break wait
 			case <-time.After(200 * time.Millisecond):
 			case <-d.ctx.Done():
 				return
@@ -343,7 +347,6 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 		d.mu.Unlock()
 		return
 	}
-	a.run = nil
 	r := a.rec
 	ranFor := e.FinishedAt.Sub(r.StartedAt)
 	if r.StartedAt.IsZero() {
@@ -358,10 +361,13 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 		r.Failures++
 	}
 	restart := d.shouldRestart(r, e.ExitCode, e.OOMKilled)
-	_ = d.updateLocked(a, func(r *record) {
-		r.State, r.ExitCode, r.Error, r.OOMKilled = api.Exited, e.ExitCode, e.Error, e.OOMKilled
+	to := api.Exited
+	if restart {
+		to = api.Restarting
+	}
+	_ = d.moveLocked(a, to, func(r *record) {
+		r.ExitCode, r.Error, r.OOMKilled = e.ExitCode, e.Error, e.OOMKilled
 		r.FinishedAt = e.FinishedAt.UTC()
-		r.Pid, r.ShimPid, r.ShimStart, r.Health, r.Launching = 0, 0, 0, "", false
 		if e.Accel != "" {
 			r.Accel = e.Accel
 		}
@@ -369,10 +375,10 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 			r.Template, r.Spare, r.StartPhases = e.Template, e.Spare, e.Phases
 		}
 		if restart {
-			r.State = api.Restarting
 			r.Restarts++
 		}
 	})
+	a.run = nil
 	failures, id := r.Failures, r.ID
 	d.mu.Unlock()
 
@@ -452,7 +458,7 @@ func (d *Daemon) cancelRestartLocked(a *arrow) bool {
 		d.wg.Done()
 	}
 	a.timer = nil
-	_ = d.updateLocked(a, func(r *record) { r.State, r.StoppedByUser = api.Exited, true })
+	_ = d.moveLocked(a, api.Exited, func(r *record) { r.StoppedByUser = true })
 	return true
 }
 
@@ -604,6 +610,7 @@ func (d *Daemon) Remove(ctx context.Context, ref string, force bool) error {
 		return fmt.Errorf("remove state: %w", err)
 	}
 	a.removed = true
+	a.changedLocked()
 	delete(d.arrows, id)
 	d.mu.Unlock()
 	d.removeCgroup(id)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/arrowsys/arrow/api"
 )
 
 // Health states of an arrow with a ready port.
@@ -34,6 +32,9 @@ func (d *Daemon) probeReady(a *arrow, rs *runState) {
 		_ = d.update(a, func(r *record) {
 			if a.run == rs {
 				r.Health = h
+				if h != healthStarting {
+					closeOnce(rs.settled)
+				}
 			}
 		})
 	}
@@ -49,24 +50,14 @@ func (d *Daemon) probeReady(a *arrow, rs *runState) {
 	}
 }
 
-// waitHealthy returns once a's run rs is no longer starting its health
-// checks, or ctx ends.
-func (d *Daemon) waitHealthy(ctx context.Context, a *arrow, rs *runState) {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		d.mu.Lock()
-		h, st, same := a.rec.Health, a.rec.State, a.run == rs
-		d.mu.Unlock()
-		if !same || st != api.Running || (h != "" && h != healthStarting) {
-			return
-		}
-		select {
-		case <-rs.exited:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// waitHealthy returns once the run rs, which left starting, is no longer
+// starting its health checks (they settled, or the run ended), or ctx
+// ends.
+func (d *Daemon) waitHealthy(ctx context.Context, rs *runState) {
+	select {
+	case <-rs.settled:
+	case <-rs.ended:
+	case <-rs.exited:
+	case <-ctx.Done():
 	}
 }

@@ -84,7 +84,9 @@ func endHolder(dir string, termGrace time.Duration) error {
 }
 
 // waitHolder waits up to grace for dir's lock to be free, and returns its
-// holder then (0: none).
+// holder then (0: none). The holder is a shim this daemon did not start
+// (an earlier daemon's, or an orphan): no event of the daemon's own says
+// when it lets go, so the lock is polled.
 func waitHolder(dir string, grace time.Duration) (int, error) {
 	deadline := time.Now().Add(grace)
 	for {
@@ -113,7 +115,7 @@ func (d *Daemon) recoverLaunch(a *arrow) {
 		e.Error += fmt.Sprintf("; its supervisor could not be ended: %v", err)
 		fmt.Fprintf(d.cfg.Log, "arrowd: %s: %v\n", r.ID[:12], err)
 	}
-	rs := &runState{exited: make(chan struct{})}
+	rs := newRunState(nil, nil)
 	a.run = rs
 	d.finished(a, rs, e)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/cgroup"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/network"
 	"github.com/arrowsys/arrow/shim"
 	"github.com/arrowsys/arrow/vm"
@@ -152,7 +153,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	// The data root and the arrows' directories are private; the runtime
 	// directory only lets the socket's group reach the socket.
-	for _, dir := range []string{cfg.Root, filepath.Join(cfg.Root, "arrows")} {
+	for _, dir := range []string{cfg.Root, dataroot.Root(cfg.Root).Arrows()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("arrowd: %w", err)
 		}
@@ -164,7 +165,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err := CheckRuntimeDir(cfg.RunDir); err != nil {
 		return nil, fmt.Errorf("arrowd: %w", err)
 	}
-	st, err := openStore(filepath.Join(cfg.Root, "arrowd.db"))
+	st, err := openStore(dataroot.Root(cfg.Root).DB())
 	if err != nil {
 		return nil, fmt.Errorf("arrowd: %w", err)
 	}
@@ -210,7 +211,7 @@ func (d *Daemon) Close() error {
 	return d.st.close()
 }
 
-func (d *Daemon) arrowDir(id string) string { return filepath.Join(d.cfg.Root, "arrows", id) }
+func (d *Daemon) arrowDir(id string) string { return dataroot.Root(d.cfg.Root).Arrow(id) }
 
 func (d *Daemon) socketPath(id string) string { return filepath.Join(d.cfg.RunDir, id+".sock") }
 

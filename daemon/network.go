@@ -7,11 +7,11 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/network"
 	"github.com/arrowsys/arrow/run"
@@ -50,7 +50,7 @@ func (d *Daemon) openNetworks() {
 	}
 	d.netLock = lock
 	m, err := network.Open(network.Options{
-		StatePath: filepath.Join(d.cfg.Root, "networks.db"),
+		StatePath: dataroot.Root(d.cfg.Root).Networks(),
 		Logf:      func(f string, args ...any) { fmt.Fprintf(d.cfg.Log, "arrowd: network: "+f+"\n", args...) },
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/run"
 	"github.com/arrowsys/arrow/shim"
 )
@@ -105,7 +106,7 @@ func newPool(d *Daemon, size, max int) *pool {
 	// Spare directories of an earlier daemon: their shims end with it
 	// (their control connection to it closed), but make sure: none may
 	// keep a VM running once its directory is gone.
-	endSpares(filepath.Join(d.cfg.Root, "spares"), func(format string, args ...any) {
+	endSpares(dataroot.Root(d.cfg.Root).Spares(), func(format string, args ...any) {
 		fmt.Fprintf(d.cfg.Log, format, args...)
 	})
 	// And their sockets, which a spare shim ended by SIGKILL leaves.
@@ -220,7 +221,7 @@ func (p *pool) start(s shape) (*spareShim, error) {
 		return nil, fmt.Errorf("only %d MiB of memory available: no spare started", avail)
 	}
 	id := newID()[:16]
-	dir := filepath.Join(p.d.cfg.Root, "spares", id)
+	dir := dataroot.Root(p.d.cfg.Root).Spare(id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

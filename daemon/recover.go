@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/run"
 	"github.com/arrowsys/arrow/shim"
 )
@@ -125,7 +126,7 @@ func (d *Daemon) recoverLaunch(a *arrow) {
 // all), ends them, and removes the directories that have no record. It
 // runs at start, before any new shim is started.
 func (d *Daemon) endOrphans() {
-	base := filepath.Join(d.cfg.Root, "arrows")
+	base := dataroot.Root(d.cfg.Root).Arrows()
 	ents, err := os.ReadDir(base)
 	if err != nil {
 		fmt.Fprintf(d.cfg.Log, "arrowd: scan %s: %v\n", base, err)

@@ -14,6 +14,7 @@ import (
 
 	reference "github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
@@ -39,14 +40,14 @@ type guestRoot struct {
 }
 
 // ImagesDir is the image store under Arrow's data root.
-func ImagesDir(root string) string { return filepath.Join(root, "images") }
+func ImagesDir(root string) string { return dataroot.Root(root).Images() }
 
 // RootDisksDir is the cache of images' root disks under Arrow's data root.
-func RootDisksDir(root string) string { return filepath.Join(root, "rootfs") }
+func RootDisksDir(root string) string { return dataroot.Root(root).RootDisks() }
 
 // dirDisksDir is the cache of --rootfs directories' disks: apart from the
 // images' disks, which are pruned by the images they belong to.
-func dirDisksDir(root string) string { return filepath.Join(RootDisksDir(root), "dirs") }
+func dirDisksDir(root string) string { return dataroot.Root(root).DirDisks() }
 
 // RootDiskMaxAge is how long a root disk nothing used is kept.
 const RootDiskMaxAge = 30 * 24 * time.Hour

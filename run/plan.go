@@ -2,6 +2,7 @@ package run
 
 import (
 	"github.com/arrowsys/arrow/cgroup"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/jail"
 
 	"context"
@@ -257,7 +258,7 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 			p.cfg.Cmdline = strings.TrimSpace(p.cfg.Cmdline + " arrow.modules=" + strings.Join(names, ","))
 		}
 	}
-	b := &initramfs.Builder{Dir: filepath.Join(o.Root, "initramfs")}
+	b := &initramfs.Builder{Dir: dataroot.Root(o.Root).Initramfs()}
 	cpio, err := b.Build(ctx, set, extra...)
 	if err != nil {
 		return fail(ExitArrowFailed, fmt.Errorf("build the guest initramfs: %w", err))

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
@@ -116,12 +117,12 @@ func MayUseSpare(o *Options) bool {
 }
 
 // closuresDir caches the erofs images of host programs' closures.
-func closuresDir(root string) string { return filepath.Join(RootDisksDir(root), "closures") }
+func closuresDir(root string) string { return dataroot.Root(root).Closures() }
 
 // closureDisk builds (or reuses) the erofs image of a host program's
 // closure, keyed as its initramfs would be, and holds it.
 func closureDisk(ctx context.Context, o *Options, set *closure.Set) (*rootfs.Disk, error) {
-	b := &initramfs.Builder{Dir: filepath.Join(o.Root, "initramfs")}
+	b := &initramfs.Builder{Dir: dataroot.Root(o.Root).Initramfs()}
 	key, err := b.Key(ctx, set)
 	if err != nil {
 		return nil, err
@@ -184,7 +185,7 @@ func templateConfig(o *Options, cfg vm.Config, initPath string) template.Config 
 		// /dev/shm they would outlive a deleted root (a test's, say) and
 		// hold their RAM until reboot. The page cache shares their pages
 		// between clones all the same.
-		Root: o.Root, MemDir: filepath.Join(template.Dir(o.Root), ".mem"), QEMU: cfg.QEMU, Kernel: cfg.Kernel, Init: initPath,
+		Root: o.Root, MemDir: dataroot.Root(o.Root).TemplateMemory(), QEMU: cfg.QEMU, Kernel: cfg.Kernel, Init: initPath,
 		MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, Accel: cfg.Accel, Jail: cfg.Jail,
 		BootTimeout: max(o.bootTimeout(), DefaultBootTimeout), // --boot-timeout is the cold boot's
 	}

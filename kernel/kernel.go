@@ -32,6 +32,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/arrowsys/arrow/dataroot"
 )
 
 //go:embed arrow.config
@@ -93,9 +95,8 @@ type Kernel struct {
 // kernel source. Errors returned by Find match it with errors.Is.
 var ErrNotBuilt = errors.New("guest kernel not built yet: run `arrow kernel build`")
 
-// Cache layout under the data root.
+// The files in a kernel's directory under [KernelsDir].
 const (
-	kernelsDir   = "kernels"
 	imageName    = "vmlinux"
 	configName   = "config"
 	logName      = "build.log"
@@ -104,7 +105,7 @@ const (
 
 // KernelsDir returns the directory under root that holds cached kernels.
 func KernelsDir(root string) string {
-	return filepath.Join(root, kernelsDir)
+	return dataroot.Root(root).Kernels()
 }
 
 // SystemDir is the machine's kernels directory, where `arrow kernel build`

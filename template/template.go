@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
@@ -167,7 +168,7 @@ func (in Inputs) Key() string {
 }
 
 // Dir is where the templates under Arrow's data root live.
-func Dir(root string) string { return filepath.Join(root, "templates") }
+func Dir(root string) string { return dataroot.Root(root).Templates() }
 
 func (c *Config) memDir() string {
 	if c.MemDir != "" {
@@ -267,7 +268,7 @@ func (c *Config) defaults() error {
 
 // initramfs builds the template's initramfs: arrow-init and nothing else.
 func (c *Config) initramfs(ctx context.Context) (string, error) {
-	b := &initramfs.Builder{Dir: filepath.Join(c.Root, "initramfs")}
+	b := &initramfs.Builder{Dir: dataroot.Root(c.Root).Initramfs()}
 	p, err := b.Build(ctx, closure.NewSet(), initramfs.Entry{Path: "/init", Source: c.Init, Mode: 0o755})
 	if err != nil {
 		return "", fmt.Errorf("template: initramfs: %w", err)
@@ -281,7 +282,7 @@ func (c *Config) memo() cachefile.Memo { return rootMemo(c.Root) }
 
 // rootMemo is the memo of the templates under Arrow's data root root.
 func rootMemo(root string) cachefile.Memo {
-	return cachefile.Memo{Dir: filepath.Join(Dir(root), ".memo")}
+	return cachefile.Memo{Dir: dataroot.Root(root).TemplateMemo()}
 }
 
 // qemuVersion is QEMU's version line and the binary's hash: a rebuilt

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/e2e/fixture"
 )
 
@@ -92,7 +93,7 @@ func benchImages(ctx context.Context, arrowBin string, runs int) error {
 		}
 		imports = append(imports, s)
 		if i == 0 {
-			if growth, growthApparent, err = diskUsage(filepath.Join(root, "images")); err != nil {
+			if growth, growthApparent, err = diskUsage(dataroot.Root(root).Images()); err != nil {
 				return err
 			}
 		} else if err := os.RemoveAll(r); err != nil {
@@ -101,7 +102,7 @@ func benchImages(ctx context.Context, arrowBin string, runs int) error {
 	}
 
 	pass := []string{"-c", "pass"}
-	disks := filepath.Join(root, "rootfs")
+	disks := dataroot.Root(root).RootDisks()
 	contenders := []*imageContender{
 		{contender: contender{name: "image, cold (root disk built)",
 			argv: append([]string{arrowBin, "--root", root, "run", "--kernel", kernel, "py", "python3"}, pass...)},

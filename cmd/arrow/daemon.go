@@ -21,6 +21,7 @@ import (
 
 	"github.com/arrowsys/arrow/api/client"
 	"github.com/arrowsys/arrow/daemon"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/shim"
 )
 
@@ -218,7 +219,7 @@ func (g *globals) connect(ctx context.Context) (*client.Client, error) {
 			return c, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("started arrowd, but it does not answer on %s (see %s): %w", sock, filepath.Join(g.dataRoot(), "arrowd.log"), err)
+			return nil, fmt.Errorf("started arrowd, but it does not answer on %s (see %s): %w", sock, dataroot.Root(g.dataRoot()).DaemonLog(), err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -235,7 +236,7 @@ func (g *globals) startDaemon() error {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(filepath.Join(root, "arrowd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(dataroot.Root(root).DaemonLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}

@@ -11,13 +11,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/image/oci"
 	"github.com/arrowsys/arrow/image/store"
 	"github.com/arrowsys/arrow/run"
 )
 
 // imagesDir is the image store under Arrow's data root.
-func (g *globals) imagesDir() string { return filepath.Join(g.dataRoot(), "images") }
+func (g *globals) imagesDir() string { return dataroot.Root(g.dataRoot()).Images() }
 
 func newImageCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{

@@ -233,7 +233,7 @@ func (p *pool) start(s shape) (*spareShim, error) {
 	if err != nil {
 		// The directory goes, and its shim.log with it: keep what the
 		// shim said.
-		if log, rerr := os.ReadFile(filepath.Join(dir, "shim.log")); rerr == nil && len(log) > 0 {
+		if log, rerr := os.ReadFile(filepath.Join(dir, shim.ShimLogFile)); rerr == nil && len(log) > 0 {
 			err = fmt.Errorf("%w; its log: %s", err, strings.TrimSpace(string(tail(log, 1000))))
 		}
 		os.RemoveAll(dir)

@@ -27,8 +27,8 @@
 //	                   run; 0700), so that templates go with their root.
 //	templates/.memo/   the hashes of the templates' inputs (template).
 //	arrows/<id>/       one directory per arrow arrowd keeps (daemon, 0700):
-//	                   the shim's launch.json, exit.json, output.log and
-//	                   shim.lock (package shim names those).
+//	                   the shim's launch.json, exit.json, output.log,
+//	                   shim.lock and shim.log (package shim names those).
 //	spares/<id>/       one directory per spare VM of arrowd's pool (daemon,
 //	                   0700): spare.json and the spare shim's shim.log.
 //	arrowd.db          arrowd's state (daemon; bbolt, 0600).

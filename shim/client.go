@@ -83,7 +83,7 @@ func Start(ctx context.Context, exe string, args []string, dir string) (*Process
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// The shim's own diagnostics (a panic, say) go to a file of the arrow's.
-	if f, err := os.OpenFile(dir+"/shim.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+	if f, err := os.OpenFile(dir+"/"+ShimLogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 		cmd.Stdout, cmd.Stderr = f, f
 		defer f.Close()
 	}
@@ -112,7 +112,7 @@ func Start(ctx context.Context, exe string, args []string, dir string) (*Process
 		_ = cmd.Process.Kill()
 		<-p.Done
 		if s == "" {
-			s = "exited before it was ready (see " + dir + "/shim.log)"
+			s = "exited before it was ready (see " + dir + "/" + ShimLogFile + ")"
 		}
 		return nil, fmt.Errorf("shim: %s", s)
 	case <-ctx.Done():

@@ -96,6 +96,8 @@ const (
 	LaunchFile = "launch.json"
 	ExitFile   = "exit.json"
 	LogFile    = "output.log"
+	// ShimLogFile takes the shim process's own diagnostics (a panic, say).
+	ShimLogFile = "shim.log"
 )
 
 // WriteLaunch atomically writes l to dir's launch file.

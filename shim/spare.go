@@ -140,7 +140,7 @@ func ServeSpare(ctx context.Context, dir string, ctl io.ReadWriteCloser) error {
 			claimed = s
 			// The shim's own diagnostics go to the arrow's directory,
 			// as a started shim's do: the spare's is removed.
-			redirectOutput(filepath.Join(c.dir, "shim.log"))
+			redirectOutput(filepath.Join(c.dir, ShimLogFile))
 			// The spare's socket goes: the arrow's serves from now on.
 			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_ = srv.Shutdown(sctx)

@@ -33,7 +33,7 @@
 //	                   0700): spare.json and the spare shim's shim.log.
 //	arrowd.db          arrowd's state (daemon; bbolt, 0600).
 //	networks.db        the bridge networks and endpoints (network, opened
-//	                   by daemon; bbolt).
+//	                   by daemon; bbolt, 0600).
 //	arrowd.log         the output of an arrowd that `arrow` started itself
 //	                   (cmd/arrow; 0600).
 //	.materialize-*     scratch trees of images being materialized (run).

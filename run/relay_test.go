@@ -57,13 +57,12 @@ func (m *fakeVM) killed() int {
 // relayRig is a session between a fake VM with a fake guest and options
 // whose streams the test reads.
 type relayRig struct {
-	g                *guesttest.Guest
-	m                *fakeVM
-	s                *session
-	out, errs, log   *syncbuf.Buffer
-	sigs             chan os.Signal
-	healthy          chan struct{}
-	markHealthyCalls int
+	g              *guesttest.Guest
+	m              *fakeVM
+	s              *session
+	out, errs, log *syncbuf.Buffer
+	sigs           chan os.Signal
+	healthy        chan struct{}
 }
 
 func newRelayRig(t *testing.T, cfg api.Config) *relayRig {

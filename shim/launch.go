@@ -239,5 +239,3 @@ func Options(c *api.Config, root string) run.Options {
 	}
 	return o
 }
-
-func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -56,57 +56,35 @@ func fullRecord(state api.State) *record {
 }
 
 func TestTransition(t *testing.T) {
+	// What a move to starting resets: everything of the last run.
+	newRun := func(r *record) {
+		r.Launching = true
+		r.Pid, r.ShimPid, r.ShimStart = 0, 0, 0
+		r.ExitCode, r.Error, r.OOMKilled, r.Health = 0, "", false, ""
+		r.Template, r.Spare, r.StartPhases = "", false, nil
+		r.StoppedByUser = false
+		r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
+	}
+	// What a move to exited or restarting resets: the run's processes.
+	runEnded := func(r *record) {
+		r.Launching, r.Pid, r.ShimPid, r.ShimStart, r.Health = false, 0, 0, 0, ""
+	}
 	tests := []struct {
 		from, to api.State
 		want     func(r *record) // from fullRecord(from), what the move changes
 	}{
-		{api.Created, api.Starting, func(r *record) {
-			r.Launching = true
-			r.Pid, r.ShimPid, r.ShimStart = 0, 0, 0
-			r.ExitCode, r.Error, r.OOMKilled, r.Health = 0, "", false, ""
-			r.Template, r.Spare, r.StartPhases = "", false, nil
-			r.StoppedByUser = false
-			r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
-		}},
-		{api.Created, api.Exited, func(r *record) {
-			r.Launching, r.Pid, r.ShimPid, r.ShimStart, r.Health = false, 0, 0, 0, ""
-		}},
-		{api.Starting, api.Restarting, func(r *record) {
-			r.Launching, r.Pid, r.ShimPid, r.ShimStart, r.Health = false, 0, 0, 0, ""
-		}},
-		{api.Exited, api.Starting, func(r *record) {
-			r.Launching = true
-			r.Pid, r.ShimPid, r.ShimStart = 0, 0, 0
-			r.ExitCode, r.Error, r.OOMKilled, r.Health = 0, "", false, ""
-			r.Template, r.Spare, r.StartPhases = "", false, nil
-			r.StoppedByUser = false
-			r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
-		}},
-		{api.Restarting, api.Starting, func(r *record) {
-			r.Launching = true
-			r.Pid, r.ShimPid, r.ShimStart = 0, 0, 0
-			r.ExitCode, r.Error, r.OOMKilled, r.Health = 0, "", false, ""
-			r.Template, r.Spare, r.StartPhases = "", false, nil
-			r.StoppedByUser = false
-			r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
-		}},
+		{api.Created, api.Starting, newRun},
+		{api.Created, api.Exited, runEnded},
+		{api.Starting, api.Restarting, runEnded},
+		{api.Exited, api.Starting, newRun},
+		{api.Restarting, api.Starting, newRun},
 		// The shim's report is the caller's to record.
 		{api.Starting, api.Running, func(r *record) {}},
-		{api.Running, api.Exited, func(r *record) {
-			r.Launching, r.Pid, r.ShimPid, r.ShimStart, r.Health = false, 0, 0, 0, ""
-		}},
-		{api.Running, api.Restarting, func(r *record) {
-			r.Launching, r.Pid, r.ShimPid, r.ShimStart, r.Health = false, 0, 0, 0, ""
-		}},
-		{api.Starting, api.Exited, func(r *record) {
-			r.Launching, r.Pid, r.ShimPid, r.ShimStart, r.Health = false, 0, 0, 0, ""
-		}},
-		{api.Restarting, api.Exited, func(r *record) {
-			r.Launching, r.Pid, r.ShimPid, r.ShimStart, r.Health = false, 0, 0, 0, ""
-		}},
-		{api.Exited, api.Exited, func(r *record) {
-			r.Launching, r.Pid, r.ShimPid, r.ShimStart, r.Health = false, 0, 0, 0, ""
-		}},
+		{api.Running, api.Exited, runEnded},
+		{api.Running, api.Restarting, runEnded},
+		{api.Starting, api.Exited, runEnded},
+		{api.Restarting, api.Exited, runEnded},
+		{api.Exited, api.Exited, runEnded},
 	}
 	covered := make(map[[2]api.State]bool)
 	for _, tt := range tests {

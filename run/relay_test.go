@@ -328,3 +328,18 @@ func TestAwaitReady(t *testing.T) {
 		})
 	}
 }
+
+// TestColdReasonNames pins each reason's name: --debug prints them, and
+// a new reason must get one.
+func TestColdReasonNames(t *testing.T) {
+	for r, want := range map[ColdReason]string{
+		mayClone: "none", ColdAsked: "--cold", ColdVolumes: "volumes", ColdKernelArgs: "--kernel-args",
+		ColdForeignKernel: "not Arrow's kernel", ColdNoClosureDisk: "no closure disk",
+		ColdNoRootDisk: "no root disk", ColdTemplateFailed: "the template failed",
+		ColdTemplateFailed + 1: "ColdReason(8)",
+	} {
+		if got := r.String(); got != want {
+			t.Errorf("ColdReason(%d) = %q, want %q", int(r), got, want)
+		}
+	}
+}

@@ -58,25 +58,13 @@ const (
 
 // String says the reason as --debug prints it.
 func (r ColdReason) String() string {
-	switch r {
-	case mayClone:
-		return "none"
-	case ColdAsked:
-		return "--cold"
-	case ColdVolumes:
-		return "volumes"
-	case ColdKernelArgs:
-		return "--kernel-args"
-	case ColdForeignKernel:
-		return "not Arrow's kernel"
-	case ColdNoClosureDisk:
-		return "no closure disk"
-	case ColdNoRootDisk:
-		return "no root disk"
-	case ColdTemplateFailed:
-		return "the template failed"
+	// Indexed by reason, in the order of the constants.
+	names := [...]string{"none", "--cold", "volumes", "--kernel-args", "not Arrow's kernel",
+		"no closure disk", "no root disk", "the template failed"}
+	if r < 0 || int(r) >= len(names) {
+		return fmt.Sprintf("ColdReason(%d)", int(r))
 	}
-	return fmt.Sprintf("ColdReason(%d)", int(r))
+	return names[r]
 }
 
 // coldReason says why the run must boot cold, or mayClone when a clone of

@@ -5,28 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/internal/modetest"
 	"github.com/arrowsys/arrow/internal/syncbuf"
 )
-
-func permissiveUmask(t *testing.T) {
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
-}
-
-func assertPerm(t *testing.T, path string, want os.FileMode) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fi.Mode().Perm(); got != want {
-		t.Errorf("%s: mode %v, want %v", path, got, want)
-	}
-}
 
 // TestFindSystemFallback: a data root without a kernel boots the system's;
 // the data root's own kernel comes first; a system directory others may
@@ -114,7 +98,7 @@ func TestDefaultSystemDir(t *testing.T) {
 // alone, whatever the umask; the build log stays in the data root.
 func TestBuildModes(t *testing.T) {
 	needTools(t)
-	permissiveUmask(t)
+	modetest.PermissiveUmask(t)
 	key := Key("9.9.9-test", Fragment())
 
 	t.Run("data root", func(t *testing.T) {
@@ -128,10 +112,10 @@ func TestBuildModes(t *testing.T) {
 		if k.Path != filepath.Join(dir, imageName) {
 			t.Fatalf("built %s", k.Path)
 		}
-		assertPerm(t, KernelsDir(root), 0o700)
-		assertPerm(t, dir, 0o700)
+		modetest.AssertPerm(t, KernelsDir(root), 0o700)
+		modetest.AssertPerm(t, dir, 0o700)
 		for _, name := range []string{imageName, configName, metadataName, logName, "../.lock-" + key} {
-			assertPerm(t, filepath.Join(dir, name), 0o600)
+			modetest.AssertPerm(t, filepath.Join(dir, name), 0o600)
 		}
 	})
 
@@ -150,16 +134,16 @@ func TestBuildModes(t *testing.T) {
 			t.Fatalf("installed %s, want it in %s", k.Path, dir)
 		}
 		for _, d := range []string{filepath.Dir(filepath.Dir(sys)), filepath.Dir(sys), sys, dir} {
-			assertPerm(t, d, 0o755)
+			modetest.AssertPerm(t, d, 0o755)
 		}
 		for _, name := range []string{imageName, configName, metadataName} {
-			assertPerm(t, filepath.Join(dir, name), 0o644)
+			modetest.AssertPerm(t, filepath.Join(dir, name), 0o644)
 		}
 		if _, err := os.Stat(filepath.Join(dir, logName)); err == nil {
 			t.Error("the build log went to the system directory")
 		}
-		assertPerm(t, KernelsDir(root), 0o700)
-		assertPerm(t, filepath.Join(KernelsDir(root), key+".build.log"), 0o600)
+		modetest.AssertPerm(t, KernelsDir(root), 0o700)
+		modetest.AssertPerm(t, filepath.Join(KernelsDir(root), key+".build.log"), 0o600)
 		if _, err := os.Stat(filepath.Join(KernelsDir(root), key)); err == nil {
 			t.Error("a system build also left a kernel in the data root")
 		}
@@ -203,7 +187,7 @@ func TestBuildModes(t *testing.T) {
 		if got, err := os.ReadFile(k.Path); err != nil || string(got) != string(want) {
 			t.Fatalf("installed image differs: %v", err)
 		}
-		assertPerm(t, k.Path, 0o644)
+		modetest.AssertPerm(t, k.Path, 0o644)
 	})
 
 	t.Run("no system directory", func(t *testing.T) {

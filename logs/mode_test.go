@@ -4,15 +4,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/arrowsys/arrow/internal/modetest"
 )
 
 // TestModes: a log and its rotated files are 0600 whatever the umask, and
 // a log an older Arrow left world-readable is tightened when it is reopened.
 func TestModes(t *testing.T) {
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
+	modetest.PermissiveUmask(t)
 	dir := t.TempDir()
 	tests := []struct {
 		name     string

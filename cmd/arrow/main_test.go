@@ -5,8 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/arrowsys/arrow/internal/modetest"
 )
 
 // TestDataRootPrivate: whatever command runs first makes the data root
@@ -14,8 +15,7 @@ import (
 // tightened; one owned by someone else, or not a directory, is refused
 // before anything is written into it.
 func TestDataRootPrivate(t *testing.T) {
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
+	modetest.PermissiveUmask(t)
 	base := t.TempDir()
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)

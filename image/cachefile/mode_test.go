@@ -3,31 +3,14 @@ package cachefile
 import (
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/arrowsys/arrow/internal/modetest"
 )
 
-// permissiveUmask clears the umask for the test: modes must come from the
-// code, not from a umask that happens to take the group and other bits.
-func permissiveUmask(t *testing.T) {
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
-}
-
-func assertMode(t *testing.T, path string, want os.FileMode) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fi.Mode().Perm(); got != want {
-		t.Errorf("%s: mode %v, want %v", path, got, want)
-	}
-}
-
 func TestPrivateModes(t *testing.T) {
-	permissiveUmask(t)
+	modetest.PermissiveUmask(t)
 	base := t.TempDir()
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
@@ -42,9 +25,9 @@ func TestPrivateModes(t *testing.T) {
 		if err := PrivateDir(dir); err != nil {
 			t.Fatal(err)
 		}
-		assertMode(t, dir, DirMode)
+		modetest.AssertPerm(t, dir, DirMode)
 	}
-	assertMode(t, filepath.Join(base, "new"), DirMode)
+	modetest.AssertPerm(t, filepath.Join(base, "new"), DirMode)
 
 	notDir := filepath.Join(base, "file")
 	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
@@ -60,16 +43,16 @@ func TestPrivateModes(t *testing.T) {
 	if v, ok := m.Get("key"); !ok || v != "value" {
 		t.Fatalf("memo: %q %v", v, ok)
 	}
-	assertMode(t, m.Dir, DirMode)
-	assertMode(t, m.path("key"), FileMode)
+	modetest.AssertPerm(t, m.Dir, DirMode)
+	modetest.AssertPerm(t, m.path("key"), FileMode)
 
 	if err := WriteFile(filepath.Join(fresh, "f"), []byte("x"), FileMode); err != nil {
 		t.Fatal(err)
 	}
-	assertMode(t, filepath.Join(fresh, "f"), FileMode)
+	modetest.AssertPerm(t, filepath.Join(fresh, "f"), FileMode)
 
 	if !PruneDue(fresh, time.Hour) {
 		t.Fatal("not due")
 	}
-	assertMode(t, filepath.Join(fresh, pruneStamp), FileMode)
+	modetest.AssertPerm(t, filepath.Join(fresh, pruneStamp), FileMode)
 }

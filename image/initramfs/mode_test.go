@@ -4,16 +4,16 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/arrowsys/arrow/internal/modetest"
 )
 
 // TestBuildPrivate: the archive cache, its archives and its memos are the
 // owner's only, whatever the umask; an archive an older Arrow left
 // world-readable is tightened when it is used.
 func TestBuildPrivate(t *testing.T) {
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
+	modetest.PermissiveUmask(t)
 	src, cache := t.TempDir(), filepath.Join(t.TempDir(), "initramfs")
 	set, _ := testSet(t, src)
 	b := &Builder{Dir: cache}

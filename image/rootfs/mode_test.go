@@ -4,8 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/arrowsys/arrow/internal/modetest"
 )
 
 // TestBuildPrivate: the cache directory and the disks in it are the
@@ -13,8 +14,7 @@ import (
 // world-readable is tightened when it is used.
 func TestBuildPrivate(t *testing.T) {
 	needMkfs(t)
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
+	modetest.PermissiveUmask(t)
 	ctx := context.Background()
 	src := testTree(t)
 	root := t.TempDir()
@@ -27,15 +27,8 @@ func TestBuildPrivate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for path, want := range map[string]os.FileMode{cache: 0o700, img: 0o600} {
-			fi, err := os.Stat(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fi.Mode().Perm() != want {
-				t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
-			}
-		}
+		modetest.AssertPerm(t, cache, 0o700)
+		modetest.AssertPerm(t, img, 0o600)
 
 		if err := os.Chmod(img, 0o644); err != nil {
 			t.Fatal(err)

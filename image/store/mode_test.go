@@ -3,8 +3,9 @@ package store
 import (
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/arrowsys/arrow/internal/modetest"
 )
 
 // TestOpenPrivate: the store's rule for modes is that its root is 0700,
@@ -13,8 +14,7 @@ import (
 // image's files (materialized trees hard link them), reachable only
 // through that root.
 func TestOpenPrivate(t *testing.T) {
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
+	modetest.PermissiveUmask(t)
 	for _, existing := range []os.FileMode{0, 0o755, 0o777} {
 		root := filepath.Join(t.TempDir(), "images")
 		if existing != 0 {

@@ -98,22 +98,13 @@ var runMarker string
 // qemuProcesses lists the PIDs of this run's QEMU processes.
 func qemuProcesses(t *testing.T) map[string]bool {
 	t.Helper()
-	pids := map[string]bool{}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil || !strings.HasPrefix(string(comm), "qemu-system") {
-			continue
+	return processesWhere(t, func(pid, comm string) bool {
+		if !strings.HasPrefix(comm, "qemu-system") {
+			return false
 		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && bytes.Contains(append(env, 0), []byte(runMarker+"\x00")) {
-			pids[e.Name()] = true
-		}
-	}
-	return pids
+		env, err := os.ReadFile(filepath.Join("/proc", pid, "environ"))
+		return err == nil && bytes.Contains(append(env, 0), []byte(runMarker+"\x00"))
+	})
 }
 
 // assertNoNewQEMU fails when a QEMU process exists that did not before.

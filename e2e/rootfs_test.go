@@ -147,6 +147,13 @@ func (e guestEnv) boot(t *testing.T, drives []vm.Drive, shares []vm.Share, spec 
 // processesNamed lists the PIDs of processes whose command name is name.
 func processesNamed(t *testing.T, name string) map[string]bool {
 	t.Helper()
+	return processesWhere(t, func(_, comm string) bool { return comm == name })
+}
+
+// processesWhere lists the PIDs of the processes match accepts, given
+// their PID and command name.
+func processesWhere(t *testing.T, match func(pid, comm string) bool) map[string]bool {
+	t.Helper()
 	pids := map[string]bool{}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -154,7 +161,7 @@ func processesNamed(t *testing.T, name string) map[string]bool {
 	}
 	for _, e := range ents {
 		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err == nil && strings.TrimSpace(string(comm)) == name {
+		if err == nil && match(e.Name(), strings.TrimSpace(string(comm))) {
 			pids[e.Name()] = true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/internal/tartest"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,39 +22,39 @@ func TestApplyRejects(t *testing.T) {
 	big := strings.Repeat("x", 300)
 	tests := []struct {
 		name string
-		ents []ent
+		ents []tartest.Entry
 		opts Options
 		want error
 	}{
-		{"dot-dot name", []ent{file("../victim", "pwned")}, Options{}, ErrTraversal},
-		{"dot-dot deep", []ent{file("a/b/../../../victim", "pwned")}, Options{}, ErrTraversal},
-		{"absolute dot-dot", []ent{file("/../etc/passwd", "pwned")}, Options{}, ErrTraversal},
-		{"symlink escape pair", []ent{symlink("evil", "../etc"), file("evil/passwd", "pwned")}, Options{}, ErrSymlinkEscape},
-		{"symlink escape deep", []ent{dir("a"), symlink("a/up", "../../.."), file("a/up/victim", "pwned")}, Options{}, ErrSymlinkEscape},
-		{"symlink chain escape", []ent{symlink("s1", "s2"), symlink("s2", "d/../.."), dir("d"), file("s1/victim", "pwned")}, Options{}, ErrSymlinkEscape},
-		{"hard link escape", []ent{hardlink("pw", "../etc/passwd")}, Options{}, ErrTraversal},
-		{"hard link through symlink escape", []ent{symlink("up", ".."), hardlink("pw", "up/etc/passwd")}, Options{}, ErrSymlinkEscape},
-		{"hard link to missing", []ent{hardlink("pw", "nothing")}, Options{}, ErrInvalidEntry},
-		{"hard link to dir", []ent{dir("d"), hardlink("pw", "d")}, Options{}, ErrInvalidEntry},
-		{"whiteout of parent", []ent{file("a/f", "x"), file("a/.wh...", "")}, Options{}, ErrTraversal},
-		{"whiteout of self", []ent{file("a/f", "x"), file("a/.wh..", "")}, Options{}, ErrInvalidEntry},
-		{"whiteout of nothing", []ent{file(".wh.", "")}, Options{}, ErrInvalidEntry},
-		{"parent is a file", []ent{file("f", "x"), file("f/g", "y")}, Options{}, ErrInvalidEntry},
-		{"symlink loop", []ent{symlink("a", "b"), symlink("b", "a"), file("a/x", "y")}, Options{}, ErrInvalidEntry},
-		{"component too long", []ent{file(big, "x")}, Options{}, ErrNameTooLong},
-		{"name too long", []ent{file(strings.Repeat("abcdefgh/", 460)+"x", "x")}, Options{}, ErrNameTooLong},
-		{"symlink target too long", []ent{symlink("s", strings.Repeat("a/", 2100))}, Options{}, ErrNameTooLong},
-		{"file too large", []ent{file("f", "0123456789")}, Options{MaxFileSize: 9}, ErrTooLarge},
-		{"layer too large", []ent{file("f", "01234"), file("g", "56789")}, Options{MaxTotalSize: 9}, ErrTooLarge},
-		{"too many entries", []ent{dir("a"), dir("b"), dir("c")}, Options{MaxEntries: 2}, ErrTooManyEntries},
-		{"root as file", []ent{file(".", "x")}, Options{}, ErrInvalidEntry},
-		{"owner out of range", []ent{{name: "f", typ: tar.TypeReg, uid: -1}}, Options{}, ErrInvalidEntry},
+		{"dot-dot name", []tartest.Entry{tartest.File("../victim", "pwned")}, Options{}, ErrTraversal},
+		{"dot-dot deep", []tartest.Entry{tartest.File("a/b/../../../victim", "pwned")}, Options{}, ErrTraversal},
+		{"absolute dot-dot", []tartest.Entry{tartest.File("/../etc/passwd", "pwned")}, Options{}, ErrTraversal},
+		{"symlink escape pair", []tartest.Entry{tartest.Symlink("evil", "../etc"), tartest.File("evil/passwd", "pwned")}, Options{}, ErrSymlinkEscape},
+		{"symlink escape deep", []tartest.Entry{tartest.Dir("a"), tartest.Symlink("a/up", "../../.."), tartest.File("a/up/victim", "pwned")}, Options{}, ErrSymlinkEscape},
+		{"symlink chain escape", []tartest.Entry{tartest.Symlink("s1", "s2"), tartest.Symlink("s2", "d/../.."), tartest.Dir("d"), tartest.File("s1/victim", "pwned")}, Options{}, ErrSymlinkEscape},
+		{"hard link escape", []tartest.Entry{tartest.Hardlink("pw", "../etc/passwd")}, Options{}, ErrTraversal},
+		{"hard link through symlink escape", []tartest.Entry{tartest.Symlink("up", ".."), tartest.Hardlink("pw", "up/etc/passwd")}, Options{}, ErrSymlinkEscape},
+		{"hard link to missing", []tartest.Entry{tartest.Hardlink("pw", "nothing")}, Options{}, ErrInvalidEntry},
+		{"hard link to dir", []tartest.Entry{tartest.Dir("d"), tartest.Hardlink("pw", "d")}, Options{}, ErrInvalidEntry},
+		{"whiteout of parent", []tartest.Entry{tartest.File("a/f", "x"), tartest.File("a/.wh...", "")}, Options{}, ErrTraversal},
+		{"whiteout of self", []tartest.Entry{tartest.File("a/f", "x"), tartest.File("a/.wh..", "")}, Options{}, ErrInvalidEntry},
+		{"whiteout of nothing", []tartest.Entry{tartest.File(".wh.", "")}, Options{}, ErrInvalidEntry},
+		{"parent is a file", []tartest.Entry{tartest.File("f", "x"), tartest.File("f/g", "y")}, Options{}, ErrInvalidEntry},
+		{"symlink loop", []tartest.Entry{tartest.Symlink("a", "b"), tartest.Symlink("b", "a"), tartest.File("a/x", "y")}, Options{}, ErrInvalidEntry},
+		{"component too long", []tartest.Entry{tartest.File(big, "x")}, Options{}, ErrNameTooLong},
+		{"name too long", []tartest.Entry{tartest.File(strings.Repeat("abcdefgh/", 460)+"x", "x")}, Options{}, ErrNameTooLong},
+		{"symlink target too long", []tartest.Entry{tartest.Symlink("s", strings.Repeat("a/", 2100))}, Options{}, ErrNameTooLong},
+		{"file too large", []tartest.Entry{tartest.File("f", "0123456789")}, Options{MaxFileSize: 9}, ErrTooLarge},
+		{"layer too large", []tartest.Entry{tartest.File("f", "01234"), tartest.File("g", "56789")}, Options{MaxTotalSize: 9}, ErrTooLarge},
+		{"too many entries", []tartest.Entry{tartest.Dir("a"), tartest.Dir("b"), tartest.Dir("c")}, Options{MaxEntries: 2}, ErrTooManyEntries},
+		{"root as file", []tartest.Entry{tartest.File(".", "x")}, Options{}, ErrInvalidEntry},
+		{"owner out of range", []tartest.Entry{{Name: "f", Type: tar.TypeReg, UID: -1}}, Options{}, ErrInvalidEntry},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			parent, dst := sandbox(t)
 			before := snapshot(t, parent, dst)
-			_, err := Apply(context.Background(), dst, bytes.NewReader(mktar(t, tc.ents...)), tc.opts)
+			_, err := Apply(context.Background(), dst, bytes.NewReader(tartest.Tar(t, tc.ents...)), tc.opts)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Apply: %v, want %v", err, tc.want)
 			}
@@ -70,7 +71,7 @@ func TestApplyRejects(t *testing.T) {
 }
 
 func TestApplyCorrupt(t *testing.T) {
-	good := mktar(t, file("a", strings.Repeat("a", 2000)), file("b", "b"))
+	good := tartest.Tar(t, tartest.File("a", strings.Repeat("a", 2000)), tartest.File("b", "b"))
 	padded := append(append([]byte(nil), good...), make([]byte, 8192)...)
 	tests := []struct {
 		name string
@@ -97,28 +98,28 @@ func TestApplyCorrupt(t *testing.T) {
 func TestApplyTree(t *testing.T) {
 	parent, dst := sandbox(t)
 	before := snapshot(t, parent, dst)
-	ents := []ent{
-		dir("./"),
-		{name: "bin/", typ: tar.TypeDir, mode: 0o755},
-		{name: "bin/busybox", typ: tar.TypeReg, body: "ELF", mode: 0o4755, uid: 0, gid: 0},
-		symlink("bin/sh", "busybox"),
-		hardlink("bin/ls", "bin/busybox"),
-		symlink("lib", "usr/lib"),
-		{name: "usr/lib/libc.so", typ: tar.TypeReg, body: "libc", mode: 0o644, uid: 12, gid: 34},
-		file("lib/via-link", "in usr/lib"),        // through an in-root symlink
-		symlink("abs", "/usr"),                    // absolute: the root is "/"
-		file("abs/lib/abs-file", "in usr/lib"),    // through it
-		symlink("evil", "/../../../../etc"),       // stored verbatim; never written through
-		symlink("dangling", "../../../../victim"), // stored verbatim
-		{name: "dev/null", typ: tar.TypeChar, mode: 0o666},
-		{name: "fifo", typ: tar.TypeFifo, mode: 0o644},
-		{name: "xattr", typ: tar.TypeReg, body: "x", mode: 0o600, xattrs: map[string]string{"user.color": "blue", "trusted.secret": "no"}},
-		{name: "ro/", typ: tar.TypeDir, mode: 0o555},
-		file("ro/inside", "ok"),
-		file("/abs-name", "cleaned"),
-		file("a/../cleaned", "inside"),
+	ents := []tartest.Entry{
+		tartest.Dir("./"),
+		{Name: "bin/", Type: tar.TypeDir, Mode: 0o755},
+		{Name: "bin/busybox", Type: tar.TypeReg, Body: "ELF", Mode: 0o4755, UID: 0, GID: 0},
+		tartest.Symlink("bin/sh", "busybox"),
+		tartest.Hardlink("bin/ls", "bin/busybox"),
+		tartest.Symlink("lib", "usr/lib"),
+		{Name: "usr/lib/libc.so", Type: tar.TypeReg, Body: "libc", Mode: 0o644, UID: 12, GID: 34},
+		tartest.File("lib/via-link", "in usr/lib"),        // through an in-root symlink
+		tartest.Symlink("abs", "/usr"),                    // absolute: the root is "/"
+		tartest.File("abs/lib/abs-file", "in usr/lib"),    // through it
+		tartest.Symlink("evil", "/../../../../etc"),       // stored verbatim; never written through
+		tartest.Symlink("dangling", "../../../../victim"), // stored verbatim
+		{Name: "dev/null", Type: tar.TypeChar, Mode: 0o666},
+		{Name: "fifo", Type: tar.TypeFifo, Mode: 0o644},
+		{Name: "xattr", Type: tar.TypeReg, Body: "x", Mode: 0o600, Xattrs: map[string]string{"user.color": "blue", "trusted.secret": "no"}},
+		{Name: "ro/", Type: tar.TypeDir, Mode: 0o555},
+		tartest.File("ro/inside", "ok"),
+		tartest.File("/abs-name", "cleaned"),
+		tartest.File("a/../cleaned", "inside"),
 	}
-	st, err := Apply(context.Background(), dst, bytes.NewReader(mktar(t, ents...)), Options{})
+	st, err := Apply(context.Background(), dst, bytes.NewReader(tartest.Tar(t, ents...)), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func TestApplyTree(t *testing.T) {
 		"usr/lib/via-link = in usr/lib",
 		"xattr = x",
 	}, "\n")
-	if got := listTree(t, dst); got != want {
+	if got := tartest.Tree(t, dst, tartest.TreeOptions{}); got != want {
 		t.Errorf("tree:\n%s\nwant:\n%s", got, want)
 	}
 	if st.Files != 8 || st.Symlinks != 5 || st.HardLinks != 1 || st.Skipped != 2 {
@@ -165,15 +166,15 @@ func TestApplyTree(t *testing.T) {
 	if bb.Mode&0o7777 != 0o4755 {
 		t.Errorf("busybox mode %o", bb.Mode&0o7777)
 	}
-	if mt := time.Unix(bb.Mtim.Unix()); !mt.Equal(testTime) {
+	if mt := time.Unix(bb.Mtim.Unix()); !mt.Equal(tartest.Time) {
 		t.Errorf("busybox mtime %v", mt)
 	}
 	fi, err := os.Stat(filepath.Join(dst, "ro"))
-	if err != nil || fi.Mode().Perm() != 0o555 || !fi.ModTime().Equal(testTime) {
+	if err != nil || fi.Mode().Perm() != 0o555 || !fi.ModTime().Equal(tartest.Time) {
 		t.Errorf("ro: %v %v", fi.Mode(), err)
 	}
 	fi, err = os.Lstat(filepath.Join(dst, "bin/sh"))
-	if err != nil || !fi.ModTime().Equal(testTime) {
+	if err != nil || !fi.ModTime().Equal(tartest.Time) {
 		t.Errorf("bin/sh mtime: %v %v", fi.ModTime(), err)
 	}
 	if os.Geteuid() == 0 {
@@ -204,50 +205,50 @@ func TestApplyTree(t *testing.T) {
 // TestApplyLayers applies layers in order: replacements, whiteouts and
 // opaque directories.
 func TestApplyLayers(t *testing.T) {
-	lower := []ent{
-		file("a/x", "ax"), file("a/y", "ay"), file("a/sub/z", "asz"),
-		file("b/z", "bz"), file("c", "c"),
-		file("d/old", "dold"),
-		file("e/keep", "ekeep"), file("e/gone", "egone"),
-		dir("f"), file("f/in-dir", "fin"),
-		file("g", "g"),
-		symlink("h", "e"),
-		symlink("victim-link", "../victim"),
+	lower := []tartest.Entry{
+		tartest.File("a/x", "ax"), tartest.File("a/y", "ay"), tartest.File("a/sub/z", "asz"),
+		tartest.File("b/z", "bz"), tartest.File("c", "c"),
+		tartest.File("d/old", "dold"),
+		tartest.File("e/keep", "ekeep"), tartest.File("e/gone", "egone"),
+		tartest.Dir("f"), tartest.File("f/in-dir", "fin"),
+		tartest.File("g", "g"),
+		tartest.Symlink("h", "e"),
+		tartest.Symlink("victim-link", "../victim"),
 	}
 	tests := []struct {
 		name  string
-		upper []ent
+		upper []tartest.Entry
 		want  []string
 	}{
-		{"whiteout a file", []ent{file(".wh.c", "")}, []string{"-c = c"}},
-		{"whiteout a dir", []ent{file(".wh.a", "")}, []string{"-a/", "-a/sub/", "-a/sub/z = asz", "-a/x = ax", "-a/y = ay"}},
-		{"opaque dir", []ent{dir("a/"), file("a/.wh..wh..opq", ""), file("a/new", "anew")},
+		{"whiteout a file", []tartest.Entry{tartest.File(".wh.c", "")}, []string{"-c = c"}},
+		{"whiteout a dir", []tartest.Entry{tartest.File(".wh.a", "")}, []string{"-a/", "-a/sub/", "-a/sub/z = asz", "-a/x = ax", "-a/y = ay"}},
+		{"opaque dir", []tartest.Entry{tartest.Dir("a/"), tartest.File("a/.wh..wh..opq", ""), tartest.File("a/new", "anew")},
 			[]string{"-a/sub/", "-a/sub/z = asz", "-a/x = ax", "-a/y = ay", "+a/new = anew"}},
-		{"opaque after its entries", []ent{file("a/new", "anew"), file("a/sub/w", "w"), file("a/.wh..wh..opq", "")},
+		{"opaque after its entries", []tartest.Entry{tartest.File("a/new", "anew"), tartest.File("a/sub/w", "w"), tartest.File("a/.wh..wh..opq", "")},
 			[]string{"-a/sub/z = asz", "-a/x = ax", "-a/y = ay", "+a/new = anew", "+a/sub/w = w"}},
-		{"whiteout after same-layer entry", []ent{file("d/new", "dnew"), file(".wh.d", "")},
+		{"whiteout after same-layer entry", []tartest.Entry{tartest.File("d/new", "dnew"), tartest.File(".wh.d", "")},
 			[]string{"-d/old = dold", "+d/new = dnew"}},
-		{"whiteout in a missing dir", []ent{file("nowhere/.wh.x", "")}, nil},
-		{"whiteout below a file", []ent{file("c/.wh.x", "")}, nil},
-		{"whiteout through a symlink", []ent{file("h/.wh.gone", "")}, []string{"-e/gone = egone"}},
-		{"dir replaces file", []ent{dir("g"), file("g/in", "gin")}, []string{"-g = g", "+g/", "+g/in = gin"}},
-		{"file replaces dir", []ent{file("f", "now a file")}, []string{"-f/", "-f/in-dir = fin", "+f = now a file"}},
-		{"file replaces escaping symlink", []ent{file("victim-link", "mine")}, []string{"-victim-link -> ../victim", "+victim-link = mine"}},
-		{"symlink replaces dir", []ent{symlink("a", "b")}, []string{"-a/", "-a/sub/", "-a/sub/z = asz", "-a/x = ax", "-a/y = ay", "+a -> b"}},
-		{"hard link to lower file", []ent{hardlink("c2", "c")}, []string{"+c2 = c"}},
+		{"whiteout in a missing dir", []tartest.Entry{tartest.File("nowhere/.wh.x", "")}, nil},
+		{"whiteout below a file", []tartest.Entry{tartest.File("c/.wh.x", "")}, nil},
+		{"whiteout through a symlink", []tartest.Entry{tartest.File("h/.wh.gone", "")}, []string{"-e/gone = egone"}},
+		{"dir replaces file", []tartest.Entry{tartest.Dir("g"), tartest.File("g/in", "gin")}, []string{"-g = g", "+g/", "+g/in = gin"}},
+		{"file replaces dir", []tartest.Entry{tartest.File("f", "now a file")}, []string{"-f/", "-f/in-dir = fin", "+f = now a file"}},
+		{"file replaces escaping symlink", []tartest.Entry{tartest.File("victim-link", "mine")}, []string{"-victim-link -> ../victim", "+victim-link = mine"}},
+		{"symlink replaces dir", []tartest.Entry{tartest.Symlink("a", "b")}, []string{"-a/", "-a/sub/", "-a/sub/z = asz", "-a/x = ax", "-a/y = ay", "+a -> b"}},
+		{"hard link to lower file", []tartest.Entry{tartest.Hardlink("c2", "c")}, []string{"+c2 = c"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			parent, dst := sandbox(t)
 			before := snapshot(t, parent, dst)
-			if _, err := Apply(context.Background(), dst, bytes.NewReader(mktar(t, lower...)), Options{}); err != nil {
+			if _, err := Apply(context.Background(), dst, bytes.NewReader(tartest.Tar(t, lower...)), Options{}); err != nil {
 				t.Fatal(err)
 			}
-			base := listTree(t, dst)
-			if _, err := Apply(context.Background(), dst, bytes.NewReader(mktar(t, tc.upper...)), Options{}); err != nil {
+			base := tartest.Tree(t, dst, tartest.TreeOptions{})
+			if _, err := Apply(context.Background(), dst, bytes.NewReader(tartest.Tar(t, tc.upper...)), Options{}); err != nil {
 				t.Fatal(err)
 			}
-			got := diffLines(base, listTree(t, dst))
+			got := diffLines(base, tartest.Tree(t, dst, tartest.TreeOptions{}))
 			if strings.Join(got, "\n") != strings.Join(sorted(tc.want), "\n") {
 				t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(sorted(tc.want), "\n"))
 			}
@@ -268,14 +269,14 @@ func TestApplyAttrs(t *testing.T) {
 			}
 			dst := t.TempDir()
 			attrs := NewAttrs()
-			l1 := mktar(t,
-				ent{name: "etc/", typ: tar.TypeDir, mode: 0o700, uid: 5, gid: 6},
-				ent{name: "etc/shadow", typ: tar.TypeReg, body: "s", mode: 0o000, uid: 0, gid: 42},
-				ent{name: "bin/ping", typ: tar.TypeReg, body: "p", mode: 0o4711, xattrs: map[string]string{"security.capability": "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}},
-				hardlink("bin/ping6", "bin/ping"),
-				file("old/x", "x"),
+			l1 := tartest.Tar(t,
+				tartest.Entry{Name: "etc/", Type: tar.TypeDir, Mode: 0o700, UID: 5, GID: 6},
+				tartest.Entry{Name: "etc/shadow", Type: tar.TypeReg, Body: "s", Mode: 0o000, UID: 0, GID: 42},
+				tartest.Entry{Name: "bin/ping", Type: tar.TypeReg, Body: "p", Mode: 0o4711, Xattrs: map[string]string{"security.capability": "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"}},
+				tartest.Hardlink("bin/ping6", "bin/ping"),
+				tartest.File("old/x", "x"),
 			)
-			l2 := mktar(t, file(".wh.old", ""), file("etc/.wh.shadow", ""))
+			l2 := tartest.Tar(t, tartest.File(".wh.old", ""), tartest.File("etc/.wh.shadow", ""))
 			for _, l := range [][]byte{l1, l2} {
 				if _, err := apply(context.Background(), dst, bytes.NewReader(l), Options{Attrs: attrs}, privileged); err != nil {
 					t.Fatal(err)
@@ -286,11 +287,11 @@ func TestApplyAttrs(t *testing.T) {
 				want *Attr
 			}{
 				{"", &Attr{Mode: 0o755, ModTime: time.Unix(0, 0).UTC(), Implicit: true}},
-				{"etc", &Attr{Mode: 0o700, UID: 5, GID: 6, ModTime: testTime}},
+				{"etc", &Attr{Mode: 0o700, UID: 5, GID: 6, ModTime: tartest.Time}},
 				{"etc/shadow", nil},
 				{"bin", &Attr{Mode: 0o755, ModTime: time.Unix(0, 0).UTC(), Implicit: true}},
-				{"bin/ping", &Attr{Mode: 0o4711, ModTime: testTime}},
-				{"bin/ping6", &Attr{Mode: 0o4711, ModTime: testTime}},
+				{"bin/ping", &Attr{Mode: 0o4711, ModTime: tartest.Time}},
+				{"bin/ping6", &Attr{Mode: 0o4711, ModTime: tartest.Time}},
 				{"old", nil},
 				{"old/x", nil},
 			}
@@ -331,7 +332,7 @@ func TestApplyAttrs(t *testing.T) {
 
 func TestApplyCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	data := mktar(t, file("a", strings.Repeat("a", 1<<20)), file("b", "b"))
+	data := tartest.Tar(t, tartest.File("a", strings.Repeat("a", 1<<20)), tartest.File("b", "b"))
 	r := &cancelAfter{r: bytes.NewReader(data), n: 4096, cancel: cancel}
 	_, err := Apply(ctx, t.TempDir(), r, Options{})
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrCorrupt) {

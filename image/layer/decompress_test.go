@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/arrowsys/arrow/internal/tartest"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -44,7 +45,7 @@ func zstded(t testing.TB, data []byte) []byte {
 }
 
 func TestDecompress(t *testing.T) {
-	archive := mktar(t, file("usr/bin/app", strings.Repeat("app ", 10000)), symlink("bin", "usr/bin"))
+	archive := tartest.Tar(t, tartest.File("usr/bin/app", strings.Repeat("app ", 10000)), tartest.Symlink("bin", "usr/bin"))
 	gz, zs := gzipped(t, archive), zstded(t, archive)
 	corruptGz := bytes.Clone(gz)
 	corruptGz[len(corruptGz)/2] ^= 0xff
@@ -89,8 +90,8 @@ func TestDecompress(t *testing.T) {
 
 func TestDecompressSourceError(t *testing.T) {
 	boom := errors.New("network down")
-	gz := gzipped(t, mktar(t, file("a", strings.Repeat("a", 100000))))
-	for _, data := range [][]byte{gz, zstded(t, mktar(t, file("a", strings.Repeat("a", 100000))))} {
+	gz := gzipped(t, tartest.Tar(t, tartest.File("a", strings.Repeat("a", 100000))))
+	for _, data := range [][]byte{gz, zstded(t, tartest.Tar(t, tartest.File("a", strings.Repeat("a", 100000))))} {
 		rc, err := Decompress(io.MultiReader(bytes.NewReader(data[:len(data)/2]), &errReader{boom}))
 		if err != nil {
 			t.Fatal(err)

@@ -9,15 +9,17 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+
+	"github.com/arrowsys/arrow/internal/tartest"
 )
 
 // FuzzApply feeds arbitrary streams to Decompress and Apply, asserting that
 // nothing outside the destination changes and that nothing panics.
 func FuzzApply(f *testing.F) {
-	f.Add(mktar(f, file("a", "x"), dir("d"), symlink("d/s", "../a"), hardlink("h", "a")))
-	f.Add(gzipped(f, mktar(f, file("usr/bin/app", "app"), symlink("bin", "usr/bin"), file("bin/.wh.app", ""))))
-	f.Add(zstded(f, mktar(f, dir("etc"), file("etc/.wh..wh..opq", ""), file("etc/hosts", "h"))))
-	f.Add(mktar(f, symlink("abs", "/"), file("abs/etc/passwd", "inside"), ent{name: "dev/null", typ: tar.TypeChar}))
+	f.Add(tartest.Tar(f, tartest.File("a", "x"), tartest.Dir("d"), tartest.Symlink("d/s", "../a"), tartest.Hardlink("h", "a")))
+	f.Add(gzipped(f, tartest.Tar(f, tartest.File("usr/bin/app", "app"), tartest.Symlink("bin", "usr/bin"), tartest.File("bin/.wh.app", ""))))
+	f.Add(zstded(f, tartest.Tar(f, tartest.Dir("etc"), tartest.File("etc/.wh..wh..opq", ""), tartest.File("etc/hosts", "h"))))
+	f.Add(tartest.Tar(f, tartest.Symlink("abs", "/"), tartest.File("abs/etc/passwd", "inside"), tartest.Entry{Name: "dev/null", Type: tar.TypeChar}))
 	opts := Options{MaxFileSize: 1 << 20, MaxTotalSize: 4 << 20, MaxEntries: 512}
 	// One directory for all the runs of a worker, cheaper than t.TempDir.
 	base, err := os.MkdirTemp("", "fuzz-apply-")
@@ -29,7 +31,7 @@ func FuzzApply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parent, dst := sandboxIn(t, filepath.Join(base, strconv.FormatInt(runs.Add(1), 10)))
 		defer os.RemoveAll(parent)
-		lower := mktar(t, file("lower/f", "f"), dir("lower/d"), symlink("lower/up", "../.."), symlink("lower/abs", "/lower"))
+		lower := tartest.Tar(t, tartest.File("lower/f", "f"), tartest.Dir("lower/d"), tartest.Symlink("lower/up", "../.."), tartest.Symlink("lower/abs", "/lower"))
 		if _, err := Apply(context.Background(), dst, bytes.NewReader(lower), Options{}); err != nil {
 			t.Fatal(err)
 		}

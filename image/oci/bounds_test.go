@@ -16,6 +16,7 @@ import (
 
 	"github.com/arrowsys/arrow/image/oci"
 	"github.com/arrowsys/arrow/image/store"
+	"github.com/arrowsys/arrow/internal/tartest"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
@@ -220,10 +221,10 @@ func TestLayoutHostile(t *testing.T) {
 }
 
 // dockerTar writes a docker-save style tarball of members.
-func dockerTar(t testing.TB, members ...ent) string {
+func dockerTar(t testing.TB, members ...tartest.Entry) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "docker.tar")
-	if err := os.WriteFile(p, mktar(t, members...), 0o644); err != nil {
+	if err := os.WriteFile(p, tartest.Tar(t, members...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -238,18 +239,18 @@ func TestDockerArchiveHostile(t *testing.T) {
 	big := strings.Repeat(" ", 5<<20)
 	tests := []struct {
 		name    string
-		members []ent
+		members []tartest.Entry
 		wantErr string
 	}{
-		{"sane", []ent{file("c.json", dockerConfig), file("manifest.json", `[{"Config":"c.json","RepoTags":["a:1"],"Layers":[]}]`)}, ""},
-		{"oversized manifest.json", []ent{file("c.json", dockerConfig), file("manifest.json", `[{"Config":"c.json"}]`+big)}, "larger than"},
-		{"oversized config", []ent{file("c.json", dockerConfig+big), file("manifest.json", `[{"Config":"c.json"}]`)}, "larger than"},
-		{"config through a link to a big file", []ent{file("big", big), symlink("c.json", "big"), file("manifest.json", `[{"Config":"c.json"}]`)}, "larger than"},
-		{"link loop", []ent{symlink("a", "b"), symlink("b", "a"), file("manifest.json", `[{"Config":"a"}]`)}, "more than 16 links"},
-		{"config outside", []ent{file("manifest.json", `[{"Config":"../../etc/passwd"}]`)}, "leaves the archive"},
-		{"missing layer", []ent{file("c.json", dockerConfig), file("manifest.json", `[{"Config":"c.json","Layers":["l.tar"]}]`)}, "l.tar: not in the archive"},
-		{"no manifest.json", []ent{file("c.json", dockerConfig)}, "manifest.json: not in the archive"},
-		{"manifest.json is a directory", []ent{dir("manifest.json")}, "not a regular file"},
+		{"sane", []tartest.Entry{tartest.File("c.json", dockerConfig), tartest.File("manifest.json", `[{"Config":"c.json","RepoTags":["a:1"],"Layers":[]}]`)}, ""},
+		{"oversized manifest.json", []tartest.Entry{tartest.File("c.json", dockerConfig), tartest.File("manifest.json", `[{"Config":"c.json"}]`+big)}, "larger than"},
+		{"oversized config", []tartest.Entry{tartest.File("c.json", dockerConfig+big), tartest.File("manifest.json", `[{"Config":"c.json"}]`)}, "larger than"},
+		{"config through a link to a big file", []tartest.Entry{tartest.File("big", big), tartest.Symlink("c.json", "big"), tartest.File("manifest.json", `[{"Config":"c.json"}]`)}, "larger than"},
+		{"link loop", []tartest.Entry{tartest.Symlink("a", "b"), tartest.Symlink("b", "a"), tartest.File("manifest.json", `[{"Config":"a"}]`)}, "more than 16 links"},
+		{"config outside", []tartest.Entry{tartest.File("manifest.json", `[{"Config":"../../etc/passwd"}]`)}, "leaves the archive"},
+		{"missing layer", []tartest.Entry{tartest.File("c.json", dockerConfig), tartest.File("manifest.json", `[{"Config":"c.json","Layers":["l.tar"]}]`)}, "l.tar: not in the archive"},
+		{"no manifest.json", []tartest.Entry{tartest.File("c.json", dockerConfig)}, "manifest.json: not in the archive"},
+		{"manifest.json is a directory", []tartest.Entry{tartest.Dir("manifest.json")}, "not a regular file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -326,7 +327,7 @@ func FuzzDockerManifest(f *testing.F) {
 	f.Add([]byte(`[{"Config":"c.json","LayerSources":{"sha256:` + strings.Repeat("a", 64) + `":{"mediaType":"x","size":1,"digest":"sha256:` + strings.Repeat("b", 64) + `","urls":["http://127.0.0.1:1/"]}}}]`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(``))
-	layerTar := string(mktar(f, file("hello", "hi\n")))
+	layerTar := string(tartest.Tar(f, tartest.File("hello", "hi\n")))
 	var diffID v1.Hash
 	{
 		d := digest.SHA256.FromString(layerTar)
@@ -335,11 +336,11 @@ func FuzzDockerManifest(f *testing.F) {
 	cfg := strings.Replace(dockerConfig, `"diff_ids":[]`, `"diff_ids":["`+diffID.String()+`"]`, 1)
 	f.Fuzz(func(t *testing.T, manifest []byte) {
 		p := dockerTar(t,
-			file("c.json", cfg),
-			symlink("link.json", "c.json"),
-			symlink("loop", "loop"),
-			file("l/layer.tar", layerTar),
-			ent{name: "manifest.json", typ: tar.TypeReg, body: string(manifest), mode: 0o644},
+			tartest.File("c.json", cfg),
+			tartest.Symlink("link.json", "c.json"),
+			tartest.Symlink("loop", "loop"),
+			tartest.File("l/layer.tar", layerTar),
+			tartest.Entry{Name: "manifest.json", Type: tar.TypeReg, Body: string(manifest), Mode: 0o644},
 		)
 		for _, tag := range []string{"", "example.com/a:1"} {
 			img, err := oci.FromDockerArchive(context.Background(), p, tag, oci.Options{})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/arrowsys/arrow/image/oci"
 	"github.com/arrowsys/arrow/image/store"
+	"github.com/arrowsys/arrow/internal/tartest"
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -60,10 +61,10 @@ func TestBusybox(t *testing.T) {
 	if err != nil {
 		t.Skip("no /bin/busybox:", err)
 	}
-	l := newLayer(t, []ent{
-		dir("bin"), {name: "bin/busybox", typ: '0', body: string(bb), mode: 0o755},
-		symlink("bin/sh", "busybox"), symlink("bin/ls", "busybox"), symlink("bin/echo", "/bin/busybox"),
-		dir("usr"), symlink("usr/bin", "../bin"), file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), dir("tmp"),
+	l := newLayer(t, []tartest.Entry{
+		tartest.Dir("bin"), {Name: "bin/busybox", Type: '0', Body: string(bb), Mode: 0o755},
+		tartest.Symlink("bin/sh", "busybox"), tartest.Symlink("bin/ls", "busybox"), tartest.Symlink("bin/echo", "/bin/busybox"),
+		tartest.Dir("usr"), tartest.Symlink("usr/bin", "../bin"), tartest.File("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), tartest.Dir("tmp"),
 	})
 	dir := writeLayout(t, map[string]v1.Image{"busybox": newImage(t, "amd64", l)})
 	s := openStore(t)
@@ -97,9 +98,9 @@ func TestBusybox(t *testing.T) {
 // TestDedupe imports two images carrying the same files in different
 // layers and orders: the files are stored once.
 func TestDedupe(t *testing.T) {
-	runtimeA := randomFiles(1, "usr/lib/python3", 24, 96<<10)
-	runtimeB := randomFiles(2, "usr/lib/python3/site", 8, 128<<10)
-	app := randomFiles(3, "app", 2, 64<<10)
+	runtimeA := tartest.RandomFiles(1, "usr/lib/python3", 24, 96<<10)
+	runtimeB := tartest.RandomFiles(2, "usr/lib/python3/site", 8, 128<<10)
+	app := tartest.RandomFiles(3, "app", 2, 64<<10)
 	one := newImage(t, "amd64", newLayer(t, runtimeA), newLayer(t, runtimeB), newLayer(t, app))
 	two := newImage(t, "amd64", newLayer(t, app), newLayer(t, runtimeB, tarball.WithCompression(compression.ZStd)), newLayer(t, runtimeA))
 	dir := writeLayout(t, map[string]v1.Image{"one": one, "two": two})
@@ -133,7 +134,7 @@ func TestDedupe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if listTree(t, a) != listTree(t, b) {
+	if tartest.Tree(t, a, tartest.TreeOptions{Root: true, MaxContent: 32}) != tartest.Tree(t, b, tartest.TreeOptions{Root: true, MaxContent: 32}) {
 		t.Error("the two images' trees differ")
 	}
 }
@@ -141,13 +142,13 @@ func TestDedupe(t *testing.T) {
 // TestLayers: whiteouts, opaque directories and hard links across layers,
 // through a layout.
 func TestLayers(t *testing.T) {
-	lower := newLayer(t, []ent{
-		file("etc/hosts", "lower hosts"), file("etc/motd", "hi"), file("old/a", "a"), file("old/b", "b"),
-		file("opq/lower", "lower"), file("bin/tool", "tool"), hardlink("bin/tool2", "bin/tool"),
+	lower := newLayer(t, []tartest.Entry{
+		tartest.File("etc/hosts", "lower hosts"), tartest.File("etc/motd", "hi"), tartest.File("old/a", "a"), tartest.File("old/b", "b"),
+		tartest.File("opq/lower", "lower"), tartest.File("bin/tool", "tool"), tartest.Hardlink("bin/tool2", "bin/tool"),
 	})
-	upper := newLayer(t, []ent{
-		file(".wh.old", ""), dir("opq"), file("opq/.wh..wh..opq", ""), file("opq/upper", "upper"),
-		file("etc/.wh.motd", ""), file("etc/hosts", "upper hosts"), hardlink("bin/tool3", "bin/tool"),
+	upper := newLayer(t, []tartest.Entry{
+		tartest.File(".wh.old", ""), tartest.Dir("opq"), tartest.File("opq/.wh..wh..opq", ""), tartest.File("opq/upper", "upper"),
+		tartest.File("etc/.wh.motd", ""), tartest.File("etc/hosts", "upper hosts"), tartest.Hardlink("bin/tool3", "bin/tool"),
 	}, tarball.WithCompression(compression.ZStd))
 	dir := writeLayout(t, map[string]v1.Image{"layers": newImage(t, "amd64", lower, upper)})
 	s := openStore(t)
@@ -158,7 +159,7 @@ func TestLayers(t *testing.T) {
 	}
 	want := strings.Join([]string{"./", "bin/", "bin/tool = tool", "bin/tool2 = tool", "bin/tool3 = tool",
 		"etc/", "etc/hosts = upper hosts", "opq/", "opq/upper = upper"}, "\n")
-	if got := listTree(t, dst); got != want {
+	if got := tartest.Tree(t, dst, tartest.TreeOptions{Root: true, MaxContent: 32}); got != want {
 		t.Errorf("tree:\n%s\nwant:\n%s", got, want)
 	}
 	fi2, _ := os.Stat(filepath.Join(dst, "bin/tool2"))
@@ -202,7 +203,7 @@ func (r *cancelReader) Close() error { return r.rc.Close() }
 // TestInterruptedImport cancels an import midway: nothing is listed,
 // nothing is left, and importing again works.
 func TestInterruptedImport(t *testing.T) {
-	img := newImage(t, "amd64", newLayer(t, randomFiles(4, "data", 16, 64<<10)), newLayer(t, randomFiles(5, "more", 16, 64<<10)))
+	img := newImage(t, "amd64", newLayer(t, tartest.RandomFiles(4, "data", 16, 64<<10)), newLayer(t, tartest.RandomFiles(5, "more", 16, 64<<10)))
 	dir := writeLayout(t, map[string]v1.Image{"big": img})
 	s := openStore(t)
 	src, err := oci.FromLayout(context.Background(), dir, "big", oci.Options{})
@@ -231,7 +232,7 @@ func TestInterruptedImport(t *testing.T) {
 // TestDigestMismatch corrupts blobs of a layout: the import fails and
 // nothing is recorded.
 func TestDigestMismatch(t *testing.T) {
-	img := newImage(t, "amd64", newLayer(t, randomFiles(6, "data", 4, 32<<10)), newLayer(t, []ent{file("x", "x")}))
+	img := newImage(t, "amd64", newLayer(t, tartest.RandomFiles(6, "data", 4, 32<<10)), newLayer(t, []tartest.Entry{tartest.File("x", "x")}))
 	m, err := img.Manifest()
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +248,7 @@ func TestDigestMismatch(t *testing.T) {
 	}{
 		{"layer byte flipped", m.Layers[0].Digest, func(b []byte) []byte { b[len(b)/2] ^= 0x40; return b }},
 		{"layer truncated", m.Layers[1].Digest, func(b []byte) []byte { return b[:len(b)-1] }},
-		{"layer replaced", m.Layers[1].Digest, func(b []byte) []byte { return mktar(t, file("x", "y")) }},
+		{"layer replaced", m.Layers[1].Digest, func(b []byte) []byte { return tartest.Tar(t, tartest.File("x", "y")) }},
 		{"config edited", m.Config.Digest, func(b []byte) []byte {
 			return []byte(strings.Replace(string(b), `"arch":"amd64"`, `"arch":"evil!"`, 1))
 		}},
@@ -282,8 +283,8 @@ func TestDigestMismatch(t *testing.T) {
 
 // TestPlatform picks images from an index by platform.
 func TestPlatform(t *testing.T) {
-	amd := newImage(t, "amd64", newLayer(t, []ent{file("arch", "amd64")}))
-	arm := newImage(t, "arm64", newLayer(t, []ent{file("arch", "arm64")}))
+	amd := newImage(t, "amd64", newLayer(t, []tartest.Entry{tartest.File("arch", "amd64")}))
+	arm := newImage(t, "arm64", newLayer(t, []tartest.Entry{tartest.File("arch", "arm64")}))
 	idx := mutate.AppendManifests(empty.Index,
 		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
 		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
@@ -300,7 +301,7 @@ func TestPlatform(t *testing.T) {
 	if err := p.AppendImage(amd); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AppendImage(newImage(t, "amd64", newLayer(t, []ent{file("other", "x")}))); err != nil {
+	if err := p.AppendImage(newImage(t, "amd64", newLayer(t, []tartest.Entry{tartest.File("other", "x")}))); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -345,7 +346,7 @@ func TestPlatform(t *testing.T) {
 // TestArchives imports the same image from a docker-save tarball and an
 // OCI archive: one image, one ID.
 func TestArchives(t *testing.T) {
-	img := newImage(t, "amd64", newLayer(t, []ent{file("etc/os-release", "ID=test\n"), symlink("bin", "usr/bin"), file("usr/bin/app", "app")}))
+	img := newImage(t, "amd64", newLayer(t, []tartest.Entry{tartest.File("etc/os-release", "ID=test\n"), tartest.Symlink("bin", "usr/bin"), tartest.File("usr/bin/app", "app")}))
 	tmp := t.TempDir()
 	dockerTar := filepath.Join(tmp, "docker.tar")
 	tag, err := name.NewTag("example.com/app:1")

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/arrowsys/arrow/image/layer"
+	"github.com/arrowsys/arrow/internal/tartest"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -18,7 +19,7 @@ import (
 // Import runs on what a registry sends: they must not panic, and what they
 // accept must be usable.
 func FuzzParseManifest(f *testing.F) {
-	m := build(f, "seed", imageSpec{layers: [][]byte{mktar(f, file("a", "a"))}})
+	m := build(f, "seed", imageSpec{layers: [][]byte{tartest.Tar(f, tartest.File("a", "a"))}})
 	man := manifestOf(f, m)
 	f.Add(m.manifest, m.blobs[man.Config.Digest])
 	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:`+digest.SHA256.FromString("").Encoded()+`","size":2},"layers":[]}`),
@@ -56,10 +57,10 @@ func FuzzParseManifest(f *testing.F) {
 // either fails leaving nothing behind, or records a valid tree that
 // Materialize recreates.
 func FuzzImport(f *testing.F) {
-	f.Add(mktar(f, dir("a"), file("a/f", "x"), hardlink("a/g", "a/f"), symlink("s", "a"), file("s/h", "through")))
-	f.Add(gz(f, mktar(f, file("etc/hosts", "h"), file("etc/.wh.hosts", ""), file("\xff\xfe", "not utf-8"), symlink("l\x80", "\xc3"))))
-	f.Add(mktar(f, ent{name: "x", typ: tar.TypeReg, body: "x", mode: 0o7777, uid: 1 << 30, xattrs: map[string]string{"user.\xff": "v", "user.ok": ""}}))
-	f.Add(mktar(f, symlink("up", ".."), file("up/escape", "x")))
+	f.Add(tartest.Tar(f, tartest.Dir("a"), tartest.File("a/f", "x"), tartest.Hardlink("a/g", "a/f"), tartest.Symlink("s", "a"), tartest.File("s/h", "through")))
+	f.Add(gz(f, tartest.Tar(f, tartest.File("etc/hosts", "h"), tartest.File("etc/.wh.hosts", ""), tartest.File("\xff\xfe", "not utf-8"), tartest.Symlink("l\x80", "\xc3"))))
+	f.Add(tartest.Tar(f, tartest.Entry{Name: "x", Type: tar.TypeReg, Body: "x", Mode: 0o7777, UID: 1 << 30, Xattrs: map[string]string{"user.\xff": "v", "user.ok": ""}}))
+	f.Add(tartest.Tar(f, tartest.Symlink("up", ".."), tartest.File("up/escape", "x")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rc, err := layer.Decompress(bytes.NewReader(data))
 		if err != nil {

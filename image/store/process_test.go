@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arrowsys/arrow/internal/tartest"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -99,7 +100,7 @@ func helperCmd(source, root, name string, slow bool) *exec.Cmd {
 // again works.
 func TestKilledImport(t *testing.T) {
 	s := openStore(t)
-	src := build(t, "killed", imageSpec{layers: [][]byte{mktar(t, randomFiles(5, "data", 64, 32<<10)...)}})
+	src := build(t, "killed", imageSpec{layers: [][]byte{tartest.Tar(t, tartest.RandomFiles(5, "data", 64, 32<<10)...)}})
 	cmd := helperCmd(saveSource(t, src), s.Root(), "killed", true)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -135,7 +136,7 @@ func TestKilledImport(t *testing.T) {
 // TestTwoProcesses imports the same image from two processes at once.
 func TestTwoProcesses(t *testing.T) {
 	s := openStore(t)
-	src := build(t, "shared", imageSpec{layers: [][]byte{mktar(t, randomFiles(6, "data", 16, 16<<10)...)}})
+	src := build(t, "shared", imageSpec{layers: [][]byte{tartest.Tar(t, tartest.RandomFiles(6, "data", 16, 16<<10)...)}})
 	saved := saveSource(t, src)
 	cmds := []*exec.Cmd{helperCmd(saved, s.Root(), "one", true), helperCmd(saved, s.Root(), "two", true)}
 	for _, c := range cmds {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/arrowsys/arrow/internal/tartest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -16,11 +17,11 @@ func TestReadFile(t *testing.T) {
 	s := openStore(t)
 	src := build(t, "test/files:1", imageSpec{
 		config: ocispec.ImageConfig{Cmd: []string{"/bin/sh"}},
-		layers: [][]byte{mktar(t,
-			dir("etc"), file("etc/passwd", "root:x:0:0::/root:/bin/sh\n"), hardlink("etc/passwd-", "etc/passwd"),
-			symlink("etc/group", "../../../etc/real-group"), file("etc/real-group", "root:x:0:\n"),
-			symlink("etc/abs", "/etc/passwd"), symlink("etc/loop", "loop"), symlink("lnk", "etc"),
-			file("big", strings.Repeat("x", 100)),
+		layers: [][]byte{tartest.Tar(t,
+			tartest.Dir("etc"), tartest.File("etc/passwd", "root:x:0:0::/root:/bin/sh\n"), tartest.Hardlink("etc/passwd-", "etc/passwd"),
+			tartest.Symlink("etc/group", "../../../etc/real-group"), tartest.File("etc/real-group", "root:x:0:\n"),
+			tartest.Symlink("etc/abs", "/etc/passwd"), tartest.Symlink("etc/loop", "loop"), tartest.Symlink("lnk", "etc"),
+			tartest.File("big", strings.Repeat("x", 100)),
 		)},
 	})
 	img, err := s.Import(ctx, src, "")

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/arrowsys/arrow/internal/tartest"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -28,17 +29,17 @@ func baseImage(t testing.TB) *memSource {
 			Labels: map[string]string{"org.example": "yes"},
 		},
 		layers: [][]byte{
-			mktar(t,
-				dir("bin"), ent{name: "bin/app", typ: tar.TypeReg, body: "app binary", mode: 0o4755, uid: 0, gid: 0},
-				hardlink("bin/app-alias", "bin/app"), symlink("bin/sh", "app"), symlink("usr", "."),
-				ent{name: "etc/", typ: tar.TypeDir, mode: 0o750, uid: 7, gid: 8},
-				ent{name: "etc/conf", typ: tar.TypeReg, body: "conf", mode: 0o640, uid: 7, gid: 8, xattrs: map[string]string{"user.tag": "v1"}},
-				file("old/a", "a"), file("old/b", "b"), file("opq/lower", "lower"), file("same", "shared content"),
-				ent{name: "dev/null", typ: tar.TypeChar},
+			tartest.Tar(t,
+				tartest.Dir("bin"), tartest.Entry{Name: "bin/app", Type: tar.TypeReg, Body: "app binary", Mode: 0o4755, UID: 0, GID: 0},
+				tartest.Hardlink("bin/app-alias", "bin/app"), tartest.Symlink("bin/sh", "app"), tartest.Symlink("usr", "."),
+				tartest.Entry{Name: "etc/", Type: tar.TypeDir, Mode: 0o750, UID: 7, GID: 8},
+				tartest.Entry{Name: "etc/conf", Type: tar.TypeReg, Body: "conf", Mode: 0o640, UID: 7, GID: 8, Xattrs: map[string]string{"user.tag": "v1"}},
+				tartest.File("old/a", "a"), tartest.File("old/b", "b"), tartest.File("opq/lower", "lower"), tartest.File("same", "shared content"),
+				tartest.Entry{Name: "dev/null", Type: tar.TypeChar},
 			),
-			mktar(t,
-				file(".wh.old", ""), dir("opq"), file("opq/.wh..wh..opq", ""), file("opq/upper", "upper"),
-				file("srv/copy-of-same", "shared content"), file("usr/bin/through-link", "x"),
+			tartest.Tar(t,
+				tartest.File(".wh.old", ""), tartest.Dir("opq"), tartest.File("opq/.wh..wh..opq", ""), tartest.File("opq/upper", "upper"),
+				tartest.File("srv/copy-of-same", "shared content"), tartest.File("usr/bin/through-link", "x"),
 			),
 		},
 	})
@@ -82,7 +83,7 @@ func TestImportMaterialize(t *testing.T) {
 	if e := byPath["/bin/app-alias"]; e.Link != "/bin/app" || e.Digest != byPath["/bin/app"].Digest {
 		t.Errorf("hard link %+v", e)
 	}
-	if e := byPath["/bin/app"]; e.Mode != 0o4755 || !e.ModTime.Equal(testTime) {
+	if e := byPath["/bin/app"]; e.Mode != 0o4755 || !e.ModTime.Equal(tartest.Time) {
 		t.Errorf("app %+v", e)
 	}
 	if e := byPath["/etc/conf"]; e.UID != 7 || e.GID != 8 || e.Mode != 0o640 || string(e.Xattrs["user.tag"]) != "v1" {
@@ -115,7 +116,7 @@ func TestImportMaterialize(t *testing.T) {
 	if st.Linked != 0 || st.Copied != 6 {
 		t.Errorf("copy stats %+v", st)
 	}
-	if a, b := listTree(t, linked), listTree(t, copied); a != b {
+	if a, b := tartest.Tree(t, linked, tartest.TreeOptions{Root: true, Stat: true}), tartest.Tree(t, copied, tartest.TreeOptions{Root: true, Stat: true}); a != b {
 		t.Errorf("linked and copied trees differ:\n%s\n---\n%s", a, b)
 	}
 	var app, alias syscall.Stat_t
@@ -142,7 +143,7 @@ func TestImportMaterialize(t *testing.T) {
 
 func TestImportVerifies(t *testing.T) {
 	ok := func(t testing.TB) imageSpec {
-		return imageSpec{layers: [][]byte{mktar(t, file("a", strings.Repeat("a", 5000))), mktar(t, file("b", "b"))}}
+		return imageSpec{layers: [][]byte{tartest.Tar(t, tartest.File("a", strings.Repeat("a", 5000))), tartest.Tar(t, tartest.File("b", "b"))}}
 	}
 	tests := []struct {
 		name   string
@@ -174,7 +175,7 @@ func TestImportVerifies(t *testing.T) {
 			m.manifest = bytes.Replace(m.manifest, []byte(ocispec.MediaTypeImageLayerGzip), []byte("application/vnd.oci.image.layer.v1.tar+encrypted"), 1)
 		}, ok, ErrUnsupported},
 		{"bad layer in a good blob", nil, func(t testing.TB) imageSpec {
-			return imageSpec{layers: [][]byte{mktar(t, file("../escape", "x"))}}
+			return imageSpec{layers: [][]byte{tartest.Tar(t, tartest.File("../escape", "x"))}}
 		}, nil},
 		{"missing blob", func(t testing.TB, m *memSource) { delete(m.blobs, manifestOf(t, m).Layers[1].Digest) }, ok, os.ErrNotExist},
 	}
@@ -243,8 +244,8 @@ func setConfig(t testing.TB, m *memSource, cfg ocispec.Image) {
 func TestNamesRemovePrune(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	a := build(t, "a", imageSpec{layers: [][]byte{mktar(t, file("common", "common"), file("only-a", "A"))}})
-	b := build(t, "b", imageSpec{layers: [][]byte{mktar(t, file("common", "common"), file("only-b", "B"))}})
+	a := build(t, "a", imageSpec{layers: [][]byte{tartest.Tar(t, tartest.File("common", "common"), tartest.File("only-a", "A"))}})
+	b := build(t, "b", imageSpec{layers: [][]byte{tartest.Tar(t, tartest.File("common", "common"), tartest.File("only-b", "B"))}})
 	imgA, err := s.Import(ctx, a, "app:latest")
 	if err != nil {
 		t.Fatal(err)
@@ -330,10 +331,10 @@ func TestNamesRemovePrune(t *testing.T) {
 func TestDedupeLayerOrder(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	runtime := randomFiles(1, "usr/lib/runtime", 16, 64<<10)
-	app := randomFiles(2, "app", 4, 16<<10)
-	one := build(t, "one", imageSpec{layers: [][]byte{mktar(t, runtime...), mktar(t, app...)}})
-	two := build(t, "two", imageSpec{layers: [][]byte{mktar(t, app...), mktar(t, runtime[:8]...), mktar(t, runtime[8:]...)}})
+	runtime := tartest.RandomFiles(1, "usr/lib/runtime", 16, 64<<10)
+	app := tartest.RandomFiles(2, "app", 4, 16<<10)
+	one := build(t, "one", imageSpec{layers: [][]byte{tartest.Tar(t, runtime...), tartest.Tar(t, app...)}})
+	two := build(t, "two", imageSpec{layers: [][]byte{tartest.Tar(t, app...), tartest.Tar(t, runtime[:8]...), tartest.Tar(t, runtime[8:]...)}})
 	for _, src := range []*memSource{one, two} {
 		if _, err := s.Import(ctx, src, ""); err != nil {
 			t.Fatal(err)
@@ -354,7 +355,7 @@ func TestDedupeLayerOrder(t *testing.T) {
 
 func TestCancelImport(t *testing.T) {
 	s := openStore(t)
-	src := build(t, "big", imageSpec{layers: [][]byte{mktar(t, randomFiles(3, "data", 8, 256<<10)...), mktar(t, file("b", "b"))}})
+	src := build(t, "big", imageSpec{layers: [][]byte{tartest.Tar(t, tartest.RandomFiles(3, "data", 8, 256<<10)...), tartest.Tar(t, tartest.File("b", "b"))}})
 	ctx, cancel := context.WithCancel(context.Background())
 	src.wrap = func(r io.Reader) io.Reader { return &cancelAfter{r: r, n: 100 << 10, cancel: cancel} }
 	if _, err := s.Import(ctx, src, ""); !errors.Is(err, context.Canceled) || errors.Is(err, ErrDigestMismatch) {
@@ -394,10 +395,10 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 func TestConcurrentImports(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
-	shared := randomFiles(4, "shared", 8, 32<<10)
+	shared := tartest.RandomFiles(4, "shared", 8, 32<<10)
 	srcs := []*memSource{
-		build(t, "x", imageSpec{layers: [][]byte{mktar(t, shared...)}}),
-		build(t, "y", imageSpec{layers: [][]byte{mktar(t, shared...), mktar(t, file("y", "y"))}}),
+		build(t, "x", imageSpec{layers: [][]byte{tartest.Tar(t, shared...)}}),
+		build(t, "y", imageSpec{layers: [][]byte{tartest.Tar(t, shared...), tartest.Tar(t, tartest.File("y", "y"))}}),
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)

@@ -40,7 +40,9 @@ type Entry struct {
 }
 
 // File is a regular file, mode 0644.
-func File(name, body string) Entry { return Entry{Name: name, Type: tar.TypeReg, Body: body, Mode: 0o644} }
+func File(name, body string) Entry {
+	return Entry{Name: name, Type: tar.TypeReg, Body: body, Mode: 0o644}
+}
 
 // Dir is a directory, mode 0755.
 func Dir(name string) Entry { return Entry{Name: name, Type: tar.TypeDir, Mode: 0o755} }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/api/client"
+	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/image/closure"
 	"github.com/arrowsys/arrow/network"
 	"github.com/arrowsys/arrow/vm"
@@ -228,8 +229,9 @@ func newDaemonBench(arrowBin, accel, prefix string) (b *daemonBench, work string
 		done()
 		return nil, "", nil, err
 	}
-	for _, shared := range []string{"kernels", "initramfs"} {
-		if err := os.Symlink(filepath.Join(dataRoot(), shared), filepath.Join(root, shared)); err != nil {
+	from, to := dataroot.Root(dataRoot()), dataroot.Root(root)
+	for _, shared := range [][2]string{{from.Kernels(), to.Kernels()}, {from.Initramfs(), to.Initramfs()}} {
+		if err := os.Symlink(shared[0], shared[1]); err != nil {
 			done()
 			return nil, "", nil, err
 		}

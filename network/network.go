@@ -675,13 +675,16 @@ func normalizePorts(ports []api.Port) ([]api.Port, error) {
 				return nil, fmt.Errorf("port %s: host IP: %w", PortString(p), err)
 			}
 			ip = ip.Unmap()
-			if !ip.Is4() {
-				return nil, fmt.Errorf("port %s: only IPv4 host addresses are supported", PortString(p))
-			}
-			// Canonical: one address is one string, for portsClash.
-			p.HostIP = ip.String()
-			if ip.IsUnspecified() {
+			switch {
+			case ip.IsUnspecified():
+				// 0.0.0.0 and [::] both mean every address.
 				p.HostIP = ""
+			case !ip.Is4():
+				return nil, fmt.Errorf("port %s: only IPv4 host addresses are supported", PortString(p))
+			default:
+				// Canonical: one address is one string, for
+				// portsClash.
+				p.HostIP = ip.String()
 			}
 		}
 		for _, q := range out {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/arrowsys/arrow/api"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -61,6 +62,9 @@ func openState(path string) (*bolt.DB, map[string]*netRecord, bool, error) {
 		return b.ForEach(func(k, v []byte) error {
 			var n netRecord
 			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("network %q: %w", k, err)
+			}
+			if err := upgradePorts(v, &n); err != nil {
 				return fmt.Errorf("network %q: %w", k, err)
 			}
 			if n.Endpoints == nil {
@@ -207,4 +211,47 @@ func pickSubnet(pool netip.Prefix, used []netip.Prefix) (netip.Prefix, error) {
 		p = netip.PrefixFrom(next, 24)
 	}
 	return netip.Prefix{}, fmt.Errorf("no free /24 left in %s: %w", pool, ErrOverlap)
+}
+
+// v1Port is how an Arrow before api.Port, the one port type, recorded an
+// endpoint's published port.
+type v1Port struct {
+	Proto     string     `json:"proto"`
+	HostIP    netip.Addr `json:"hostIP,omitzero"`
+	HostPort  uint16     `json:"hostPort"`
+	GuestPort uint16     `json:"guestPort"`
+}
+
+// upgradePorts reads the published ports of n's endpoints that an older
+// Arrow recorded in the first shape (data, the record as stored), which
+// decoding into api.Port leaves without their numbers, so that an upgrade
+// keeps them published. The next write of the network stores them in the
+// new shape.
+func upgradePorts(data []byte, n *netRecord) error {
+	var old struct {
+		Endpoints map[string]struct {
+			Ports []v1Port `json:"ports"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal(data, &old); err != nil {
+		return err
+	}
+	for id, ep := range n.Endpoints {
+		was := old.Endpoints[id].Ports
+		if len(was) != len(ep.Ports) {
+			continue
+		}
+		for i, p := range ep.Ports {
+			o := was[i]
+			if p.HostPort != 0 || o.HostPort == 0 {
+				continue // already the new shape
+			}
+			np := api.Port{Proto: o.Proto, HostPort: int(o.HostPort), GuestPort: int(o.GuestPort)}
+			if o.HostIP.IsValid() {
+				np.HostIP = o.HostIP.String()
+			}
+			ep.Ports[i] = np
+		}
+	}
+	return nil
 }

@@ -1,8 +1,10 @@
 package network
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +133,7 @@ func TestNormalizePorts(t *testing.T) {
 		{name: "mapped", in: []api.Port{{Proto: "udp", HostIP: "::ffff:127.0.0.1", HostPort: 53, GuestPort: 5353}},
 			want: []api.Port{{Proto: "udp", HostIP: lo, HostPort: 53, GuestPort: 5353}}},
 		{name: "unspecified", in: []api.Port{{Proto: "tcp", HostIP: "0.0.0.0", HostPort: 1}}, want: []api.Port{{Proto: "tcp", HostPort: 1, GuestPort: 1}}},
+		{name: "unspecified IPv6", in: []api.Port{{Proto: "tcp", HostIP: "::", HostPort: 1}}, want: []api.Port{{Proto: "tcp", HostPort: 1, GuestPort: 1}}},
 		{name: "tcp and udp", in: []api.Port{{Proto: "tcp", HostPort: 1}, {Proto: "udp", HostPort: 1}},
 			want: []api.Port{{Proto: "tcp", HostPort: 1, GuestPort: 1}, {Proto: "udp", HostPort: 1, GuestPort: 1}}},
 		{name: "twice", in: []api.Port{{Proto: "tcp", HostPort: 1}, {Proto: "tcp", HostIP: lo, HostPort: 1}}, errIs: ErrPortInUse},
@@ -280,4 +283,34 @@ func FuzzAnswer(f *testing.F) {
 			t.Fatalf("answer of %d bytes", len(resp))
 		}
 	})
+}
+
+// TestUpgradePorts reads a network recorded by an Arrow before api.Port:
+// its endpoints' published ports survive the upgrade.
+func TestUpgradePorts(t *testing.T) {
+	old := []byte(`{"name":"front","bridge":"arw-front","subnet":"10.50.0.0/24","gateway":"10.50.0.1","mtu":1500,"created":"2026-01-02T03:04:05Z",` +
+		`"endpoints":{"aaaa":{"arrowID":"aaaa","ports":[{"proto":"tcp","hostIP":"127.0.0.1","hostPort":8080,"guestPort":80},{"proto":"udp","hostPort":5353,"guestPort":53}]}}}`)
+	var n netRecord
+	if err := json.Unmarshal(old, &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := upgradePorts(old, &n); err != nil {
+		t.Fatal(err)
+	}
+	want := []api.Port{{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 8080, GuestPort: 80}, {Proto: "udp", HostPort: 5353, GuestPort: 53}}
+	if got := n.Endpoints["aaaa"].Ports; !slices.Equal(got, want) {
+		t.Errorf("ports %+v, want %+v", got, want)
+	}
+	// A record in the new shape is left as it is.
+	cur, _ := json.Marshal(n)
+	var again netRecord
+	if err := json.Unmarshal(cur, &again); err != nil {
+		t.Fatal(err)
+	}
+	if err := upgradePorts(cur, &again); err != nil {
+		t.Fatal(err)
+	}
+	if got := again.Endpoints["aaaa"].Ports; !slices.Equal(got, want) {
+		t.Errorf("new shape: ports %+v, want %+v", got, want)
+	}
 }

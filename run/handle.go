@@ -9,6 +9,7 @@ import (
 
 	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/template"
+	"github.com/arrowsys/arrow/vm"
 )
 
 // Handle is a run whose VM is up: the caller's hold on it, as containerd's
@@ -70,6 +71,9 @@ func dropSpare(sp *template.Spare) {
 		<-sp.Machine.Done()
 	}
 }
+
+// Accel is the accelerator the VM runs under.
+func (h *Handle) Accel() vm.Accel { return h.p.cfg.Accel }
 
 // Pid is the VM's QEMU process.
 func (h *Handle) Pid() int { return h.l.m.Pid() }

@@ -23,6 +23,8 @@ type launched struct {
 	cold    ColdReason
 	// spare: the clone was a spare from a pool (Options.Spare).
 	spare bool
+	// built: this run built its template.
+	built bool
 	// phases are the launch's steps, timed (template, spare or clone).
 	phases []Phase
 }
@@ -52,6 +54,10 @@ func launch(ctx context.Context, p *plan, o *Options, console io.Writer) (launch
 		}
 		l.cold = ColdTemplateFailed
 	}
+	// An unused spare goes before the cold boot: two VMs need not
+	// exist at once.
+	dropSpare(spare)
+	spare = nil
 	if o.Debug {
 		fmt.Fprintf(o.Log, "arrow: cold boot (%s)\n", l.cold)
 	}
@@ -100,9 +106,7 @@ func findTemplate(ctx context.Context, p *plan, o *Options, l *launched) *templa
 			}
 			return nil
 		}
-		if o.Debug {
-			fmt.Fprintf(o.Log, "arrow: built template %s\n", t.Key)
-		}
+		l.built = true
 	}
 	l.phases = append(l.phases, Phase{"template", time.Since(t0)})
 	return t
@@ -127,7 +131,11 @@ func cloneTemplate(ctx context.Context, p *plan, o *Options, t *template.Templat
 	l.m, l.tmplKey, l.cold = cl.Machine, t.Key, mayClone
 	l.phases = append(l.phases, Phase{"clone", time.Since(t0)})
 	if o.Debug {
-		fmt.Fprintf(o.Log, "arrow: cloned template %s (QEMU start %v, restore %v, resume %v)\n", t.Key,
+		how := "cloned"
+		if l.built {
+			how = "built and cloned"
+		}
+		fmt.Fprintf(o.Log, "arrow: %s template %s (QEMU start %v, restore %v, resume %v)\n", how, t.Key,
 			cl.Start.Round(time.Microsecond), cl.Restore.Round(time.Microsecond), cl.Resume.Round(time.Microsecond))
 	}
 	return true

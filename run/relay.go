@@ -48,11 +48,15 @@ func (s *session) start(ctx context.Context, spec *guest.Spec, hello bool) error
 	if err := s.agent.Start(spec); err != nil {
 		return fail(ExitArrowFailed, fmt.Errorf("hand the application to the guest: %w", err))
 	}
+	if hello {
+		if err := s.awaitReady(ctx); err != nil {
+			return err
+		}
+	}
+	// Input goes once the guest runs: a boot that fails leaves the
+	// caller's input unread.
 	if spec.Stdin {
 		go s.forwardStdin()
-	}
-	if hello {
-		return s.awaitReady(ctx)
 	}
 	return nil
 }

@@ -270,7 +270,7 @@ func (s *server) runVM(ctx context.Context, o run.Options, t0 time.Time) (run.Re
 		// other runs the jail put it there already. Before the
 		// application starts: limits fail closed.
 		if err := s.group.Add(h.Pid()); err != nil {
-			return run.Result{}, &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("cgroup: %w", err)}
+			return run.Result{Accel: h.Accel()}, &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("cgroup: %w", err)}
 		}
 	}
 	s.mu.Lock()
@@ -278,7 +278,7 @@ func (s *server) runVM(ctx context.Context, o run.Options, t0 time.Time) (run.Re
 	s.mu.Unlock()
 	how, err := h.Start(ctx)
 	if err != nil {
-		return run.Result{}, err
+		return run.Result{Accel: h.Accel()}, err
 	}
 	s.mu.Lock()
 	s.status.Template = how.Template
@@ -291,17 +291,30 @@ func (s *server) runVM(ctx context.Context, o run.Options, t0 time.Time) (run.Re
 	s.status.BootSeconds = time.Since(t0).Seconds()
 	s.mu.Unlock()
 	s.once.Do(func() { close(s.ready) })
+	healthy := func() {
+		s.mu.Lock()
+		s.status.Healthy = true
+		s.mu.Unlock()
+		s.hOnce.Do(func() { close(s.healthy) })
+	}
+	waited := make(chan struct{})
 	go func() {
 		select {
 		case <-h.Healthy():
-			s.mu.Lock()
-			s.status.Healthy = true
-			s.mu.Unlock()
-			s.hOnce.Do(func() { close(s.healthy) })
-		case <-s.done:
+			healthy()
+		case <-waited:
 		}
 	}()
-	return h.Wait(ctx)
+	res, err := h.Wait(ctx)
+	close(waited)
+	// An application that became healthy and ended at once: the report
+	// must not depend on which of the two the goroutine saw first.
+	select {
+	case <-h.Healthy():
+		healthy()
+	default:
+	}
+	return res, err
 }
 
 // stop sends SIGTERM, then SIGKILL after timeout, then kills the VM.

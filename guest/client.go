@@ -32,9 +32,9 @@ type Agent interface {
 	// Close ends the conversation and closes the connection.
 	Close() error
 
-	// Exec, running a further process in a started guest (arrow exec),
-	// will go here. It needs frames of its own, with a process ID in
-	// every stream frame, which a later protocol version adds.
+	// Exec runs a further process in the started guest (arrow exec);
+	// its events arrive through the Events pump, which must run.
+	Exec(spec *ExecSpec) (*Process, error)
 }
 
 // EventKind says what an [Event] reports.
@@ -145,6 +145,13 @@ type Client struct {
 
 	eventsOnce sync.Once
 	events     chan Event
+
+	// execs are the exec'd processes by ID, guarded by mu, until their
+	// exit; lastExecID is the ID given last, execsDone says the pump
+	// ended them all.
+	execs      map[uint32]*Process
+	lastExecID uint32
+	execsDone  bool
 }
 
 type received struct {
@@ -286,9 +293,13 @@ func (c *Client) Events() <-chan Event {
 	return c.events
 }
 
-// pump turns frames into events until the exit or the stream's end.
+// pump turns frames into events until the exit or the stream's end, and
+// hands the execs' frames to their processes.
 func (c *Client) pump(out chan<- Event) {
 	defer close(out)
+	// The cases that end the stream end the execs with their reason;
+	// the others (Close) with this one.
+	defer c.endExecs(ErrClosed)
 	release, err := c.acquire(context.Background())
 	if err != nil {
 		return // closed
@@ -311,6 +322,9 @@ func (c *Client) pump(out chan<- Event) {
 				if !errors.Is(end.Err, io.EOF) {
 					ev.Err = end.Err
 				}
+				// The execs first: they need no reader of the
+				// application's events.
+				c.endExecs(fmt.Errorf("the guest's stream ended: %w", end.Err))
 				send(ev)
 			}
 			return
@@ -329,8 +343,12 @@ func (c *Client) pump(out chan<- Event) {
 			if err := Decode(f.Payload, &ev.Status); err != nil {
 				ev = Event{Kind: EventExit, Err: fmt.Errorf("guest exit status: %w", err)}
 			}
+			c.endExecs(ErrAppEnded)
 			send(ev)
 			return
+		case FrameExecStdout, FrameExecStderr, FrameExecExit:
+			c.execFrame(f)
+			continue
 		default:
 			continue
 		}

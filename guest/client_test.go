@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"runtime"
@@ -483,6 +484,9 @@ func FuzzClient(f *testing.F) {
 	f.Add(cat(frame(guest.FrameReady, `{"version":6}`), frame(guest.FrameExit, `{"reason":"signaled","signal":9}`), frame(guest.FrameStdout, "late")))
 	f.Add([]byte{byte(guest.FrameStdout), 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{})
+	f.Add(cat(frame(guest.FrameReady, `{"version":7}`), frame(guest.FrameExecStdout, "\x00\x00\x00\x01out"), frame(guest.FrameStdout, "app"),
+		frame(guest.FrameExecStderr, "\x00\x00\x00\x01err"), frame(guest.FrameExecExit, `{"id":1,"status":{"reason":"exited","code":2}}`), frame(guest.FrameExit, `{"reason":"exited"}`)))
+	f.Add(cat(frame(guest.FrameExecExit, `{"id":1,"status":{"reason":"exited"}}`), frame(guest.FrameExecStdout, "\x00\x00\x00\x01late"), frame(guest.FrameExecExit, `{"id":1}`)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := guest.NewClient(hostile{bytes.NewReader(data)})
 		defer c.Close()
@@ -499,6 +503,30 @@ func FuzzClient(f *testing.F) {
 		}
 		_ = c.Start(&guest.Spec{Version: guest.ProtocolVersion, Args: []string{"/bin/true"}})
 		_ = c.Signal(15)
+		// An exec, whose frames the pump demultiplexes: its events end
+		// too, with one last event.
+		execDone := make(chan string, 1)
+		if p, err := c.Exec(&guest.ExecSpec{Args: []string{"/bin/sh"}}); err == nil {
+			go func() {
+				var lastKind guest.EventKind
+				for ev := range p.Events() {
+					if lastKind != 0 {
+						execDone <- fmt.Sprintf("exec event %s after the last %s", ev.Kind, lastKind)
+						return
+					}
+					if ev.Kind == guest.EventExit || ev.Kind == guest.EventEnd {
+						lastKind = ev.Kind
+					}
+				}
+				if lastKind == 0 {
+					execDone <- "exec events ended without a last event"
+					return
+				}
+				execDone <- ""
+			}()
+		} else {
+			execDone <- ""
+		}
 		var last *guest.Event
 		for ev := range events(ctx, t, c) {
 			if last != nil {
@@ -522,6 +550,14 @@ func FuzzClient(f *testing.F) {
 		}
 		if last == nil {
 			t.Fatal("events ended without a last event")
+		}
+		select {
+		case msg := <-execDone:
+			if msg != "" {
+				t.Fatal(msg)
+			}
+		case <-ctx.Done():
+			t.Fatal("the exec's events did not end on a finite stream")
 		}
 	})
 }

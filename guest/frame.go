@@ -45,6 +45,18 @@ const (
 	// sample JSON [Spec]: arrow-init runs the steps of a start that do not
 	// depend on the application (see [Warmed]) and answers [FrameWarmed].
 	FrameWarm
+	// FrameExec carries a JSON [ExecSpec]: a further process to run in
+	// the started guest, under an ID the host picked (arrow exec).
+	FrameExec
+	// FrameExecStdin carries an exec's ID (4 bytes, big-endian) and then
+	// bytes for its standard input.
+	FrameExecStdin
+	// FrameExecStdinClose carries an exec's ID: its input ends.
+	FrameExecStdinClose
+	// FrameExecSignal carries a JSON [ExecSignal] for an exec.
+	FrameExecSignal
+	// FrameExecResize carries a JSON [ExecResize] for an exec's terminal.
+	FrameExecResize
 )
 
 // Frames sent by the guest.
@@ -65,6 +77,14 @@ const (
 	FrameHealthy
 	// FrameWarmed carries a JSON [Warmed]: the answer to [FrameWarm].
 	FrameWarmed
+	// FrameExecStdout and FrameExecStderr carry an exec's ID (4 bytes,
+	// big-endian) and then bytes it wrote to standard output (or its
+	// terminal) and standard error.
+	FrameExecStdout
+	FrameExecStderr
+	// FrameExecExit carries a JSON [ExecExit]: the exec's exit status, the
+	// last frame about it. Its ID is free for another exec afterwards.
+	FrameExecExit
 )
 
 // String names the frame type for logs and errors.
@@ -94,12 +114,28 @@ func (t FrameType) String() string {
 		return "warm"
 	case FrameWarmed:
 		return "warmed"
+	case FrameExec:
+		return "exec"
+	case FrameExecStdin:
+		return "exec-stdin"
+	case FrameExecStdinClose:
+		return "exec-stdin-close"
+	case FrameExecSignal:
+		return "exec-signal"
+	case FrameExecResize:
+		return "exec-resize"
+	case FrameExecStdout:
+		return "exec-stdout"
+	case FrameExecStderr:
+		return "exec-stderr"
+	case FrameExecExit:
+		return "exec-exit"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }
 
 func (t FrameType) known() bool {
-	return (t >= FrameStart && t <= FrameWarm) || (t >= FrameReady && t <= FrameWarmed)
+	return (t >= FrameStart && t <= FrameExecResize) || (t >= FrameReady && t <= FrameExecExit)
 }
 
 // ErrFrameTooLarge is returned when a peer announces a payload larger than

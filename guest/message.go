@@ -532,8 +532,9 @@ const (
 // announcing another one. Version 2 added [Spec.Root] and [Spec.Mounts];
 // version 3 [Spec.Network] (and arrow-init bringing up the loopback
 // interface); version 5 [FrameWarm] and [Spec.Debug]; version 6
-// [Spec.MachineID].
-const ProtocolVersion = 6
+// [Spec.MachineID]; version 7 [FrameExec] and the exec frames (arrow
+// exec).
+const ProtocolVersion = 7
 
 // Warmed is arrow-init's answer to [FrameWarm]: what it exercised and how
 // long that took. Under TCG, code runs slowly the first time a VM executes

@@ -40,6 +40,15 @@ type Received struct {
 	Stdin           []byte
 	StdinClosed     bool
 	StdinAfterClose int
+	// Execs are the specs of FrameExec, in order; ExecStdin is the
+	// input of each exec by ID, ExecStdinClosed the IDs whose input
+	// ended, ExecSignals and ExecResizes what FrameExecSignal and
+	// FrameExecResize asked, in order.
+	Execs           []guest.ExecSpec
+	ExecStdin       map[uint32][]byte
+	ExecStdinClosed map[uint32]bool
+	ExecSignals     []guest.ExecSignal
+	ExecResizes     []guest.ExecResize
 	// Ended says the host's stream ended; Err is why, when it was not a
 	// clean end (a frame that did not decode is an error too).
 	Ended bool
@@ -55,6 +64,17 @@ func (r *Received) clone() Received {
 	c.Signals = append([]int(nil), r.Signals...)
 	c.Resizes = append([]guest.WindowSize(nil), r.Resizes...)
 	c.Stdin = append([]byte(nil), r.Stdin...)
+	c.Execs = append([]guest.ExecSpec(nil), r.Execs...)
+	c.ExecSignals = append([]guest.ExecSignal(nil), r.ExecSignals...)
+	c.ExecResizes = append([]guest.ExecResize(nil), r.ExecResizes...)
+	c.ExecStdin = make(map[uint32][]byte, len(r.ExecStdin))
+	for id, b := range r.ExecStdin {
+		c.ExecStdin[id] = append([]byte(nil), b...)
+	}
+	c.ExecStdinClosed = make(map[uint32]bool, len(r.ExecStdinClosed))
+	for id, v := range r.ExecStdinClosed {
+		c.ExecStdinClosed[id] = v
+	}
 	return c
 }
 
@@ -123,6 +143,23 @@ func (g *Guest) Healthy() { g.Send(guest.FrameHealthy, nil) }
 
 // Exit reports the application's exit status.
 func (g *Guest) Exit(st guest.ExitStatus) { g.SendJSON(guest.FrameExit, st) }
+
+// ExecStdout and ExecStderr send output of exec id.
+func (g *Guest) ExecStdout(id uint32, s string) { g.execData(guest.FrameExecStdout, id, s) }
+func (g *Guest) ExecStderr(id uint32, s string) { g.execData(guest.FrameExecStderr, id, s) }
+
+func (g *Guest) execData(t guest.FrameType, id uint32, s string) {
+	var b bytes.Buffer
+	if err := guest.NewConn(nil, &b).SendExecData(t, id, []byte(s)); err != nil {
+		panic(err) // a bytes.Buffer does not fail
+	}
+	g.queue(b.Bytes())
+}
+
+// ExecExit reports exec id's exit status.
+func (g *Guest) ExecExit(id uint32, st guest.ExitStatus) {
+	g.SendJSON(guest.FrameExecExit, guest.ExecExit{ID: id, Status: st})
+}
 
 // Die closes the guest's end once the frames queued before it are
 // written, as a VM that stops would end the stream.
@@ -252,6 +289,44 @@ func (g *Guest) handle(f guest.Frame) error {
 		}
 	case guest.FrameStdinClose:
 		rec = func(r *Received) { r.StdinClosed = true }
+	case guest.FrameExec:
+		e, err := guest.DecodeExecSpec(f.Payload)
+		if err != nil {
+			return err
+		}
+		rec = func(r *Received) { r.Execs = append(r.Execs, *e) }
+	case guest.FrameExecStdin, guest.FrameExecStdinClose:
+		id, data, err := guest.SplitExecData(f.Payload)
+		if err != nil {
+			return err
+		}
+		if f.Type == guest.FrameExecStdin {
+			rec = func(r *Received) {
+				if r.ExecStdin == nil {
+					r.ExecStdin = make(map[uint32][]byte)
+				}
+				r.ExecStdin[id] = append(r.ExecStdin[id], data...)
+			}
+		} else {
+			rec = func(r *Received) {
+				if r.ExecStdinClosed == nil {
+					r.ExecStdinClosed = make(map[uint32]bool)
+				}
+				r.ExecStdinClosed[id] = true
+			}
+		}
+	case guest.FrameExecSignal:
+		sig, err := guest.DecodeExecSignal(f.Payload)
+		if err != nil {
+			return err
+		}
+		rec = func(r *Received) { r.ExecSignals = append(r.ExecSignals, sig) }
+	case guest.FrameExecResize:
+		rs, err := guest.DecodeExecResize(f.Payload)
+		if err != nil {
+			return err
+		}
+		rec = func(r *Received) { r.ExecResizes = append(r.ExecResizes, rs) }
 	default:
 		return fmt.Errorf("guesttest: the host sent a %s frame, which only a guest sends", f.Type)
 	}

@@ -46,6 +46,10 @@ type agent struct {
 	// of one (a clone has its template's command line).
 	template bool
 	conn     *guest.Conn
+	// reap reaps the children; execs are the processes exec'd next to
+	// the application (arrow exec).
+	reap  reaper
+	execs execTable
 }
 
 func (a *agent) debugf(format string, args ...any) {

@@ -61,7 +61,7 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 		go a.awaitPort(spec.ReadyPort, done)
 	}
 
-	status := reapUntil(p.pid, sigchld)
+	status := a.reap.until(p.pid, sigchld)
 	a.debugf("exited %+v after %v", status, time.Since(t0))
 	// The application is gone; so is the VM's reason to exist. Kill what
 	// it left behind (daemonized children, say) so their copies of the
@@ -81,8 +81,9 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 // process is the running application and its plumbing.
 type process struct {
 	pid     int
-	stdin   *os.File // write end of stdin, or the terminal; nil without stdin
-	tty     *os.File // terminal master in terminal mode
+	stdin   *os.File   // write end of stdin, or the terminal; nil without stdin
+	tty     *os.File   // terminal master in terminal mode
+	outputs []*os.File // the read ends of its output, which pumps read
 	drained chan struct{}
 
 	stdinMu     sync.Mutex
@@ -111,26 +112,62 @@ func (p *process) writeStdin(b []byte) {
 	_ = writeAll(p.stdin, b)
 }
 
+// procSpec is what starting a process (the application or an exec)
+// takes.
+type procSpec struct {
+	args   []string
+	env    []string
+	dir    string
+	cred   syscall.Credential
+	stdin  bool
+	tty    bool
+	size   guest.WindowSize
+	stdout guest.FrameType // the frame types of its output
+	stderr guest.FrameType
+	// send sends a chunk of its output to the host; it fails with
+	// errExecEnded once an exec's end was reported, after which nothing
+	// more of it may go.
+	send func(t guest.FrameType, b []byte) error
+}
+
 // start launches the application with its streams connected.
 func (a *agent) start(spec *guest.Spec) (*process, error) {
-	env := spec.Env
+	env := withPath(spec.Env)
+	return a.spawn(procSpec{
+		args: spec.Args, env: env, dir: spec.Dir,
+		cred:  syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups},
+		stdin: spec.Stdin, tty: spec.TTY, size: spec.Size,
+		stdout: guest.FrameStdout, stderr: guest.FrameStderr,
+		send: a.conn.Send,
+	}, nil)
+}
+
+// withPath adds the default PATH to env when it has none.
+func withPath(env []string) []string {
 	if !hasEnv(env, "PATH") {
 		env = append([]string{"PATH=" + defaultPath}, env...)
 	}
-	path, err := lookPath(spec.Args[0], envValue(env, "PATH"))
+	return env
+}
+
+// spawn starts a process with its streams connected: a terminal, or pipes
+// that keep stdout and stderr apart. started, when not nil, is called
+// with the new process's ID right after it started (under the reaper's
+// lock, for an exec).
+func (a *agent) spawn(ps procSpec, started func(pid int)) (*process, error) {
+	path, err := lookPath(ps.args[0], envValue(ps.env, "PATH"))
 	if err != nil {
 		return nil, err
 	}
+	cred := ps.cred
 	cmd := &exec.Cmd{
 		Path: path,
-		Args: spec.Args,
-		Env:  env,
-		Dir:  spec.Dir,
+		Args: ps.args,
+		Env:  ps.env,
+		Dir:  ps.dir,
 		SysProcAttr: &syscall.SysProcAttr{
-			Setsid: true,
-			Credential: &syscall.Credential{
-				Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups,
-			},
+			Setsid:     true,
+			Credential: &cred,
 		},
 	}
 	p := &process{drained: make(chan struct{})}
@@ -140,13 +177,13 @@ func (a *agent) start(spec *guest.Spec) (*process, error) {
 			f.Close()
 		}
 	}()
-	if spec.TTY {
+	if ps.tty {
 		master, slave, err := pty.Open()
 		if err != nil {
 			return nil, fmt.Errorf("open terminal: %w", err)
 		}
-		if spec.Size.Rows > 0 && spec.Size.Cols > 0 {
-			_ = pty.Setsize(master, &pty.Winsize{Rows: spec.Size.Rows, Cols: spec.Size.Cols})
+		if ps.size.Rows > 0 && ps.size.Cols > 0 {
+			_ = pty.Setsize(master, &pty.Winsize{Rows: ps.size.Rows, Cols: ps.size.Cols})
 		}
 		childEnds = append(childEnds, slave)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
@@ -154,7 +191,7 @@ func (a *agent) start(spec *guest.Spec) (*process, error) {
 		cmd.SysProcAttr.Ctty = 0
 		p.tty, p.stdin = master, master
 		parentEnds = append(parentEnds, master)
-		go a.pump(guest.FrameStdout, master, p.drained, nil)
+		p.outputs = []*os.File{master}
 	} else {
 		outR, outW, err := os.Pipe()
 		if err != nil {
@@ -169,9 +206,12 @@ func (a *agent) start(spec *guest.Spec) (*process, error) {
 		childEnds = append(childEnds, outW, errW)
 		parentEnds = append(parentEnds, outR, errR)
 		cmd.Stdout, cmd.Stderr = outW, errW
-		if spec.Stdin {
+		if ps.stdin {
 			inR, inW, err := os.Pipe()
 			if err != nil {
+				for _, f := range parentEnds {
+					f.Close()
+				}
 				return nil, err
 			}
 			childEnds = append(childEnds, inR)
@@ -179,9 +219,7 @@ func (a *agent) start(spec *guest.Spec) (*process, error) {
 			cmd.Stdin, p.stdin = inR, inW
 		}
 		// cmd.Stdin nil means /dev/null.
-		both := make(chan struct{})
-		go a.pump(guest.FrameStdout, outR, both, nil)
-		go a.pump(guest.FrameStderr, errR, p.drained, both)
+		p.outputs = []*os.File{outR, errR}
 	}
 	if err := cmd.Start(); err != nil {
 		for _, f := range parentEnds {
@@ -190,27 +228,39 @@ func (a *agent) start(spec *guest.Spec) (*process, error) {
 		return nil, err
 	}
 	p.pid = cmd.Process.Pid
+	if started != nil {
+		started(p.pid)
+	}
+	if ps.tty {
+		go a.pump(ps.send, ps.stdout, p.outputs[0], p.drained, nil)
+	} else {
+		both := make(chan struct{})
+		go a.pump(ps.send, ps.stdout, p.outputs[0], both, nil)
+		go a.pump(ps.send, ps.stderr, p.outputs[1], p.drained, both)
+	}
 	return p, nil
 }
 
 // pump copies r to the host as frames of type t until r ends, then waits
 // for after (the other stream) and closes done.
-func (a *agent) pump(t guest.FrameType, r *os.File, done chan struct{}, after chan struct{}) {
+func (a *agent) pump(send func(guest.FrameType, []byte) error, t guest.FrameType, r *os.File, done chan struct{}, after chan struct{}) {
 	defer close(done)
 	defer r.Close()
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if serr := a.conn.Send(t, buf[:n]); serr != nil {
-				a.log.Printf("forwarding %s: %v", t, serr)
-				return
+			if serr := send(t, buf[:n]); serr != nil {
+				if !errors.Is(serr, errExecEnded) {
+					a.log.Printf("forwarding %s: %v", t, serr)
+				}
+				break
 			}
 		}
 		if err != nil {
 			// A terminal master reads EIO once the last slave is closed:
 			// that is its end of file.
-			if !errors.Is(err, io.EOF) && !errors.Is(err, unix.EIO) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, unix.EIO) && !errors.Is(err, os.ErrClosed) {
 				a.log.Printf("reading %s: %v", t, err)
 			}
 			break
@@ -258,27 +308,61 @@ func (a *agent) serveHost(p *process) {
 				continue
 			}
 			_ = pty.Setsize(p.tty, &pty.Winsize{Rows: ws.Rows, Cols: ws.Cols})
+		case guest.FrameExec, guest.FrameExecStdin, guest.FrameExecStdinClose, guest.FrameExecSignal, guest.FrameExecResize:
+			if err := a.execs.handle(a, f); err != nil {
+				a.log.Printf("%s frame: %v", f.Type, err)
+			}
 		default:
 			a.debugf("ignoring %s frame", f.Type)
 		}
 	}
 }
 
-// reapUntil reaps children as SIGCHLD arrives until pid has exited and
-// returns its status. Orphans re-parented to PID 1 are reaped on the way.
-func reapUntil(pid int, sigchld <-chan os.Signal) guest.ExitStatus {
+// reaper reaps the guest's children: the application, the execs, and
+// orphans re-parented to PID 1. An exec registers its process ID while
+// it holds mu, from before it starts, so that its exit is not reaped as
+// an orphan's.
+type reaper struct {
+	mu      sync.Mutex
+	waiters map[int]func(guest.ExitStatus)
+}
+
+// register calls fn with pid's exit status once it is reaped; the caller
+// holds r.mu since before pid was started.
+func (r *reaper) register(pid int, fn func(guest.ExitStatus)) {
+	if r.waiters == nil {
+		r.waiters = make(map[int]func(guest.ExitStatus))
+	}
+	r.waiters[pid] = fn
+}
+
+// until reaps children as SIGCHLD arrives until pid has exited and
+// returns its status. The execs' exits go to their waiters; orphans are
+// reaped on the way.
+func (r *reaper) until(pid int, sigchld <-chan os.Signal) guest.ExitStatus {
 	for {
 		for {
 			var ws unix.WaitStatus
+			r.mu.Lock()
 			got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			var fn func(guest.ExitStatus)
+			if err == nil && got > 0 {
+				fn = r.waiters[got]
+				delete(r.waiters, got)
+			}
+			r.mu.Unlock()
 			if err != nil || got <= 0 {
 				break
 			}
+			st := guest.ExitStatus{Reason: guest.Exited, Code: ws.ExitStatus()}
+			if ws.Signaled() {
+				st = guest.ExitStatus{Reason: guest.Signaled, Signal: int(ws.Signal())}
+			}
 			if got == pid {
-				if ws.Signaled() {
-					return guest.ExitStatus{Reason: guest.Signaled, Signal: int(ws.Signal())}
-				}
-				return guest.ExitStatus{Reason: guest.Exited, Code: ws.ExitStatus()}
+				return st
+			}
+			if fn != nil {
+				go fn(st)
 			}
 		}
 		<-sigchld

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/arrowsys/arrow/guest"
@@ -29,6 +30,9 @@ type Handle struct {
 	healthyOnce sync.Once
 	started     bool
 	closeOnce   sync.Once
+	// running is true from the application's start to its end: Exec
+	// may run processes next to it then.
+	running atomic.Bool
 }
 
 // Launch plans the run o describes and starts its VM: its spare, a clone
@@ -104,6 +108,7 @@ func (h *Handle) Start(ctx context.Context) (StartInfo, error) {
 	if h.l.tmplKey == "" {
 		h.l.phases = append(h.l.phases, Phase{"boot", time.Since(t0)})
 	}
+	h.running.Store(true)
 	return h.info(), nil
 }
 
@@ -134,6 +139,7 @@ func (h *Handle) Wait(ctx context.Context) (Result, error) {
 	}
 	t1 := time.Now()
 	status, err := h.s.relay(ctx)
+	h.running.Store(false)
 	h.l.phases = append(h.l.phases, Phase{"app", time.Since(t1)})
 	res.Phases = h.phases()
 	if err != nil {
@@ -157,6 +163,7 @@ func (h *Handle) Wait(ctx context.Context) (Result, error) {
 // held (its root disk, its own cgroup).
 func (h *Handle) Close() {
 	h.closeOnce.Do(func() {
+		h.running.Store(false)
 		_ = h.l.m.Kill()
 		<-h.l.m.Done()
 		h.s.close()

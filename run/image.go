@@ -37,6 +37,9 @@ type guestRoot struct {
 	dir  string
 	// cred is who the application runs as.
 	cred credentials
+	// users is the root file system's user database, which `arrow exec
+	// -u` looks names up in too.
+	users *userDB
 }
 
 // ImagesDir is the image store under Arrow's data root.
@@ -254,7 +257,7 @@ func (p *plan) prepareImage(ctx context.Context, o *Options) (*guestRoot, error)
 		return nil, failf(ExitArrowFailed, "image %s: %w", o.Image, err)
 	}
 	gr := diskRoot(disk, o.ReadOnly, cred)
-	gr.env, gr.dir = img.Config.Env, img.Config.WorkingDir
+	gr.env, gr.dir, gr.users = img.Config.Env, img.Config.WorkingDir, db
 	// docker run: ARGS replace Cmd; --entrypoint replaces Entrypoint and
 	// drops Cmd.
 	entrypoint, cmd := img.Config.Entrypoint, img.Config.Cmd
@@ -349,7 +352,7 @@ func (p *plan) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, error
 		args = append(append([]string{}, o.Entrypoint...), args...)
 	}
 	gr := diskRoot(disk, o.ReadOnly, cred)
-	gr.args = args
+	gr.args, gr.users = args, db
 	return gr, nil
 }
 

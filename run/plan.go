@@ -79,6 +79,9 @@ type plan struct {
 	// boot cold, for the reason cold.
 	tmpl *template.Config
 	cold ColdReason
+	// users is the guest root's user database, for exec's users; nil for
+	// a host program's guest, which has none.
+	users *userDB
 }
 
 // makePlan settles the run o describes; o's defaults are filled in. On
@@ -296,6 +299,7 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 	}
 	if gr != nil {
 		p.spec.Root = gr.root
+		p.users = gr.users
 	}
 	p.spec.Mounts = mounts
 	p.spec.Network = p.net

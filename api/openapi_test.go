@@ -174,6 +174,10 @@ func TestOpenAPISchemas(t *testing.T) {
 		"NetworkCreateRequest": NetworkCreateRequest{},
 		"Network":              Network{},
 		"Endpoint":             Endpoint{},
+		"ExecConfig":           ExecConfig{},
+		"ExecExit":             ExecExit{},
+		"ExecSize":             ExecSize{},
+		"ExecSignalRequest":    ExecSignalRequest{},
 	}
 	for name, v := range types {
 		s, ok := doc.Components.Schemas[name]

@@ -224,6 +224,38 @@ func (c *Client) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reade
 	return conn, br, nil
 }
 
+// Exec runs a process in a running arrow and opens its exec stream (see
+// api.ExecStdin): read its output frames and, last, its exit
+// (api.ReadExecFrame) from the reader; write input and control frames to
+// the connection. An arrow that is not running is an [*Error] with status
+// 409.
+func (c *Client) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net.Conn, *bufio.Reader, error) {
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	req := fmt.Sprintf("POST /%s/arrows/%s/exec HTTP/1.1\r\nHost: arrowd\r\nConnection: Upgrade\r\nUpgrade: arrow-exec\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", api.Version, url.PathEscape(ref), len(body))
+	if _, err := conn.Write(append([]byte(req), body...)); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("exec: %w", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer conn.Close()
+		return nil, nil, responseError(resp)
+	}
+	return conn, br, nil
+}
+
 // stream reads a JSON-lines response into fn.
 func stream[T any](c *Client, ctx context.Context, path string, q url.Values, fn func(T) error) error {
 	resp, err := c.send(ctx, http.MethodGet, path, q, nil)

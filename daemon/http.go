@@ -17,6 +17,7 @@ import (
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/logs"
+	"github.com/arrowsys/arrow/shim"
 )
 
 // route is one endpoint: a pattern as [http.ServeMux] takes it, and its
@@ -42,6 +43,7 @@ func (d *Daemon) routes() []route {
 		{"POST " + v + "/arrows/{ref}/wait", http.HandlerFunc(d.handleWait)},
 		{"GET " + v + "/arrows/{ref}/logs", http.HandlerFunc(d.handleLogs)},
 		{"GET " + v + "/arrows/{ref}/attach", http.HandlerFunc(d.handleAttach)},
+		{"POST " + v + "/arrows/{ref}/exec", http.HandlerFunc(d.handleExec)},
 		{"POST " + v + "/networks", http.HandlerFunc(d.handleNetworkCreate)},
 		{"GET " + v + "/networks", http.HandlerFunc(d.handleNetworkList)},
 		{"GET " + v + "/networks/{name}", http.HandlerFunc(d.handleNetworkInspect)},
@@ -423,4 +425,65 @@ func (d *Daemon) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// handleExec runs a further process in a running arrow and upgrades the
+// connection to its exec stream (see api.ExecStdin), joined to the shim's:
+// the shim starts the process and relays its frames.
+func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
+	var cfg api.ExecConfig
+	if !decodeBody(w, r, &cfg) {
+		return
+	}
+	if err := cfg.Validate(); err != nil {
+		fail(w, fmt.Errorf("%w: %w", ErrInvalid, err))
+		return
+	}
+	a, err := d.resolve(r.PathValue("ref"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	d.mu.Lock()
+	rs := a.run
+	d.mu.Unlock()
+	name := d.snapshot(a).Name
+	if rs == nil {
+		fail(w, fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name))
+		return
+	}
+	sconn, sbr, err := rs.client.Exec(r.Context(), &cfg)
+	var refused *shim.StatusError
+	switch {
+	case errors.As(err, &refused) && refused.Code == http.StatusConflict:
+		fail(w, fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name))
+		return
+	case errors.As(err, &refused) && refused.Code == http.StatusBadRequest:
+		fail(w, fmt.Errorf("%w: %s", ErrInvalid, refused.Message))
+		return
+	case err != nil:
+		fail(w, fmt.Errorf("%w: %s: %w", ErrConflict, name, err))
+		return
+	}
+	defer sconn.Close()
+	w.Header().Set("Content-Type", "application/vnd.arrow.stream")
+	w.Header().Set("Connection", "Upgrade")
+	w.Header().Set("Upgrade", "arrow-exec")
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	conn, brw, err := rc.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	go func() {
+		// The client's frames are the shim's to check; its end of the
+		// stream ends the shim's input, which gives the process up.
+		_, _ = io.Copy(sconn, brw)
+		if cw, ok := sconn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}()
+	_, _ = io.Copy(conn, sbr)
 }

@@ -123,6 +123,8 @@ type server struct {
 	healthy  chan struct{} // closed when the ready port answered, or the run ended
 	hOnce    sync.Once
 	stopping bool
+	// handle is the run while its application runs: execs go to it.
+	handle *run.Handle
 }
 
 func newServer(dir string) (*server, error) {
@@ -287,6 +289,7 @@ func (s *server) runVM(ctx context.Context, o run.Options, t0 time.Time) (run.Re
 		s.status.Phases = append(s.status.Phases, api.Phase{Name: ph.Name, Seconds: ph.Duration.Seconds()})
 	}
 	s.status.State = api.Running
+	s.handle = h
 	s.status.StartedAt = time.Now()
 	s.status.BootSeconds = time.Since(t0).Seconds()
 	s.mu.Unlock()
@@ -306,6 +309,9 @@ func (s *server) runVM(ctx context.Context, o run.Options, t0 time.Time) (run.Re
 		}
 	}()
 	res, err := h.Wait(ctx)
+	s.mu.Lock()
+	s.handle = nil
+	s.mu.Unlock()
 	close(waited)
 	// An application that became healthy and ended at once: the report
 	// must not depend on which of the two the goroutine saw first.
@@ -409,6 +415,7 @@ func (s *server) handler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /attach", s.attach)
+	mux.HandleFunc("POST /exec", s.exec)
 	return mux
 }
 

@@ -47,7 +47,7 @@ func execute(ctx context.Context, args []string) int {
 	root.AddCommand(newRunCmd(g), newImageCmd(g), newKernelCmd(g), newVersionCmd(g),
 		newDaemonCmd(g), newShimCmd(),
 		newPsCmd(g), newLogsCmd(g), newStopCmd(g), newStartCmd(g), newRestartCmd(g), newKillCmd(g),
-		newRmCmd(g), newWaitCmd(g), newInspectCmd(g), newStatsCmd(g), newEventsCmd(g), newAttachCmd(g),
+		newRmCmd(g), newWaitCmd(g), newInspectCmd(g), newStatsCmd(g), newEventsCmd(g), newAttachCmd(g), newExecCmd(g),
 		newNetworkCmd(g), newPortCmd(g))
 	root.AddCommand(newTemplateCmd(g))
 	root.SetArgs(args)

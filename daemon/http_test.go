@@ -17,7 +17,7 @@ import (
 
 // newTestDaemon returns a daemon whose arrows cannot start: its shim
 // binary does not exist. Everything that needs no VM works.
-func newTestDaemon(t *testing.T) *Daemon {
+func newTestDaemon(t testing.TB) *Daemon {
 	t.Helper()
 	// Socket paths are short (108 bytes): not under t.TempDir().
 	run, err := os.MkdirTemp("", "arrowd")
@@ -40,7 +40,7 @@ type response struct {
 }
 
 // serveReq serves one request with h.
-func serveReq(t *testing.T, h http.Handler, method, path, contentType string, body io.Reader) response {
+func serveReq(t testing.TB, h http.Handler, method, path, contentType string, body io.Reader) response {
 	t.Helper()
 	req := httptest.NewRequest(method, path, body)
 	if contentType != "" {

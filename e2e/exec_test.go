@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/api/client"
+)
+
+// arrowIn runs the CLI against this daemon with stdin.
+func (d *testDaemon) arrowIn(stdin string, args ...string) result {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, arrowBin, args...)
+	cmd.Env = append(os.Environ(), d.env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	_ = cmd.Run()
+	if ctx.Err() != nil {
+		d.t.Fatalf("arrow %q did not finish\nstderr: %s", args, errb.String())
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// sleeper is an application that waits to be exec'd into.
+var sleeper = []string{"/bin/busybox", "sleep", "600"}
+
+// checkExec runs `arrow exec` with args and checks its stdout, stderr
+// (when want.stderr is not "-") and exit status.
+func (d *testDaemon) checkExec(stdin string, want result, args ...string) {
+	d.t.Helper()
+	t0 := time.Now()
+	r := d.arrowIn(stdin, append([]string{"exec"}, args...)...)
+	if r.stdout != want.stdout || (want.stderr != "-" && r.stderr != want.stderr) || r.code != want.code {
+		d.t.Errorf("exec %q: stdout %q stderr %q exit %d; want %q %q %d", args, r.stdout, r.stderr, r.code, want.stdout, want.stderr, want.code)
+	}
+	d.t.Logf("exec %q: %v", args, time.Since(t0).Round(time.Millisecond))
+}
+
+// execBasics checks what exec does in the running arrow ref: output apart,
+// exit statuses, stdin, a terminal, env, user and working directory.
+func execBasics(t *testing.T, d *testDaemon, ref string) {
+	t.Helper()
+	bb := "/bin/busybox"
+	d.checkExec("", result{stdout: "out\n", stderr: "err\n", code: 3}, ref, bb, "sh", "-c", "echo out; echo err >&2; exit 3")
+	d.checkExec("", result{stderr: "-", code: 127}, ref, "/no/such/program")
+	d.checkExec("", result{stderr: "-", code: 126}, ref, "/etc/hostname")
+	d.checkExec("", result{code: 137}, ref, bb, "sh", "-c", "kill -9 $$")
+	d.checkExec("hello\nworld\n", result{stdout: "hello\nworld\n", code: 0}, ref, "-i", bb, "cat")
+	// Without -i the process reads /dev/null.
+	d.checkExec("ignored\n", result{code: 0}, ref, bb, "cat")
+	d.checkExec("", result{stdout: "bar baz\n", code: 0}, ref, "-e", "FOO=bar baz", bb, "sh", "-c", "echo $FOO")
+	d.checkExec("", result{stdout: "1234 5678 /\n", code: 0}, ref, "-u", "1234:5678", bb, "sh", "-c", `echo $(id -u) $(id -g) $HOME`)
+	d.checkExec("", result{stdout: "/dev\n", code: 0}, ref, "-w", "/dev", bb, "pwd")
+	d.checkExec("", result{stderr: "-", code: 125}, ref, "-w", "/no/such/dir", bb, "pwd")
+	// A terminal: one stream, \r\n line ends, a pty device.
+	r := d.arrowIn("", "exec", "-t", ref, bb, "sh", "-c", "test -t 0 && test -t 1 && tty; echo $TERM >&2")
+	if r.code != 0 || !strings.Contains(r.stdout, "/dev/pts/") || !strings.Contains(r.stdout, "xterm\r\n") || r.stderr != "" {
+		t.Errorf("exec -t: stdout %q stderr %q exit %d", r.stdout, r.stderr, r.code)
+	}
+	if r := d.arrowIn("", "exec", ref, bb, "sh", "-c", "test -t 0"); r.code != 1 {
+		t.Errorf("exec without -t: a terminal on stdin (exit %d)", r.code)
+	}
+	// Several at once, next to the application.
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.checkExec("", result{stdout: "done\n", code: i}, ref, bb, "sh", "-c", "sleep 1; echo done; exit "+string(rune('0'+i)))
+		}()
+	}
+	wg.Wait()
+	if a := d.inspect(ref); a.State != api.Running {
+		t.Errorf("after the execs: %s is %s", ref, a.State)
+	}
+}
+
+// TestExecCold: exec in a cold-booted arrow, and into one that stopped.
+func TestExecCold(t *testing.T) {
+	d := startDaemon(t)
+	d.must(append([]string{"run", "-d", "--cold", "--name", "cold"}, sleeper...)...)
+	a := d.waitFor("cold", time.Minute, "running", func(a api.Arrow) bool { return a.State == api.Running })
+	if a.Template != "" || a.Spare {
+		t.Fatalf("not a cold boot: template %q spare %v", a.Template, a.Spare)
+	}
+	execBasics(t, d, "cold")
+
+	d.must("stop", "-t", "0", "cold")
+	r := d.arrow("exec", "cold", "/bin/busybox", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "cold is not running") {
+		t.Errorf("exec into a stopped arrow: exit %d, stderr %q", r.code, r.stderr)
+	}
+	_, _, err := d.client().Exec(context.Background(), "cold", &api.ExecConfig{Cmd: []string{"/bin/busybox", "true"}})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 409 {
+		t.Errorf("API exec into a stopped arrow: %v, want 409", err)
+	}
+	// Bad requests are refused before anything runs.
+	for _, cfg := range []api.ExecConfig{{}, {Cmd: []string{"x"}, WorkingDir: "rel"}, {Cmd: []string{"x"}, Env: []string{"NOEQUALS"}}} {
+		_, _, err := d.client().Exec(context.Background(), "cold", &cfg)
+		if !errors.As(err, &ce) || ce.Status != 400 {
+			t.Errorf("API exec %+v: %v, want 400", cfg, err)
+		}
+	}
+}
+
+// TestExecClone: exec in an arrow cloned from a template.
+func TestExecClone(t *testing.T) {
+	d := startDaemon(t)
+	d.must("template", "warm")
+	d.must(append([]string{"run", "-d", "--name", "cl"}, sleeper...)...)
+	a := d.waitFor("cl", time.Minute, "running", func(a api.Arrow) bool { return a.State == api.Running })
+	if a.Template == "" || a.Spare {
+		t.Fatalf("not a clone: template %q spare %v", a.Template, a.Spare)
+	}
+	execBasics(t, d, "cl")
+}
+
+// TestExecSpare: exec in an arrow that started in a spare from the pool.
+func TestExecSpare(t *testing.T) {
+	d := startDaemon(t)
+	d.must("template", "warm", "--count", "1")
+	a := d.runSpare(sleeper...)
+	d.waitFor(a.ID, time.Minute, "running", func(a api.Arrow) bool { return a.State == api.Running })
+	execBasics(t, d, a.ID)
+}
+
+// TestExecUserName: -u NAME resolves in the guest root's /etc/passwd, as
+// --user does, and exec runs in that root.
+func TestExecUserName(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "home/alice"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"etc/passwd":  "root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1002::/home/alice:/bin/sh\n",
+		"etc/group":   "root:x:0:\nstaff:x:1002:\nwheel:x:1003:alice\n",
+		"etc/marker":  "in the root disk\n",
+		"bin/busybox": string(bb),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, applet := range []string{"sh", "sleep", "id", "cat"} {
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDaemon(t)
+	d.must("run", "-d", "--name", "rf", "--rootfs", dir, "/bin/sleep", "600")
+	d.waitFor("rf", time.Minute, "running", func(a api.Arrow) bool { return a.State == api.Running })
+	d.checkExec("", result{stdout: "1001 1002 1002 1003 /home/alice\n", code: 0}, "rf", "-u", "alice", "sh", "-c", `echo $(id -u) $(id -g) $(id -G) $HOME`)
+	d.checkExec("", result{stdout: "in the root disk\n", code: 0}, "rf", "cat", "/etc/marker")
+	r := d.arrow("exec", "-u", "bob", "rf", "id")
+	if r.code != 125 || !strings.Contains(r.stderr, `"bob"`) {
+		t.Errorf("exec -u bob: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -57,13 +57,13 @@ func execBasics(t *testing.T, d *testDaemon, ref string) {
 	d.checkExec("", result{stderr: "-", code: 127}, ref, "/no/such/program")
 	d.checkExec("", result{stderr: "-", code: 126}, ref, "/etc/hostname")
 	d.checkExec("", result{code: 137}, ref, bb, "sh", "-c", "kill -9 $$")
-	d.checkExec("hello\nworld\n", result{stdout: "hello\nworld\n", code: 0}, ref, "-i", bb, "cat")
+	d.checkExec("hello\nworld\n", result{stdout: "hello\nworld\n", code: 0}, "-i", ref, bb, "cat")
 	// Without -i the process reads /dev/null.
 	d.checkExec("ignored\n", result{code: 0}, ref, bb, "cat")
-	d.checkExec("", result{stdout: "bar baz\n", code: 0}, ref, "-e", "FOO=bar baz", bb, "sh", "-c", "echo $FOO")
-	d.checkExec("", result{stdout: "1234 5678 /\n", code: 0}, ref, "-u", "1234:5678", bb, "sh", "-c", `echo $(id -u) $(id -g) $HOME`)
-	d.checkExec("", result{stdout: "/dev\n", code: 0}, ref, "-w", "/dev", bb, "pwd")
-	d.checkExec("", result{stderr: "-", code: 125}, ref, "-w", "/no/such/dir", bb, "pwd")
+	d.checkExec("", result{stdout: "bar baz\n", code: 0}, "-e", "FOO=bar baz", ref, bb, "sh", "-c", "echo $FOO")
+	d.checkExec("", result{stdout: "1234 5678 /\n", code: 0}, "-u", "1234:5678", ref, bb, "sh", "-c", `echo $(id -u) $(id -g) $HOME`)
+	d.checkExec("", result{stdout: "/dev\n", code: 0}, "-w", "/dev", ref, bb, "pwd")
+	d.checkExec("", result{stderr: "-", code: 125}, "-w", "/no/such/dir", ref, bb, "pwd")
 	// A terminal: one stream, \r\n line ends, a pty device.
 	r := d.arrowIn("", "exec", "-t", ref, bb, "sh", "-c", "test -t 0 && test -t 1 && tty; echo $TERM >&2")
 	if r.code != 0 || !strings.Contains(r.stdout, "/dev/pts/") || !strings.Contains(r.stdout, "xterm\r\n") || r.stderr != "" {
@@ -169,7 +169,7 @@ func TestExecUserName(t *testing.T) {
 	d := startDaemon(t)
 	d.must("run", "-d", "--name", "rf", "--rootfs", dir, "/bin/sleep", "600")
 	d.waitFor("rf", time.Minute, "running", func(a api.Arrow) bool { return a.State == api.Running })
-	d.checkExec("", result{stdout: "1001 1002 1002 1003 /home/alice\n", code: 0}, "rf", "-u", "alice", "sh", "-c", `echo $(id -u) $(id -g) $(id -G) $HOME`)
+	d.checkExec("", result{stdout: "1001 1002 1002 1003 /home/alice\n", code: 0}, "-u", "alice", "rf", "sh", "-c", `echo $(id -u) $(id -g) $(id -G) $HOME`)
 	d.checkExec("", result{stdout: "in the root disk\n", code: 0}, "rf", "cat", "/etc/marker")
 	r := d.arrow("exec", "-u", "bob", "rf", "id")
 	if r.code != 125 || !strings.Contains(r.stderr, `"bob"`) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,5 +175,95 @@ func TestExecUserName(t *testing.T) {
 	r := d.arrow("exec", "-u", "bob", "rf", "id")
 	if r.code != 125 || !strings.Contains(r.stderr, `"bob"`) {
 		t.Errorf("exec -u bob: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// execStream reads an exec stream's frames until its exit frame, calling
+// each with the output so far; it returns the output and the exit.
+func execStream(t *testing.T, br io.Reader, each func(out string)) (string, api.ExecExit) {
+	t.Helper()
+	var out strings.Builder
+	for {
+		st, p, err := api.ReadExecFrame(br, api.StreamStdout, api.StreamStderr, api.StreamExit)
+		if err != nil {
+			t.Fatalf("exec stream after %q: %v", out.String(), err)
+		}
+		if st == api.StreamExit {
+			var x api.ExecExit
+			if err := api.DecodeExecControl(p, &x); err != nil {
+				t.Fatal(err)
+			}
+			return out.String(), x
+		}
+		out.Write(p)
+		if each != nil {
+			each(out.String())
+		}
+	}
+}
+
+// TestExecAPI drives exec streams through the API: a terminal resized and
+// a signal delivered, a client that goes has its process killed, and an
+// exec running when the application ends ends with it (137).
+func TestExecAPI(t *testing.T) {
+	d := startDaemon(t)
+	d.must(append([]string{"run", "-d", "--cold", "--name", "api"}, sleeper...)...)
+	d.waitFor("api", time.Minute, "running", func(a api.Arrow) bool { return a.State == api.Running })
+	ctx := context.Background()
+	c := d.client()
+
+	conn, br, err := c.Exec(ctx, "api", &api.ExecConfig{
+		Cmd: []string{"/bin/busybox", "sh", "-c", `trap 'stty size; exit 5' USR1; stty size; echo ready; while :; do sleep 0.1; done`},
+		TTY: true, Rows: 10, Cols: 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := false
+	out, x := execStream(t, br, func(out string) {
+		if !sent && strings.Contains(out, "ready") {
+			sent = true
+			_ = api.WriteExecControl(conn, api.ExecResize, api.ExecSize{Rows: 30, Cols: 100})
+			_ = api.WriteExecControl(conn, api.ExecSignal, api.ExecSignalRequest{Signal: 10})
+		}
+	})
+	conn.Close()
+	if !strings.HasPrefix(out, "10 20\r\n") || !strings.HasSuffix(out, "30 100\r\n") || x.ExitCode != 5 {
+		t.Errorf("resize and signal: output %q, exit %+v", out, x)
+	}
+
+	// A client that goes: its process is killed.
+	conn, _, err = c.Exec(ctx, "api", &api.ExecConfig{Cmd: []string{"/bin/busybox", "sleep", "599"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := d.arrow("exec", "api", "/bin/busybox", "sh", "-c", "ps | grep -c '[s]leep 599'")
+		if strings.TrimSpace(r.stdout) == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exec of a client that went still runs: %q", r.stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The application ends: so does the exec, with the VM.
+	conn, br, err = c.Exec(ctx, "api", &api.ExecConfig{Cmd: []string{"/bin/busybox", "sh", "-c", "echo started; sleep 600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	killed := false
+	_, x = execStream(t, br, func(out string) {
+		if !killed && strings.Contains(out, "started") {
+			killed = true
+			d.must("kill", "api")
+		}
+	})
+	if x.ExitCode != 137 || !strings.Contains(x.Error, "application exited") {
+		t.Errorf("exec when the application ended: %+v", x)
 	}
 }

@@ -253,5 +253,3 @@ func TestExecTableControl(t *testing.T) {
 		}
 	}
 }
-
-

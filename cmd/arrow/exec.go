@@ -34,7 +34,7 @@ unless -u says otherwise, with the application's environment plus -e.
 Its stdout and stderr stay apart (with -t there is one terminal); exec
 exits with the command's exit status: 126 when it cannot be executed, 127
 when it is not found, 125 when Arrow failed (an arrow that is not running,
-say).`,
+say). Options go before ARROW: what follows CMD is the command's.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := api.ExecConfig{Cmd: args[1:], User: user, WorkingDir: dir, TTY: tty, Stdin: interactive}

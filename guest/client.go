@@ -195,6 +195,7 @@ func (c *Client) Hello(ctx context.Context) (Hello, error) {
 			return Hello{}, err
 		}
 		if f.Type != FrameReady {
+			c.drop(f)
 			continue
 		}
 		var h Hello
@@ -231,6 +232,18 @@ func (c *Client) Warm(ctx context.Context, sample *Spec) (Warmed, error) {
 		if f.Type == FrameWarmed {
 			return decodeWarmed(f.Payload)
 		}
+		c.drop(f)
+	}
+}
+
+// drop handles a frame a call that waits for another one passes over. An
+// exit status is still acknowledged, so that arrow-init, failing before
+// the host expected it to report, powers off at once rather than after
+// waiting for the acknowledgement in vain; the stream then ends, and the
+// call with it.
+func (c *Client) drop(f Frame) {
+	if f.Type == FrameExit {
+		_ = c.conn.Send(FrameExitAck, nil)
 	}
 }
 
@@ -343,6 +356,10 @@ func (c *Client) pump(out chan<- Event) {
 			if err := Decode(f.Payload, &ev.Status); err != nil {
 				ev = Event{Kind: EventExit, Err: fmt.Errorf("guest exit status: %w", err)}
 			}
+			// Everything before the exit status has arrived: let
+			// arrow-init reset the machine (see FrameExitAck). A
+			// failure means the guest is gone already.
+			_ = c.conn.Send(FrameExitAck, nil)
 			c.endExecs(ErrAppEnded)
 			send(ev)
 			return

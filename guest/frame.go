@@ -57,6 +57,13 @@ const (
 	FrameExecSignal
 	// FrameExecResize carries a JSON [ExecResize] for an exec's terminal.
 	FrameExecResize
+	// FrameExitAck (no payload) says the host received the [FrameExit],
+	// and so every frame before it. arrow-init resets the machine only
+	// then: a guest's write to its virtio-serial port returns before QEMU
+	// has passed the bytes on, and QEMU drops what it still holds when the
+	// guest resets, so a reset right after the exit status would cut off
+	// the end of a large output whenever the host reads slowly.
+	FrameExitAck
 )
 
 // Frames sent by the guest.
@@ -124,6 +131,8 @@ func (t FrameType) String() string {
 		return "exec-signal"
 	case FrameExecResize:
 		return "exec-resize"
+	case FrameExitAck:
+		return "exit-ack"
 	case FrameExecStdout:
 		return "exec-stdout"
 	case FrameExecStderr:

@@ -33,7 +33,7 @@ func Main() {
 		os.Exit(0)
 	}
 	logger := log.New(os.Stderr, "arrow-init: ", 0)
-	a := &agent{log: logger, born: time.Now()}
+	a := &agent{log: logger, born: time.Now(), acked: make(chan struct{})}
 	status := a.main()
 	a.poweroff(status)
 }
@@ -50,6 +50,11 @@ type agent struct {
 	// the application (arrow exec).
 	reap  reaper
 	execs execTable
+	// serving says serveHost reads the host's frames (the application
+	// started); acked is closed when the host acknowledged the exit
+	// status (guest.FrameExitAck).
+	serving bool
+	acked   chan struct{}
 }
 
 func (a *agent) debugf(format string, args ...any) {
@@ -173,12 +178,47 @@ func (a *agent) poweroff(status guest.ExitStatus) {
 			a.log.Printf("reporting exit status: %v", err)
 		}
 		a.debugf("reported exit")
+		a.awaitExitAck()
 	}
 	for {
 		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
 			a.log.Printf("reboot: %v", err)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// exitAckTimeout bounds the wait for the host's acknowledgement of the
+// exit status: a host that is gone, or does not read, must not keep the
+// VM alive for long.
+const exitAckTimeout = 10 * time.Second
+
+// awaitExitAck waits until the host acknowledged the exit status, and so
+// received all the output before it (see guest.FrameExitAck), or until
+// exitAckTimeout.
+func (a *agent) awaitExitAck() {
+	if !a.serving {
+		// Nothing reads the host's frames yet: the application never
+		// started.
+		go func() {
+			for {
+				f, err := a.conn.Recv()
+				if err != nil {
+					return
+				}
+				if f.Type == guest.FrameExitAck {
+					close(a.acked)
+					return
+				}
+			}
+		}()
+	}
+	t0 := time.Now()
+	select {
+	case <-a.acked:
+		a.debugf("exit acknowledged after %v", time.Since(t0))
+	case <-time.After(exitAckTimeout):
+		a.log.Printf("the host did not acknowledge the exit status within %v; resetting anyway", exitAckTimeout)
 	}
 }
 

@@ -53,6 +53,7 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 	if err != nil {
 		return startFailure(spec.Args[0], err)
 	}
+	a.serving = true
 	go a.serveHost(p)
 	a.debugf("started pid %d in %v", p.pid, time.Since(t0))
 	if spec.ReadyPort > 0 {
@@ -285,6 +286,11 @@ func (a *agent) serveHost(p *process) {
 			return
 		}
 		switch f.Type {
+		case guest.FrameExitAck:
+			// The host has everything: poweroff may reset the machine.
+			// Nothing the host sends after it matters.
+			close(a.acked)
+			return
 		case guest.FrameStdin:
 			p.writeStdin(f.Payload)
 		case guest.FrameStdinClose:

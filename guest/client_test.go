@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -581,4 +582,44 @@ func events(ctx context.Context, t *testing.T, c *guest.Client) <-chan guest.Eve
 		}
 	}()
 	return out
+}
+
+// TestExitAcknowledged: the client acknowledges the exit status, whether
+// it arrives as the application's end or while a call waits for another
+// frame, so that arrow-init resets the machine only once its output is
+// safe (guest.FrameExitAck).
+func TestExitAcknowledged(t *testing.T) {
+	tests := []struct {
+		name string
+		host func(t *testing.T, c *guest.Client)
+	}{
+		{"after the application", func(t *testing.T, c *guest.Client) {
+			if _, err := c.Hello(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, c)
+		}},
+		{"during a warm-up", func(t *testing.T, c *guest.Client) {
+			if _, err := c.Hello(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+			defer cancel()
+			_, _ = c.Warm(ctx, &guest.Spec{Version: guest.ProtocolVersion, Args: []string{"/bin/true"}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, c := newPair(t)
+			g.Hello(guest.ProtocolVersion)
+			g.Stdout("out")
+			g.Exit(guest.ExitStatus{Reason: guest.Exited})
+			tt.host(t, c)
+			if _, err := g.Wait(testCtx(t), func(r guesttest.Received) bool {
+				return slices.Contains(r.Frames, guest.FrameExitAck)
+			}); err != nil {
+				t.Fatalf("no exit acknowledgement: %v (received %+v)", err, g.Received())
+			}
+		})
+	}
 }

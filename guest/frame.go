@@ -144,7 +144,7 @@ func (t FrameType) String() string {
 }
 
 func (t FrameType) known() bool {
-	return (t >= FrameStart && t <= FrameExecResize) || (t >= FrameReady && t <= FrameExecExit)
+	return (t >= FrameStart && t <= FrameExitAck) || (t >= FrameReady && t <= FrameExecExit)
 }
 
 // ErrFrameTooLarge is returned when a peer announces a payload larger than

@@ -18,6 +18,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		{FrameStdout, []byte("hello\n")},
 		{FrameStderr, big},
 		{FrameExit, []byte(`{"reason":"exited"}`)},
+		{FrameExitAck, nil},
 	}
 	for _, f := range sends {
 		if err := c.Send(f.Type, f.Payload); err != nil {
@@ -25,7 +26,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		}
 	}
 	want := []Frame{sends[0], sends[1], sends[2],
-		{FrameStderr, big[:MaxPayload]}, {FrameStderr, big[MaxPayload:]}, sends[4]}
+		{FrameStderr, big[:MaxPayload]}, {FrameStderr, big[MaxPayload:]}, sends[4], sends[5]}
 	for i, w := range want {
 		got, err := c.Recv()
 		if err != nil {

@@ -327,6 +327,8 @@ func (g *Guest) handle(f guest.Frame) error {
 			return err
 		}
 		rec = func(r *Received) { r.ExecResizes = append(r.ExecResizes, rs) }
+	case guest.FrameExitAck:
+		rec = func(*Received) {}
 	default:
 		return fmt.Errorf("guesttest: the host sent a %s frame, which only a guest sends", f.Type)
 	}

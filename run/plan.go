@@ -139,6 +139,11 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 	if o.CPUs < 1 || o.CPUs > vm.MaxCPUs {
 		return failf(ExitArrowFailed, "--cpus %d: want 1 to %d", o.CPUs, vm.MaxCPUs)
 	}
+	// What the host cannot back fails now, not when QEMU touches it,
+	// seconds (or, overcommitted, much longer) into a boot.
+	if err := vm.CheckHostMemory(o.MemoryMiB, DefaultVMOverheadMiB); err != nil {
+		return failf(ExitArrowFailed, "--%w", err)
+	}
 	// Before anything is built: a published port that is taken is the
 	// user's to fix, and cheap to check.
 	if err := p.network(o); err != nil {

@@ -85,8 +85,11 @@ const (
 // bin and sbin directories: /usr/bin/env does not bring the rest of
 // coreutils.
 //
-// Of an included package, the regular files and symlinks are taken;
-// directories come as parents of files. Files the user running Arrow may
+// Of an included package, the regular files, symlinks and directories are
+// taken, and what it needs beyond them: the state
+// directories its postinst makes, empty; the host's unlisted files in its
+// /etc directories; files its postinst copies from its own. Every entry
+// keeps its host owner and mode. Files the user running Arrow may
 // not read (root's 0600 files, for a user) are left out, here and in
 // included directories. Documentation (/usr/share/doc,
 // man, info, locale, lintian, bug) is left out, as are host secrets (see

@@ -88,7 +88,8 @@ const (
 // Of an included package, the regular files, symlinks and directories are
 // taken, and what it needs beyond them: the state
 // directories its postinst makes, empty; the host's unlisted files in its
-// /etc directories; files its postinst copies from its own. Every entry
+// own configuration directory (/etc/nginx); files its postinst copies from
+// its own. Every entry
 // keeps its host owner and mode. Files the user running Arrow may
 // not read (root's 0600 files, for a user) are left out, here and in
 // included directories. Documentation (/usr/share/doc,

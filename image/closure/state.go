@@ -108,7 +108,7 @@ func (c *resolution) addPackageDirs(p *dpkgPkg, paths []string, listed map[strin
 		if _, _, err := c.h.addPath(c.set, lp); err != nil {
 			return fmt.Errorf("%s of %s: %w", lp, p, err)
 		}
-		if under(real, []string{"/etc"}) && c.rd.canRead(st) {
+		if ownConfigDir(p.name, real) && c.rd.canRead(st) {
 			if err := c.addConfig(real, listed); err != nil {
 				return fmt.Errorf("%s of %s: %w", lp, p, err)
 			}
@@ -166,6 +166,23 @@ func (c *resolution) addPackageDirs(p *dpkgPkg, paths []string, listed map[strin
 		}
 	}
 	return nil
+}
+
+// ownConfigDir reports whether dir is in package pkg's own configuration
+// directory, /etc/NAME where NAME is the package's name or its part
+// before the first "-" (nginx-common's /etc/nginx, redis-server's
+// /etc/redis): the unlisted files there are the package's configuration.
+// Directories packages share (/etc itself, /etc/default, /etc/init.d)
+// hold every package's files and the host's own (/etc/passwd): none of
+// theirs is taken.
+func ownConfigDir(pkg, dir string) bool {
+	rest, ok := strings.CutPrefix(dir, "/etc/")
+	if !ok {
+		return false
+	}
+	top, _, _ := strings.Cut(rest, "/")
+	stem, _, _ := strings.Cut(pkg, "-")
+	return top != "" && (top == pkg || top == stem)
 }
 
 // maxConfigEntries bounds the entries read from one configuration

@@ -69,6 +69,30 @@ func TestScriptPaths(t *testing.T) {
 	}
 }
 
+func TestOwnConfigDir(t *testing.T) {
+	tests := []struct {
+		pkg, dir string
+		want     bool
+	}{
+		{"nginx-common", "/etc/nginx", true},
+		{"nginx-common", "/etc/nginx/sites-enabled", true},
+		{"nginx", "/etc/nginx/conf.d", true},
+		{"redis-server", "/etc/redis", true},
+		{"nginx-common", "/etc", false},
+		{"nginx-common", "/etc/default", false},
+		{"nginx-common", "/etc/logrotate.d", false},
+		{"nginx-common", "/etc/nginxx", false},
+		{"nginx-common", "/usr/share/nginx", false},
+		{"python3", "/etc/python3", true},
+		{"python3", "/etc/python3.11", false},
+	}
+	for _, tt := range tests {
+		if got := ownConfigDir(tt.pkg, tt.dir); got != tt.want {
+			t.Errorf("ownConfigDir(%q, %q) = %v, want %v", tt.pkg, tt.dir, got, tt.want)
+		}
+	}
+}
+
 func TestScriptPathsBounded(t *testing.T) {
 	var b strings.Builder
 	for i := 0; i < 10000; i++ {
@@ -166,6 +190,15 @@ func TestHostPackageDirs(t *testing.T) {
 		for _, g := range tt.set.Files() {
 			if strings.HasPrefix(g.Path, tt.dir+"/") {
 				t.Errorf("%s holds the host's %s", tt.dir, g.Path)
+			}
+		}
+	}
+	// Nothing of the host's shared configuration: /etc/passwd is Arrow's
+	// to write, /etc/default holds every package's settings.
+	for _, s := range []*Set{nginx, redis} {
+		for _, p := range []string{"/etc/passwd", "/etc/group", "/etc/hostname", "/etc/default/locale"} {
+			if _, ok := s.Lookup(p); ok {
+				t.Errorf("the host's %s is in the guest", p)
 			}
 		}
 	}

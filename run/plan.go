@@ -208,7 +208,9 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		if err != nil {
 			return fail(ExitArrowFailed, fmt.Errorf("the host's accounts: %w", err))
 		}
-		if cred, err = userCredentials(o, "", "", newUserDB(hostPasswd, hostGroup)); err != nil {
+		hostDB := newUserDB(hostPasswd, hostGroup)
+		hostDB.host = true
+		if cred, err = userCredentials(o, "", "", hostDB); err != nil {
 			return err
 		}
 		r := &closure.Resolver{Root: "/"}

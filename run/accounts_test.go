@@ -150,3 +150,29 @@ func TestAddAccounts(t *testing.T) {
 		t.Fatalf("%d files, want 2", len(entries))
 	}
 }
+
+func TestClosureTooBig(t *testing.T) {
+	sized := func(mib int64) *closure.Set {
+		s := closure.NewSet()
+		if err := s.Add(closure.File{Path: "/f", Mode: 0o644, Size: mib << 20, Source: "/f"}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tests := []struct {
+		set    *closure.Set
+		memMiB int
+		want   bool
+	}{
+		{sized(34), 256, false},   // python3
+		{sized(64), 256, false},   // a quarter, exactly
+		{sized(65), 256, true},    // more
+		{sized(296), 256, true},   // PostgreSQL's initdb
+		{sized(296), 2048, false}, // in a guest it fits in
+	}
+	for _, tt := range tests {
+		if got := closureTooBig(tt.set, tt.memMiB); got != tt.want {
+			t.Errorf("closureTooBig(%d MiB, %d MiB) = %v, want %v", tt.set.Bytes()>>20, tt.memMiB, got, tt.want)
+		}
+	}
+}

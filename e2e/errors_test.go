@@ -117,4 +117,9 @@ func TestMemoryBeyondHost(t *testing.T) {
 			t.Errorf("--memory %s: refused after %v, want at once", m, took)
 		}
 	}
+	// Nor is a template of it warmed: it would boot, its memory file
+	// sparse, and promise its clones what the host cannot give.
+	if r := arrow(t, "", "template", "warm", "--memory", "100G"); r.code != 125 || !strings.Contains(r.stderr, "the host has") {
+		t.Errorf("template warm --memory 100G: exit %d, %s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -139,7 +139,8 @@ func peopleOf(t *testing.T) []*user.User {
 // TestClosureBigCold: PostgreSQL's closure, far larger than an initramfs
 // may be in a 256 MiB guest, boots cold with a volume from an erofs root
 // disk: initdb (which looks up its user and popen()s /bin/sh) makes a
-// cluster in the volume, as the postgres account.
+// cluster in the volume, as the postgres account, and the server then
+// serves it to psql.
 func TestClosureBigCold(t *testing.T) {
 	pg, err := user.Lookup("postgres") // setup.sh installs postgresql
 	if err != nil {
@@ -169,6 +170,58 @@ func TestClosureBigCold(t *testing.T) {
 		}
 	}
 	if _, err := os.Stat(filepath.Join(data, "pg", "PG_VERSION")); err != nil {
-		t.Errorf("the cluster is not in the volume: %v", err)
+		t.Fatalf("the cluster is not in the volume: %v", err)
 	}
+
+	// The server on that cluster, in a new arrow, answers psql on the
+	// host: its socket directory (/var/run/postgresql, made by
+	// postgresql-common's postinst) exists, writable by postgres.
+	// Connections come from slirp's 10.0.2.2, which -A trust's
+	// pg_hba.conf does not name.
+	hba, err := os.OpenFile(filepath.Join(data, "pg", "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hba.WriteString("host all all 0.0.0.0/0 trust\n"); err != nil {
+		t.Fatal(err)
+	}
+	hba.Close()
+	port := freePort(t)
+	before := qemuProcesses(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, arrowBin, "run", "--user", "postgres", "-v", data+":/data", "-p", "127.0.0.1:"+strconv.Itoa(port)+":5432",
+		"/usr/lib/postgresql/15/bin/postgres", "-D", "/data/pg", "-c", "listen_addresses=*")
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var answer string
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		out, err := exec.Command("psql", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "-Atc", "select 6*7").Output()
+		if err == nil {
+			answer = string(out)
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("postgres exited: %v\n%s", err, log.String())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if answer != "42\n" {
+		t.Errorf("psql: %q\n%s", answer, log.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("arrow did not stop on SIGTERM\n%s", log.String())
+	}
+	assertNoNewQEMU(t, before)
 }

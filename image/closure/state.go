@@ -24,7 +24,7 @@ const maxScript = 1 << 20
 const maxScriptPaths = 256
 
 // scriptPaths returns what a maintainer script names: the absolute paths
-// below stateDirs it mentions, which may be directories it
+// below stateDirs or /run (or /var/run, its old name) it mentions, which may be directories it
 // makes, and the "cp SRC DST" lines with absolute, literal paths, which
 // install one of the package's files at another place (nginx's postinst
 // copies its welcome page to /var/www/html). Paths with shell expansions
@@ -51,11 +51,12 @@ func scriptPaths(script []byte) (dirs []string, copies [][2]string) {
 			if !literalPath(w) || len(dirs) >= maxScriptPaths {
 				continue
 			}
-			// /run is not among them: the guest mounts a tmpfs there,
-			// as systemd does (a unit's RuntimeDirectory= makes what
-			// a daemon needs in it).
+			// /run too (PostgreSQL's socket directory): arrow-init
+			// keeps what the root file system has there instead of
+			// mounting a tmpfs over it. A path is kept as written:
+			// /var/run/postgresql brings the /var/run link with it.
 			p := path.Clean(w)
-			if !under(p, stateDirs) {
+			if !under(p, stateDirs) && !strings.HasPrefix(p, "/run/") && !strings.HasPrefix(p, "/var/run/") {
 				continue
 			}
 			if !seen[p] && !isStateRoot(p) {

@@ -23,8 +23,9 @@ func TestScriptPaths(t *testing.T) {
 			dirs:   []string{"/var/lib/redis"},
 		},
 		{
-			name:   "not /run, a tmpfs in the guest",
-			script: "install -d -m 2775 -o postgres -g postgres /var/run/postgresql /run/x\n",
+			name:   "/run, by its old name too",
+			script: "install -d -m 2775 -o postgres -g postgres /var/run/postgresql /run/x /run\n",
+			dirs:   []string{"/var/run/postgresql", "/run/x"},
 		},
 		{
 			name:   "mkdir and chown, quoted",
@@ -127,7 +128,7 @@ func FuzzScriptPaths(f *testing.F) {
 			if !path.IsAbs(d) || path.Clean(d) != d || strings.Contains(d, "$") {
 				t.Fatalf("bad dir %q", d)
 			}
-			if !under(d, stateDirs) {
+			if !under(d, stateDirs) && !strings.HasPrefix(d, "/run/") && !strings.HasPrefix(d, "/var/run/") {
 				t.Fatalf("dir %q outside the state directories", d)
 			}
 		}
@@ -146,7 +147,7 @@ func FuzzScriptPaths(f *testing.F) {
 // packages own and their maintainer scripts make are in the guest, with
 // the host's mode and owner and nothing of the host's content.
 func TestHostPackageDirs(t *testing.T) {
-	for _, p := range []string{"/usr/sbin/nginx", "/usr/bin/redis-server"} {
+	for _, p := range []string{"/usr/sbin/nginx", "/usr/bin/redis-server", "/usr/lib/postgresql/15/bin/postgres"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("%s: %v (setup.sh installs it)", p, err)
 		}
@@ -160,6 +161,14 @@ func TestHostPackageDirs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	postgres, err := r.Resolve(context.Background(), "/usr/lib/postgresql/15/bin/postgres", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The socket directory is found by its old name, a link to /run.
+	if f, ok := postgres.Lookup("/var/run"); !ok || !f.IsSymlink() {
+		t.Errorf("/var/run: %+v, %v; want the host's link to /run", f, ok)
+	}
 	tests := []struct {
 		set  *Set
 		dir  string
@@ -170,6 +179,7 @@ func TestHostPackageDirs(t *testing.T) {
 		{nginx, "/etc/nginx/conf.d", "an empty listed directory"},
 		{redis, "/var/lib/redis", "made by redis-server's postinst"},
 		{redis, "/var/log/redis", "made by redis-server's postinst"},
+		{postgres, "/run/postgresql", "made by postgresql-common's postinst, as /var/run/postgresql"},
 	}
 	for _, tt := range tests {
 		f, ok := tt.set.Lookup(tt.dir)

@@ -24,6 +24,7 @@ packages=(
 	debootstrap                           # the Debian root file system of image tests and benchmark
 	nftables iproute2                     # nft and ip: tests inspect bridge networks' rules and links
 	git ca-certificates
+	nginx postgresql redis-server curl    # host programs the closure e2e tests run in VMs (nginx, initdb), and their client
 )
 echo "==> installing packages"
 export DEBIAN_FRONTEND=noninteractive

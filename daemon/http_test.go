@@ -182,6 +182,7 @@ func TestHTTPCreateInvalid(t *testing.T) {
 		{"no config", "application/json", `{}`, 400, "nothing to run"},
 		{"relative program", "application/json", `{"config":{"program":"bin/sh"}}`, 400, "absolute"},
 		{"NUL in arg", "application/json", `{"config":{"image":"a","args":["\u0000"]}}`, 400, "NUL"},
+		{"more memory than the host has", "application/json", `{"config":{"image":"a","memory_mib":1048576}}`, 400, "the host has"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := wantError(t, serveReq(t, h, "POST", "/v1/arrows", tc.ct, strings.NewReader(tc.body)), tc.code, tc.msg)

@@ -15,6 +15,7 @@ import (
 	"github.com/arrowsys/arrow/cgroup"
 	"github.com/arrowsys/arrow/run"
 	"github.com/arrowsys/arrow/shim"
+	"github.com/arrowsys/arrow/vm"
 )
 
 // Restart back-off: the first restart comes after backoffMin, each further
@@ -45,6 +46,14 @@ func backoff(failures int) time.Duration {
 func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow, error) {
 	if err := req.Validate(); err != nil {
 		return api.Arrow{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	// What the host cannot back is refused now, not seconds into a boot.
+	mem := req.Config.MemoryMiB
+	if mem == 0 {
+		mem = run.DefaultMemoryMiB
+	}
+	if err := vm.CheckHostMemory(mem, DefaultVMOverheadMiB); err != nil {
+		return api.Arrow{}, fmt.Errorf("%w: config: %w", ErrInvalid, err)
 	}
 	req.Fold()
 	if req.Restart.Name == "" {

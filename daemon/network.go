@@ -24,9 +24,31 @@ import (
 // errNoBridges is the answer to network requests where they cannot work.
 var errNoBridges = errors.New("bridge networks need arrowd to run as root, and only one arrowd on a host has them")
 
-// networkLock is held by the daemon that manages the host's bridge
-// networks.
+// networkLock is held by the daemon that manages the bridge networks of
+// the host's initial network namespace.
 const networkLock = "/run/arrow-networks.lock"
+
+// networkLockPath is the lock of the bridge networks of the network
+// namespace this daemon runs in. Links and nftables tables are the
+// namespace's: one daemon per namespace manages them, so that a daemon in
+// a namespace of its own (a test's, beside the host's arrowd) neither
+// waits for the host's daemon nor touches its networks. The initial
+// namespace keeps the name daemons have always used.
+func networkLockPath() (string, error) {
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return "", fmt.Errorf("this network namespace: %w", err)
+	}
+	if self.Ino == initNetnsIno {
+		return networkLock, nil
+	}
+	return fmt.Sprintf("/run/arrow-networks-netns-%d.lock", self.Ino), nil
+}
+
+// initNetnsIno is the inode number of the initial network namespace, fixed
+// by the kernel (PROC_NET_INIT_INO): comparing with PID 1's namespace
+// instead would need what a daemon in a container or sandbox may not read.
+const initNetnsIno = 0xEFFFFFF9
 
 // openNetworks opens the bridge-network state and brings the kernel back
 // in line with it and with the arrows that still exist.
@@ -37,7 +59,12 @@ func (d *Daemon) openNetworks() {
 	// The links and the nftables table are the host's: a second daemon
 	// (another data root) reconciling them with its own state would tear
 	// down the first one's networks.
-	lock, err := os.OpenFile(networkLock, os.O_CREATE|os.O_RDWR, 0o600)
+	lockPath, err := networkLockPath()
+	if err != nil {
+		fmt.Fprintf(d.cfg.Log, "arrowd: bridge networks unavailable: %v\n", err)
+		return
+	}
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW, 0o600)
 	if err == nil {
 		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	}
@@ -45,7 +72,7 @@ func (d *Daemon) openNetworks() {
 		if lock != nil {
 			lock.Close()
 		}
-		fmt.Fprintf(d.cfg.Log, "arrowd: bridge networks unavailable: another arrowd on this host manages them (%s: %v)\n", networkLock, err)
+		fmt.Fprintf(d.cfg.Log, "arrowd: bridge networks unavailable: another arrowd in this network namespace manages them (%s: %v)\n", lockPath, err)
 		return
 	}
 	d.netLock = lock

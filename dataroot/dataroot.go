@@ -19,6 +19,8 @@
 //	rootfs/closures/   erofs images of host programs' closures (run).
 //	initramfs/         cached initramfs archives (image/initramfs, written
 //	                   for run and template; 0700).
+//	initramfs/accounts/ the /etc/passwd and /etc/group of host programs'
+//	                   guests, named by their content (run; 0700).
 //	kernels/           kernels Arrow built, one directory per key, and
 //	                   source-version.json (kernel; 0700).
 //	templates/         pre-booted VM templates, one directory per key,
@@ -71,6 +73,10 @@ func (r Root) Closures() string { return r.join("rootfs", "closures") }
 
 // Initramfs is the cache of initramfs archives.
 func (r Root) Initramfs() string { return r.join("initramfs") }
+
+// Accounts holds the /etc/passwd and /etc/group files made for host
+// programs' guests, each named by its content.
+func (r Root) Accounts() string { return r.join("initramfs", "accounts") }
 
 // Kernels holds the kernels Arrow built.
 func (r Root) Kernels() string { return r.join("kernels") }

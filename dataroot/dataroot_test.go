@@ -18,6 +18,7 @@ func TestLayout(t *testing.T) {
 			{"DirDisks", r.DirDisks(), "rootfs/dirs"},
 			{"Closures", r.Closures(), "rootfs/closures"},
 			{"Initramfs", r.Initramfs(), "initramfs"},
+			{"Accounts", r.Accounts(), "initramfs/accounts"},
 			{"Kernels", r.Kernels(), "kernels"},
 			{"Templates", r.Templates(), "templates"},
 			{"TemplateMemory", r.TemplateMemory(), "templates/.mem"},

@@ -51,6 +51,9 @@ func arrowTable(t *testing.T) bool {
 }
 
 func TestDaemonBridgeNetwork(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
 	if links := arrowLinks(t); len(links) > 0 || arrowTable(t) {
 		t.Fatalf("before the test: Arrow links %v or table present: another arrowd runs here", links)
 	}
@@ -143,6 +146,9 @@ func TestDaemonBridgeNetwork(t *testing.T) {
 }
 
 func TestDaemonBridgeNetworkSurvivesRestart(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
 	d := startDaemon(t)
 	d.must("network", "create", "--subnet", "10.89.78.0/24", "keep")
 	d.must("run", "-d", "--name", "k1", "--network", "keep", "/bin/busybox", "sleep", "600")

@@ -651,4 +651,14 @@ func TestDaemonReadyPort(t *testing.T) {
 	if r := d.arrow("run", "-d", "--ready-port", "9000", "/bin/true"); r.code != 125 || !strings.Contains(r.stderr, "published") {
 		t.Errorf("unpublished ready port: exit %d: %s", r.code, r.stderr)
 	}
+	// An application that ends before it is ready fails run -d with its
+	// own exit status and its last words, not exit 0.
+	r := d.arrow("run", "-d", "--name", "dies", "-p", fmt.Sprintf("127.0.0.1:%d:8001", freePort(t)), "--ready-port", "8001",
+		"/bin/sh", "-c", "echo starting; echo no config here >&2; exit 3")
+	if r.code != 3 || !strings.Contains(r.stderr, "before accepting connections on port 8001") || !strings.Contains(r.stderr, "no config here") {
+		t.Errorf("app exiting before ready: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if a := d.inspect("dies"); a.State != api.Exited || a.ExitCode != 3 {
+		t.Errorf("the arrow: state %s, exit %d", a.State, a.ExitCode)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBadInput checks that each kind of bad input gets its own message and
@@ -99,4 +100,26 @@ func buildMissingLibProgram(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// TestMemoryBeyondHost: a --memory the host cannot back fails at once,
+// naming the host's memory; it used to try a template, boot cold and fail
+// on QEMU's allocation 11 s later (100G), or run past 30 s (1T).
+func TestMemoryBeyondHost(t *testing.T) {
+	for _, m := range []string{"100G", "1T"} {
+		start := time.Now()
+		r := arrow(t, "", "run", "--memory", m, "/bin/true")
+		took := time.Since(start)
+		if r.code != 125 || !strings.Contains(r.stderr, "the host has") {
+			t.Errorf("--memory %s: exit %d, %s", m, r.code, r.stderr)
+		}
+		if took > 5*time.Second {
+			t.Errorf("--memory %s: refused after %v, want at once", m, took)
+		}
+	}
+	// Nor is a template of it warmed: it would boot, its memory file
+	// sparse, and promise its clones what the host cannot give.
+	if r := arrow(t, "", "template", "warm", "--memory", "100G"); r.code != 125 || !strings.Contains(r.stderr, "the host has") {
+		t.Errorf("template warm --memory 100G: exit %d, %s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -142,6 +142,11 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 	if o.CPUs < 1 || o.CPUs > vm.MaxCPUs {
 		return failf(ExitArrowFailed, "--cpus %d: want 1 to %d", o.CPUs, vm.MaxCPUs)
 	}
+	// What the host cannot back fails now, not when QEMU touches it,
+	// seconds (or, overcommitted, much longer) into a boot.
+	if err := vm.CheckHostMemory(o.MemoryMiB, DefaultVMOverheadMiB); err != nil {
+		return failf(ExitArrowFailed, "--%w", err)
+	}
 	// Before anything is built: a published port that is taken is the
 	// user's to fix, and cheap to check.
 	if err := p.network(o); err != nil {
@@ -196,8 +201,19 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		p.cfg.Drives = []vm.Drive{gr.drive}
 		p.timed("rootfs", t0)
 	default:
-		// A host program's guest has no user database: numbers only.
-		if cred, err = userCredentials(o, "", "", nil); err != nil {
+		// A host program runs as a user of the host: its names are the
+		// host's, and so are the few accounts its guest gets.
+		hostPasswd, err := readInRoot("/", "etc/passwd")
+		if err != nil {
+			return fail(ExitArrowFailed, fmt.Errorf("the host's accounts: %w", err))
+		}
+		hostGroup, err := readInRoot("/", "etc/group")
+		if err != nil {
+			return fail(ExitArrowFailed, fmt.Errorf("the host's accounts: %w", err))
+		}
+		hostDB := newUserDB(hostPasswd, hostGroup)
+		hostDB.host = true
+		if cred, err = userCredentials(o, "", "", hostDB); err != nil {
 			return err
 		}
 		r := &closure.Resolver{Root: "/"}
@@ -208,16 +224,25 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		if set, err = r.Resolve(ctx, program, o.Includes); err != nil {
 			return programError(err)
 		}
+		passwd, group := guestAccounts(hostPasswd, hostGroup, set, cred)
+		if err := addAccounts(dataroot.Root(o.Root).Accounts(), set, passwd, group); err != nil {
+			return fail(ExitArrowFailed, err)
+		}
 		args = append([]string{program}, o.Args...)
 		p.timed("closure", t0)
-		if p.cold == mayClone {
+		if big := closureTooBig(set, o.MemoryMiB); p.cold == mayClone || big {
 			// A clone's initramfs is its template's: the program's
-			// files come on a disk.
+			// files come on a disk. So do a large closure's on a cold
+			// boot: an initramfs is unpacked into guest memory, and
+			// QEMU refuses one that does not fit below it.
 			t0 = time.Now()
 			disk, err := closureDisk(ctx, o, set)
 			if err != nil {
 				if ctx.Err() != nil {
 					return fail(ExitArrowFailed, ctx.Err())
+				}
+				if big {
+					return fail(ExitArrowFailed, fmt.Errorf("the program's closure (%d MiB) needs a root disk: %w", set.Bytes()>>20, err))
 				}
 				fmt.Fprintf(o.Log, "arrow: warning: the program's disk for a template clone: %v; booting cold\n", err)
 				p.cold = ColdNoClosureDisk
@@ -357,6 +382,15 @@ func (p *plan) machine(o *Options) (kernel.Kernel, string, error) {
 	}
 	p.cfg = vm.Config{QEMU: qemu, Kernel: k.Path, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Accel: accel, NICs: p.nics}
 	return k, initPath, nil
+}
+
+// closureTooBig reports whether a closure is too large for an initramfs in
+// a guest of memMiB: more than a quarter of guest memory. An initramfs
+// stays in the guest's memory for the whole run, next to what the
+// application itself needs (a 297 MiB PostgreSQL closure in a 512 MiB
+// guest is QEMU's "initrd is too large").
+func closureTooBig(set *closure.Set, memMiB int) bool {
+	return set.Bytes() > int64(memMiB)<<20/4
 }
 
 // initramfsMaxAge is how long an unused cached initramfs is kept.

@@ -218,6 +218,12 @@ func machineTemplate(o *Options) (template.Config, error) {
 	if err := o.setDefaults(); err != nil {
 		return template.Config{}, err
 	}
+	// A template of more memory than the host has would boot, its memory
+	// file sparse, and hand every clone an allocation the host cannot
+	// keep.
+	if err := vm.CheckHostMemory(o.MemoryMiB, DefaultVMOverheadMiB); err != nil {
+		return template.Config{}, failf(ExitArrowFailed, "--%w", err)
+	}
 	p := &plan{id: newID()}
 	if err := p.network(&Options{Config: api.Config{Network: o.Network}}); err != nil {
 		return template.Config{}, err

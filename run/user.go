@@ -51,6 +51,8 @@ type userDB struct {
 	groups []groupEntry
 	// hasPasswd and hasGroup say whether the files exist.
 	hasPasswd, hasGroup bool
+	// host says the files are the host's (a host program's names).
+	host bool
 }
 
 // newUserDB parses the content of /etc/passwd and /etc/group; nil means
@@ -244,6 +246,9 @@ func unknownName(db *userDB, what, name, file string, exists bool) error {
 		return fmt.Errorf("%w: %s %q: names are looked up in an image's or root file system's %s; a host program takes numeric IDs (or root)", ErrUnknownUser, what, name, file)
 	case !exists:
 		return fmt.Errorf("%w: %s %q: the root file system has no %s", ErrUnknownUser, what, name, file)
+	}
+	if db.host {
+		return fmt.Errorf("%w: no %s %q in the host's %s", ErrUnknownUser, what, name, file)
 	}
 	return fmt.Errorf("%w: no %s %q in the root file system's %s", ErrUnknownUser, what, name, file)
 }

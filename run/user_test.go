@@ -36,6 +36,8 @@ dev:x:60:alice,alice,nobody
 func TestResolveUser(t *testing.T) {
 	db := newUserDB([]byte(testPasswd), []byte(testGroup))
 	empty := newUserDB(nil, nil)
+	host := newUserDB([]byte(testPasswd), []byte(testGroup))
+	host.host = true
 	tests := []struct {
 		name   string
 		user   string
@@ -63,6 +65,8 @@ func TestResolveUser(t *testing.T) {
 		{"root group by name", "alice:root", db, 1000, 0, nil, "/home/alice", ""},
 		{"unknown user", "mallory", db, 0, 0, nil, "", `no user "mallory" in the root file system's /etc/passwd`},
 		{"unknown group", "alice:nogroup", db, 0, 0, nil, "", `no group "nogroup" in the root file system's /etc/group`},
+		{"unknown user of the host", "mallory", host, 0, 0, nil, "", `no user "mallory" in the host's /etc/passwd`},
+		{"name of the host", "alice", host, 1000, 1000, []uint32{10, 100, 60}, "/home/alice", ""},
 		{"malformed line not a user", "broken", db, 0, 0, nil, "", "no user"},
 		{"NIS line not a user", "+nis", db, 0, 0, nil, "", "ParseUser"},
 		{"no passwd", "alice", empty, 0, 0, nil, "", "has no /etc/passwd"},

@@ -526,14 +526,47 @@ When the arrow ends, attach exits with its exit status.`,
 	}
 }
 
-// detachedExit maps an arrow that ended before its application started to
-// the exit status `arrow run` would have given.
-func detachedExit(a api.Arrow) error {
+// detachedExit maps an arrow that ended before its application started,
+// or before it was ready, to the exit status `arrow run` would have given.
+// lastLines returns the end of the arrow's log, for an application that
+// ended before it accepted a connection on its ready port: what it said
+// on its way out is why.
+func detachedExit(a api.Arrow, lastLines func() []string) error {
 	if a.State == api.Running && a.Health == "unhealthy" {
 		return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("%s runs, but accepted no connection on port %d in time (see arrow logs %s)", a.Name, a.Config.ReadyPort, a.Name)}
 	}
-	if a.State != api.Exited || a.Error == "" {
+	if a.State == api.Exited && a.Error != "" {
+		return &run.Error{Code: a.ExitCode, Err: errors.New(a.Error)}
+	}
+	if a.Config.ReadyPort == 0 || a.State == api.Running || a.Health == "healthy" {
 		return nil
 	}
-	return &run.Error{Code: a.ExitCode, Err: errors.New(a.Error)}
+	// It ended (or is restarting) without ever being ready: its own status
+	// says how, and a status of 0 is still no success.
+	code := a.ExitCode
+	if code == 0 {
+		code = run.ExitArrowFailed
+	}
+	msg := fmt.Sprintf("%s exited with status %d before accepting connections on port %d (see arrow logs %s)", a.Name, a.ExitCode, a.Config.ReadyPort, a.Name)
+	if lines := lastLines(); len(lines) > 0 {
+		msg += "; its last lines:\n" + strings.Join(lines, "\n")
+	}
+	return &run.Error{Code: code, Err: errors.New(msg)}
+}
+
+// readyLogLines is how many of its last log lines an arrow that ended
+// before it was ready is reported with.
+const readyLogLines = 10
+
+// logTail returns the last n lines of arrow ref's log, or none when they
+// cannot be read (the error is about the arrow, not its log).
+func logTail(ctx context.Context, c *client.Client, ref string, n int) []string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var lines []string
+	_ = c.Logs(ctx, ref, client.LogsOptions{Tail: n}, func(e api.LogEntry) error {
+		lines = append(lines, e.Line)
+		return nil
+	})
+	return lines
 }

@@ -88,8 +88,10 @@ func runDetached(cmd *cobra.Command, g *globals, o *run.Options, d *detachFlags)
 	if err != nil {
 		return &run.Error{Code: run.ExitArrowFailed, Err: err}
 	}
+	// The ID is printed whatever came of the start, as docker does: the
+	// arrow exists, and its logs and inspect say more.
 	fmt.Println(a.ID)
-	return detachedExit(a)
+	return detachedExit(a, func() []string { return logTail(cmd.Context(), c, a.ID, readyLogLines) })
 }
 
 // detachedRequest turns a run's config into a request: paths made

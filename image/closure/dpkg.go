@@ -472,6 +472,16 @@ func (p *dpkgPkg) listNames() []string {
 	return []string{plain, qual}
 }
 
+// scriptNames are the paths p's maintainer script of the given kind
+// ("postinst") may have, named as its file list is.
+func (p *dpkgPkg) scriptNames(kind string) []string {
+	var out []string
+	for _, n := range p.listNames() {
+		out = append(out, strings.TrimSuffix(n, ".list")+"."+kind)
+	}
+	return out
+}
+
 // readList reads p's file list.
 func (db *dpkgDB) readList(h *hostFS, p *dpkgPkg) ([]byte, error) {
 	return db.readListInto(h, p, nil)

@@ -207,7 +207,8 @@ func TestHostStatic(t *testing.T) {
 		t.Skip("no static binary")
 	}
 	for _, p := range progs {
-		s, err := hostResolve(t, p)
+		r := &Resolver{Root: "/", Path: "/usr/local/bin:/usr/bin:/bin", noShell: true}
+		s, err := r.Resolve(context.Background(), p, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,6 +216,21 @@ func TestHostStatic(t *testing.T) {
 			if strings.Contains(f.Path, "libc.so") || strings.Contains(f.Path, "ld-linux") {
 				t.Errorf("%s: static binary brings %s", p, f.Path)
 			}
+		}
+		// With the shell, as every run has it: /bin/sh runs, so its
+		// loader and libc are there.
+		if s, err = hostResolve(t, p); err != nil {
+			t.Fatal(err)
+		}
+		_, ok := s.Lookup(shellPath)
+		if _, merged := s.Lookup("/usr" + shellPath); !ok && !merged {
+			t.Errorf("%s: no %s in the closure", p, shellPath)
+		}
+		if !hasRegular(s, "/dash") {
+			t.Errorf("%s: /bin/sh's dash is missing", p)
+		}
+		if !hasRegular(s, "/libc.so.6") {
+			t.Errorf("%s: /bin/sh's libc.so.6 is missing", p)
 		}
 	}
 }

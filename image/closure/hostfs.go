@@ -503,7 +503,7 @@ func isNotExist(err error) bool {
 
 // fileOf makes the set entry for the object at real guest path p.
 func (h *hostFS) fileOf(p string, st stat) File {
-	f := File{Path: p, Mode: st.mode}
+	f := File{Path: p, Mode: st.mode, UID: st.uid, GID: st.gid}
 	switch {
 	case st.mode&fs.ModeSymlink != 0:
 		f.Target = st.target

@@ -88,9 +88,18 @@ func (c *resolution) addPackages() error {
 		}
 	}
 	c.h.prefetch(guess)
+	listed := make(map[string]bool)
 	for i, p := range queue {
 		trim := isOwner[p] && (p.required() || db.isBase(p))
 		if err := c.addPackageFiles(p, lists[i], trim); err != nil {
+			return err
+		}
+		for _, lp := range lists[i] {
+			listed[lp] = true
+		}
+	}
+	for i, p := range queue {
+		if err := c.addPackageDirs(p, lists[i], listed); err != nil {
 			return err
 		}
 	}

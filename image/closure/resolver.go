@@ -60,6 +60,7 @@ const (
 //     [Resolver.GuestPath];
 //   - unless NoDpkg is set, the files of the Debian packages the program
 //     needs (see below);
+//   - /bin/sh and its ELF closure, for system(3) and popen(3);
 //   - the includes, recursively for directories.
 //
 // # Debian packages
@@ -84,8 +85,12 @@ const (
 // bin and sbin directories: /usr/bin/env does not bring the rest of
 // coreutils.
 //
-// Of an included package, the regular files and symlinks are taken;
-// directories come as parents of files. Files the user running Arrow may
+// Of an included package, the regular files, symlinks and directories are
+// taken, and what it needs beyond them: the state
+// directories its postinst makes, empty; the host's unlisted files in its
+// own configuration directory (/etc/nginx); files its postinst copies from
+// its own. Every entry
+// keeps its host owner and mode. Files the user running Arrow may
 // not read (root's 0600 files, for a user) are left out, here and in
 // included directories. Documentation (/usr/share/doc,
 // man, info, locale, lintian, bug) is left out, as are host secrets (see
@@ -128,6 +133,9 @@ type Resolver struct {
 	NoDpkg bool
 	// Recommends says which Recommends are followed; see [Recommends].
 	Recommends Recommends
+
+	// noShell leaves /bin/sh out, for tests of a program's own closure.
+	noShell bool
 }
 
 // Program finds the program to run the way execvp(3) does: a name with a
@@ -249,6 +257,11 @@ func (r *Resolver) Resolve(ctx context.Context, program string, includes []strin
 	if err := c.addProgram(p, 0); err != nil {
 		return nil, err
 	}
+	if !r.noShell {
+		if err := c.addShell(); err != nil {
+			return nil, err
+		}
+	}
 	if !r.NoDpkg {
 		if err := c.addPackages(); err != nil {
 			return nil, err
@@ -265,6 +278,35 @@ func (r *Resolver) Resolve(ctx context.Context, program string, includes []strin
 		}
 	}
 	return c.set, nil
+}
+
+// shellPath is the shell system(3) and popen(3) run.
+const shellPath = "/bin/sh"
+
+// addShell adds /bin/sh and its ELF closure: any program may run a command
+// through system(3) or popen(3) (PostgreSQL's initdb does), which exec
+// /bin/sh. Its package is not followed: dash's own files are all it needs.
+// A host without /bin/sh (a test tree) gives a guest without one.
+func (c *resolution) addShell() error {
+	if err := checkExec(c.h, shellPath); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("%s: %w", shellPath, err)
+	}
+	real, _, err := c.h.addPath(c.set, shellPath)
+	if err != nil {
+		return fmt.Errorf("add %s: %w", shellPath, err)
+	}
+	info, err := c.elf(real)
+	if err != nil {
+		return fmt.Errorf("%s: %v: %w", shellPath, err, ErrNotProgram)
+	}
+	// Package objects are resolved in the program's namespace, not the
+	// shell's.
+	ns := c.ns
+	defer func() { c.ns = ns }()
+	return c.elfProgram(real, info)
 }
 
 // ldCachePath is glibc's library cache.

@@ -20,6 +20,10 @@ type File struct {
 	Mode fs.FileMode
 	// Target is a symlink's target, verbatim.
 	Target string
+	// UID and GID own the entry, as on the host: a state directory such
+	// as /var/lib/redis must stay writable by the account the daemon
+	// runs as.
+	UID, GID uint32
 
 	// Size, ModTime, ChangeTime, Inode and Device identify the host file's
 	// content as it was when resolved: a cache keyed on them is invalidated

@@ -24,7 +24,7 @@ import (
 
 // keyVersion changes whenever the archive layout for the same inputs
 // changes, so that archives of an older Arrow are not reused.
-const keyVersion = "arrow-initramfs-2"
+const keyVersion = "arrow-initramfs-3"
 
 // sumPrefix starts the names of memoized content sums.
 const sumPrefix = ".sum-"
@@ -124,7 +124,7 @@ func plan(set *closure.Set, extra []Entry) ([]*item, error) {
 		for _, f := range set.Files() {
 			f := f
 			byPath[f.Path] = &item{
-				Entry: Entry{Path: f.Path, Source: f.Source, Mode: f.Mode, Target: f.Target, ModTime: f.ModTime},
+				Entry: Entry{Path: f.Path, Source: f.Source, Mode: f.Mode, Target: f.Target, ModTime: f.ModTime, UID: f.UID, GID: f.GID},
 				file:  &f,
 			}
 		}

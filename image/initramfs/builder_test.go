@@ -415,3 +415,47 @@ func TestPrune(t *testing.T) {
 		t.Errorf("missing directory: %d, %v", n, err)
 	}
 }
+
+// TestBuildOwners: the closure's owners reach the archive and the tree a
+// root disk is made of: a state directory stays its daemon's.
+func TestBuildOwners(t *testing.T) {
+	src, cache := t.TempDir(), filepath.Join(t.TempDir(), "initramfs")
+	set := closure.NewSet()
+	for _, f := range []closure.File{
+		{Path: "/var/lib/redis", Mode: fs.ModeDir | 0o750, UID: 103, GID: 111},
+		{Path: "/var/log/nginx", Mode: fs.ModeDir | 0o755, UID: 0, GID: 4},
+	} {
+		if err := set.Add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path, err := (&Builder{Dir: cache}).Build(context.Background(), set, initEntry(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := byName(readArchive(t, data))
+	if r := m["var/lib/redis"]; r.uid != 103 || r.gid != 111 || r.mode != 0o40750 {
+		t.Errorf("var/lib/redis: %s", describe(r))
+	}
+	if r := m["var/log/nginx"]; r.uid != 0 || r.gid != 4 {
+		t.Errorf("var/log/nginx: %s", describe(r))
+	}
+	if os.Geteuid() != 0 {
+		return // only root can give a tree's files away
+	}
+	tree := filepath.Join(t.TempDir(), "root")
+	if err := WriteTree(context.Background(), set, tree); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(tree, "var/lib/redis"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 103 || st.Gid != 111 || fi.Mode().Perm() != 0o750 {
+		t.Errorf("tree's var/lib/redis: %v %d:%d", fi.Mode(), st.Uid, st.Gid)
+	}
+}

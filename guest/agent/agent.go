@@ -121,6 +121,10 @@ func (a *agent) main() (status guest.ExitStatus) {
 	if err := a.setupFS(spec); err != nil {
 		return initFailed(err)
 	}
+	if spec.Service != nil {
+		a.debugf("starting service %s (%s)", spec.Service.Name, spec.Service.Type)
+		return a.runService(spec)
+	}
 	a.debugf("starting %q", spec.Args)
 	return a.run(spec)
 }

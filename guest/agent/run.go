@@ -87,6 +87,19 @@ type process struct {
 
 	stdinMu     sync.Mutex
 	stdinClosed bool
+
+	// onSignal, when set, takes the host's signals instead of pid (a
+	// service's supervisor: see service.go).
+	onSignal func(unix.Signal)
+}
+
+// deliver gives the application a signal from the host.
+func (p *process) deliver(sig unix.Signal) {
+	if p.onSignal != nil {
+		p.onSignal(sig)
+		return
+	}
+	_ = unix.Kill(p.pid, sig)
 }
 
 func (p *process) closeInput() {
@@ -113,11 +126,17 @@ func (p *process) writeStdin(b []byte) {
 
 // start launches the application with its streams connected.
 func (a *agent) start(spec *guest.Spec) (*process, error) {
+	return a.startProgram(spec, spec.Args[0])
+}
+
+// startProgram launches prog (looked up in the spec's PATH) with the
+// spec's Args as its argv, and its streams connected.
+func (a *agent) startProgram(spec *guest.Spec, prog string) (*process, error) {
 	env := spec.Env
 	if !hasEnv(env, "PATH") {
 		env = append([]string{"PATH=" + defaultPath}, env...)
 	}
-	path, err := lookPath(spec.Args[0], envValue(env, "PATH"))
+	path, err := lookPath(prog, envValue(env, "PATH"))
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +250,7 @@ func (a *agent) serveHost(p *process) {
 			if !errors.Is(err, io.EOF) {
 				a.log.Printf("control channel: %v", err)
 			}
-			_ = unix.Kill(p.pid, unix.SIGKILL)
+			p.deliver(unix.SIGKILL)
 			return
 		}
 		switch f.Type {
@@ -251,7 +270,7 @@ func (a *agent) serveHost(p *process) {
 				continue
 			}
 			a.debugf("forwarding signal %d", s.Number)
-			_ = unix.Kill(p.pid, unix.Signal(s.Number))
+			p.deliver(unix.Signal(s.Number))
 		case guest.FrameResize:
 			var ws guest.WindowSize
 			if err := guest.Decode(f.Payload, &ws); err != nil || p.tty == nil {

@@ -529,6 +529,9 @@ When the arrow ends, attach exits with its exit status.`,
 // detachedExit maps an arrow that ended before its application started to
 // the exit status `arrow run` would have given.
 func detachedExit(a api.Arrow) error {
+	if a.State == api.Running && a.Health == "unhealthy" && a.Config.ReadyPort == 0 {
+		return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("%s runs, but its service %s did not report ready in time (see arrow logs %s)", a.Name, a.Config.Service, a.Name)}
+	}
 	if a.State == api.Running && a.Health == "unhealthy" {
 		return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("%s runs, but accepted no connection on port %d in time (see arrow logs %s)", a.Name, a.Config.ReadyPort, a.Name)}
 	}

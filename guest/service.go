@@ -47,6 +47,11 @@ type Service struct {
 	// then has before SIGKILL (0: no limit but the host's).
 	KillSignal       int   `json:"kill_signal"`
 	TimeoutStopNanos int64 `json:"timeout_stop,omitempty"`
+	// LoopbackPorts are the published TCP ports: when the service listens
+	// on one on the guest's loopback only (Debian's redis and memcached
+	// bind 127.0.0.1), arrow-init relays the interfaces' addresses to it,
+	// so that what the user published is reached.
+	LoopbackPorts []int `json:"loopback_ports,omitempty"`
 }
 
 // Service types.
@@ -124,6 +129,13 @@ func (s *Service) validate() error {
 		return fmt.Errorf("spec: service: kill signal %d: want 1 to 64", s.KillSignal)
 	case s.TimeoutStopNanos < 0:
 		return errors.New("spec: service: negative stop timeout")
+	case len(s.LoopbackPorts) > maxDirs:
+		return fmt.Errorf("spec: service: %d loopback ports, at most %d", len(s.LoopbackPorts), maxDirs)
+	}
+	for _, p := range s.LoopbackPorts {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("spec: service: loopback port %d: want 1 to 65535", p)
+		}
 	}
 	for _, list := range [][]Command{s.Pre, s.Start, s.Post, s.Stop, s.StopPost} {
 		if len(list) > maxCommands {

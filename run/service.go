@@ -152,6 +152,11 @@ func applyService(spec *guest.Spec, svc *unit.Service, o *Options, cred credenti
 	for _, d := range svc.Dirs {
 		gs.Dirs = append(gs.Dirs, guest.ServiceDir{Path: d.Path, Mode: d.Mode, Owned: d.Owned})
 	}
+	for _, p := range o.Ports {
+		if p.Protocol() == "tcp" && !slices.Contains(gs.LoopbackPorts, p.GuestPort) {
+			gs.LoopbackPorts = append(gs.LoopbackPorts, p.GuestPort)
+		}
+	}
 	spec.Service = gs
 	spec.Args = svc.Start[0].Args
 	if o.Dir == "" {

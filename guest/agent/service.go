@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -159,6 +160,19 @@ func (s *supervisor) supervise(notify *net.UnixConn) guest.ExitStatus {
 		done := make(chan struct{})
 		defer close(done)
 		go s.a.awaitPort(s.spec.ReadyPort, done)
+	}
+	if len(svc.LoopbackPorts) > 0 && s.spec.Network != nil {
+		var addrs []netip.Addr
+		for _, i := range s.spec.Network.Interfaces {
+			if p, err := netip.ParsePrefix(i.Address); err == nil {
+				addrs = append(addrs, p.Addr())
+			}
+		}
+		done := make(chan struct{})
+		defer close(done)
+		for _, port := range svc.LoopbackPorts {
+			go s.a.relayLoopback(port, addrs, done)
+		}
 	}
 	for _, c := range svc.Post {
 		if st, ok := s.runCommand(c, nil); !ok {

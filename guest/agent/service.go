@@ -376,7 +376,12 @@ func (s *supervisor) drain() {
 // listenNotify opens the socket services send sd_notify messages to;
 // every user may send (the service drops root).
 func listenNotify() (*net.UnixConn, error) {
+	// Explicit modes: the service's umask (redis's is 007) must not
+	// keep its user out.
 	if err := os.MkdirAll("/run/arrow", 0o755); err != nil {
+		return nil, fmt.Errorf("notify socket: %w", err)
+	}
+	if err := os.Chmod("/run/arrow", 0o755); err != nil {
 		return nil, fmt.Errorf("notify socket: %w", err)
 	}
 	_ = os.Remove(NotifySocket)

@@ -20,9 +20,9 @@ import (
 type listening int
 
 const (
-	notListening  listening = iota
-	loopbackOnly            // on 127.0.0.1 or ::1 only
-	reachable               // on a wildcard or an interface's address
+	notListening listening = iota
+	loopbackOnly           // on 127.0.0.1 or ::1 only
+	reachable              // on a wildcard or an interface's address
 )
 
 // listenState reads the kernel's TCP tables (their content, tcp and tcp6)
@@ -78,9 +78,11 @@ func parseProcAddr(s string) (netip.Addr, int, bool) {
 // on the guest's loopback only, as Debian configures redis and memcached
 // (bind 127.0.0.1): once it listens, arrow-init listens on the interfaces'
 // addresses and relays each connection to the loopback. A service that
-// listens on a wildcard or an interface address needs nothing. It gives
-// up when done closes.
-func (a *agent) relayLoopback(port int, addrs []netip.Addr, done <-chan struct{}) {
+// listens on a wildcard or an interface address needs nothing. settled
+// closes once it knows which (or gives up, when done closes), so that the
+// service is reported ready only when its published port answers.
+func (a *agent) relayLoopback(port int, addrs []netip.Addr, done <-chan struct{}, settled chan<- struct{}) {
+	defer close(settled)
 	for {
 		t4, _ := os.ReadFile("/proc/net/tcp")
 		t6, _ := os.ReadFile("/proc/net/tcp6")

@@ -25,6 +25,10 @@ import (
 // service ($NOTIFY_SOCKET).
 const NotifySocket = "/run/arrow/notify"
 
+// relaySettleWait bounds how long readiness waits for a service to listen
+// on its published ports (see relayLoopback).
+const relaySettleWait = 5 * time.Second
+
 // pidFileWait bounds how long a forking service's daemon has to write its
 // PID file once the command that started it exited.
 const pidFileWait = 10 * time.Second
@@ -151,16 +155,6 @@ func (s *supervisor) supervise(notify *net.UnixConn) guest.ExitStatus {
 			return s.ended(<-mainExit)
 		}
 	}
-	if s.spec.ReadyPort == 0 {
-		s.a.debugf("service ready")
-		if err := s.a.conn.Send(guest.FrameHealthy, nil); err != nil {
-			s.a.log.Printf("report readiness: %v", err)
-		}
-	} else {
-		done := make(chan struct{})
-		defer close(done)
-		go s.a.awaitPort(s.spec.ReadyPort, done)
-	}
 	if len(svc.LoopbackPorts) > 0 && s.spec.Network != nil {
 		var addrs []netip.Addr
 		for _, i := range s.spec.Network.Interfaces {
@@ -170,9 +164,34 @@ func (s *supervisor) supervise(notify *net.UnixConn) guest.ExitStatus {
 		}
 		done := make(chan struct{})
 		defer close(done)
+		var settled []chan struct{}
 		for _, port := range svc.LoopbackPorts {
-			go s.a.relayLoopback(port, addrs, done)
+			ch := make(chan struct{})
+			settled = append(settled, ch)
+			go s.a.relayLoopback(port, addrs, done, ch)
 		}
+		// Ready means reachable: a client that connects to a published
+		// port once run -d returned must find the relay. Bounded, for a
+		// service that never listens on a port it was published on.
+		limit := time.After(relaySettleWait)
+	settle:
+		for _, ch := range settled {
+			select {
+			case <-ch:
+			case <-limit:
+				break settle
+			}
+		}
+	}
+	if s.spec.ReadyPort == 0 {
+		s.a.debugf("service ready")
+		if err := s.a.conn.Send(guest.FrameHealthy, nil); err != nil {
+			s.a.log.Printf("report readiness: %v", err)
+		}
+	} else {
+		done := make(chan struct{})
+		defer close(done)
+		go s.a.awaitPort(s.spec.ReadyPort, done)
 	}
 	for _, c := range svc.Post {
 		if st, ok := s.runCommand(c, nil); !ok {

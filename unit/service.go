@@ -300,7 +300,7 @@ func (s *Service) set(name string, vals []string, last string) error {
 		case "notify-reload":
 			s.Type = TypeNotify
 		default:
-			return fmt.Errorf("Type=%s is not supported (simple, exec, forking, notify, oneshot, idle)", last)
+			return fmt.Errorf("%q is not supported (simple, exec, forking, notify, oneshot, idle)", last)
 		}
 	case name == "ExecStartPre":
 		s.Pre, err = cmds()

@@ -180,7 +180,7 @@ func TestLoadAndTranslate(t *testing.T) {
 			name:  "unsupported type",
 			files: map[string]string{lib + "a.service": "[Service]\nType=dbus\nExecStart=/bin/a\n"},
 			unit:  "a",
-			err:   "Type=dbus is not supported",
+			err:   `Type=: "dbus" is not supported`,
 		},
 		{
 			name:  "forking needs a PID file",

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -117,8 +118,15 @@ func (a *agent) serveRelay(l net.Listener, port int) {
 	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for {
 		c, err := l.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// ECONNABORTED, EMFILE: the listener stays; stopping here
+			// would leave its backlog to fill.
+			a.debugf("relay of port %d: %v", port, err)
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		go func() {
 			defer c.Close()
@@ -137,3 +145,4 @@ func (a *agent) serveRelay(l net.Listener, port int) {
 		}()
 	}
 }
+

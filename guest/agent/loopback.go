@@ -145,4 +145,3 @@ func (a *agent) serveRelay(l net.Listener, port int) {
 		}()
 	}
 }
-

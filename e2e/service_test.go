@@ -29,7 +29,7 @@ func serviceRoot(t *testing.T, units map[string]string) string {
 	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, applet := range []string{"sh", "echo", "kill", "sleep", "cat", "false", "true", "httpd", "ls"} {
+	for _, applet := range []string{"sh", "echo", "kill", "sleep", "cat", "false", "true", "httpd", "ls", "id"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil {
 			t.Fatal(err)
 		}
@@ -106,10 +106,16 @@ func TestServiceOneshot(t *testing.T) {
 	root := serviceRoot(t, map[string]string{
 		"once.service": "[Service]\nType=oneshot\nEnvironment=WORD=first\nExecStart=/bin/echo $WORD ${WORD}-braced\nExecStart=/bin/sh -c 'echo second; exit 3'\n",
 		"pre.service":  "[Service]\nType=oneshot\nExecStartPre=/bin/sh -c 'echo pre; exit 4'\nExecStart=/bin/echo never\n",
+		"ids.service":  "[Service]\nType=oneshot\nUser=1000\nGroup=1000\nSupplementaryGroups=4 7\nUMask=0077\nExecStart=/bin/sh -c 'id -u; id -G; umask'\nExecStart=+/bin/id -u\n",
 	})
 	r := arrow(t, "", "run", "--rootfs", root, "--service", "once")
 	if r.code != 3 || r.stdout != "first first-braced\nsecond\n" {
 		t.Errorf("once: exit %d, stdout %q, stderr %s; want 3 and both commands' output", r.code, r.stdout, r.stderr)
+	}
+	// User=, Group=, SupplementaryGroups=, UMask=, and '+' (root).
+	r = arrow(t, "", "run", "--rootfs", root, "--service", "ids")
+	if r.code != 0 || r.stdout != "1000\n1000 4 7\n0077\n0\n" {
+		t.Errorf("ids: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
 	}
 	r = arrow(t, "", "run", "--rootfs", root, "--service", "pre.service")
 	if r.code != 4 || r.stdout != "pre\n" {

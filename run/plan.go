@@ -176,11 +176,12 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		gr   *guestRoot
 		cred credentials
 		svc  *unit.Service
+		gids []uint32 // the service's SupplementaryGroups=
 	)
 	if o.Service != "" {
 		// The unit first: it says who runs what, and a refused
 		// directive fails before anything is built.
-		if svc, err = loadService(ctx, o); err != nil {
+		if svc, gids, err = loadService(ctx, o); err != nil {
 			return err
 		}
 		o.User = serviceUser(o, svc)
@@ -327,7 +328,7 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		return err
 	}
 	if svc != nil {
-		if err := applyService(p.spec, svc, o, cred); err != nil {
+		if err := applyService(p.spec, svc, gids, o, cred); err != nil {
 			return err
 		}
 	}

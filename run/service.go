@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -15,23 +16,52 @@ import (
 )
 
 // loadService finds and translates o.Service in the root the run's
-// programs come from: the image's, --rootfs's, or the host's.
-func loadService(ctx context.Context, o *Options) (*unit.Service, error) {
+// programs come from: the image's, --rootfs's, or the host's; and
+// resolves its SupplementaryGroups= in that root's /etc/group.
+func loadService(ctx context.Context, o *Options) (*unit.Service, []uint32, error) {
+	svc, root, where, err := findService(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	var gids []uint32
+	if len(svc.Groups) > 0 {
+		b, err := root.ReadFile("/etc/group", maxIdentityFile)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, failf(ExitArrowFailed, "--service %s (in %s): /etc/group: %w", svc.Name, where, err)
+		}
+		db := newUserDB(nil, b)
+		for _, g := range svc.Groups {
+			gid, ok := parseIdentityID([]byte(g))
+			if !ok {
+				i := slices.IndexFunc(db.groups, func(e groupEntry) bool { return e.name == g })
+				if i < 0 {
+					return nil, nil, failf(ExitArrowFailed, "--service %s: SupplementaryGroups=%s: no such group in %s's /etc/group", svc.Name, g, where)
+				}
+				gid = db.groups[i].gid
+			}
+			gids = append(gids, gid)
+		}
+	}
+	return svc, gids, nil
+}
+
+// findService finds and translates o.Service, and says in which root.
+func findService(ctx context.Context, o *Options) (*unit.Service, unit.FS, string, error) {
 	var root unit.FS
 	where := "the host"
 	switch {
 	case o.Image != "":
 		s, err := store.Open(ImagesDir(o.Root))
 		if err != nil {
-			return nil, fail(ExitArrowFailed, err)
+			return nil, nil, "", fail(ExitArrowFailed, err)
 		}
 		img, err := findImage(ctx, s, o.Image, o.Log)
 		if err != nil {
-			return nil, err
+			return nil, nil, "", err
 		}
 		tree, err := s.Tree(ctx, img)
 		if err != nil {
-			return nil, failf(ExitArrowFailed, "image %s: %w", o.Image, err)
+			return nil, nil, "", failf(ExitArrowFailed, "image %s: %w", o.Image, err)
 		}
 		root, where = newImageFS(ctx, s, img, tree), "image "+o.Image
 	case o.RootFS != "":
@@ -41,11 +71,11 @@ func loadService(ctx context.Context, o *Options) (*unit.Service, error) {
 	}
 	l, err := unit.Load(root, o.Service)
 	if err != nil {
-		return nil, failf(ExitArrowFailed, "--service %s (in %s): %w", o.Service, where, err)
+		return nil, nil, "", failf(ExitArrowFailed, "--service %s (in %s): %w", o.Service, where, err)
 	}
 	svc, err := unit.Translate(l)
 	if err != nil {
-		return nil, failf(ExitArrowFailed, "--service %s (in %s): %w", o.Service, where, err)
+		return nil, nil, "", failf(ExitArrowFailed, "--service %s (in %s): %w", o.Service, where, err)
 	}
 	if o.Debug {
 		fmt.Fprintf(o.Log, "arrow: service %s (%s) from %s\n", svc.Name, svc.Type, strings.Join(svc.Files, ", "))
@@ -53,7 +83,7 @@ func loadService(ctx context.Context, o *Options) (*unit.Service, error) {
 			fmt.Fprintf(o.Log, "arrow: service %s: %s\n", svc.Name, n)
 		}
 	}
-	return svc, nil
+	return svc, root, where, nil
 }
 
 // serviceUser is the --user a service runs as: User= and Group=, unless
@@ -132,7 +162,7 @@ func serviceEnv(svc *unit.Service, user string) []string {
 
 // applyService makes spec run svc: its commands and type, its
 // directories, umask, limits, working directory and stop.
-func applyService(spec *guest.Spec, svc *unit.Service, o *Options, cred credentials) error {
+func applyService(spec *guest.Spec, svc *unit.Service, groups []uint32, o *Options, cred credentials) error {
 	cmds := func(in []unit.Command) []guest.Command {
 		var out []guest.Command
 		for _, c := range in {
@@ -172,6 +202,11 @@ func applyService(spec *guest.Spec, svc *unit.Service, o *Options, cred credenti
 			}
 		default:
 			spec.Dir = svc.Dir
+		}
+	}
+	for _, g := range groups {
+		if !slices.Contains(spec.Groups, g) && g != spec.GID {
+			spec.Groups = append(spec.Groups, g)
 		}
 	}
 	for _, r := range svc.Rlimits {

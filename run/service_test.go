@@ -84,7 +84,8 @@ func TestApplyService(t *testing.T) {
 	}
 	o := &Options{Config: api.Config{Ports: []api.Port{{HostPort: 1, GuestPort: 6379}, {HostPort: 2, GuestPort: 53, Proto: "udp"}}}}
 	spec := &guest.Spec{Version: guest.ProtocolVersion, Args: []string{"x"}, Rlimits: []guest.Rlimit{{Type: "nofile", Soft: 1 << 20, Hard: 1 << 20}}}
-	if err := applyService(spec, svc, o, credentials{uid: 100, gid: 101, home: "/var/lib/redis"}); err != nil {
+	spec.GID = 101
+	if err := applyService(spec, svc, []uint32{4, 101, 4}, o, credentials{uid: 100, gid: 101, home: "/var/lib/redis"}); err != nil {
 		t.Fatal(err)
 	}
 	gs := spec.Service
@@ -93,6 +94,8 @@ func TestApplyService(t *testing.T) {
 		t.Errorf("service %+v", gs)
 	case !reflect.DeepEqual(spec.Args, svc.Start[0].Args):
 		t.Errorf("Args %q", spec.Args)
+	case !slices.Equal(spec.Groups, []uint32{4}):
+		t.Errorf("Groups %v, want SupplementaryGroups= once, without the primary group", spec.Groups)
 	case spec.Dir != "/var/lib/redis":
 		t.Errorf("Dir %q, want the user's home for ~", spec.Dir)
 	case !reflect.DeepEqual(spec.Rlimits, []guest.Rlimit{{Type: "nofile", Soft: 65535, Hard: 65535}}):

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // serviceRoot makes a root file system directory with busybox and units
@@ -147,5 +149,35 @@ func TestServiceRefused(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr %q; want 125 and %q", tt.unit, r.code, r.stderr, tt.want)
 		}
 		assertNoNewQEMU(t, before)
+	}
+}
+
+// TestServiceImage runs a unit from inside an image: a template instance
+// found through the image's /lib -> usr/lib link, with a drop-in from its
+// /etc, its User= and SupplementaryGroups= looked up in the image's
+// /etc/passwd and /etc/group.
+func TestServiceImage(t *testing.T) {
+	root := t.TempDir()
+	mustKernelRoot(t, root)
+	units := tarLayer(t, [][2]string{
+		{"lib", "->usr/lib"},
+		{"usr/", ""}, {"usr/lib/", ""}, {"usr/lib/systemd/", ""}, {"usr/lib/systemd/system/", ""},
+		{"usr/lib/systemd/system/greet@.service", "[Unit]\nDescription=Greets %I\n[Service]\nType=oneshot\nUser=app\nExecStart=/bin/sh -c 'echo %i $WHO; id -u; id -G'\nProtectSystem=full\n"},
+		{"etc/systemd/", ""}, {"etc/systemd/system/", ""}, {"etc/systemd/system/greet@.service.d/", ""},
+		{"etc/systemd/system/greet@.service.d/who.conf", "[Service]\nEnvironment=WHO=from-a-drop-in\nSupplementaryGroups=staff\n"},
+		{"etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1234:1234::/home/app:/bin/sh\n"},
+		{"etc/group", "root:x:0:\napp:x:1234:\nstaff:x:50:\n"},
+	})
+	dir := writeImage(t, v1.Config{Env: []string{"PATH=/bin"}}, busyboxLayer(t), units)
+	if r := arrow(t, "", "--root", root, "image", "import", "--name", "greeter", dir); r.code != 0 {
+		t.Fatalf("import: %d %s", r.code, r.stderr)
+	}
+	r := arrow(t, "", "--root", root, "run", "--service", "greet@world", "greeter")
+	if r.code != 0 || r.stdout != "world from-a-drop-in\n1234\n1234 50\n" {
+		t.Errorf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
+	// The service names what runs: an argument after the image is refused.
+	if r := arrow(t, "", "--root", root, "run", "--service", "greet@world", "greeter", "/bin/true"); r.code != 125 {
+		t.Errorf("extra argument: exit %d, stderr %s", r.code, r.stderr)
 	}
 }

@@ -23,6 +23,10 @@ packages=(
 	wrk                                   # the network benchmark's load generator
 	debootstrap                           # the Debian root file system of image tests and benchmark
 	nftables iproute2                     # nft and ip: tests inspect bridge networks' rules and links
+	redis-server redis-tools              # --service tests: Debian's redis unit, redis-cli and redis-benchmark
+	memcached libmemcached-tools          # --service tests: Debian's memcached unit and its clients
+	nginx                                 # --service: Debian's forking nginx unit
+	curl                                  # --service tests: an HTTP client
 	git ca-certificates
 	nginx postgresql redis-server curl    # host programs the closure e2e tests run in VMs (nginx, initdb), and their client
 )

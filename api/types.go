@@ -37,6 +37,12 @@ type Config struct {
 	Image   string `json:"image,omitempty"`
 	Program string `json:"program,omitempty"`
 	RootFS  string `json:"rootfs,omitempty"`
+	// Service is a systemd service unit (nginx, redis-server.service,
+	// postgresql@15-main) run as its distribution ships it: found in
+	// the image's root file system, RootFS, or without either the
+	// host's, and supervised in the guest by arrow-init (package unit).
+	// It names what runs: no Program, Args or Entrypoint with it.
+	Service string `json:"service,omitempty"`
 	// Args are the program's arguments, or replace the image's command.
 	Args       []string `json:"args,omitempty"`
 	Entrypoint []string `json:"entrypoint,omitempty"`
@@ -92,6 +98,12 @@ type Config struct {
 	Restart RestartPolicy     `json:"restart,omitzero"`
 	Labels  map[string]string `json:"labels,omitempty"`
 }
+
+// WaitsReady says whether a detached arrow of this config reports when it
+// is ready (healthy): with a ready port, or as a service, ready as systemd
+// would have it (started; READY=1 for Type=notify; the PID file for
+// forking).
+func (c Config) WaitsReady() bool { return c.ReadyPort > 0 || c.Service != "" }
 
 // Volume is a host directory mounted in the guest: the one mount type of
 // every layer (flags, spec files, the API, runs).

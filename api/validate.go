@@ -130,6 +130,20 @@ func (p RestartPolicy) String() string {
 	return p.Name
 }
 
+// validUnitName reports whether s may name a service unit.
+func validUnitName(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(":-_.\\@", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // Validate checks what a config can be checked for without the host: one
 // thing to run, absolute paths, sizes in range.
 func (c *Config) Validate() error {
@@ -142,8 +156,14 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Image != "" && (c.Program != "" || c.RootFS != ""):
 		return errors.New("config: image, or program (with or without rootfs), not both")
-	case c.Image == "" && c.Program == "" && len(c.Entrypoint) == 0:
-		return errors.New("config: nothing to run: want image or program")
+	case c.Service != "" && (c.Program != "" || len(c.Args) > 0 || len(c.Entrypoint) > 0):
+		return errors.New("config: a service's unit says what runs: no program, args or entrypoint with it")
+	case c.Service != "" && (c.Stdin || c.TTY):
+		return errors.New("config: a service reads no input and has no terminal")
+	case c.Service != "" && !validUnitName(c.Service):
+		return fmt.Errorf("config: service %.80q: want a unit name (letters, digits and : - _ . \\ @, at most 255 bytes)", c.Service)
+	case c.Image == "" && c.Program == "" && len(c.Entrypoint) == 0 && c.Service == "":
+		return errors.New("config: nothing to run: want image, program or service")
 	}
 	for field, p := range map[string]string{"program": c.Program, "rootfs": c.RootFS, "workdir": c.Dir, "kernel": c.Kernel} {
 		if p != "" && !filepath.IsAbs(p) && !(field == "program" && c.RootFS == "" && !strings.Contains(p, "/")) {

@@ -103,6 +103,12 @@ func TestConfigValidate(t *testing.T) {
 		{"program name", Config{Program: "echo"}, ""},
 		{"program in rootfs", Config{Program: "/bin/sh", RootFS: "/srv/root"}, ""},
 		{"entrypoint only", Config{Entrypoint: []string{"/bin/sh"}}, ""},
+		{"host service", Config{Service: "redis-server"}, ""},
+		{"service instance in an image", Config{Service: "postgresql@15-main.service", Image: "pg"}, ""},
+		{"service with a program", Config{Service: "nginx", Program: "/usr/sbin/nginx"}, "no program, args or entrypoint"},
+		{"service with args", Config{Service: "nginx", Image: "x", Args: []string{"-g"}}, "no program, args or entrypoint"},
+		{"service with a terminal", Config{Service: "nginx", TTY: true}, "no input"},
+		{"service name", Config{Service: "../etc/passwd"}, "want a unit name"},
 		{"everything", Config{
 			Image: "alpine", Args: []string{"a"}, Entrypoint: []string{"/bin/sh", "-c"}, Env: []string{"A=1", "B=", "C=x=y"},
 			Dir: "/work", User: "1000:1000", Includes: []string{"/etc/hosts"}, Hostname: "h", ReadOnly: true,

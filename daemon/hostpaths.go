@@ -340,6 +340,13 @@ func (pol *HostPathPolicy) Check(ctx context.Context, who *Peer, daemonUID int, 
 		// An unjailed QEMU is as strong as arrowd itself.
 		return fmt.Errorf("%w: no_jail: only root may run a VM without its jail (client %s)", ErrForbidden, who)
 	}
+	if c.Service != "" && c.Image == "" && c.RootFS == "" {
+		// A host unit's files (the unit, its programs' closures, the
+		// configuration its packages ship, such as redis.conf, mode
+		// 0640) are read by the run as arrowd, and would be the
+		// client's in the guest.
+		return fmt.Errorf("%w: service %s: only root may run a host service unit (its files are read as root); run it from an image (client %s)", ErrForbidden, c.Service, who)
+	}
 	if c.HostAccess {
 		// The user network's gateway is the host's loopback: services
 		// bound there (often root's alone) would be the client's.

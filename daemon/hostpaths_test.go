@@ -700,6 +700,17 @@ func TestNoJailNeedsRoot(t *testing.T) {
 	}
 }
 
+// TestHostServiceNeedsRoot: a host unit's files are read as arrowd, some
+// of them root's alone (redis.conf is 0640), so only root may run one;
+// anyone may run a unit from an image.
+func TestHostServiceNeedsRoot(t *testing.T) {
+	pol := &HostPathPolicy{}
+	testRootOnly(t, pol, &api.Config{Service: "redis-server"})
+	if err := pol.Check(context.Background(), nobodyPeer, 0, &api.Config{Service: "redis-server", Image: "redis"}); err != nil {
+		t.Errorf("a service from an image: %v", err)
+	}
+}
+
 func testRootOnly(t *testing.T, pol *HostPathPolicy, c *api.Config) {
 	t.Helper()
 	for _, tt := range []struct {

@@ -123,7 +123,7 @@ func (d *Daemon) startAndAwait(ctx context.Context, a *arrow) (api.Arrow, error)
 		return d.snapshot(a), err
 	}
 	d.awaitStarted(ctx, rs)
-	if d.snapshot(a).Config.ReadyPort > 0 {
+	if d.snapshot(a).Config.WaitsReady() {
 		d.waitHealthy(ctx, rs)
 	}
 	return d.snapshot(a), nil
@@ -304,7 +304,7 @@ func (d *Daemon) goMonitor(a *arrow, rs *runState, shimPid int, shimStart uint64
 				d.metrics.startLatency.Observe(st.BootSeconds)
 				d.metrics.starts.WithLabelValues(startedHow(st.Template, st.Spare)).Inc()
 			}
-			if d.snapshot(a).Config.ReadyPort > 0 {
+			if d.snapshot(a).Config.WaitsReady() {
 				go d.probeReady(a, rs)
 			}
 		}

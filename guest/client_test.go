@@ -81,8 +81,8 @@ func TestHelloWrongVersion(t *testing.T) {
 	if !errors.As(err, &verr) || verr.Guest != guest.ProtocolVersion+1 {
 		t.Fatalf("Hello() error = %v, want a VersionError for %d", err, guest.ProtocolVersion+1)
 	}
-	want := "arrow-init speaks protocol version 7, this arrow 6: rebuild both from the same source"
-	if guest.ProtocolVersion == 6 && err.Error() != want {
+	want := "arrow-init speaks protocol version 8, this arrow 7: rebuild both from the same source"
+	if guest.ProtocolVersion == 7 && err.Error() != want {
 		t.Errorf("error text %q, want %q", err, want)
 	}
 }

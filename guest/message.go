@@ -73,6 +73,9 @@ type Spec struct {
 	// console, as arrow.debug on the kernel command line does; a clone
 	// of a template has the template's command line, so it learns here.
 	Debug bool `json:"debug,omitempty"`
+	// Service, when set, is a systemd service arrow-init supervises
+	// (see [Service]) rather than Args alone.
+	Service *Service `json:"service,omitempty"`
 }
 
 // Network is the guest's static network configuration: the host decides
@@ -231,6 +234,14 @@ func (s *Spec) Validate() error {
 	for _, e := range s.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
 			return fmt.Errorf("spec: environment entry %q is not KEY=value", e)
+		}
+	}
+	if s.Service != nil {
+		if s.Stdin || s.TTY {
+			return errors.New("spec: a service reads no input and has no terminal")
+		}
+		if err := s.Service.validate(); err != nil {
+			return err
 		}
 	}
 	if s.Root != nil {
@@ -533,7 +544,8 @@ const (
 // version 3 [Spec.Network] (and arrow-init bringing up the loopback
 // interface); version 5 [FrameWarm] and [Spec.Debug]; version 6
 // [Spec.MachineID]; version 7 [FrameExec] and the exec frames (arrow
-// exec).
+// exec), [Spec.Service] (services from systemd units) and
+// [FrameExitAck].
 const ProtocolVersion = 7
 
 // Warmed is arrow-init's answer to [FrameWarm]: what it exercised and how

@@ -268,7 +268,7 @@ func (p *plan) prepareImage(ctx context.Context, o *Options) (*guestRoot, error)
 		cmd = o.Args
 	}
 	gr.args = append(append([]string{}, entrypoint...), cmd...)
-	if len(gr.args) == 0 {
+	if len(gr.args) == 0 && o.Service == "" {
 		disk.Close()
 		return nil, failf(ExitArrowFailed, "image %s has no entrypoint or command: give one", o.Image)
 	}
@@ -348,6 +348,9 @@ func (p *plan) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, error
 		}
 	}
 	args := append([]string{o.Program}, o.Args...)
+	if o.Service != "" {
+		args = nil // the unit's commands
+	}
 	if o.Entrypoint != nil {
 		args = append(append([]string{}, o.Entrypoint...), args...)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/arrowsys/arrow/image/initramfs"
 	"github.com/arrowsys/arrow/kernel"
 	"github.com/arrowsys/arrow/template"
+	"github.com/arrowsys/arrow/unit"
 	"github.com/arrowsys/arrow/vm"
 )
 
@@ -182,7 +183,18 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		args []string
 		gr   *guestRoot
 		cred credentials
+		svc  *unit.Service
+		gids []uint32 // the service's SupplementaryGroups=
 	)
+	if o.Service != "" {
+		// The unit first: it says who runs what, and a refused
+		// directive fails before anything is built.
+		if svc, gids, err = loadService(ctx, o); err != nil {
+			return err
+		}
+		o.User = serviceUser(o, svc)
+		p.timed("unit", t0)
+	}
 	switch {
 	case o.Image != "" || o.RootFS != "":
 		if len(o.Includes) > 0 {
@@ -217,18 +229,26 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 			return err
 		}
 		r := &closure.Resolver{Root: "/"}
-		program, err := r.Program(ctx, o.Program)
-		if err != nil {
-			return programError(err)
-		}
-		if set, err = r.Resolve(ctx, program, o.Includes); err != nil {
-			return programError(err)
+		if svc != nil {
+			var program string
+			if set, program, err = serviceClosure(ctx, r, svc, o.Includes); err != nil {
+				return programError(err)
+			}
+			args = append([]string{program}, svc.Start[0].Args[1:]...)
+		} else {
+			program, err := r.Program(ctx, o.Program)
+			if err != nil {
+				return programError(err)
+			}
+			if set, err = r.Resolve(ctx, program, o.Includes); err != nil {
+				return programError(err)
+			}
+			args = append([]string{program}, o.Args...)
 		}
 		passwd, group := guestAccounts(hostPasswd, hostGroup, set, cred)
 		if err := addAccounts(dataroot.Root(o.Root).Accounts(), set, passwd, group); err != nil {
 			return fail(ExitArrowFailed, err)
 		}
-		args = append([]string{program}, o.Args...)
 		p.timed("closure", t0)
 		if big := closureTooBig(set, o.MemoryMiB); p.cold == mayClone || big {
 			// A clone's initramfs is its template's: the program's
@@ -314,13 +334,24 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		fmt.Fprintf(o.Log, "arrow: kernel %s\narrow: initramfs %s (%d files)\n", k.Path, cpio, set.Len())
 	}
 
-	if gr != nil {
-		p.spec, err = o.spec(args, gr.env, gr.dir, gr.cred)
-	} else {
-		p.spec, err = o.spec(args, nil, "", cred)
+	if svc != nil && (o.Image != "" || o.RootFS != "") {
+		args = svc.Start[0].Args
 	}
-	if err != nil {
+	var baseEnv []string
+	baseDir := ""
+	if gr != nil {
+		baseEnv, baseDir, cred = gr.env, gr.dir, gr.cred
+	}
+	if svc != nil {
+		baseEnv = append(append([]string{}, baseEnv...), serviceEnv(svc, o.User)...)
+	}
+	if p.spec, err = o.spec(args, baseEnv, baseDir, cred); err != nil {
 		return err
+	}
+	if svc != nil {
+		if err := applyService(p.spec, svc, gids, o, cred); err != nil {
+			return err
+		}
 	}
 	if gr != nil {
 		p.spec.Root = gr.root

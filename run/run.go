@@ -177,7 +177,9 @@ func (o *Options) setDefaults() error {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	if o.Dir == "" && o.Image == "" && o.RootFS == "" {
+	// A service's working directory is its unit's (WorkingDirectory=,
+	// else /), not the caller's.
+	if o.Dir == "" && o.Image == "" && o.RootFS == "" && o.Service == "" {
 		wd, err := os.Getwd()
 		if err != nil {
 			return fmt.Errorf("working directory: %w", err)

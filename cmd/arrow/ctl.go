@@ -529,9 +529,11 @@ When the arrow ends, attach exits with its exit status.`,
 // detachedExit maps an arrow that ended before its application started,
 // or before it was ready, to the exit status `arrow run` would have given.
 // lastLines returns the end of the arrow's log, for an application that
-// ended before it accepted a connection on its ready port: what it said
-// on its way out is why.
+// ended before it was ready: what it said on its way out is why.
 func detachedExit(a api.Arrow, lastLines func() []string) error {
+	if a.State == api.Running && a.Health == "unhealthy" && a.Config.ReadyPort == 0 {
+		return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("%s runs, but its service %s did not report ready in time (see arrow logs %s)", a.Name, a.Config.Service, a.Name)}
+	}
 	if a.State == api.Running && a.Health == "unhealthy" {
 		return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("%s runs, but accepted no connection on port %d in time (see arrow logs %s)", a.Name, a.Config.ReadyPort, a.Name)}
 	}

@@ -116,7 +116,7 @@ func detachedRequest(o *run.Options, name string) (*api.CreateRequest, error) {
 	if err := abs(&c.Kernel); err != nil {
 		return nil, err
 	}
-	if c.Image == "" && c.RootFS == "" {
+	if c.Image == "" && c.RootFS == "" && c.Service == "" {
 		p, err := exec.LookPath(c.Program)
 		if err != nil {
 			return nil, &run.Error{Code: run.ExitNotFound, Err: fmt.Errorf("%s: %w", c.Program, err)}

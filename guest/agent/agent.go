@@ -48,7 +48,7 @@ type agent struct {
 	conn     *guest.Conn
 	// reap reaps the children; execs are the processes exec'd next to
 	// the application (arrow exec).
-	reap  reaper
+	reap  *reaper
 	execs execTable
 	// serving says serveHost reads the host's frames (the application
 	// started); acked is closed when the host acknowledged the exit
@@ -129,6 +129,10 @@ func (a *agent) main() (status guest.ExitStatus) {
 	}
 	if err := a.setupFS(spec); err != nil {
 		return initFailed(err)
+	}
+	if spec.Service != nil {
+		a.debugf("starting service %s (%s)", spec.Service.Name, spec.Service.Type)
+		return a.runService(spec)
 	}
 	a.debugf("starting %q", spec.Args)
 	return a.run(spec)

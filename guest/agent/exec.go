@@ -152,7 +152,6 @@ func (t *execTable) start(a *agent, spec *guest.ExecSpec) {
 		fail(initFailed(fmt.Errorf("working directory %s: %w", dir, err)))
 		return
 	}
-	exited := make(chan guest.ExitStatus, 1)
 	ps := procSpec{
 		args: spec.Args, env: withPath(spec.Env), dir: dir,
 		cred:  syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups},
@@ -160,21 +159,18 @@ func (t *execTable) start(a *agent, spec *guest.ExecSpec) {
 		stdout: guest.FrameExecStdout, stderr: guest.FrameExecStderr,
 		send: e.send(a.conn),
 	}
-	// The reaper's lock from before the process exists until it is
-	// registered: its exit cannot be reaped as an orphan's meanwhile.
-	a.reap.mu.Lock()
-	p, err := a.spawn(ps, func(pid int) {
-		a.reap.register(pid, func(st guest.ExitStatus) { exited <- st })
-	})
-	a.reap.mu.Unlock()
+	// The reaper keeps an exit nobody waits for yet: one before wait is
+	// not lost.
+	p, err := a.spawn(ps)
 	if err != nil {
 		fail(startFailure(spec.Args[0], err))
 		return
 	}
+	exited := a.reap.wait(p.pid)
 	e.p = p
 	a.debugf("exec %d: pid %d: %q", spec.ID, p.pid, spec.Args)
 	go func() {
-		st := <-exited
+		st := statusOf(<-exited)
 		p.closeInput()
 		select {
 		case <-p.drained:

@@ -7,14 +7,11 @@ import (
 	"log"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/guest"
 )
@@ -50,21 +47,20 @@ func newExecHarness(t *testing.T) *execHarness {
 	a := &agent{log: log.New(io.Discard, "", 0), conn: guest.NewConn(gr, gw)}
 	h := &execHarness{t: t, a: a, host: guest.NewConn(hr, hw), out: map[uint32]*execResult{}, change: make(chan struct{})}
 	app := exec.Command("sleep", "60")
-	sigchld := make(chan os.Signal, 8)
-	signal.Notify(sigchld, unix.SIGCHLD)
+	a.reap = newReaper()
 	if err := app.Start(); err != nil {
 		t.Fatal(err)
 	}
 	reaped := make(chan struct{})
 	go func() {
-		a.reap.until(app.Process.Pid, sigchld)
+		<-a.reap.wait(app.Process.Pid)
 		close(reaped)
 	}()
 	go h.read()
 	t.Cleanup(func() {
 		_ = app.Process.Kill()
 		<-reaped
-		signal.Stop(sigchld)
+		a.reap.close()
 		hw.Close()
 		gw.Close()
 	})

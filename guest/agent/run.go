@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,11 +42,10 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 		return initFailed(err)
 	}
 	a.debugf("prepared in %v", time.Since(t0))
-	// Subscribe to SIGCHLD before the child exists so that no exit is
-	// missed between start and the first wait.
-	sigchld := make(chan os.Signal, 8)
-	signal.Notify(sigchld, unix.SIGCHLD)
-	defer signal.Stop(sigchld)
+	// From here on the reaper reaps every child, the application, its
+	// orphans and the execs, and hands each exit to whoever waits for it.
+	a.reap = newReaper()
+	defer a.reap.close()
 
 	p, err := a.start(spec)
 	if err != nil {
@@ -62,12 +60,13 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 		go a.awaitPort(spec.ReadyPort, done)
 	}
 
-	status := a.reap.until(p.pid, sigchld)
+	status := statusOf(<-a.reap.wait(p.pid))
 	a.debugf("exited %+v after %v", status, time.Since(t0))
 	// The application is gone; so is the VM's reason to exist. Kill what
 	// it left behind (daemonized children, say) so their copies of the
 	// output streams close and nothing outlives the exit report.
 	_ = unix.Kill(-1, unix.SIGKILL)
+	a.reap.close()
 	reapAll()
 	p.closeInput()
 	select {
@@ -89,6 +88,19 @@ type process struct {
 
 	stdinMu     sync.Mutex
 	stdinClosed bool
+
+	// onSignal, when set, takes the host's signals instead of pid (a
+	// service's supervisor: see service.go).
+	onSignal func(unix.Signal)
+}
+
+// deliver gives the application a signal from the host.
+func (p *process) deliver(sig unix.Signal) {
+	if p.onSignal != nil {
+		p.onSignal(sig)
+		return
+	}
+	_ = unix.Kill(p.pid, sig)
 }
 
 func (p *process) closeInput() {
@@ -116,6 +128,8 @@ func (p *process) writeStdin(b []byte) {
 // procSpec is what starting a process (the application or an exec)
 // takes.
 type procSpec struct {
+	// prog is the program, looked up in env's PATH; "" means args[0].
+	prog   string
 	args   []string
 	env    []string
 	dir    string
@@ -133,14 +147,20 @@ type procSpec struct {
 
 // start launches the application with its streams connected.
 func (a *agent) start(spec *guest.Spec) (*process, error) {
-	env := withPath(spec.Env)
+	return a.startProgram(spec, spec.Args[0])
+}
+
+// startProgram launches prog (looked up in the spec's PATH) with the
+// spec's Args as its argv, and its streams connected: a service's command
+// may give its argv[0] apart from the program (systemd's @ prefix).
+func (a *agent) startProgram(spec *guest.Spec, prog string) (*process, error) {
 	return a.spawn(procSpec{
-		args: spec.Args, env: env, dir: spec.Dir,
+		prog: prog, args: spec.Args, env: withPath(spec.Env), dir: spec.Dir,
 		cred:  syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups},
 		stdin: spec.Stdin, tty: spec.TTY, size: spec.Size,
 		stdout: guest.FrameStdout, stderr: guest.FrameStderr,
 		send: a.conn.Send,
-	}, nil)
+	})
 }
 
 // withPath adds the default PATH to env when it has none.
@@ -152,11 +172,13 @@ func withPath(env []string) []string {
 }
 
 // spawn starts a process with its streams connected: a terminal, or pipes
-// that keep stdout and stderr apart. started, when not nil, is called
-// with the new process's ID right after it started (under the reaper's
-// lock, for an exec).
-func (a *agent) spawn(ps procSpec, started func(pid int)) (*process, error) {
-	path, err := lookPath(ps.args[0], envValue(ps.env, "PATH"))
+// that keep stdout and stderr apart.
+func (a *agent) spawn(ps procSpec) (*process, error) {
+	prog := ps.prog
+	if prog == "" {
+		prog = ps.args[0]
+	}
+	path, err := lookPath(prog, envValue(ps.env, "PATH"))
 	if err != nil {
 		return nil, err
 	}
@@ -229,9 +251,6 @@ func (a *agent) spawn(ps procSpec, started func(pid int)) (*process, error) {
 		return nil, err
 	}
 	p.pid = cmd.Process.Pid
-	if started != nil {
-		started(p.pid)
-	}
 	if ps.tty {
 		go a.pump(ps.send, ps.stdout, p.outputs[0], p.drained, nil)
 	} else {
@@ -282,7 +301,7 @@ func (a *agent) serveHost(p *process) {
 			if !errors.Is(err, io.EOF) {
 				a.log.Printf("control channel: %v", err)
 			}
-			_ = unix.Kill(p.pid, unix.SIGKILL)
+			p.deliver(unix.SIGKILL)
 			return
 		}
 		switch f.Type {
@@ -307,7 +326,7 @@ func (a *agent) serveHost(p *process) {
 				continue
 			}
 			a.debugf("forwarding signal %d", s.Number)
-			_ = unix.Kill(p.pid, unix.Signal(s.Number))
+			p.deliver(unix.Signal(s.Number))
 		case guest.FrameResize:
 			var ws guest.WindowSize
 			if err := guest.Decode(f.Payload, &ws); err != nil || p.tty == nil {
@@ -321,57 +340,6 @@ func (a *agent) serveHost(p *process) {
 		default:
 			a.debugf("ignoring %s frame", f.Type)
 		}
-	}
-}
-
-// reaper reaps the guest's children: the application, the execs, and
-// orphans re-parented to PID 1. An exec registers its process ID while
-// it holds mu, from before it starts, so that its exit is not reaped as
-// an orphan's.
-type reaper struct {
-	mu      sync.Mutex
-	waiters map[int]func(guest.ExitStatus)
-}
-
-// register calls fn with pid's exit status once it is reaped; the caller
-// holds r.mu since before pid was started.
-func (r *reaper) register(pid int, fn func(guest.ExitStatus)) {
-	if r.waiters == nil {
-		r.waiters = make(map[int]func(guest.ExitStatus))
-	}
-	r.waiters[pid] = fn
-}
-
-// until reaps children as SIGCHLD arrives until pid has exited and
-// returns its status. The execs' exits go to their waiters; orphans are
-// reaped on the way.
-func (r *reaper) until(pid int, sigchld <-chan os.Signal) guest.ExitStatus {
-	for {
-		for {
-			var ws unix.WaitStatus
-			r.mu.Lock()
-			got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			var fn func(guest.ExitStatus)
-			if err == nil && got > 0 {
-				fn = r.waiters[got]
-				delete(r.waiters, got)
-			}
-			r.mu.Unlock()
-			if err != nil || got <= 0 {
-				break
-			}
-			st := guest.ExitStatus{Reason: guest.Exited, Code: ws.ExitStatus()}
-			if ws.Signaled() {
-				st = guest.ExitStatus{Reason: guest.Signaled, Signal: int(ws.Signal())}
-			}
-			if got == pid {
-				return st
-			}
-			if fn != nil {
-				go fn(st)
-			}
-		}
-		<-sigchld
 	}
 }
 

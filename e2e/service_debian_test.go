@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServiceRedis runs Debian's redis-server.service as it ships
+// (Type=notify, User=redis, RuntimeDirectory=, sandboxing, bind
+// 127.0.0.1): run -d returns once redis said READY=1, and redis-cli and
+// redis-benchmark reach it through -p.
+func TestServiceRedis(t *testing.T) {
+	d := startDaemon(t)
+	port := freePort(t)
+	t0 := time.Now()
+	d.must("run", "-d", "--name", "redis", "--service", "redis-server", "-p", fmt.Sprintf("127.0.0.1:%d:6379", port))
+	t.Logf("run -d --service redis-server: ready in %v", time.Since(t0))
+	if a := d.inspect("redis"); a.Health != "healthy" {
+		t.Errorf("health %q right after run -d, want healthy (READY=1)", a.Health)
+	}
+	cli := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("redis-cli", append([]string{"-p", fmt.Sprint(port)}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis-cli %q: %v: %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := cli("PING"); got != "PONG" {
+		t.Fatalf("PING: %q", got)
+	}
+	cli("SET", "arrow", "in a microVM")
+	if got := cli("GET", "arrow"); got != "in a microVM" {
+		t.Errorf("GET: %q", got)
+	}
+	// Who it runs as: User=redis.
+	if got := cli("CONFIG", "GET", "dir"); !strings.Contains(got, "/var/lib/redis") {
+		t.Errorf("CONFIG GET dir: %q", got)
+	}
+	t0 = time.Now()
+	out, err := exec.Command("redis-benchmark", "-p", fmt.Sprint(port), "-q", "-n", "1000", "-c", "5", "-t", "set,get", "--csv").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"SET"`) || !strings.Contains(string(out), `"GET"`) {
+		t.Fatalf("redis-benchmark: %v: %s", err, out)
+	}
+	t.Logf("redis-benchmark -n 1000 -c 5 in %v:\n%s", time.Since(t0), out)
+	d.must("stop", "redis")
+}
+
+// TestServiceMemcached runs Debian's memcached.service: a perl wrapper
+// (its interpreter comes into the guest) that reads /etc/memcached.conf
+// and execs memcached, which drops to the memcache user and listens on
+// 127.0.0.1; memcstat and memccp reach it through -p.
+func TestServiceMemcached(t *testing.T) {
+	d := startDaemon(t)
+	port := freePort(t)
+	d.must("run", "-d", "--name", "mc", "--service", "memcached", "-p", fmt.Sprintf("127.0.0.1:%d:11211", port))
+	server := fmt.Sprintf("--servers=127.0.0.1:%d", port)
+	var out []byte
+	var err error
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// A simple service is ready once started; memcached may
+		// still be binding its port.
+		out, err = exec.Command("memcstat", server).CombinedOutput()
+		if err == nil && strings.Contains(string(out), "pid:") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil || !strings.Contains(string(out), "pid:") {
+		t.Fatalf("memcstat: %v: %s\nlogs:\n%s", err, out, d.arrow("logs", "mc").stdout)
+	}
+	if !strings.Contains(string(out), "limit_maxbytes: 67108864") {
+		t.Errorf("memcstat: not /etc/memcached.conf's -m 64:\n%s", out)
+	}
+	dir := t.TempDir()
+	file := dir + "/greeting"
+	if err := exec.Command("sh", "-c", "echo hello from memcached > "+file).Run(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("memccp", server, file).CombinedOutput(); err != nil {
+		t.Fatalf("memccp: %v: %s", err, out)
+	}
+	got, err := exec.Command("memccat", server, "greeting").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "hello from memcached" {
+		t.Errorf("memccat: %v: %q", err, got)
+	}
+	d.must("stop", "mc")
+}

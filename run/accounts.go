@@ -34,12 +34,15 @@ const (
 // the guest's files and application can name.
 //
 //   - users: root, Debian's static system accounts (IDs below 100),
-//     nobody, the user the application runs as, and the owners of the
-//     closure's files (redis owns /var/lib/redis);
+//     nobody, the user the application runs as, the owners of the
+//     closure's files (redis owns /var/lib/redis), and the system
+//     accounts (IDs below 1000) a maintainer script of an included
+//     package names (memcached's postinst creates memcache, which
+//     memcached switches to by a name only its configuration holds);
 //   - groups: root, the static system groups, nogroup, the application's
 //     group and supplementary groups, the primary groups of the users
-//     kept, and the groups owning the closure's files (adm owns
-//     /var/log/nginx).
+//     kept, the groups owning the closure's files (adm owns
+//     /var/log/nginx), and the system groups a maintainer script names.
 //
 // Every other account of the host (its people, the system accounts of
 // other packages) stays out, and so do passwords: the password field is
@@ -66,7 +69,7 @@ func guestAccounts(passwd, group []byte, set *closure.Set, cred credentials) (ou
 		}
 		uid, ok1 := parseIdentityID(f[2])
 		gid, ok2 := parseIdentityID(f[3])
-		if !ok1 || !ok2 || !(uids[uid] || uid <= maxStaticID) || users[string(f[0])] {
+		if !ok1 || !ok2 || !(uids[uid] || uid <= maxStaticID || scriptAccount(set, f[0], uid)) || users[string(f[0])] {
 			return
 		}
 		users[string(f[0])] = true
@@ -82,7 +85,7 @@ func guestAccounts(passwd, group []byte, set *closure.Set, cred credentials) (ou
 			return
 		}
 		gid, ok := parseIdentityID(f[2])
-		if !ok || !(gids[gid] || gid <= maxStaticID) || groups[string(f[0])] {
+		if !ok || !(gids[gid] || gid <= maxStaticID || scriptAccount(set, f[0], gid)) || groups[string(f[0])] {
 			return
 		}
 		groups[string(f[0])] = true
@@ -95,6 +98,16 @@ func guestAccounts(passwd, group []byte, set *closure.Set, cred credentials) (ou
 		fmt.Fprintf(&gr, "%s:x:%d:%s\n", f[0], gid, bytes.Join(members, []byte{','}))
 	})
 	return pw.Bytes(), gr.Bytes()
+}
+
+// maxSystemID bounds the IDs of system accounts, which adduser --system
+// gives below 1000; people's accounts start there.
+const maxSystemID = 999
+
+// scriptAccount reports whether the account name with ID id is a system
+// account a maintainer script of set's packages names.
+func scriptAccount(set *closure.Set, name []byte, id uint32) bool {
+	return set != nil && id <= maxSystemID && set.ScriptNames(string(name))
 }
 
 // addAccounts puts the guest's /etc/passwd and /etc/group (guestAccounts)

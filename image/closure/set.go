@@ -56,7 +56,39 @@ type Set struct {
 	implied map[string]bool // directories added only as someone's parent
 	sorted  []string        // cache of the sorted keys; nil when stale
 	bytes   int64
+	// scriptNames are the account names the included packages'
+	// maintainer scripts may create (see [Set.ScriptNames]).
+	scriptNames map[string]bool
 }
+
+// maxScriptNames bounds the names a set keeps from maintainer scripts.
+const maxScriptNames = 4096
+
+// addScriptNames records the words of a package's maintainer script that
+// could name an account it creates (memcached's postinst runs `adduser
+// ... $USER` after USER="memcache").
+func (s *Set) addScriptNames(script []byte) {
+	for _, w := range strings.FieldsFunc(string(script), func(r rune) bool {
+		return !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '_' || r == '-')
+	}) {
+		if len(s.scriptNames) >= maxScriptNames {
+			return
+		}
+		if len(w) > 32 || w[0] < 'a' || w[0] > 'z' {
+			continue
+		}
+		if s.scriptNames == nil {
+			s.scriptNames = make(map[string]bool)
+		}
+		s.scriptNames[w] = true
+	}
+}
+
+// ScriptNames reports whether name is a word of an included package's
+// maintainer script (postinst): an account that script may have created,
+// such as memcached's memcache, which the daemon switches to by a name
+// only its configuration holds.
+func (s *Set) ScriptNames(name string) bool { return s.scriptNames[name] }
 
 // NewSet returns an empty set.
 func NewSet() *Set { return &Set{} }

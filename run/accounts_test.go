@@ -79,6 +79,16 @@ func TestGuestAccounts(t *testing.T) {
 			group:  staticGroups + "postgres:x:104:\nnogroup:x:65534:\n",
 		},
 		{
+			name: "system accounts a maintainer script names, not people or words alone",
+			set: func() *closure.Set {
+				s := closure.NewSet()
+				s.AddScriptNames([]byte("USER=\"redis\"\nadduser --system --ingroup $USER $USER\n# alice and systemd-network\n"))
+				return s
+			}(),
+			passwd: static + "systemd-network:x:998:998:systemd Network Management:/:/usr/sbin/nologin\nredis:x:103:111::/var/lib/redis:/usr/sbin/nologin\n",
+			group:  staticGroups + "redis:x:111:\nnogroup:x:65534:\n",
+		},
+		{
 			name:   "a numeric user with no entry adds nothing",
 			set:    closure.NewSet(),
 			cred:   credentials{uid: 4242, gid: 4242},

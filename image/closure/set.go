@@ -64,10 +64,11 @@ type Set struct {
 // maxScriptNames bounds the names a set keeps from maintainer scripts.
 const maxScriptNames = 4096
 
-// addScriptNames records the words of a package's maintainer script that
+// AddScriptNames records the words of a package's maintainer script that
 // could name an account it creates (memcached's postinst runs `adduser
-// ... $USER` after USER="memcache").
-func (s *Set) addScriptNames(script []byte) {
+// ... $USER` after USER="memcache"). [Resolver] calls it for every
+// included package's postinst.
+func (s *Set) AddScriptNames(script []byte) {
 	for _, w := range strings.FieldsFunc(string(script), func(r rune) bool {
 		return !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '_' || r == '-')
 	}) {

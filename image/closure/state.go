@@ -125,7 +125,7 @@ func (c *resolution) addPackageDirs(p *dpkgPkg, paths []string, listed map[strin
 	if script == nil {
 		return nil // no postinst, or unreadable: nothing it made is known
 	}
-	c.set.addScriptNames(script)
+	c.set.AddScriptNames(script)
 	dirs, copies := scriptPaths(script)
 	for _, d := range dirs {
 		real, _, err := c.h.resolve(d, true)

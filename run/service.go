@@ -125,10 +125,8 @@ func serviceClosure(ctx context.Context, r *closure.Resolver, svc *unit.Service,
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", svc.Name, err)
 		}
-		for _, f := range s.Files() {
-			if err := set.Add(f); err != nil {
-				return nil, "", fmt.Errorf("%s: %s: %w", svc.Name, prog, err)
-			}
+		if err := set.Merge(s); err != nil {
+			return nil, "", fmt.Errorf("%s: %s: %w", svc.Name, prog, err)
 		}
 	}
 	return set, main, nil

@@ -85,6 +85,26 @@ func (s *Set) AddScriptNames(script []byte) {
 	}
 }
 
+// Merge adds o's files (as [Set.Add] does, in o's order) and the names
+// its maintainer scripts hold.
+func (s *Set) Merge(o *Set) error {
+	for _, f := range o.Files() {
+		if err := s.Add(f); err != nil {
+			return err
+		}
+	}
+	for n := range o.scriptNames {
+		if len(s.scriptNames) >= maxScriptNames {
+			break
+		}
+		if s.scriptNames == nil {
+			s.scriptNames = make(map[string]bool)
+		}
+		s.scriptNames[n] = true
+	}
+	return nil
+}
+
 // ScriptNames reports whether name is a word of an included package's
 // maintainer script (postinst): an account that script may have created,
 // such as memcached's memcache, which the daemon switches to by a name

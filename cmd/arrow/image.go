@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,13 +70,7 @@ oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG].`,
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tID\tFILES\tSIZE\tIMPORTED")
-			for _, img := range imgs {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", orNone(img.Name()), img.ShortID(), img.Entries,
-					humanBytes(img.Size), img.Imported.Local().Format(time.DateTime))
-			}
-			return w.Flush()
+			return writeImageList(cmd.OutOrStdout(), imgs)
 		},
 	}
 	inspect := &cobra.Command{
@@ -190,7 +185,13 @@ func importImage(cmd *cobra.Command, open func() (*store.Store, error), src, nam
 	}
 	defer img.Close()
 	if name == "" {
-		name = defaultImageName(src, img.Reference())
+		// The name the layout's index gives the image, as ctr, podman
+		// load and skopeo take it.
+		if ns := img.Names(); len(ns) > 0 {
+			name = ns[0]
+		} else {
+			name = defaultImageName(src, img.Reference())
+		}
 	}
 	t0 := time.Now()
 	rec, err := s.Import(ctx, img, name)
@@ -200,6 +201,25 @@ func importImage(cmd *cobra.Command, open func() (*store.Store, error), src, nam
 	fmt.Fprintf(os.Stderr, "imported %s (%d files, %s) in %v\n", orNone(rec.Name()), rec.Entries, humanBytes(rec.Size), time.Since(t0).Round(time.Millisecond))
 	fmt.Println(rec.ID)
 	return nil
+}
+
+// writeImageList writes imgs as a table with a row per name, as docker
+// lists a row per tag: an image with two names is two rows with one ID,
+// one with none a row named <none>.
+func writeImageList(out io.Writer, imgs []store.Image) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tID\tFILES\tSIZE\tIMPORTED")
+	for _, img := range imgs {
+		names := img.Names
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		for _, n := range names {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", orNone(n), img.ShortID(), img.Entries,
+				humanBytes(img.Size), img.Imported.Local().Format(time.DateTime))
+		}
+	}
+	return w.Flush()
 }
 
 // defaultImageName is the reference the source carries, else the source's

@@ -31,6 +31,10 @@
 //	                   shim.lock and shim.log (package shim names those).
 //	spares/<id>/       one directory per spare VM of arrowd's pool (daemon,
 //	                   0700): spare.json and the spare shim's shim.log.
+//	volumes/<name>/    one directory per named volume (volume; 0700):
+//	                   volume.json, lock, refs/<arrow id>, and _data/,
+//	                   the content a VM mounts; .lock and .build-* (being
+//	                   created or removed) beside them.
 //	arrowd.db          arrowd's state (daemon; bbolt, 0600).
 //	networks.db        the bridge networks and endpoints (network, opened
 //	                   by daemon; bbolt, 0600).
@@ -95,6 +99,9 @@ func (r Root) Spares() string { return r.join("spares") }
 
 // Spare is the directory of the spare id.
 func (r Root) Spare(id string) string { return r.join("spares", id) }
+
+// Volumes holds the named volumes, one directory per name.
+func (r Root) Volumes() string { return r.join("volumes") }
 
 // DB is arrowd's state database.
 func (r Root) DB() string { return r.join("arrowd.db") }

@@ -79,6 +79,8 @@ type plan struct {
 	// boot cold, for the reason cold.
 	tmpl *template.Config
 	cold ColdReason
+	// fresh are the named volumes the image populates.
+	fresh []freshVolume
 }
 
 // makePlan settles the run o describes; o's defaults are filled in. On
@@ -163,7 +165,7 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 	p.timed("setup", t0)
 
 	var mounts []guest.Mount
-	if p.cfg.Shares, mounts, err = volumes(o); err != nil {
+	if p.cfg.Shares, mounts, p.fresh, err = p.volumes(ctx, o); err != nil {
 		return err
 	}
 	p.cold = coldReason(o, k)

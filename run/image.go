@@ -10,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	reference "github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/guest"
@@ -475,8 +475,9 @@ func populateVolumes(ctx context.Context, s *store.Store, img store.Image, fresh
 		if err == nil {
 			// Over the empty directory: rename(2) replaces an empty
 			// one, and fails on one that another run has just filled.
-			err = os.Rename(tmp, f.m.Dir)
-			if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			// (rename(2) itself: os.Rename refuses any directory.)
+			err = unix.Rename(tmp, f.m.Dir)
+			if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
 				os.RemoveAll(tmp)
 				continue
 			}

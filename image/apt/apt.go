@@ -25,7 +25,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/store"
 )

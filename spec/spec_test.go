@@ -113,6 +113,12 @@ func TestParseValid(t *testing.T) {
 		{"full JSON", fullJSON, fullSpec()},
 		{"JSON with a byte order mark", "\ufeff" + fullJSON, fullSpec()},
 		{"YAML flow mapping, not JSON", "{version: 1, image: alpine}", minimal(func(s *Spec) { s.Config.Image = "alpine" })},
+		{"named volumes, not paths", "version: 1\nimage: pg\nvolumes: [pgdata:/var/lib/postgresql, {source: conf.v1, target: /etc/x, readonly: true}, ./pgdata:/local]\n",
+			minimal(func(s *Spec) {
+				s.Config.Image = "pg"
+				s.Config.Volumes = []api.Volume{{Source: "pgdata", Target: "/var/lib/postgresql"},
+					{Source: "conf.v1", Target: "/etc/x", ReadOnly: true}, {Source: "/srv/app/pgdata", Target: "/local"}}
+			})},
 		{"host program by name", "version: 1\nprogram: python3\nargs: [-c, 'print(1)']\n",
 			minimal(func(s *Spec) { s.Config.Program, s.Config.Args = "python3", []string{"-c", "print(1)"} })},
 		{"host program by relative path", "version: 1\nprogram: bin/app\n",

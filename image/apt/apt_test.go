@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParsePackages(t *testing.T) {
@@ -169,5 +170,28 @@ func TestBuildFailsClean(t *testing.T) {
 func TestUnescapeMount(t *testing.T) {
 	if got := unescapeMount(`/a\040b/c\134d`); got != `/a b/c\d` {
 		t.Errorf("unescapeMount = %q", got)
+	}
+}
+
+// TestRemoveStale: build directories a killed build left go after a day;
+// younger ones (builds under way) and the cache's records stay.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, buildPrefix+"1")
+	young := filepath.Join(dir, buildPrefix+"2")
+	for _, d := range []string{old, young} {
+		os.MkdirAll(filepath.Join(d, "chroot", "etc"), 0o755)
+	}
+	os.WriteFile(filepath.Join(dir, "key.json"), []byte("{}"), 0o600)
+	past := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(old, past, past)
+	removeStale(dir, staleAge, time.Now())
+	var left []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if !slices.Equal(left, []string{buildPrefix + "2", "key.json"}) {
+		t.Errorf("left %v", left)
 	}
 }

@@ -48,7 +48,8 @@ func (b *Builder) build(ctx context.Context, req Request, pkgs []string, sources
 	if err := os.MkdirAll(b.TmpDir, 0o700); err != nil {
 		return store.Image{}, err
 	}
-	dir, err := os.MkdirTemp(b.TmpDir, ".apt-build-")
+	removeStale(b.TmpDir, staleAge, time.Now())
+	dir, err := os.MkdirTemp(b.TmpDir, buildPrefix)
 	if err != nil {
 		return store.Image{}, err
 	}
@@ -105,6 +106,30 @@ func (b *Builder) build(ctx context.Context, req Request, pkgs []string, sources
 		return store.Image{}, err
 	}
 	return b.Store.Import(ctx, src, req.Name)
+}
+
+// buildPrefix starts the names of build directories.
+const buildPrefix = ".apt-build-"
+
+// staleAge is when a build directory is surely left by a build that was
+// killed (SIGKILL, a crash): no build takes a day.
+const staleAge = 24 * time.Hour
+
+// removeStale removes the build directories in dir not changed for age,
+// with what is mounted in them.
+func removeStale(dir string, age time.Duration, now time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), buildPrefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > age {
+			removeBuildDir(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // awaitGroup waits for the processes left in the process group pgid

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,5 +80,38 @@ func TestImageBuildApt(t *testing.T) {
 	}
 	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), root) {
 		t.Errorf("mounts left under %s", root)
+	}
+}
+
+// TestImageBuildAptPostgres: postgresql's maintainer scripts ran in the
+// build, so its default cluster is in the image; a named volume mounted
+// on /var/lib/postgresql starts with it, owned by postgres.
+func TestImageBuildAptPostgres(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	kernel := mustKernelRoot(t, root)
+	t0 := time.Now()
+	// Longer than arrow()'s deadline: about 3 minutes when the machine
+	// is idle, more under load.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, arrowBin, "--root", root, "image", "build", "--apt", "postgresql", "--name", "pg")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Logf("build: %v", time.Since(t0).Round(time.Second))
+	r := arrow(t, "", "--root", root, "run", "--kernel", kernel, "pg", "/bin/sh", "-c",
+		"cat /var/lib/postgresql/15/main/PG_VERSION; stat -c '%U %a' /var/lib/postgresql/15/main; test -f /etc/postgresql/15/main/postgresql.conf && echo conf")
+	if r.code != 0 || r.stdout != "15\npostgres 700\nconf\n" {
+		t.Fatalf("the cluster in the image: exit %d %q\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = arrow(t, "", "--root", root, "run", "--kernel", kernel, "-v", "pgdata:/var/lib/postgresql", "pg", "/bin/sh", "-c",
+		"stat -c '%U %a' /var/lib/postgresql/15/main; echo kept > /var/lib/postgresql/mark; sync")
+	if r.code != 0 || r.stdout != "postgres 700\n" {
+		t.Fatalf("the cluster in a named volume: exit %d %q\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = arrow(t, "", "--root", root, "run", "--kernel", kernel, "-v", "pgdata:/var/lib/postgresql", "pg", "/bin/cat", "/var/lib/postgresql/mark")
+	if r.code != 0 || r.stdout != "kept\n" {
+		t.Fatalf("a second arrow on the volume: exit %d %q\n%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -22,6 +22,7 @@ packages=(
 	runc                                  # the benchmark's container baseline
 	wrk                                   # the network benchmark's load generator
 	debootstrap                           # the Debian root file system of image tests and benchmark
+	mmdebstrap                            # arrow image build --apt: images of Debian packages
 	nftables iproute2                     # nft and ip: tests inspect bridge networks' rules and links
 	redis-server redis-tools              # --service tests: Debian's redis unit, redis-cli and redis-benchmark
 	memcached libmemcached-tools          # --service tests: Debian's memcached unit and its clients

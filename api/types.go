@@ -105,12 +105,45 @@ type Config struct {
 // forking).
 func (c Config) WaitsReady() bool { return c.ReadyPort > 0 || c.Service != "" }
 
-// Volume is a host directory mounted in the guest: the one mount type of
-// every layer (flags, spec files, the API, runs).
+// Volume is a host directory or a named volume mounted in the guest: the
+// one mount type of every layer (flags, spec files, the API, runs). A
+// Source that is not a path (holds no "/") names a volume, as docker's
+// -v does; the volume is created on first use and kept under the data
+// root until `arrow volume rm`.
 type Volume struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// Named reports whether v's Source names a volume rather than a host
+// path (see [ValidateVolumeName]).
+func (v Volume) Named() bool { return IsVolumeName(v.Source) }
+
+// IsVolumeName reports whether a volume source names a volume: docker's
+// rule, a source that is not a path is a name (valid or not: see
+// [ValidateVolumeName]).
+func IsVolumeName(source string) bool {
+	return source != "" && !strings.ContainsRune(source, '/') && source != "." && source != ".."
+}
+
+// ValidateVolumeName checks a volume name as docker does,
+// [a-zA-Z0-9][a-zA-Z0-9_.-]+, and bounds it to 128 bytes: it names a
+// directory under the data root.
+func ValidateVolumeName(name string) error {
+	if len(name) > maxNameLen || len(name) < 2 || !isAlnum(name[0]) {
+		return fmt.Errorf("volume name %q: want [a-zA-Z0-9][a-zA-Z0-9_.-]+, at most %d characters", name, maxNameLen)
+	}
+	for i := 1; i < len(name); i++ {
+		if c := name[i]; !isAlnum(c) && c != '_' && c != '.' && c != '-' {
+			return fmt.Errorf("volume name %q: want [a-zA-Z0-9][a-zA-Z0-9_.-]+, at most %d characters", name, maxNameLen)
+		}
+	}
+	return nil
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // String returns v in the short form SOURCE:TARGET[:ro] that --volume
@@ -425,4 +458,33 @@ type Endpoint struct {
 	Tap     string `json:"tap"`
 	// Ports are the published ports, as "127.0.0.1:8080->80/tcp".
 	Ports []string `json:"ports,omitempty"`
+}
+
+// VolumeCreateRequest asks for a named volume (`arrow volume create`).
+type VolumeCreateRequest struct {
+	// Name is the volume's name (see [ValidateVolumeName]).
+	Name string `json:"name"`
+}
+
+// VolumeInfo is a named volume (`arrow volume inspect`).
+type VolumeInfo struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// Mountpoint is the host directory that holds its content.
+	Mountpoint string `json:"mountpoint"`
+	// Size is the bytes of its regular files, hard links counted once.
+	Size int64 `json:"size"`
+	// Arrows are the IDs of the detached arrows (running or not) whose
+	// configs name it.
+	Arrows []string `json:"arrows,omitempty"`
+	// InUse is set when an arrow names it or a VM mounts it: rm and
+	// prune leave it.
+	InUse bool `json:"in_use"`
+}
+
+// VolumePruneResponse says what `arrow volume prune` removed.
+type VolumePruneResponse struct {
+	Removed []string `json:"removed"`
+	// Bytes is the size of the volumes removed.
+	Bytes int64 `json:"bytes"`
 }

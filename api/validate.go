@@ -215,8 +215,15 @@ func (c *Config) Validate() error {
 		if strings.IndexByte(v.Source+v.Target, 0) >= 0 {
 			return errors.New("config: a NUL byte in a volume")
 		}
-		if !filepath.IsAbs(v.Source) || !filepath.IsAbs(v.Target) {
-			return fmt.Errorf("config: volume %s:%s: want absolute paths", v.Source, v.Target)
+		if v.Named() {
+			if err := ValidateVolumeName(v.Source); err != nil {
+				return fmt.Errorf("config: volume %s:%s: %w", v.Source, v.Target, err)
+			}
+		} else if !filepath.IsAbs(v.Source) {
+			return fmt.Errorf("config: volume %s:%s: want an absolute path or a volume name", v.Source, v.Target)
+		}
+		if !filepath.IsAbs(v.Target) {
+			return fmt.Errorf("config: volume %s:%s: want an absolute target", v.Source, v.Target)
 		}
 	}
 	switch {

@@ -179,6 +179,9 @@ type namedPath struct {
 func namedPaths(c *api.Config) []namedPath {
 	var ps []namedPath
 	for _, v := range c.Volumes {
+		if v.Named() {
+			continue // under the data root, arrowd's own
+		}
 		acc := readWriteAccess
 		if v.ReadOnly {
 			acc = readAccess

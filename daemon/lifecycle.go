@@ -65,6 +65,12 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 	}
 	id := newID()
 	dir := d.arrowDir(id)
+	// Its named volumes are created now (docker create does) and marked
+	// as used by it, so that volume rm refuses them until the arrow goes,
+	// running or not.
+	if err := d.refVolumes(ctx, id, req.Config.Volumes); err != nil {
+		return api.Arrow{}, err
+	}
 	r := &record{Arrow: api.Arrow{
 		ID: id, Name: req.Name, Config: req.Config,
 		Created: time.Now().UTC(), State: api.Created,
@@ -77,15 +83,18 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 		r.Name = d.freeNameLocked(randomName)
 	} else if d.byNameLocked(r.Name) != nil {
 		d.mu.Unlock()
+		d.unrefVolumes(id, req.Config.Volumes)
 		return api.Arrow{}, fmt.Errorf("%w: the name %q is in use by another arrow", ErrConflict, r.Name)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		d.mu.Unlock()
+		d.unrefVolumes(id, req.Config.Volumes)
 		return api.Arrow{}, fmt.Errorf("arrow directory: %w", err)
 	}
 	if err := d.st.put(r); err != nil {
 		d.mu.Unlock()
 		os.RemoveAll(dir)
+		d.unrefVolumes(id, req.Config.Volumes)
 		return api.Arrow{}, fmt.Errorf("save state: %w", err)
 	}
 	d.arrows[id] = a
@@ -103,6 +112,7 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 		_ = d.st.delete(id)
 		d.mu.Unlock()
 		os.RemoveAll(dir)
+		d.unrefVolumes(id, req.Config.Volumes)
 		return api.Arrow{}, err
 	}
 	if tap != nil {
@@ -623,6 +633,7 @@ func (d *Daemon) Remove(ctx context.Context, ref string, force bool) error {
 	delete(d.arrows, id)
 	d.mu.Unlock()
 	d.removeCgroup(id)
+	d.unrefVolumes(id, a.rec.Config.Volumes)
 	d.detach(*a.rec) // a is removed: no one else changes its record now
 	os.Remove(d.socketPath(id))
 	if err := os.RemoveAll(d.arrowDir(id)); err != nil {

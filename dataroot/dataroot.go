@@ -33,6 +33,14 @@
 //	                   shim.lock and shim.log (package shim names those).
 //	spares/<id>/       one directory per spare VM of arrowd's pool (daemon,
 //	                   0700): spare.json and the spare shim's shim.log.
+//	volumes/<name>/    one directory per named volume (volume; 0700):
+//	                   volume.json, lock, refs/<arrow id>, and _data/,
+//	                   the content a VM mounts; .lock and .build-* (being
+//	                   created or removed) beside them.
+//	apt/               the cache of `arrow image build --apt`: one
+//	                   <key>.json per suite and package list, naming the
+//	                   image built (image/apt; 0700), and .apt-build-*,
+//	                   builds under way.
 //	arrowd.db          arrowd's state (daemon; bbolt, 0600).
 //	networks.db        the bridge networks and endpoints (network, opened
 //	                   by daemon; bbolt, 0600).
@@ -101,6 +109,13 @@ func (r Root) Spares() string { return r.join("spares") }
 
 // Spare is the directory of the spare id.
 func (r Root) Spare(id string) string { return r.join("spares", id) }
+
+// Volumes holds the named volumes, one directory per name.
+func (r Root) Volumes() string { return r.join("volumes") }
+
+// AptBuilds is the cache of images built of Debian packages, and where
+// they are built.
+func (r Root) AptBuilds() string { return r.join("apt") }
 
 // DB is arrowd's state database.
 func (r Root) DB() string { return r.join("arrowd.db") }

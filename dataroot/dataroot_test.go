@@ -26,6 +26,8 @@ func TestLayout(t *testing.T) {
 			{"Arrows", r.Arrows(), "arrows"},
 			{"Arrow", r.Arrow("0123abcd"), "arrows/0123abcd"},
 			{"Spares", r.Spares(), "spares"},
+			{"Volumes", r.Volumes(), "volumes"},
+			{"AptBuilds", r.AptBuilds(), "apt"},
 			{"Spare", r.Spare("s1"), "spares/s1"},
 			{"DB", r.DB(), "arrowd.db"},
 			{"Networks", r.Networks(), "networks.db"},

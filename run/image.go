@@ -13,6 +13,7 @@ import (
 	"time"
 
 	reference "github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/guest"
@@ -22,6 +23,7 @@ import (
 	"github.com/arrowsys/arrow/image/rootfs"
 	"github.com/arrowsys/arrow/image/store"
 	"github.com/arrowsys/arrow/vm"
+	"github.com/arrowsys/arrow/volume"
 )
 
 // guestRoot is what a run on a disk root brings: the drive and what the
@@ -233,6 +235,9 @@ func (p *plan) prepareImage(ctx context.Context, o *Options) (*guestRoot, error)
 	if err != nil {
 		return nil, err
 	}
+	if err := populateVolumes(ctx, s, img, p.fresh); err != nil {
+		return nil, err
+	}
 	// The user first: an unknown name fails before any disk is built.
 	db, err := storeUserDB(ctx, s, img)
 	if err != nil {
@@ -398,30 +403,97 @@ func PruneRootDisks(ctx context.Context, root string, maxAge time.Duration) (roo
 	return st, nil
 }
 
-// volumes turns o.Volumes into the VM's shares and the guest's mounts.
-func volumes(o *Options) ([]vm.Share, []guest.Mount, error) {
+// volumes turns o.Volumes into the VM's shares and the guest's mounts. A
+// named volume is created when it does not exist and held (see
+// volume.Store.Acquire) until the run ends; those still empty are
+// returned in fresh, for the image to populate.
+func (p *plan) volumes(ctx context.Context, o *Options) ([]vm.Share, []guest.Mount, []freshVolume, error) {
 	if len(o.Volumes) == 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	fs, _ := vm.ShareFS()
-	var shares []vm.Share
-	var mounts []guest.Mount
+	var (
+		shares []vm.Share
+		mounts []guest.Mount
+		fresh  []freshVolume
+		vs     *volume.Store
+	)
 	for i, v := range o.Volumes {
-		src, err := filepath.Abs(v.Source)
-		if err == nil {
-			var fi os.FileInfo
-			if fi, err = os.Stat(src); err == nil && !fi.IsDir() {
-				err = errors.New("not a directory")
+		var src string
+		var err error
+		if v.Named() {
+			if vs == nil {
+				if vs, err = volume.Open(dataroot.Root(o.Root).Volumes()); err != nil {
+					return nil, nil, nil, fail(ExitArrowFailed, err)
+				}
 			}
-		}
-		if err != nil {
-			return nil, nil, failf(ExitArrowFailed, "-v %s:%s: %w", v.Source, v.Target, err)
+			m, err := vs.Acquire(ctx, v.Source)
+			if err != nil {
+				return nil, nil, nil, failf(ExitArrowFailed, "-v %s:%s: %w", v.Source, v.Target, err)
+			}
+			p.held = append(p.held, m)
+			if m.Empty {
+				fresh = append(fresh, freshVolume{m, v.Target})
+			}
+			src = m.Dir
+		} else {
+			src, err = filepath.Abs(v.Source)
+			if err == nil {
+				var fi os.FileInfo
+				if fi, err = os.Stat(src); err == nil && !fi.IsDir() {
+					err = errors.New("not a directory")
+				}
+			}
+			if err != nil {
+				return nil, nil, nil, failf(ExitArrowFailed, "-v %s:%s: %w", v.Source, v.Target, err)
+			}
 		}
 		tag := fmt.Sprintf("vol%d", i)
 		shares = append(shares, vm.Share{Tag: tag, Path: src, ReadOnly: v.ReadOnly, FS: fs})
 		mounts = append(mounts, guest.Mount{Tag: tag, Target: v.Target, FSType: fs, ReadOnly: v.ReadOnly})
 	}
-	return shares, mounts, nil
+	return shares, mounts, fresh, nil
+}
+
+// freshVolume is a named volume that was empty when the run took it,
+// mounted at target.
+type freshVolume struct {
+	m      *volume.Mount
+	target string
+}
+
+// populateVolumes fills the empty named volumes from img's content at
+// their mount paths, owners and modes kept, as docker does on a volume's
+// first use. An image with nothing there leaves the volume empty. Each is
+// built aside and renamed into place, so a failed or interrupted copy
+// leaves the volume empty, to be populated by its next run.
+func populateVolumes(ctx context.Context, s *store.Store, img store.Image, fresh []freshVolume) error {
+	for _, f := range fresh {
+		tmp, err := os.MkdirTemp(filepath.Dir(f.m.Dir), cachefile.TempPrefix+"populate-")
+		if err != nil {
+			return failf(ExitArrowFailed, "volume %s: %w", f.m.Name, err)
+		}
+		_, err = s.Materialize(ctx, img, tmp, store.MaterializeOptions{Copy: true, Subtree: f.target})
+		if errors.Is(err, store.ErrNotFound) {
+			os.RemoveAll(tmp)
+			continue
+		}
+		if err == nil {
+			// Over the empty directory: rename(2) replaces an empty
+			// one, and fails on one that another run has just filled.
+			// (rename(2) itself: os.Rename refuses any directory.)
+			err = unix.Rename(tmp, f.m.Dir)
+			if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+				os.RemoveAll(tmp)
+				continue
+			}
+		}
+		if err != nil {
+			os.RemoveAll(tmp)
+			return failf(ExitArrowFailed, "volume %s: populate from the image's %s: %w", f.m.Name, f.target, err)
+		}
+	}
+	return nil
 }
 
 // emptySet is the initramfs closure of a run whose application lives on a

@@ -83,6 +83,8 @@ type plan struct {
 	// users is the guest root's user database, for exec's users; nil for
 	// a host program's guest, which has none.
 	users *userDB
+	// fresh are the named volumes the image populates.
+	fresh []freshVolume
 }
 
 // makePlan settles the run o describes; o's defaults are filled in. On
@@ -172,7 +174,7 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 	p.timed("setup", t0)
 
 	var mounts []guest.Mount
-	if p.cfg.Shares, mounts, err = volumes(o); err != nil {
+	if p.cfg.Shares, mounts, p.fresh, err = p.volumes(ctx, o); err != nil {
 		return err
 	}
 	p.cold = coldReason(o, k)

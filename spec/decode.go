@@ -558,7 +558,9 @@ func (d *decoder) volumes(n *yaml.Node) []api.Volume {
 			d.want(it, p, "SOURCE:TARGET[:ro|rw] or a mapping")
 			continue
 		}
-		v.Source = d.hostPath(v.Source)
+		if !v.Named() {
+			v.Source = d.hostPath(v.Source)
+		}
 		if first, dup := targets[v.Target]; dup {
 			d.errorf(where, wherePath, "%s is already the target of %s", quote(v.Target), first)
 			continue
@@ -579,7 +581,7 @@ func (d *decoder) volume(n *yaml.Node, p string) (v api.Volume, where *yaml.Node
 		switch f.name {
 		case "source":
 			source = true
-			if s, good := d.str(f.value, fp, "a host path"); good && d.check(f.value, fp, checkSource(s)) {
+			if s, good := d.str(f.value, fp, "a host path or a volume name"); good && d.check(f.value, fp, checkSource(s)) {
 				v.Source = s
 				continue
 			}

@@ -94,8 +94,9 @@
 // written as numbers or booleans (user: 1000 is "1000"); integers and
 // booleans must be integers and true or false.
 //
-// A volume's SOURCE is a host path starting with /, ./ or ../ (bare names
-// are reserved for named volumes); its TARGET is an absolute guest path
+// A volume's SOURCE is a host path starting with /, ./ or ../, or the name
+// of a named volume ([a-zA-Z0-9][a-zA-Z0-9_.-]+, docker's rule: a source
+// without "/" is a name); its TARGET is an absolute guest path
 // other than /, outside /proc, /sys and /dev, without "..", and no two
 // volumes share one. Ports publish a guest port on a host port: both are
 // 1 to 65535 (no random host ports, no ranges), IP is optional (IPv6 in

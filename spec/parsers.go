@@ -93,10 +93,12 @@ func isDigits(s string) bool {
 
 // ParseVolume parses the short form of a volume, SOURCE:TARGET[:MODE], as
 // --volume and the spec's volumes accept it. SOURCE is a host path that
-// starts with /, ./ or ../ (or is . or ..): bare names are reserved for
-// named volumes. TARGET is an absolute guest path other than / and outside
-// /proc, /sys and /dev; it is returned clean. MODE is rw (the default) or
-// ro. A source holding ':' needs the spec's long form.
+// starts with /, ./ or ../ (or is . or ..), or the name of a named volume
+// (docker's rule: a source without "/" is a name, which must match
+// [a-zA-Z0-9][a-zA-Z0-9_.-]+). TARGET is an absolute guest path other
+// than / and outside /proc, /sys and /dev; it is returned clean. MODE is
+// rw (the default) or ro. A source holding ':' needs the spec's long
+// form.
 func ParseVolume(s string) (api.Volume, error) {
 	parts := strings.Split(s, ":")
 	var v api.Volume
@@ -124,7 +126,8 @@ func ParseVolume(s string) (api.Volume, error) {
 	return v, nil
 }
 
-// checkSource accepts host paths that say they are paths.
+// checkSource accepts host paths that say they are paths, and volume
+// names.
 func checkSource(s string) error {
 	if err := checkPath(s); err != nil {
 		return err
@@ -132,7 +135,13 @@ func checkSource(s string) error {
 	if s == "." || s == ".." || strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../") {
 		return nil
 	}
-	return fmt.Errorf("%s: want a host path starting with /, ./ or ../ (bare names are reserved for named volumes)", quote(s))
+	if api.IsVolumeName(s) {
+		if api.ValidateVolumeName(s) != nil {
+			return fmt.Errorf("%s: a volume name must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (a host path starts with /, ./ or ../)", quote(s))
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: want a host path starting with /, ./ or ../, or a volume name", quote(s))
 }
 
 // checkPath rejects what no path can be.

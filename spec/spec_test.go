@@ -113,6 +113,12 @@ func TestParseValid(t *testing.T) {
 		{"full JSON", fullJSON, fullSpec()},
 		{"JSON with a byte order mark", "\ufeff" + fullJSON, fullSpec()},
 		{"YAML flow mapping, not JSON", "{version: 1, image: alpine}", minimal(func(s *Spec) { s.Config.Image = "alpine" })},
+		{"named volumes, not paths", "version: 1\nimage: pg\nvolumes: [pgdata:/var/lib/postgresql, {source: conf.v1, target: /etc/x, readonly: true}, ./pgdata:/local]\n",
+			minimal(func(s *Spec) {
+				s.Config.Image = "pg"
+				s.Config.Volumes = []api.Volume{{Source: "pgdata", Target: "/var/lib/postgresql"},
+					{Source: "conf.v1", Target: "/etc/x", ReadOnly: true}, {Source: "/srv/app/pgdata", Target: "/local"}}
+			})},
 		{"host program by name", "version: 1\nprogram: python3\nargs: [-c, 'print(1)']\n",
 			minimal(func(s *Spec) { s.Config.Program, s.Config.Args = "python3", []string{"-c", "print(1)"} })},
 		{"host program by relative path", "version: 1\nprogram: bin/app\n",
@@ -306,15 +312,15 @@ func TestParseInvalid(t *testing.T) {
 		// volumes.
 		{"volume target", head + "volumes:\n  - ./data:/data\n  - {source: ./conf, target: etc/app, readonly: true}\n", []string{
 			`arrow.yaml:5: volumes[1].target: "etc/app" is not an absolute path`}},
-		{"volume short forms", head + "volumes:\n  - data:/data\n  - ./a:/\n  - ./a:/b:rx\n  - ./a\n  - ./a:/proc/x\n  - ./a:/x/../y\n", []string{
-			`arrow.yaml:4: volumes[0]: source "data": want a host path starting with /, ./ or ../ (bare names are reserved for named volumes)`,
+		{"volume short forms", head + "volumes:\n  - d@ta:/data\n  - ./a:/\n  - ./a:/b:rx\n  - ./a\n  - ./a:/proc/x\n  - ./a:/x/../y\n", []string{
+			`arrow.yaml:4: volumes[0]: source "d@ta": a volume name must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (a host path starts with /, ./ or ../)`,
 			`arrow.yaml:5: volumes[1]: target "/" would hide the guest's root file system`,
 			`arrow.yaml:6: volumes[2]: mode "rx": want ro or rw`,
 			`arrow.yaml:7: volumes[3]: "./a" is not SOURCE:TARGET[:ro|rw]`,
 			`arrow.yaml:8: volumes[4]: target "/proc/x" is inside /proc, which the guest kernel owns`,
 			`arrow.yaml:9: volumes[5]: target "/x/../y" contains ".."`}},
-		{"volume long form", head + "volumes:\n  - source: data\n    target: /a\n    readnoly: true\n  - target: /b\n    readonly: 1\n  - [x]\n", []string{
-			`arrow.yaml:4: volumes[0].source: "data": want a host path starting with /, ./ or ../ (bare names are reserved for named volumes)`,
+		{"volume long form", head + "volumes:\n  - source: x\n    target: /a\n    readnoly: true\n  - target: /b\n    readonly: 1\n  - [x]\n", []string{
+			`arrow.yaml:4: volumes[0].source: "x": a volume name must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (a host path starts with /, ./ or ../)`,
 			`arrow.yaml:6: volumes[0]: unknown field "readnoly" (did you mean "readonly"?)`,
 			"arrow.yaml:7: volumes[1].source: required",
 			`arrow.yaml:8: volumes[1].readonly: want true or false, got the number "1"`,

@@ -141,6 +141,9 @@ func detachedRequest(o *run.Options, name string) (*api.CreateRequest, error) {
 	}
 	c.Volumes = slices.Clone(c.Volumes)
 	for i := range c.Volumes {
+		if c.Volumes[i].Named() {
+			continue // a volume's name, not a path
+		}
 		if err := abs(&c.Volumes[i].Source); err != nil {
 			return nil, err
 		}

@@ -2,16 +2,21 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/arrowsys/arrow/dataroot"
+	"github.com/arrowsys/arrow/image/apt"
 	"github.com/arrowsys/arrow/image/oci"
 	"github.com/arrowsys/arrow/image/store"
 	"github.com/arrowsys/arrow/run"
@@ -69,13 +74,7 @@ oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG].`,
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tID\tFILES\tSIZE\tIMPORTED")
-			for _, img := range imgs {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", orNone(img.Name()), img.ShortID(), img.Entries,
-					humanBytes(img.Size), img.Imported.Local().Format(time.DateTime))
-			}
-			return w.Flush()
+			return writeImageList(cmd.OutOrStdout(), imgs)
 		},
 	}
 	inspect := &cobra.Command{
@@ -161,7 +160,7 @@ disks not used for 30 days. Disks in use by a running VM stay.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(importCmd, pull, ls, inspect, rm, prune, du)
+	cmd.AddCommand(importCmd, pull, ls, inspect, rm, prune, du, newImageBuildCmd(g, open))
 	return cmd
 }
 
@@ -190,7 +189,13 @@ func importImage(cmd *cobra.Command, open func() (*store.Store, error), src, nam
 	}
 	defer img.Close()
 	if name == "" {
-		name = defaultImageName(src, img.Reference())
+		// The name the layout's index gives the image, as ctr, podman
+		// load and skopeo take it.
+		if ns := img.Names(); len(ns) > 0 {
+			name = ns[0]
+		} else {
+			name = defaultImageName(src, img.Reference())
+		}
 	}
 	t0 := time.Now()
 	rec, err := s.Import(ctx, img, name)
@@ -200,6 +205,25 @@ func importImage(cmd *cobra.Command, open func() (*store.Store, error), src, nam
 	fmt.Fprintf(os.Stderr, "imported %s (%d files, %s) in %v\n", orNone(rec.Name()), rec.Entries, humanBytes(rec.Size), time.Since(t0).Round(time.Millisecond))
 	fmt.Println(rec.ID)
 	return nil
+}
+
+// writeImageList writes imgs as a table with a row per name, as docker
+// lists a row per tag: an image with two names is two rows with one ID,
+// one with none a row named <none>.
+func writeImageList(out io.Writer, imgs []store.Image) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tID\tFILES\tSIZE\tIMPORTED")
+	for _, img := range imgs {
+		names := img.Names
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		for _, n := range names {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", orNone(n), img.ShortID(), img.Entries,
+				humanBytes(img.Size), img.Imported.Local().Format(time.DateTime))
+		}
+	}
+	return w.Flush()
 }
 
 // defaultImageName is the reference the source carries, else the source's
@@ -237,4 +261,62 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// newImageBuildCmd is `arrow image build --apt`.
+func newImageBuildCmd(g *globals, open func() (*store.Store, error)) *cobra.Command {
+	var pkgList, suite, name string
+	cmd := &cobra.Command{
+		Use:   "build --apt PKG[,PKG...] [--suite SUITE] --name NAME",
+		Short: "Build an image of Debian packages (mmdebstrap, from the host's apt sources)",
+		Long: `Build an image of Debian packages with mmdebstrap, from the host's apt
+sources (/etc/apt/sources.list and sources.list.d), their maintainer
+scripts run, and import it into the image store, where images built this
+way share their common files. The build is cached by suite, package list
+and sources: building the same list again only names the image.
+
+Exit status: 0; 127 when a package does not exist in the suite; 130 when
+interrupted; 125 for any other failure. Nothing of a failed build stays.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pkgList == "" || name == "" {
+				return errors.New("image build: --apt and --name are required")
+			}
+			pkgs, err := apt.ParsePackages(pkgList)
+			if err != nil {
+				return err
+			}
+			s, err := open()
+			if err != nil {
+				return err
+			}
+			// Ctrl-C and SIGTERM end mmdebstrap and remove the build,
+			// rather than the process dying with the build half done.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			dir := dataroot.Root(g.dataRoot()).AptBuilds()
+			b := &apt.Builder{Store: s, CacheDir: dir, TmpDir: dir, Progress: os.Stderr}
+			t0 := time.Now()
+			res, err := b.Build(ctx, apt.Request{Packages: pkgs, Suite: suite, Name: name})
+			switch {
+			case ctx.Err() != nil && cmd.Context().Err() == nil:
+				return &run.Error{Code: 128 + int(syscall.SIGINT), Err: fmt.Errorf("image build: interrupted; nothing kept")}
+			case errors.Is(err, apt.ErrNoPackage):
+				return &run.Error{Code: run.ExitNotFound, Err: fmt.Errorf("image build: %w", err)}
+			case err != nil:
+				return fmt.Errorf("image build: %w", err)
+			}
+			if res.Cached {
+				fmt.Fprintf(os.Stderr, "arrow: %s: cached (%s %s, built before), named in %v\n", name, res.Suite, strings.Join(pkgs, ","), time.Since(t0).Round(time.Millisecond))
+			} else {
+				fmt.Fprintf(os.Stderr, "arrow: built %s (%d files, %s) in %v\n", name, res.Image.Entries, humanBytes(res.Image.Size), time.Since(t0).Round(time.Second))
+			}
+			fmt.Println(res.Image.ID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pkgList, "apt", "", "Debian packages to install, comma-separated (required)")
+	cmd.Flags().StringVar(&suite, "suite", "", "Debian suite (default: the host's codename)")
+	cmd.Flags().StringVar(&name, "name", "", "the image's name (required)")
+	return cmd
 }

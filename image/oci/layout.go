@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -99,7 +100,31 @@ func FromLayout(ctx context.Context, dir, tag string, opts Options) (*Image, err
 	if tag != "" {
 		ref += ":" + tag
 	}
-	return &Image{ref: ref, img: img, want: li.desc.Digest}, nil
+	return &Image{ref: ref, names: refNames(li.tops), img: img, want: li.desc.Digest}, nil
+}
+
+// refNames returns the image names that index.json's descriptors tops
+// carry, as ctr, podman load and skopeo read them: containerd's
+// io.containerd.image.name, else the OCI ref.name annotation when it is
+// a whole reference ("app:1", "example.com/app:1"). A ref.name that is a
+// bare tag ("1", "latest", as `skopeo copy oci:DIR:1` writes) names no
+// image by itself.
+func refNames(tops []v1.Descriptor) []string {
+	var names []string
+	for _, d := range tops {
+		n := d.Annotations["io.containerd.image.name"]
+		if n == "" {
+			n = d.Annotations[ocispec.AnnotationRefName]
+			repo, tag, ok := strings.Cut(n[strings.LastIndex(n, "/")+1:], ":")
+			if !ok || repo == "" || tag == "" {
+				n = ""
+			}
+		}
+		if n != "" && store.ValidateName(n) == nil && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // docSource reads the JSON document a descriptor names.
@@ -163,11 +188,19 @@ func (w *walker) doc(ctx context.Context, d v1.Descriptor) ([]byte, error) {
 // pick finds the one image for the platform among descs.
 func (w *walker) pick(ctx context.Context, descs []v1.Descriptor, depth int) (*layoutImage, error) {
 	var matches []*layoutImage
-	add := func(li *layoutImage) {
+	// top is the descriptor of descs that led to li: at depth 0 it is
+	// one of index.json's, whose annotations name the image.
+	add := func(li *layoutImage, top v1.Descriptor) {
 		for _, m := range matches {
 			if m.desc.Digest == li.desc.Digest {
+				if depth == 0 {
+					m.tops = append(m.tops, top)
+				}
 				return
 			}
+		}
+		if depth == 0 {
+			li.tops = append(li.tops, top)
 		}
 		matches = append(matches, li)
 	}
@@ -184,7 +217,19 @@ func (w *walker) pick(ctx context.Context, descs []v1.Descriptor, depth int) (*l
 				return nil, fmt.Errorf("index %s: %w", d.Digest, errIndexCycle)
 			}
 			if w.walked[d.Digest] {
-				continue // what it holds is already counted
+				// What it holds is already counted, but this
+				// descriptor may name it too.
+				if depth == 0 {
+					for _, m := range matches {
+						for _, t := range m.tops {
+							if t.Digest == d.Digest {
+								m.tops = append(m.tops, d)
+								break
+							}
+						}
+					}
+				}
+				continue
 			}
 			if depth >= maxIndexDepth {
 				return nil, fmt.Errorf("indexes nested more than %d deep", maxIndexDepth)
@@ -207,9 +252,14 @@ func (w *walker) pick(ctx context.Context, descs []v1.Descriptor, depth int) (*l
 			if err != nil {
 				return nil, err
 			}
-			add(li)
+			add(li, d)
 		case d.MediaType.IsImage():
 			if w.images[d.Digest] {
+				for _, m := range matches {
+					if m.desc.Digest == d.Digest && depth == 0 {
+						m.tops = append(m.tops, d)
+					}
+				}
 				continue
 			}
 			w.images[d.Digest] = true
@@ -218,7 +268,7 @@ func (w *walker) pick(ctx context.Context, descs []v1.Descriptor, depth int) (*l
 				return nil, err
 			}
 			if li != nil {
-				add(li)
+				add(li, d)
 			}
 		}
 	}
@@ -262,7 +312,9 @@ func (w *walker) image(ctx context.Context, d v1.Descriptor) (*layoutImage, erro
 // layoutImage is an image of a layout whose manifest and config were read
 // within the bounds and checked; its layers are opened when asked for.
 type layoutImage struct {
-	root     string
+	root string
+	// tops are the descriptors of index.json that lead to the image.
+	tops     []v1.Descriptor
 	desc     v1.Descriptor
 	raw      []byte
 	manifest *v1.Manifest

@@ -75,7 +75,9 @@ func (o Options) platform() v1.Platform {
 // when done.
 type Image struct {
 	ref string
-	img v1.Image
+	// names are the names the source gives the image (see Names).
+	names []string
+	img   v1.Image
 	// want is the digest the manifest must have, when one is known.
 	want    v1.Hash
 	cleanup func() error
@@ -85,6 +87,11 @@ var _ store.ImageSource = (*Image)(nil)
 
 // Reference says where the image comes from.
 func (i *Image) Reference() string { return i.ref }
+
+// Names returns the names an OCI layout or archive gives the image in its
+// index (its reference-name annotations; see refNames), nil when it gives
+// none. `arrow image import` names the image by the first.
+func (i *Image) Names() []string { return i.names }
 
 // Manifest returns the image manifest, checked against the digest that
 // named it when there is one.

@@ -408,6 +408,30 @@ func (s *Store) commit(ctx context.Context, img Image, name string, objects map[
 	if err := ctx.Err(); err != nil {
 		return Image{}, err
 	}
+	return s.nameLocked(img, name)
+}
+
+// Tag gives the image named ref (as Get finds it) the name name too,
+// taking it from any other image, as an import under that name would.
+func (s *Store) Tag(ctx context.Context, ref, name string) (Image, error) {
+	if err := ValidateName(name); err != nil {
+		return Image{}, fmt.Errorf("tag: %w", err)
+	}
+	l, err := s.lock(ctx, unix.LOCK_EX)
+	if err != nil {
+		return Image{}, err
+	}
+	defer l.unlock()
+	img, err := s.find(ref)
+	if err != nil {
+		return Image{}, fmt.Errorf("tag: %w", err)
+	}
+	return s.nameLocked(img, name)
+}
+
+// nameLocked records name on img, first in its names, and takes it from
+// any other image; the caller holds the store's lock.
+func (s *Store) nameLocked(img Image, name string) (Image, error) {
 	// The name moves here from any other image: recorded here first, so
 	// that a crash in between leaves it on both (Get prefers the most
 	// recent import) rather than on neither.

@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +25,12 @@ import (
 type MaterializeOptions struct {
 	// Copy copies every file rather than hard linking stored ones.
 	Copy bool
+	// Subtree, an absolute path, recreates only the tree under that
+	// directory of the image, with dst as that directory (its owner and
+	// mode included): what a named volume mounted there starts with.
+	// A Subtree the image does not have as a directory makes nothing
+	// (ErrNotFound). Hard links to files outside it become copies.
+	Subtree string
 }
 
 // MaterializeStats says how Materialize built a tree.
@@ -65,6 +73,11 @@ func (s *Store) Materialize(ctx context.Context, img Image, dst string, opts Mat
 	if err != nil {
 		return st, fmt.Errorf("materialize: %w", err)
 	}
+	if opts.Subtree != "" {
+		if entries, err = subtree(entries, opts.Subtree); err != nil {
+			return st, fmt.Errorf("materialize: %w", err)
+		}
+	}
 	if err := prepareDir(dst); err != nil {
 		return st, fmt.Errorf("materialize: %w", err)
 	}
@@ -89,6 +102,49 @@ func (s *Store) Materialize(ctx context.Context, img Image, dst string, opts Mat
 		}
 	}
 	return m.st, nil
+}
+
+// subtree returns the entries under the directory dir of a checked tree,
+// with paths relative to it ("/" is dir itself). A hard link to a file
+// outside dir becomes a copy of that file: its first entry inside dir
+// carries the content, and later ones link to it.
+func subtree(entries []Entry, dir string) ([]Entry, error) {
+	dir = path.Clean(dir)
+	if !path.IsAbs(dir) {
+		return nil, fmt.Errorf("subtree %q: not an absolute path", dir)
+	}
+	if dir == "/" {
+		return entries, nil
+	}
+	var out []Entry
+	moved := map[string]string{} // a link target outside dir → its first copy inside
+	for _, e := range entries {
+		switch {
+		case e.Path == dir:
+			if e.Type != TypeDir {
+				return nil, fmt.Errorf("%w: %s is not a directory in the image", ErrNotFound, dir)
+			}
+			e.Path = "/"
+		case strings.HasPrefix(e.Path, dir+"/"):
+			e.Path = strings.TrimPrefix(e.Path, dir)
+		default:
+			continue
+		}
+		if e.Link != "" {
+			if strings.HasPrefix(e.Link, dir+"/") {
+				e.Link = strings.TrimPrefix(e.Link, dir)
+			} else if first, ok := moved[e.Link]; ok {
+				e.Link = first
+			} else {
+				moved[e.Link], e.Link = e.Path, ""
+			}
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no directory %s in the image", ErrNotFound, dir)
+	}
+	return out, nil
 }
 
 // prepareDir makes dst an empty private directory.

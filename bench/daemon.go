@@ -259,6 +259,8 @@ type daemonBench struct {
 	directArgv []string
 
 	daemon *exec.Cmd
+	// daemonArgs are arrowd's flags (`arrow daemon ...`).
+	daemonArgs []string
 	// fg are the foreground processes (arrow run, raw QEMU) running.
 	fg map[*fgProcess]bool
 }
@@ -277,7 +279,7 @@ func (b *daemonBench) startDaemon(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(b.arrow, "daemon")
+	cmd := exec.Command(b.arrow, append([]string{"daemon"}, b.daemonArgs...)...)
 	cmd.Env = b.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -37,6 +37,13 @@
 //
 //	go run ./bench -spares -runs 10
 //
+// With -apps it measures services a distribution ships (see benchApps):
+// Debian's nginx (wrk), redis (redis-benchmark) and PostgreSQL (pgbench)
+// started with `arrow run -d --service`, against the same servers run
+// natively, and the time to ready of a cold boot, a clone and a spare.
+//
+//	go run ./bench -apps -runs 5 -duration 10s
+//
 // With -templates it measures the host memory (PSS) of -idle idle arrows
 // cloned from one template against as many cold-booted ones (see
 // benchTemplates).
@@ -73,11 +80,14 @@ func main() {
 	idle := flag.Int("idle", 5, "with -daemon: idle arrows started each way to measure memory")
 	templates := flag.Bool("templates", false, "measure the memory (PSS) of -idle idle clones of one template against as many cold-booted arrows instead")
 	spares := flag.Bool("spares", false, "measure first-output latency of a cold boot, a template clone and a pooled spare, for echo and python3, instead")
+	apps := flag.Bool("apps", false, "measure Debian's nginx, redis and PostgreSQL run with --service against the same servers run natively, and the time to ready cold, cloned and from a spare, instead")
 	network := flag.Bool("network", false, "measure HTTP through published ports (user mode and bridge) against native instead")
-	duration := flag.Duration("duration", 10*time.Second, "with -network: how long wrk loads each server")
+	duration := flag.Duration("duration", 10*time.Second, "with -network and -apps: how long each load runs")
 	flag.Parse()
 	var err error
 	switch {
+	case *apps:
+		err = benchApps(context.Background(), *arrowBin, *duration, *runs)
 	case *spares:
 		err = benchSpares(context.Background(), *arrowBin, *runs)
 	case *templates:

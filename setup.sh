@@ -24,12 +24,12 @@ packages=(
 	debootstrap                           # the Debian root file system of image tests and benchmark
 	mmdebstrap                            # arrow image build --apt: images of Debian packages
 	nftables iproute2                     # nft and ip: tests inspect bridge networks' rules and links
-	redis-server redis-tools              # --service tests: Debian's redis unit, redis-cli and redis-benchmark
+	redis-server redis-tools              # --service tests and bench -apps: Debian's redis unit, redis-cli, redis-benchmark
 	memcached libmemcached-tools          # --service tests: Debian's memcached unit and its clients
-	nginx                                 # --service: Debian's forking nginx unit
-	curl                                  # --service tests: an HTTP client
+	nginx                                 # --service and closure tests: Debian's forking nginx unit, its welcome page
+	postgresql                            # closure tests (initdb), psql and pgbench for the --apt PostgreSQL test, bench -apps
+	curl                                  # tests' HTTP client
 	git ca-certificates
-	nginx postgresql redis-server curl    # host programs the closure e2e tests run in VMs (nginx, initdb), and their client
 )
 echo "==> installing packages"
 export DEBIAN_FRONTEND=noninteractive

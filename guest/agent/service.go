@@ -446,19 +446,41 @@ func (s *supervisor) readNotify(c *net.UnixConn, ready chan struct{}) {
 }
 
 // makeServiceDirs makes RuntimeDirectory= and the others, with their
-// modes and, unless they are configuration, the service's owner.
+// modes and, unless they are configuration, the service's owner; and
+// before them the tmpfiles.d directories, with the owners those give.
 func makeServiceDirs(spec *guest.Spec) error {
 	for _, d := range spec.Service.Dirs {
+		_, err := os.Lstat(d.Path)
+		existed := err == nil
 		if err := os.MkdirAll(d.Path, 0o755); err != nil {
 			return fmt.Errorf("service directory: %w", err)
 		}
-		if d.Owned {
-			if err := os.Lchown(d.Path, int(spec.UID), int(spec.GID)); err != nil {
+		uid, gid := -1, -1
+		switch {
+		case d.Owned:
+			uid, gid = int(spec.UID), int(spec.GID)
+		default:
+			if d.UID != nil {
+				uid = int(*d.UID)
+			}
+			if d.GID != nil {
+				gid = int(*d.GID)
+			}
+		}
+		if uid >= 0 || gid >= 0 {
+			if err := os.Lchown(d.Path, uid, gid); err != nil {
 				return fmt.Errorf("service directory: %w", err)
 			}
 		}
+		mode := d.Mode
+		if d.KeepMode {
+			if existed {
+				continue
+			}
+			mode = 0o755
+		}
 		// After chown, which clears the setgid bit of some modes.
-		if err := unix.Chmod(d.Path, d.Mode); err != nil {
+		if err := unix.Chmod(d.Path, mode); err != nil {
 			return fmt.Errorf("service directory %s: %w", d.Path, err)
 		}
 	}

@@ -52,8 +52,9 @@ func TestServiceRedis(t *testing.T) {
 
 // TestServiceMemcached runs Debian's memcached.service: a perl wrapper
 // (its interpreter comes into the guest) that reads /etc/memcached.conf
-// and execs memcached, which drops to the memcache user and listens on
-// 127.0.0.1; memcstat and memccp reach it through -p.
+// and execs memcached, which drops to the memcache user, listens on
+// 127.0.0.1 and writes its PID file in /run/memcached, the directory of
+// its package's tmpfiles.d file; memcstat and memccp reach it through -p.
 func TestServiceMemcached(t *testing.T) {
 	d := startDaemon(t)
 	port := freePort(t)
@@ -76,6 +77,16 @@ func TestServiceMemcached(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "limit_maxbytes: 67108864") {
 		t.Errorf("memcstat: not /etc/memcached.conf's -m 64:\n%s", out)
+	}
+	// /etc/memcached.conf's -P /var/run/memcached/memcached.pid: its
+	// directory comes from memcached's tmpfiles.d file, owned by
+	// memcache, and the PID file is the daemon's memcstat reports.
+	pid := d.must("exec", "mc", "/bin/sh", "-c", `read p < /var/run/memcached/memcached.pid && echo "pid: $p"`)
+	if !strings.Contains(string(out), strings.TrimSpace(pid)+"\n") {
+		t.Errorf("PID file %q, memcstat:\n%s", pid, out)
+	}
+	if logs := d.arrow("logs", "mc"); strings.Contains(logs.stdout+logs.stderr, "pid file") {
+		t.Errorf("memcached complains of its PID file:\n%s%s", logs.stdout, logs.stderr)
 	}
 	dir := t.TempDir()
 	file := dir + "/greeting"

@@ -98,6 +98,11 @@ type ServiceDir struct {
 	// KeepMode is a tmpfiles.d mode of '-': a new directory gets 0755,
 	// an existing one keeps its mode.
 	KeepMode bool `json:"keep_mode,omitempty"`
+	// Optional: failing to make it is no error (tmpfiles.d's '-').
+	// Replace: what is at the path, if not a directory, is removed
+	// first (tmpfiles.d's '=').
+	Optional bool `json:"optional,omitempty"`
+	Replace  bool `json:"replace,omitempty"`
 }
 
 // Limits of a [Service].

@@ -127,7 +127,7 @@ func serviceTmpfiles(o *Options, svc *unit.Service, root unit.FS, set *closure.S
 		if !ok {
 			return nil, failf(ExitArrowFailed, "--service %s: tmpfiles.d %s: no group %q in /etc/group", svc.Name, d.Where, d.Group)
 		}
-		out = append(out, guest.ServiceDir{Path: d.Path, Mode: d.Mode, UID: uid, GID: gid, KeepMode: !d.HasMode})
+		out = append(out, guest.ServiceDir{Path: d.Path, Mode: d.Mode, UID: uid, GID: gid, KeepMode: !d.HasMode, Optional: d.Optional, Replace: d.Replace})
 	}
 	return out, nil
 }

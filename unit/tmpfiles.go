@@ -46,6 +46,9 @@ type TmpDir struct {
 	// directory). They are names or numbers, to look up in the root's
 	// /etc/passwd and /etc/group.
 	User, Group string
+	// Optional is the '-' modifier: failing to make it is no error.
+	// Replace is '=': whatever else is at the path is removed first.
+	Optional, Replace bool
 	// Where is FILE:LINE, for errors.
 	Where string
 }
@@ -183,6 +186,7 @@ func ParseTmpfiles(file string, data []byte) (dirs []TmpDir, notes []string, err
 			return nil, nil, fmt.Errorf("%s: %w", where, err)
 		}
 		d.Where = where
+		d.Optional, d.Replace = strings.Contains(typ, "-"), strings.Contains(typ, "=")
 		dirs = append(dirs, d)
 	}
 	return dirs, notes, nil

@@ -23,8 +23,11 @@ func TestParseTmpfiles(t *testing.T) {
 			}},
 		{name: "defaults", in: "D /run/lock\nd! /var/lib/x - - -\n",
 			want: []TmpDir{{Path: "/run/lock", Where: "f:1"}, {Path: "/var/lib/x", Where: "f:2"}}},
-		{name: "modifiers and prefixes", in: "d-= /run/a :0700 :1 :2 10d\n",
-			want: []TmpDir{{Path: "/run/a", Mode: 0o700, HasMode: true, User: "1", Group: "2", Where: "f:1"}}},
+		{name: "modifiers and prefixes", in: "d-= /run/a :0700 :1 :2 10d\nd!- /root :0700 root :root -\n",
+			want: []TmpDir{
+				{Path: "/run/a", Mode: 0o700, HasMode: true, User: "1", Group: "2", Optional: true, Replace: true, Where: "f:1"},
+				{Path: "/root", Mode: 0o700, HasMode: true, User: "root", Group: "root", Optional: true, Where: "f:2"},
+			}},
 		{name: "specifiers", in: "d %t/x 0750 %u %G\nd %S/%%lit\n",
 			want: []TmpDir{{Path: "/run/x", Mode: 0o750, HasMode: true, User: "root", Group: "0", Where: "f:1"}, {Path: "/var/lib/%lit", Where: "f:2"}}},
 		{name: "quoted", in: `d "/run/with space" 0755 - -` + "\n",

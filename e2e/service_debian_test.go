@@ -131,6 +131,11 @@ func TestServiceNginx(t *testing.T) {
 	if uid := wwwDataUID(t); !strings.Contains(ps, "nginx "+uid+"\n") {
 		t.Errorf("no nginx process runs as www-data (uid %s):\n%s", uid, ps)
 	}
+	// Its own error log, in /var/log/nginx (its package's directory).
+	elog := d.must("exec", "nginx", "/bin/sh", "-c", `while IFS= read -r l; do echo "$l"; done < /var/log/nginx/error.log`)
+	if regexp.MustCompile(`\[(emerg|alert|crit|error)\]`).MatchString(elog) {
+		t.Errorf("/var/log/nginx/error.log:\n%s", elog)
+	}
 	t0 = time.Now()
 	d.must("stop", "nginx")
 	took := time.Since(t0)

@@ -257,7 +257,7 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 			}
 			args = append([]string{program}, o.Args...)
 		}
-		passwd, group := guestAccounts(hostPasswd, hostGroup, set, cred)
+		passwd, group := guestAccounts(hostPasswd, hostGroup, set, cred, tmpDirs...)
 		if err := addAccounts(dataroot.Root(o.Root).Accounts(), set, passwd, group); err != nil {
 			return fail(ExitArrowFailed, err)
 		}

@@ -181,3 +181,46 @@ func TestServiceImage(t *testing.T) {
 		t.Errorf("extra argument: exit %d, stderr %s", r.code, r.stderr)
 	}
 }
+
+// TestServiceTmpfilesRootFS: a unit of a root file system gets the
+// directories of that root's tmpfiles.d files, with their modes and
+// owners (names from its /etc/passwd and /etc/group); /etc/tmpfiles.d
+// masks a file by name; --debug lists the lines not run.
+func TestServiceTmpfilesRootFS(t *testing.T) {
+	root := serviceRoot(t, map[string]string{
+		"tmp.service": "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'ls -ldn /run/app /var/lib/app/cache; test -e /run/masked || echo masked'\n",
+	})
+	for p, c := range map[string]string{
+		"etc/passwd":                   "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/var/lib/app:/bin/sh\n",
+		"etc/group":                    "root:x:0:\napp:x:1001:\n",
+		"usr/lib/tmpfiles.d/app.conf":  "# app's directories\nd /run/app 0750 app app -\nD %S/app/cache 0700 app -\nL /run/link - - - - /x\n",
+		"usr/lib/tmpfiles.d/mask.conf": "d /run/masked\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "etc/tmpfiles.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/null", filepath.Join(root, "etc/tmpfiles.d/mask.conf")); err != nil {
+		t.Fatal(err)
+	}
+	r := arrow(t, "", "run", "--debug", "--rootfs", root, "--service", "tmp")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if !regexp.MustCompile(`drwxr-x---\s+\d+\s+1000\s+1001\s.*/run/app\n`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`drwx------\s+\d+\s+1000\s+0\s.*/var/lib/app/cache\n`).MatchString(r.stdout) ||
+		!strings.HasSuffix(r.stdout, "masked\n") {
+		t.Errorf("directories:\n%s", r.stdout)
+	}
+	for _, want := range []string{"tmpfiles.d /usr/lib/tmpfiles.d/app.conf\n", "app.conf:4: L /run/link: ignored", "mask.conf: masked"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("--debug does not say %q:\n%s", want, r.stderr)
+		}
+	}
+}

@@ -39,8 +39,9 @@ type Service struct {
 	DirOptional bool `json:"dir_optional,omitempty"`
 	// UMask is the file mode creation mask of every command.
 	UMask uint32 `json:"umask"`
-	// Dirs are made before anything runs (RuntimeDirectory= and the
-	// others), with their modes, owned by UID and GID when Owned.
+	// Dirs are made before anything runs, in order (the tmpfiles.d
+	// directories of the service's packages, then RuntimeDirectory= and
+	// the others), with their modes, owned by UID and GID when Owned.
 	Dirs []ServiceDir `json:"dirs,omitempty"`
 	// KillSignal is what a stop sends the main process after ExecStop=
 	// (SIGTERM by default); TimeoutStopNanos how long the main process
@@ -89,6 +90,19 @@ type ServiceDir struct {
 	Path  string `json:"path"`
 	Mode  uint32 `json:"mode"`
 	Owned bool   `json:"owned,omitempty"`
+	// UID and GID own a directory that is not Owned, when set (a
+	// tmpfiles.d line's user and group); unset, it is left as it is,
+	// root's when arrow-init makes it.
+	UID *uint32 `json:"uid,omitempty"`
+	GID *uint32 `json:"gid,omitempty"`
+	// KeepMode is a tmpfiles.d mode of '-': a new directory gets 0755,
+	// an existing one keeps its mode.
+	KeepMode bool `json:"keep_mode,omitempty"`
+	// Optional: failing to make it is no error (tmpfiles.d's '-').
+	// Replace: what is at the path, if not a directory, is removed
+	// first (tmpfiles.d's '=').
+	Optional bool `json:"optional,omitempty"`
+	Replace  bool `json:"replace,omitempty"`
 }
 
 // Limits of a [Service].
@@ -96,6 +110,9 @@ const (
 	maxCommands = 64
 	maxEnvFiles = 64
 	maxDirs     = 64
+	// maxServiceDirs bounds Dirs: the unit's and its packages'
+	// tmpfiles.d directories.
+	maxServiceDirs = 256
 	// MaxEnvFile is the largest EnvironmentFile= arrow-init reads.
 	MaxEnvFile = 1 << 20
 )
@@ -121,8 +138,8 @@ func (s *Service) validate() error {
 		return fmt.Errorf("spec: service: %d environment files, at most %d", len(s.EnvFiles), maxEnvFiles)
 	case len(s.Unset) > maxEnv:
 		return fmt.Errorf("spec: service: %d unset variables, at most %d", len(s.Unset), maxEnv)
-	case len(s.Dirs) > maxDirs:
-		return fmt.Errorf("spec: service: %d directories, at most %d", len(s.Dirs), maxDirs)
+	case len(s.Dirs) > maxServiceDirs:
+		return fmt.Errorf("spec: service: %d directories, at most %d", len(s.Dirs), maxServiceDirs)
 	case s.UMask > 0o777:
 		return fmt.Errorf("spec: service: umask %o: at most 777", s.UMask)
 	case s.KillSignal < 1 || s.KillSignal > 64:

@@ -46,6 +46,15 @@ func TestServiceValidate(t *testing.T) {
 		{"dir in /proc", func(s *Spec) { s.Service.Dirs[0].Path = "/proc/x" }, "kernel owns"},
 		{"relative dir", func(s *Spec) { s.Service.Dirs[0].Path = "run/x" }, "not absolute"},
 		{"mode", func(s *Spec) { s.Service.Dirs[0].Mode = 0o17777 }, "mode"},
+		{"too many dirs", func(s *Spec) {
+			for len(s.Service.Dirs) <= maxServiceDirs {
+				s.Service.Dirs = append(s.Service.Dirs, s.Service.Dirs[0])
+			}
+		}, "directories, at most"},
+		{"tmpfiles dir", func(s *Spec) {
+			id := uint32(7)
+			s.Service.Dirs = append(s.Service.Dirs, ServiceDir{Path: "/run/x", UID: &id, KeepMode: true})
+		}, ""},
 		{"umask", func(s *Spec) { s.Service.UMask = 0o1000 }, "umask"},
 		{"kill signal", func(s *Spec) { s.Service.KillSignal = 0 }, "kill signal"},
 		{"env file", func(s *Spec) { s.Service.EnvFiles[0].Path = "x" }, "environment file"},

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/image/closure"
 )
@@ -35,21 +36,23 @@ const (
 //
 //   - users: root, Debian's static system accounts (IDs below 100),
 //     nobody, the user the application runs as, the owners of the
-//     closure's files (redis owns /var/lib/redis), and the system
+//     closure's files (redis owns /var/lib/redis) and of the
+//     service's tmpfiles.d directories, dirs, and the system
 //     accounts (IDs below 1000) a maintainer script of an included
 //     package names (memcached's postinst creates memcache, which
 //     memcached switches to by a name only its configuration holds);
 //   - groups: root, the static system groups, nogroup, the application's
 //     group and supplementary groups, the primary groups of the users
 //     kept, the groups owning the closure's files (adm owns
-//     /var/log/nginx), and the system groups a maintainer script names.
+//     /var/log/nginx) and dirs, and the system groups a maintainer
+//     script names.
 //
 // Every other account of the host (its people, the system accounts of
 // other packages) stays out, and so do passwords: the password field is
 // "x" (shadow and gshadow are never in the guest), and group member lists
 // hold only the users kept. Lines are otherwise the host's, in the host's
 // order.
-func guestAccounts(passwd, group []byte, set *closure.Set, cred credentials) (outPasswd, outGroup []byte) {
+func guestAccounts(passwd, group []byte, set *closure.Set, cred credentials, dirs ...guest.ServiceDir) (outPasswd, outGroup []byte) {
 	uids := map[uint32]bool{0: true, nobodyID: true, cred.uid: true}
 	gids := map[uint32]bool{0: true, nobodyID: true, cred.gid: true}
 	for _, g := range cred.groups {
@@ -59,6 +62,14 @@ func guestAccounts(passwd, group []byte, set *closure.Set, cred credentials) (ou
 		for _, f := range set.Files() {
 			uids[f.UID] = true
 			gids[f.GID] = true
+		}
+	}
+	for _, d := range dirs {
+		if d.UID != nil {
+			uids[*d.UID] = true
+		}
+		if d.GID != nil {
+			gids[*d.GID] = true
 		}
 	}
 	var pw bytes.Buffer

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/closure"
 )
 
@@ -50,6 +51,7 @@ func TestGuestAccounts(t *testing.T) {
 		name          string
 		set           *closure.Set
 		cred          credentials
+		dirs          []guest.ServiceDir
 		passwd, group string
 	}{
 		{
@@ -89,6 +91,16 @@ func TestGuestAccounts(t *testing.T) {
 			group:  staticGroups + "redis:x:111:\nnogroup:x:65534:\n",
 		},
 		{
+			name: "the owners of tmpfiles.d directories",
+			set:  closure.NewSet(),
+			dirs: func() []guest.ServiceDir {
+				uid, gid := uint32(103), uint32(111)
+				return []guest.ServiceDir{{Path: "/run/redis", UID: &uid, GID: &gid}, {Path: "/run/x"}}
+			}(),
+			passwd: static + "redis:x:103:111::/var/lib/redis:/usr/sbin/nologin\n",
+			group:  staticGroups + "redis:x:111:\nnogroup:x:65534:\n",
+		},
+		{
 			name:   "a numeric user with no entry adds nothing",
 			set:    closure.NewSet(),
 			cred:   credentials{uid: 4242, gid: 4242},
@@ -98,7 +110,7 @@ func TestGuestAccounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, g := guestAccounts([]byte(hostPasswd), []byte(hostGroup), tt.set, tt.cred)
+			p, g := guestAccounts([]byte(hostPasswd), []byte(hostGroup), tt.set, tt.cred, tt.dirs...)
 			if string(p) != tt.passwd {
 				t.Errorf("passwd:\n%s\nwant:\n%s", p, tt.passwd)
 			}

@@ -187,11 +187,15 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		cred credentials
 		svc  *unit.Service
 		gids []uint32 // the service's SupplementaryGroups=
+		// svcRoot is the root the unit comes from; tmpDirs the
+		// tmpfiles.d directories of its packages.
+		svcRoot unit.FS
+		tmpDirs []guest.ServiceDir
 	)
 	if o.Service != "" {
 		// The unit first: it says who runs what, and a refused
 		// directive fails before anything is built.
-		if svc, gids, err = loadService(ctx, o); err != nil {
+		if svc, gids, svcRoot, err = loadService(ctx, o); err != nil {
 			return err
 		}
 		o.User = serviceUser(o, svc)
@@ -212,6 +216,11 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		}
 		p.held = append(p.held, gr.disk)
 		set, args = emptySet(), gr.args
+		if svc != nil {
+			if tmpDirs, err = serviceTmpfiles(o, svc, svcRoot, nil); err != nil {
+				return err
+			}
+		}
 		p.cfg.Drives = []vm.Drive{gr.drive}
 		p.timed("rootfs", t0)
 	default:
@@ -236,6 +245,9 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 			if set, program, err = serviceClosure(ctx, r, svc, o.Includes); err != nil {
 				return programError(err)
 			}
+			if tmpDirs, err = serviceTmpfiles(o, svc, svcRoot, set); err != nil {
+				return err
+			}
 			args = append([]string{program}, svc.Start[0].Args[1:]...)
 		} else {
 			program, err := r.Program(ctx, o.Program)
@@ -247,7 +259,7 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 			}
 			args = append([]string{program}, o.Args...)
 		}
-		passwd, group := guestAccounts(hostPasswd, hostGroup, set, cred)
+		passwd, group := guestAccounts(hostPasswd, hostGroup, set, cred, tmpDirs...)
 		if err := addAccounts(dataroot.Root(o.Root).Accounts(), set, passwd, group); err != nil {
 			return fail(ExitArrowFailed, err)
 		}
@@ -351,7 +363,7 @@ func (p *plan) prepare(ctx context.Context, o *Options) error {
 		return err
 	}
 	if svc != nil {
-		if err := applyService(p.spec, svc, gids, o, cred); err != nil {
+		if err := applyService(p.spec, svc, gids, tmpDirs, o, cred); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -18,16 +19,16 @@ import (
 // loadService finds and translates o.Service in the root the run's
 // programs come from: the image's, --rootfs's, or the host's; and
 // resolves its SupplementaryGroups= in that root's /etc/group.
-func loadService(ctx context.Context, o *Options) (*unit.Service, []uint32, error) {
+func loadService(ctx context.Context, o *Options) (*unit.Service, []uint32, unit.FS, error) {
 	svc, root, where, err := findService(ctx, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var gids []uint32
 	if len(svc.Groups) > 0 {
 		b, err := root.ReadFile("/etc/group", maxIdentityFile)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, failf(ExitArrowFailed, "--service %s (in %s): /etc/group: %w", svc.Name, where, err)
+			return nil, nil, nil, failf(ExitArrowFailed, "--service %s (in %s): /etc/group: %w", svc.Name, where, err)
 		}
 		db := newUserDB(nil, b)
 		for _, g := range svc.Groups {
@@ -35,14 +36,100 @@ func loadService(ctx context.Context, o *Options) (*unit.Service, []uint32, erro
 			if !ok {
 				i := slices.IndexFunc(db.groups, func(e groupEntry) bool { return e.name == g })
 				if i < 0 {
-					return nil, nil, failf(ExitArrowFailed, "--service %s: SupplementaryGroups=%s: no such group in %s's /etc/group", svc.Name, g, where)
+					return nil, nil, nil, failf(ExitArrowFailed, "--service %s: SupplementaryGroups=%s: no such group in %s's /etc/group", svc.Name, g, where)
 				}
 				gid = db.groups[i].gid
 			}
 			gids = append(gids, gid)
 		}
 	}
-	return svc, gids, nil
+	return svc, gids, root, nil
+}
+
+// serviceTmpfiles reads the tmpfiles.d directories the service's system
+// would have made at boot, before the service started, and resolves their
+// owners in root's /etc/passwd and /etc/group. For a host unit (set is
+// its closure) they are those of the files its packages ship, which
+// dpkg's lists hold, so the closure has; for an image's or --rootfs's
+// unit, every file of that root, which is the arrow's system.
+func serviceTmpfiles(o *Options, svc *unit.Service, root unit.FS, set *closure.Set) ([]guest.ServiceDir, error) {
+	var names []string
+	if set != nil {
+		for _, f := range set.Files() {
+			if d, n := path.Split(f.Path); (d == "/usr/lib/tmpfiles.d/" || d == "/lib/tmpfiles.d/") && strings.HasSuffix(n, ".conf") && !f.IsDir() {
+				names = append(names, n)
+			}
+		}
+		if len(names) == 0 {
+			return nil, nil
+		}
+	}
+	tf, err := unit.LoadTmpfiles(root, names)
+	if err != nil {
+		return nil, failf(ExitArrowFailed, "--service %s: %w", svc.Name, err)
+	}
+	if o.Debug {
+		for _, f := range tf.Files {
+			fmt.Fprintf(o.Log, "arrow: service %s: tmpfiles.d %s\n", svc.Name, f)
+		}
+		for _, n := range tf.Notes {
+			fmt.Fprintf(o.Log, "arrow: service %s: tmpfiles.d %s\n", svc.Name, n)
+		}
+	}
+	if len(tf.Dirs) == 0 {
+		return nil, nil
+	}
+	var passwd, group []byte
+	for _, f := range []struct {
+		name string
+		b    *[]byte
+	}{{"/etc/passwd", &passwd}, {"/etc/group", &group}} {
+		b, err := root.ReadFile(f.name, maxIdentityFile)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, failf(ExitArrowFailed, "--service %s: tmpfiles.d owners: %s: %w", svc.Name, f.name, err)
+		}
+		*f.b = b
+	}
+	db := newUserDB(passwd, group)
+	lookup := func(name string, users bool) (*uint32, bool) {
+		if name == "" {
+			return nil, true
+		}
+		if id, ok := parseIdentityID([]byte(name)); ok {
+			return &id, true
+		}
+		if name == "root" {
+			id := uint32(0)
+			return &id, true
+		}
+		if users {
+			for _, u := range db.users {
+				if u.name == name {
+					return &u.uid, true
+				}
+			}
+			return nil, false
+		}
+		for _, g := range db.groups {
+			if g.name == name {
+				return &g.gid, true
+			}
+		}
+		return nil, false
+	}
+	var out []guest.ServiceDir
+	for _, d := range tf.Dirs {
+		uid, ok := lookup(d.User, true)
+		if !ok {
+			return nil, failf(ExitArrowFailed, "--service %s: tmpfiles.d %s: no user %q in /etc/passwd", svc.Name, d.Where, d.User)
+		}
+		gid, ok := lookup(d.Group, false)
+		if !ok {
+			return nil, failf(ExitArrowFailed, "--service %s: tmpfiles.d %s: no group %q in /etc/group", svc.Name, d.Where, d.Group)
+		}
+		out = append(out, guest.ServiceDir{Path: d.Path, Mode: d.Mode, UID: uid, GID: gid, KeepMode: !d.HasMode, Optional: d.Optional, Replace: d.Replace})
+	}
+	return out, nil
 }
 
 // findService finds and translates o.Service, and says in which root.
@@ -129,8 +216,25 @@ func serviceClosure(ctx context.Context, r *closure.Resolver, svc *unit.Service,
 			return nil, "", fmt.Errorf("%s: %s: %w", svc.Name, prog, err)
 		}
 	}
+	// Debian's packages name /var/run and /var/lock (memcached's PID file
+	// is /var/run/memcached/memcached.pid), which base-files makes links
+	// into /run; the guest gets the host's links, its /run being the
+	// guest's own.
+	for _, l := range runLinks {
+		target, err := os.Readlink(l)
+		if err != nil {
+			continue
+		}
+		if err := set.Add(closure.File{Path: l, Mode: fs.ModeSymlink | 0o777, Target: target}); err != nil {
+			return nil, "", fmt.Errorf("%s: %s: %w", svc.Name, l, err)
+		}
+	}
 	return set, main, nil
 }
+
+// runLinks are the host's compatibility links into /run a service's
+// guest gets.
+var runLinks = []string{"/var/run", "/var/lock"}
 
 // serviceEnv is the environment a service gets beside the image's: what
 // systemd sets (USER, LOGNAME, the *_DIRECTORY variables), then its
@@ -159,8 +263,8 @@ func serviceEnv(svc *unit.Service, user string) []string {
 }
 
 // applyService makes spec run svc: its commands and type, its
-// directories, umask, limits, working directory and stop.
-func applyService(spec *guest.Spec, svc *unit.Service, groups []uint32, o *Options, cred credentials) error {
+// directories (after tmpDirs, its packages' tmpfiles.d ones), umask, limits, working directory and stop.
+func applyService(spec *guest.Spec, svc *unit.Service, groups []uint32, tmpDirs []guest.ServiceDir, o *Options, cred credentials) error {
 	cmds := func(in []unit.Command) []guest.Command {
 		var out []guest.Command
 		for _, c := range in {
@@ -177,6 +281,8 @@ func applyService(spec *guest.Spec, svc *unit.Service, groups []uint32, o *Optio
 	for _, f := range svc.EnvFiles {
 		gs.EnvFiles = append(gs.EnvFiles, guest.EnvFile{Path: f.Path, Optional: f.Optional})
 	}
+	// tmpfiles.d's first, as systemd-tmpfiles runs before any service.
+	gs.Dirs = append(gs.Dirs, tmpDirs...)
 	for _, d := range svc.Dirs {
 		gs.Dirs = append(gs.Dirs, guest.ServiceDir{Path: d.Path, Mode: d.Mode, Owned: d.Owned})
 	}

@@ -48,7 +48,7 @@ func (a *agent) runService(spec *guest.Spec) guest.ExitStatus {
 	// Every command inherits it; arrow-init creates nothing for itself
 	// from here on that the mask could narrow.
 	unix.Umask(int(svc.UMask))
-	if err := makeServiceDirs(spec); err != nil {
+	if err := makeServiceDirs(a, spec); err != nil {
 		return initFailed(err)
 	}
 	env, err := serviceEnv(spec)
@@ -446,21 +446,59 @@ func (s *supervisor) readNotify(c *net.UnixConn, ready chan struct{}) {
 }
 
 // makeServiceDirs makes RuntimeDirectory= and the others, with their
-// modes and, unless they are configuration, the service's owner.
-func makeServiceDirs(spec *guest.Spec) error {
+// modes and, unless they are configuration, the service's owner; and
+// before them the tmpfiles.d directories, with the owners those give.
+func makeServiceDirs(a *agent, spec *guest.Spec) error {
 	for _, d := range spec.Service.Dirs {
-		if err := os.MkdirAll(d.Path, 0o755); err != nil {
+		if err := makeServiceDir(spec, d); err != nil {
+			if !d.Optional {
+				return err
+			}
+			a.debugf("optional %v", err)
+		}
+	}
+	return nil
+}
+
+func makeServiceDir(spec *guest.Spec, d guest.ServiceDir) error {
+	fi, err := os.Lstat(d.Path)
+	existed := err == nil
+	if existed && !fi.IsDir() && d.Replace {
+		if err := os.RemoveAll(d.Path); err != nil {
 			return fmt.Errorf("service directory: %w", err)
 		}
-		if d.Owned {
-			if err := os.Lchown(d.Path, int(spec.UID), int(spec.GID)); err != nil {
-				return fmt.Errorf("service directory: %w", err)
-			}
+		existed = false
+	}
+	if err := os.MkdirAll(d.Path, 0o755); err != nil {
+		return fmt.Errorf("service directory: %w", err)
+	}
+	uid, gid := -1, -1
+	switch {
+	case d.Owned:
+		uid, gid = int(spec.UID), int(spec.GID)
+	default:
+		if d.UID != nil {
+			uid = int(*d.UID)
 		}
-		// After chown, which clears the setgid bit of some modes.
-		if err := unix.Chmod(d.Path, d.Mode); err != nil {
-			return fmt.Errorf("service directory %s: %w", d.Path, err)
+		if d.GID != nil {
+			gid = int(*d.GID)
 		}
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := os.Lchown(d.Path, uid, gid); err != nil {
+			return fmt.Errorf("service directory: %w", err)
+		}
+	}
+	mode := d.Mode
+	if d.KeepMode {
+		if existed {
+			return nil
+		}
+		mode = 0o755
+	}
+	// After chown, which clears the setgid bit of some modes.
+	if err := unix.Chmod(d.Path, mode); err != nil {
+		return fmt.Errorf("service directory %s: %w", d.Path, err)
 	}
 	return nil
 }

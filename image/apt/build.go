@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/image/store"
+	"github.com/arrowsys/arrow/internal/ctxio"
 	"github.com/arrowsys/arrow/internal/mountinfo"
 )
 
@@ -230,7 +231,7 @@ func newTarSource(ctx context.Context, tarPath string, req Request, pkgs []strin
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, &ctxReader{ctx, f})
+	n, err := io.Copy(h, ctxio.NewReader(ctx, f))
 	if err != nil {
 		return nil, fmt.Errorf("hash the built tree: %w", err)
 	}
@@ -283,17 +284,4 @@ func (t *tarSource) Blob(ctx context.Context, d ocispec.Descriptor) (io.ReadClos
 		return os.Open(t.tar)
 	}
 	return nil, fmt.Errorf("blob %s: %w", d.Digest, errors.ErrUnsupported)
-}
-
-// ctxReader stops reading when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

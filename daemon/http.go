@@ -466,15 +466,18 @@ func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
 	rs := a.run
 	d.mu.Unlock()
 	name := d.snapshot(a).Name
+	// Not running here, or no longer by the time the shim is asked: one
+	// answer either way.
+	notRunning := fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name)
 	if rs == nil {
-		fail(w, fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name))
+		fail(w, notRunning)
 		return
 	}
 	sconn, sbr, err := rs.client.Exec(r.Context(), &cfg)
 	var refused *shim.StatusError
 	switch {
 	case errors.As(err, &refused) && refused.Code == http.StatusConflict:
-		fail(w, fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name))
+		fail(w, notRunning)
 		return
 	case errors.As(err, &refused) && refused.Code == http.StatusBadRequest:
 		fail(w, fmt.Errorf("%w: %s", ErrInvalid, refused.Message))

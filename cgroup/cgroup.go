@@ -27,6 +27,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/arrowsys/arrow/internal/mountinfo"
 )
 
 // v1Controllers are the legacy hierarchies a group has a directory in. The
@@ -337,27 +339,7 @@ func parseMountinfo(r io.Reader) ([]mount, error) {
 		if fstype != "cgroup" && fstype != "cgroup2" {
 			continue
 		}
-		out = append(out, mount{point: unescapeMount(f[4]), fstype: fstype, options: f[sep+3]})
+		out = append(out, mount{point: mountinfo.Unescape(f[4]), fstype: fstype, options: f[sep+3]})
 	}
 	return out, sc.Err()
 }
-
-// unescapeMount undoes the octal escapes (\040 for space) of a mountinfo
-// path.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return '0' <= c && c <= '7' }

@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -368,9 +370,20 @@ func (d *Daemon) handleAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sconn.Close()
+	relayUpgrade(w, "arrow-attach", sconn, sbr)
+}
+
+// relayUpgrade switches the client's connection to protocol upgrade and
+// joins it to a stream the shim opened (sconn, read through sbr): the
+// shim's frames to the client, the client's to the shim. The daemon
+// checks neither direction: the shim owns both streams' framing, so one
+// relay serves attach and exec alike. The client's end of its stream
+// half-closes the shim's, which ends the shim's input (for exec, gives
+// the process up) while the shim's remaining output still flows back.
+func relayUpgrade(w http.ResponseWriter, upgrade string, sconn net.Conn, sbr *bufio.Reader) {
 	w.Header().Set("Content-Type", "application/vnd.arrow.stream")
 	w.Header().Set("Connection", "Upgrade")
-	w.Header().Set("Upgrade", "arrow-attach")
+	w.Header().Set("Upgrade", upgrade)
 	w.WriteHeader(http.StatusSwitchingProtocols)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
@@ -453,15 +466,18 @@ func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
 	rs := a.run
 	d.mu.Unlock()
 	name := d.snapshot(a).Name
+	// Not running here, or no longer by the time the shim is asked: one
+	// answer either way.
+	notRunning := fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name)
 	if rs == nil {
-		fail(w, fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name))
+		fail(w, notRunning)
 		return
 	}
 	sconn, sbr, err := rs.client.Exec(r.Context(), &cfg)
 	var refused *shim.StatusError
 	switch {
 	case errors.As(err, &refused) && refused.Code == http.StatusConflict:
-		fail(w, fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name))
+		fail(w, notRunning)
 		return
 	case errors.As(err, &refused) && refused.Code == http.StatusBadRequest:
 		fail(w, fmt.Errorf("%w: %s", ErrInvalid, refused.Message))
@@ -471,24 +487,5 @@ func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sconn.Close()
-	w.Header().Set("Content-Type", "application/vnd.arrow.stream")
-	w.Header().Set("Connection", "Upgrade")
-	w.Header().Set("Upgrade", "arrow-exec")
-	w.WriteHeader(http.StatusSwitchingProtocols)
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-	conn, brw, err := rc.Hijack()
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	go func() {
-		// The client's frames are the shim's to check; its end of the
-		// stream ends the shim's input, which gives the process up.
-		_, _ = io.Copy(sconn, brw)
-		if cw, ok := sconn.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		}
-	}()
-	_, _ = io.Copy(conn, sbr)
+	relayUpgrade(w, "arrow-exec", sconn, sbr)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"strings"
 )
 
 // Limits on execs, so that neither side of the protocol can make the other
@@ -76,20 +75,7 @@ func (e *ExecSpec) Validate() error {
 	case len(e.Dir) > maxPathLen:
 		return fmt.Errorf("exec: working directory of %d bytes, at most %d", len(e.Dir), maxPathLen)
 	}
-	for _, a := range append(append([]string{e.Dir}, e.Args...), e.Env...) {
-		if len(a) > maxStrLen {
-			return fmt.Errorf("exec: a string of %d bytes, at most %d", len(a), maxStrLen)
-		}
-		if strings.IndexByte(a, 0) >= 0 {
-			return errors.New("exec: a string contains a NUL byte")
-		}
-	}
-	for _, v := range e.Env {
-		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-			return fmt.Errorf("exec: environment entry %.80q is not KEY=value", v)
-		}
-	}
-	return nil
+	return checkStrings("exec", append([]string{e.Dir}, e.Args...), e.Env)
 }
 
 // ExecSignal asks the guest to deliver a signal to an exec.

@@ -223,18 +223,8 @@ func (s *Spec) Validate() error {
 	case s.Dir != "" && !path.IsAbs(s.Dir):
 		return fmt.Errorf("spec: working directory %q is not absolute", s.Dir)
 	}
-	for _, a := range append(append([]string{s.Dir, s.Hostname}, s.Args...), s.Env...) {
-		if len(a) > maxStrLen {
-			return fmt.Errorf("spec: a string of %d bytes, at most %d", len(a), maxStrLen)
-		}
-		if strings.IndexByte(a, 0) >= 0 {
-			return errors.New("spec: a string contains a NUL byte")
-		}
-	}
-	for _, e := range s.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return fmt.Errorf("spec: environment entry %q is not KEY=value", e)
-		}
+	if err := checkStrings("spec", append([]string{s.Dir, s.Hostname}, s.Args...), s.Env); err != nil {
+		return err
 	}
 	if s.Service != nil {
 		if s.Stdin || s.TTY {
@@ -277,6 +267,30 @@ func (s *Spec) Validate() error {
 		}
 		if r.Soft > r.Hard {
 			return fmt.Errorf("spec: rlimit %s soft limit %d above hard limit %d", r.Type, r.Soft, r.Hard)
+		}
+	}
+	return nil
+}
+
+// checkStrings checks the strings of a process the guest starts, the
+// application's ([Spec]) and an exec's ([ExecSpec]) alike: each of strs
+// and env at most maxStrLen bytes and without NUL (execve would cut it
+// there, so the process would not get what the host sent), and each of
+// env KEY=value. what prefixes the error.
+func checkStrings(what string, strs, env []string) error {
+	for _, list := range [][]string{strs, env} {
+		for _, a := range list {
+			if len(a) > maxStrLen {
+				return fmt.Errorf("%s: a string of %d bytes, at most %d", what, len(a), maxStrLen)
+			}
+			if strings.IndexByte(a, 0) >= 0 {
+				return fmt.Errorf("%s: a string contains a NUL byte", what)
+			}
+		}
+	}
+	for _, e := range env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("%s: environment entry %.80q is not KEY=value", what, e)
 		}
 	}
 	return nil

@@ -119,15 +119,7 @@ func execEnv(appEnv, extra []string, tty, otherUser bool, cred credentials) ([]s
 		env = append(env, e)
 	}
 	if otherUser && !slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, "HOME=") }) {
-		home := cred.home
-		switch {
-		case home != "":
-		case cred.uid == 0:
-			home = "/root"
-		default:
-			home = "/"
-		}
-		env = append(env, "HOME="+home)
+		env = append(env, "HOME="+cred.defaultHome())
 	}
 	return mergeEnv(env), nil
 }

@@ -235,15 +235,7 @@ func (o *Options) spec(args, imageEnv []string, imageDir string, cred credential
 	env = mergeEnv(env)
 	// As docker: HOME from /etc/passwd unless the image or -e set it.
 	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "HOME=") }) {
-		home := cred.home
-		switch {
-		case home != "":
-		case cred.uid == 0:
-			home = "/root"
-		default:
-			home = "/"
-		}
-		env = append(env, "HOME="+home)
+		env = append(env, "HOME="+cred.defaultHome())
 	}
 	seed := make([]byte, 64+16)
 	if _, err := rand.Read(seed); err != nil {

@@ -165,6 +165,22 @@ type credentials struct {
 	home string
 }
 
+// defaultHome is HOME for a process with credentials c when neither the
+// image nor the user set it, as docker picks it: the user's home from
+// /etc/passwd, else /root for root and / for anyone else. The application
+// and exec share it, so that a process exec'd as the application's user
+// sees the same HOME.
+func (c credentials) defaultHome() string {
+	switch {
+	case c.home != "":
+		return c.home
+	case c.uid == 0:
+		return "/root"
+	default:
+		return "/"
+	}
+}
+
 // resolveUser works out the credentials of user (spec.ParseUser's syntax,
 // empty for root) as docker does: a name is looked up in db's /etc/passwd
 // and a group name in its /etc/group; a number is an ID, whether or not

@@ -193,3 +193,22 @@ func FuzzUserDB(f *testing.F) {
 		}
 	})
 }
+
+func TestDefaultHome(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cred credentials
+		want string
+	}{
+		{"passwd home", credentials{uid: 1000, home: "/home/alice"}, "/home/alice"},
+		{"passwd home for root", credentials{uid: 0, home: "/var/root"}, "/var/root"},
+		{"root without entry", credentials{uid: 0}, "/root"},
+		{"user without entry", credentials{uid: 7, gid: 8}, "/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.cred.defaultHome(); got != tc.want {
+				t.Fatalf("defaultHome() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -187,26 +187,39 @@ func (c *Client) Stop(ctx context.Context, timeout time.Duration) error {
 // Attach opens an attach stream: frames of output to read (see
 // [api.ReadFrame]) and input to write.
 func (c *Client) Attach(ctx context.Context) (net.Conn, *bufio.Reader, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
+	conn, br, resp, err := c.openStream(ctx, "attach", []byte("GET /attach HTTP/1.1\r\nHost: shim\r\n\r\n"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", errNotRunning, err)
-	}
-	if _, err := io.WriteString(conn, "GET /attach HTTP/1.1\r\nHost: shim\r\n\r\n"); err != nil {
-		conn.Close()
 		return nil, nil, err
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("shim attach: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		conn.Close()
 		return nil, nil, fmt.Errorf("shim attach: %s", resp.Status)
 	}
 	return conn, br, nil
+}
+
+// openStream sends req, a whole HTTP/1.1 request, on a connection of its
+// own and reads the response's head; on a 200 the connection goes on as
+// a stream (attach, exec), which net/http's client does not hand over.
+// The caller owns conn and judges resp. Failing before the head arrived
+// means the shim is gone ([IsGone]).
+func (c *Client) openStream(ctx context.Context, what string, req []byte) (net.Conn, *bufio.Reader, *http.Response, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %w", errNotRunning, err)
+	}
+	if _, err := conn.Write(req); err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("%w: shim %s: %w", errNotRunning, what, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("%w: shim %s: %w", errNotRunning, what, err)
+	}
+	return conn, br, resp, nil
 }
 
 // Claim makes the spare shim on the client's socket the shim of the

@@ -194,21 +194,10 @@ func (c *Client) Exec(ctx context.Context, cfg *api.ExecConfig) (net.Conn, *bufi
 	if err != nil {
 		return nil, nil, err
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", errNotRunning, err)
-	}
 	req := fmt.Sprintf("POST /exec HTTP/1.1\r\nHost: shim\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
-	if _, err := conn.Write(append([]byte(req), body...)); err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("%w: %w", errNotRunning, err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
+	conn, br, resp, err := c.openStream(ctx, "exec", append([]byte(req), body...))
 	if err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("%w: shim exec: %w", errNotRunning, err)
+		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer conn.Close()

@@ -202,26 +202,7 @@ func (c *Client) Events(ctx context.Context, fn func(api.Event) error) error {
 // Attach joins an arrow's stdio: read frames of output (api.ReadFrame)
 // from the reader, write input to the connection.
 func (c *Client) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
-	conn, err := c.dial(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
-	}
-	req := fmt.Sprintf("GET /%s/arrows/%s/attach HTTP/1.1\r\nHost: arrowd\r\nConnection: Upgrade\r\nUpgrade: arrow-attach\r\n\r\n", api.Version, url.PathEscape(ref))
-	if _, err := io.WriteString(conn, req); err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		conn.Close()
-		return nil, nil, fmt.Errorf("attach: %w", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		defer conn.Close()
-		return nil, nil, responseError(resp)
-	}
-	return conn, br, nil
+	return c.upgrade(ctx, http.MethodGet, ref, "attach", nil)
 }
 
 // Exec runs a process in a running arrow and opens its exec stream (see
@@ -234,11 +215,24 @@ func (c *Client) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 	if err != nil {
 		return nil, nil, err
 	}
+	return c.upgrade(ctx, http.MethodPost, ref, "exec", body)
+}
+
+// upgrade sends method /arrows/ref/kind, asking to switch to the
+// arrow-kind protocol (with body as JSON when there is one), and
+// returns the connection, its reader past the response, once arrowd
+// switched. It is written by hand rather than with net/http because the
+// connection goes on as a raw stream both ways.
+func (c *Client) upgrade(ctx context.Context, method, ref, kind string, body []byte) (net.Conn, *bufio.Reader, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
-	req := fmt.Sprintf("POST /%s/arrows/%s/exec HTTP/1.1\r\nHost: arrowd\r\nConnection: Upgrade\r\nUpgrade: arrow-exec\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", api.Version, url.PathEscape(ref), len(body))
+	req := fmt.Sprintf("%s /%s/arrows/%s/%s HTTP/1.1\r\nHost: arrowd\r\nConnection: Upgrade\r\nUpgrade: arrow-%s\r\n", method, api.Version, url.PathEscape(ref), kind, kind)
+	if body != nil {
+		req += fmt.Sprintf("Content-Type: application/json\r\nContent-Length: %d\r\n", len(body))
+	}
+	req += "\r\n"
 	if _, err := conn.Write(append([]byte(req), body...)); err != nil {
 		conn.Close()
 		return nil, nil, err
@@ -247,7 +241,7 @@ func (c *Client) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("exec: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer conn.Close()

@@ -182,7 +182,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 	key := cacheKey(req.Suite, pkgs, sourcesKey)
 	res := Result{Suite: req.Suite, Key: key}
 	if err := cachefile.PrivateDir(b.CacheDir); err != nil {
-		return res, err
+		return res, fmt.Errorf("apt build cache: %w", err)
 	}
 	recPath := filepath.Join(b.CacheDir, key+".json")
 	if rec, err := readRecord(recPath); err == nil {
@@ -203,7 +203,7 @@ func (b *Builder) Build(ctx context.Context, req Request) (Result, error) {
 		return res, err
 	}
 	if err := cachefile.WriteFile(recPath, rb, cachefile.FileMode); err != nil {
-		return res, err
+		return res, fmt.Errorf("apt build cache: record of %s: %w", img.ShortID(), err)
 	}
 	res.Image = img
 	return res, nil

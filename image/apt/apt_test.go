@@ -167,12 +167,6 @@ func TestBuildFailsClean(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/a\040b/c\134d`); got != `/a b/c\d` {
-		t.Errorf("unescapeMount = %q", got)
-	}
-}
-
 // TestRemoveStale: build directories a killed build left go after a day;
 // younger ones (builds under way) and the cache's records stay.
 func TestRemoveStale(t *testing.T) {

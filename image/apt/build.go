@@ -21,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/image/store"
+	"github.com/arrowsys/arrow/internal/ctxio"
+	"github.com/arrowsys/arrow/internal/mountinfo"
 )
 
 // DefaultPath is the image's PATH: Debian's for root.
@@ -204,51 +206,12 @@ func removeBuildDir(dir string) {
 
 // mountsUnder lists the mount points at or under dir, shallowest first.
 func mountsUnder(dir string) ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	out, err := mountinfo.Under(dir)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
 	slices.SortFunc(out, func(a, b string) int { return strings.Count(a, "/") - strings.Count(b, "/") })
 	return out, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var out []byte
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var n byte
-			ok := true
-			for _, c := range []byte(s[i+1 : i+4]) {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				n = n*8 + (c - '0')
-			}
-			if ok {
-				out = append(out, n)
-				i += 3
-				continue
-			}
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
 }
 
 // tarSource is the built tar as a one-layer OCI image, uncompressed:
@@ -268,7 +231,7 @@ func newTarSource(ctx context.Context, tarPath string, req Request, pkgs []strin
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, &ctxReader{ctx, f})
+	n, err := io.Copy(h, ctxio.NewReader(ctx, f))
 	if err != nil {
 		return nil, fmt.Errorf("hash the built tree: %w", err)
 	}
@@ -321,17 +284,4 @@ func (t *tarSource) Blob(ctx context.Context, d ocispec.Descriptor) (io.ReadClos
 		return os.Open(t.tar)
 	}
 	return nil, fmt.Errorf("blob %s: %w", d.Digest, errors.ErrUnsupported)
-}
-
-// ctxReader stops reading when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

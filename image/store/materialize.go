@@ -19,6 +19,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/arrowsys/arrow/internal/ctxio"
 )
 
 // MaterializeOptions tune Materialize.
@@ -262,7 +264,7 @@ func (m *materializer) copyFile(obj, p string, e Entry) error {
 	}
 	defer out.Close()
 	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(out, h), &ctxReader{m.ctx, in}, m.buf)
+	n, err := io.CopyBuffer(io.MultiWriter(out, h), ctxio.NewReader(m.ctx, in), m.buf)
 	if err != nil {
 		return err
 	}
@@ -343,18 +345,4 @@ func listXattrs(p string) (map[string][]byte, error) {
 		out[string(name)] = v[:vn]
 	}
 	return out, nil
-}
-
-// ctxReader stops reading once its context is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-// Read implements io.Reader.
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

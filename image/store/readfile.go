@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/arrowsys/arrow/internal/ctxio"
 )
 
 // maxSymlinkHops bounds the symbolic links ReadFile follows, as the
@@ -59,7 +61,7 @@ func (s *Store) ReadFile(ctx context.Context, img Image, name string, max int64)
 		return nil, fmt.Errorf("image %s: %s: stored file: %w", img.ShortID(), name, err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(&ctxReader{ctx, f}, e.Size+1))
+	b, err := io.ReadAll(io.LimitReader(ctxio.NewReader(ctx, f), e.Size+1))
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %s: %w", img.ShortID(), name, err)
 	}

@@ -64,9 +64,12 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 	a.debugf("exited %+v after %v", status, time.Since(t0))
 	// The application is gone; so is the VM's reason to exist. Kill what
 	// it left behind (daemonized children, say) so their copies of the
-	// output streams close and nothing outlives the exit report.
-	_ = unix.Kill(-1, unix.SIGKILL)
+	// output streams close and nothing outlives the exit report. The
+	// reaper stops first: an exec killed here ends with the application
+	// (the host reports it so), not with an exit status of its own that
+	// would race the application's.
 	a.reap.close()
+	_ = unix.Kill(-1, unix.SIGKILL)
 	reapAll()
 	p.closeInput()
 	select {

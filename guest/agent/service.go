@@ -74,8 +74,10 @@ func (a *agent) runService(spec *guest.Spec) guest.ExitStatus {
 
 	status := s.supervise(notify)
 	a.debugf("service ended %+v after %v", status, time.Since(t0))
-	_ = unix.Kill(-1, unix.SIGKILL)
+	// As for an application (see run): the reaper stops before the
+	// rest is killed, so that execs end with the service.
 	s.r.close()
+	_ = unix.Kill(-1, unix.SIGKILL)
 	reapAll()
 	s.drain()
 	return status
@@ -590,6 +592,7 @@ type reaper struct {
 	waiting map[int]chan unix.WaitStatus
 	sigchld chan os.Signal
 	done    chan struct{}
+	stopped chan struct{} // closed when the reaping goroutine returned
 	once    sync.Once
 }
 
@@ -598,9 +601,10 @@ const maxUnclaimed = 4096
 
 func newReaper() *reaper {
 	r := &reaper{exited: map[int]unix.WaitStatus{}, waiting: map[int]chan unix.WaitStatus{},
-		sigchld: make(chan os.Signal, 16), done: make(chan struct{})}
+		sigchld: make(chan os.Signal, 16), done: make(chan struct{}), stopped: make(chan struct{})}
 	signal.Notify(r.sigchld, unix.SIGCHLD)
 	go func() {
+		defer close(r.stopped)
 		for {
 			select {
 			case <-r.sigchld:
@@ -648,9 +652,12 @@ func (r *reaper) wait(pid int) <-chan unix.WaitStatus {
 	return ch
 }
 
+// close stops reaping, and returns once no exit will be handed on any
+// more: what ends from then on is reaped by reapAll, unreported.
 func (r *reaper) close() {
 	r.once.Do(func() {
 		signal.Stop(r.sigchld)
 		close(r.done)
 	})
+	<-r.stopped
 }

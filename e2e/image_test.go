@@ -292,8 +292,9 @@ func TestImageUser(t *testing.T) {
 			}
 		})
 	}
-	// A host program takes numbers only: it has no user database.
-	if r := arrow(t, "", "--root", root, "run", "--kernel", kernel, "-u", "app", "/bin/true"); r.code != 125 || !strings.Contains(r.stderr, "host program takes numeric IDs") {
+	// A host program's user names are the host's: app is the image's
+	// only.
+	if r := arrow(t, "", "--root", root, "run", "--kernel", kernel, "-u", "app", "/bin/true"); r.code != 125 || !strings.Contains(r.stderr, `no user "app" in the host's /etc/passwd`) {
 		t.Errorf("host program with a user name: %d %s", r.code, r.stderr)
 	}
 }

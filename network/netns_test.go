@@ -234,6 +234,13 @@ func TestCreateListRemove(t *testing.T) {
 		return
 	}
 	ctx := context.Background()
+	// A new namespace takes the initial one's forwarding: on, when an
+	// arrowd of the host runs bridge networks beside the tests. This
+	// namespace is the test's own: start it as a host that does not
+	// forward.
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	addUplink(t, "uplink", "10.89.1.9/24", 1500) // a host route the pick must avoid
 	m := open(t, testOpts(t))
 	front, err := m.Create(ctx, "front", netip.Prefix{})
@@ -329,7 +336,7 @@ func TestCreateListRemove(t *testing.T) {
 	if c, _ := tableRules(t); c != nil {
 		t.Errorf("table left: %v", c)
 	}
-	// Arrow turned forwarding on (it is off in a new namespace), and off
+	// Arrow turned forwarding on (off when the test began), and off
 	// again with the last network.
 	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "0" {
 		t.Errorf("ip_forward after the last network = %q", b)

@@ -307,8 +307,12 @@ type Arrow struct {
 	Cgroup  string `json:"cgroup,omitempty"`
 }
 
-// Command is the arrow's command line as `arrow ps` shows it.
+// Command is the arrow's command line as `arrow ps` shows it; a
+// service's is its unit, whose command lines the guest runs.
 func (a *Arrow) Command() []string {
+	if a.Config.Service != "" {
+		return []string{"--service", a.Config.Service}
+	}
 	var c []string
 	switch {
 	case len(a.Config.Entrypoint) > 0:

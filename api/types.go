@@ -62,6 +62,9 @@ type Config struct {
 	// Network is "user" (the default: QEMU's user-mode network), "none"
 	// (loopback only), or a network's name.
 	Network string `json:"network,omitempty"`
+	// NetworkAliases are further names that resolve to the arrow on its
+	// bridge network (compose's service names), besides its own name.
+	NetworkAliases []string `json:"network_aliases,omitempty"`
 	// Ports are published ports.
 	Ports []Port `json:"ports,omitempty"`
 	// ReadyPort is a guest TCP port the application accepts connections
@@ -201,6 +204,9 @@ type CreateRequest struct {
 	// Name is unique among arrows; one is made up when empty.
 	Name   string `json:"name,omitempty"`
 	Config `json:"config"`
+	// NoStart records the arrow without starting it: it stays Created
+	// until started (docker create).
+	NoStart bool `json:"no_start,omitempty"`
 
 	// V1Restart and V1Labels are where the first clients of this API
 	// put the restart policy and labels, beside the config, before
@@ -275,6 +281,9 @@ type Arrow struct {
 	OOMKilled bool `json:"oom_killed,omitempty"`
 	// Restarts counts the restarts by the restart policy.
 	Restarts int `json:"restarts"`
+	// Paused: its VM is stopped (QMP stop) while it runs, until
+	// unpaused. Its State stays Running.
+	Paused bool `json:"paused,omitempty"`
 	// Health is "starting", "healthy" or "unhealthy" for an arrow with
 	// a ready port (see Config.ReadyPort), while it runs.
 	Health string `json:"health,omitempty"`
@@ -439,16 +448,19 @@ type NetworkCreateRequest struct {
 	// Subnet is an IPv4 prefix such as 10.89.1.0/24; a free /24 of
 	// 10.89.0.0/16 is picked when empty.
 	Subnet string `json:"subnet,omitempty"`
+	// Labels are free-form metadata (compose marks its networks).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Network is a bridge network (`arrow network inspect`).
 type Network struct {
-	Name    string    `json:"name"`
-	Bridge  string    `json:"bridge"`
-	Subnet  string    `json:"subnet"`
-	Gateway string    `json:"gateway"`
-	MTU     int       `json:"mtu"`
-	Created time.Time `json:"created"`
+	Name    string            `json:"name"`
+	Bridge  string            `json:"bridge"`
+	Subnet  string            `json:"subnet"`
+	Gateway string            `json:"gateway"`
+	MTU     int               `json:"mtu"`
+	Created time.Time         `json:"created"`
+	Labels  map[string]string `json:"labels,omitempty"`
 	// Endpoints are the arrows attached to it.
 	Endpoints []Endpoint `json:"endpoints"`
 }
@@ -468,12 +480,15 @@ type Endpoint struct {
 type VolumeCreateRequest struct {
 	// Name is the volume's name (see [ValidateVolumeName]).
 	Name string `json:"name"`
+	// Labels are free-form metadata (compose marks its volumes).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // VolumeInfo is a named volume (`arrow volume inspect`).
 type VolumeInfo struct {
-	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
+	Name    string            `json:"name"`
+	Created time.Time         `json:"created"`
+	Labels  map[string]string `json:"labels,omitempty"`
 	// Mountpoint is the host directory that holds its content.
 	Mountpoint string `json:"mountpoint"`
 	// Size is the bytes of its regular files, hard links counted once.

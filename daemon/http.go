@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"strconv"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/logs"
-	"github.com/arrowsys/arrow/shim"
 )
 
 // route is one endpoint: a pattern as [http.ServeMux] takes it, and its
@@ -156,18 +154,7 @@ func boolParam(r *http.Request, name string) bool {
 }
 
 func (d *Daemon) handleInfo(w http.ResponseWriter, r *http.Request) {
-	all := d.List(true)
-	running := 0
-	for _, a := range all {
-		if a.State == api.Running || a.State == api.Starting {
-			running++
-		}
-	}
-	info := api.Info{Version: d.cfg.Version, Root: d.cfg.Root, Accel: d.accel.Name, AccelReason: d.accel.Reason, Arrows: len(all), Running: running}
-	if d.cg != nil {
-		info.Cgroups = fmt.Sprintf("v%d", d.cg.Version())
-	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, d.Info())
 }
 
 func (d *Daemon) handleCreate(w http.ResponseWriter, r *http.Request) {
@@ -279,8 +266,8 @@ func (d *Daemon) handleWait(w http.ResponseWriter, r *http.Request) {
 // follow=1 it goes on until the arrow ends (and is not restarting) or the
 // client goes.
 func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
-	a, err := d.resolve(r.PathValue("ref"))
-	if err != nil {
+	ref := r.PathValue("ref")
+	if _, err := d.resolve(ref); err != nil {
 		fail(w, err)
 		return
 	}
@@ -302,25 +289,18 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Since = t
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	if opts.Follow {
-		go d.cancelWhenDone(ctx, a, cancel)
-	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
-	path := d.snapshot(a).LogPath
-	err = logs.Read(ctx, path, opts, func(e logs.Entry) error {
+	err := d.Logs(r.Context(), ref, opts, func(e logs.Entry) error {
 		if err := enc.Encode(api.LogEntry{Time: e.Time, Stream: e.Stream.String(), Line: string(e.Line), Partial: e.Partial}); err != nil {
 			return err
 		}
 		return rc.Flush()
 	})
-	// An arrow that never ran has no log yet: that is an empty log.
-	if err != nil && ctx.Err() == nil && !errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(d.cfg.Log, "arrowd: logs of %s: %v\n", a.rec.ID[:12], err)
+	if err != nil && r.Context().Err() == nil {
+		fmt.Fprintf(d.cfg.Log, "arrowd: logs of %s: %v\n", ref, err)
 	}
 }
 
@@ -352,21 +332,9 @@ func (d *Daemon) cancelWhenDone(ctx context.Context, a *arrow, cancel func()) {
 // handleAttach upgrades the connection and joins it to the shim's attach
 // stream: output frames from the shim, raw input to it.
 func (d *Daemon) handleAttach(w http.ResponseWriter, r *http.Request) {
-	a, err := d.resolve(r.PathValue("ref"))
+	sconn, sbr, err := d.Attach(r.Context(), r.PathValue("ref"))
 	if err != nil {
 		fail(w, err)
-		return
-	}
-	d.mu.Lock()
-	rs := a.run
-	d.mu.Unlock()
-	if rs == nil {
-		fail(w, fmt.Errorf("%w: %s is not running", ErrConflict, d.snapshot(a).Name))
-		return
-	}
-	sconn, sbr, err := rs.client.Attach(r.Context())
-	if err != nil {
-		fail(w, fmt.Errorf("%w: %w", ErrConflict, err))
 		return
 	}
 	defer sconn.Close()
@@ -453,37 +421,9 @@ func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &cfg) {
 		return
 	}
-	if err := cfg.Validate(); err != nil {
-		fail(w, fmt.Errorf("%w: %w", ErrInvalid, err))
-		return
-	}
-	a, err := d.resolve(r.PathValue("ref"))
+	sconn, sbr, err := d.Exec(r.Context(), r.PathValue("ref"), &cfg)
 	if err != nil {
 		fail(w, err)
-		return
-	}
-	d.mu.Lock()
-	rs := a.run
-	d.mu.Unlock()
-	name := d.snapshot(a).Name
-	// Not running here, or no longer by the time the shim is asked: one
-	// answer either way.
-	notRunning := fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name)
-	if rs == nil {
-		fail(w, notRunning)
-		return
-	}
-	sconn, sbr, err := rs.client.Exec(r.Context(), &cfg)
-	var refused *shim.StatusError
-	switch {
-	case errors.As(err, &refused) && refused.Code == http.StatusConflict:
-		fail(w, notRunning)
-		return
-	case errors.As(err, &refused) && refused.Code == http.StatusBadRequest:
-		fail(w, fmt.Errorf("%w: %s", ErrInvalid, refused.Message))
-		return
-	case err != nil:
-		fail(w, fmt.Errorf("%w: %s: %w", ErrConflict, name, err))
 		return
 	}
 	defer sconn.Close()

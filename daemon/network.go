@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -175,60 +174,31 @@ func (d *Daemon) handleNetworkCreate(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if d.nets == nil {
-		fail(w, fmt.Errorf("%w: %w", ErrInvalid, errNoBridges))
-		return
-	}
-	if !api.ValidNetworkName(req.Name) {
-		fail(w, fmt.Errorf("%w: network name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", ErrInvalid, req.Name, api.MaxNetworkNameLen))
-		return
-	}
-	var subnet netip.Prefix
-	if req.Subnet != "" {
-		var err error
-		if subnet, err = netip.ParsePrefix(req.Subnet); err != nil || !subnet.Addr().Is4() {
-			fail(w, fmt.Errorf("%w: subnet %q: want an IPv4 prefix such as 10.89.1.0/24", ErrInvalid, req.Subnet))
-			return
-		}
-	}
-	n, err := d.nets.Create(r.Context(), req.Name, subnet)
+	n, err := d.NetworkCreate(r.Context(), &req)
 	if err != nil {
-		fail(w, networkError(err))
+		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, networkOf(n))
+	writeJSON(w, http.StatusCreated, n)
 }
 
 func (d *Daemon) handleNetworkList(w http.ResponseWriter, r *http.Request) {
-	out := []api.Network{}
-	if d.nets != nil {
-		for _, n := range d.nets.List() {
-			out = append(out, networkOf(n))
-		}
-	}
+	out, _ := d.NetworkList()
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (d *Daemon) handleNetworkInspect(w http.ResponseWriter, r *http.Request) {
-	if d.nets == nil {
-		fail(w, fmt.Errorf("%w: no such network: %s", ErrNotFound, r.PathValue("name")))
-		return
-	}
-	n, err := d.nets.Get(r.PathValue("name"))
+	n, err := d.NetworkGet(r.PathValue("name"))
 	if err != nil {
-		fail(w, networkError(err))
+		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, networkOf(n))
+	writeJSON(w, http.StatusOK, n)
 }
 
 func (d *Daemon) handleNetworkRemove(w http.ResponseWriter, r *http.Request) {
-	if d.nets == nil {
-		fail(w, fmt.Errorf("%w: no such network: %s", ErrNotFound, r.PathValue("name")))
-		return
-	}
-	if err := d.nets.Remove(r.Context(), r.PathValue("name")); err != nil {
-		fail(w, networkError(err))
+	if err := d.NetworkRemove(r.Context(), r.PathValue("name")); err != nil {
+		fail(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

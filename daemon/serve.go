@@ -52,8 +52,16 @@ func Listen(path string) (net.Listener, error) {
 // waits briefly for requests in flight. Streams (logs -f, events, attach)
 // are cut.
 func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
+	return d.ServeHandler(ctx, ln, d.Handler())
+}
+
+// ServeHandler serves h on ln as Serve serves the daemon's API: with the
+// peer's credentials in every request's context, so that the same
+// authorization rules hold (the Docker Engine API of package dockerapi is
+// served this way on its own socket).
+func (d *Daemon) ServeHandler(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           d.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return d.ctx },
 		// Who is asking decides which host paths a request may name.

@@ -81,14 +81,9 @@ func (d *Daemon) handleVolumeCreate(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	vs, err := d.volumes()
+	v, created, err := d.VolumeCreate(r.Context(), &req)
 	if err != nil {
 		fail(w, err)
-		return
-	}
-	v, created, err := vs.Create(r.Context(), req.Name)
-	if err != nil {
-		fail(w, volumeError(err))
 		return
 	}
 	code := http.StatusOK // docker's answer for a volume that exists
@@ -99,63 +94,36 @@ func (d *Daemon) handleVolumeCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleVolumeList(w http.ResponseWriter, r *http.Request) {
-	vs, err := d.volumes()
+	out, err := d.VolumeList(r.Context())
 	if err != nil {
 		fail(w, err)
 		return
-	}
-	out, err := vs.List(r.Context())
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	if out == nil {
-		out = []volume.Volume{}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (d *Daemon) handleVolumeInspect(w http.ResponseWriter, r *http.Request) {
-	vs, err := d.volumes()
+	v, err := d.VolumeGet(r.Context(), r.PathValue("name"))
 	if err != nil {
 		fail(w, err)
-		return
-	}
-	v, err := vs.Get(r.Context(), r.PathValue("name"))
-	if err != nil {
-		fail(w, volumeError(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
 }
 
 func (d *Daemon) handleVolumeRemove(w http.ResponseWriter, r *http.Request) {
-	vs, err := d.volumes()
-	if err != nil {
+	if err := d.VolumeRemove(r.Context(), r.PathValue("name")); err != nil {
 		fail(w, err)
-		return
-	}
-	// No force: a volume an arrow names goes after the arrow.
-	if err := vs.Remove(r.Context(), r.PathValue("name"), false); err != nil {
-		fail(w, volumeError(err))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (d *Daemon) handleVolumePrune(w http.ResponseWriter, r *http.Request) {
-	vs, err := d.volumes()
+	st, err := d.VolumePrune(r.Context())
 	if err != nil {
 		fail(w, err)
 		return
-	}
-	st, err := vs.Prune(r.Context())
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	if st.Removed == nil {
-		st.Removed = []string{}
 	}
 	writeJSON(w, http.StatusOK, st)
 }

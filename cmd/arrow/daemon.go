@@ -22,6 +22,8 @@ import (
 	"github.com/arrowsys/arrow/api/client"
 	"github.com/arrowsys/arrow/daemon"
 	"github.com/arrowsys/arrow/dataroot"
+	"github.com/arrowsys/arrow/dockerapi"
+	"github.com/arrowsys/arrow/image/store"
 	"github.com/arrowsys/arrow/shim"
 )
 
@@ -59,6 +61,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		configFile   string
 		allowPaths   []string
 		crashAt      string
+		dockerSocket string
+		tlsDocker    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -102,6 +106,23 @@ other commands that need arrowd start one when none answers.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			// The Docker Engine API: a front end over the same daemon,
+			// on its own socket with the same rules.
+			docker := dockerapi.New(dockerapi.Options{
+				Backend: d, Version: version, Root: g.dataRoot(), Log: os.Stderr,
+				Images: func() (*store.Store, error) { return store.Open(dataroot.Root(g.dataRoot()).Images()) },
+			})
+			if dockerSocket == "" {
+				dockerSocket = filepath.Join(filepath.Dir(sock), "docker.sock")
+			}
+			if dockerSocket != "none" {
+				dln, err := daemon.Listen(dockerSocket)
+				if err != nil {
+					return fmt.Errorf("--docker-socket: %w", err)
+				}
+				go func() { _ = d.ServeHandler(ctx, dln, docker) }()
+				fmt.Fprintf(os.Stderr, "arrowd: serving the Docker Engine API on %s\n", dockerSocket)
+			}
 			if metricsAddr != "" {
 				mln, err := net.Listen("tcp", metricsAddr)
 				if err != nil {
@@ -118,7 +139,11 @@ other commands that need arrowd start one when none answers.`,
 				if err != nil {
 					return fmt.Errorf("--tls-listen: %w", err)
 				}
-				go func() { _ = d.Serve(ctx, tln) }()
+				h := d.Handler()
+				if tlsDocker {
+					h = withDocker(h, docker)
+				}
+				go func() { _ = d.ServeHandler(ctx, tln, h) }()
 				fmt.Fprintf(os.Stderr, "arrowd: also serving %s (mutual TLS)\n", tln.Addr())
 			}
 			fmt.Fprintf(os.Stderr, "arrowd %s: serving %s (data root %s)\n", version, sock, g.dataRoot())
@@ -136,6 +161,8 @@ other commands that need arrowd start one when none answers.`,
 	f.StringVar(&tlsListen, "tls-listen", "", "also serve the API on this TCP address, with mutual TLS only")
 	f.StringVar(&tlsCert, "tls-cert", "", "the daemon's TLS certificate (PEM)")
 	f.StringVar(&tlsKey, "tls-key", "", "the key of --tls-cert (PEM)")
+	f.StringVar(&dockerSocket, "docker-socket", "", "serve the Docker Engine API on this socket (default: docker.sock beside --socket; \"none\": not at all)")
+	f.BoolVar(&tlsDocker, "tls-docker", false, "also serve the Docker Engine API on --tls-listen (paths outside /v1/ and /metrics)")
 	f.StringVar(&tlsCA, "tls-ca", "", "CA certificate (PEM) that must have signed clients' certificates")
 	f.StringVar(&configFile, "config", daemon.DefaultConfigFile, "arrowd's configuration file (JSON: {\"allow_host_paths\": [...]}); the default need not exist")
 	f.StringArrayVar(&allowPaths, "allow-host-path", nil, "a host directory under which clients other than root may name host paths (volumes, includes, rootfs, kernel, image paths); repeatable, added to the configuration's allow_host_paths")
@@ -270,4 +297,17 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size such as 512K, 10M or 1G", s)
 	}
 	return n * mult, nil
+}
+
+// withDocker serves arrowd's API under /v1/ and /metrics, and the Docker
+// Engine API (whose versioned paths are /v1.NN/...) everywhere else: one
+// TLS listener for both.
+func withDocker(arrowAPI, docker http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/metrics" {
+			arrowAPI.ServeHTTP(w, r)
+			return
+		}
+		docker.ServeHTTP(w, r)
+	})
 }

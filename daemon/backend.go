@@ -1,0 +1,274 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
+
+	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/logs"
+	"github.com/arrowsys/arrow/shim"
+	"github.com/arrowsys/arrow/volume"
+)
+
+// The daemon's operations as methods, for the front ends beside its own
+// HTTP API (the Docker Engine API of package dockerapi): each handler of
+// http.go, network.go and volumes.go is a thin layer over one of them.
+
+// Info describes the daemon.
+func (d *Daemon) Info() api.Info {
+	all := d.List(true)
+	running := 0
+	for _, a := range all {
+		if a.State == api.Running || a.State == api.Starting {
+			running++
+		}
+	}
+	info := api.Info{Version: d.cfg.Version, Root: d.cfg.Root, Accel: d.accel.Name, AccelReason: d.accel.Reason, Arrows: len(all), Running: running}
+	if d.cg != nil {
+		info.Cgroups = fmt.Sprintf("v%d", d.cg.Version())
+	}
+	return info
+}
+
+// Start starts an arrow that is not running (StartExisting).
+func (d *Daemon) Start(ctx context.Context, ref string) (api.Arrow, error) {
+	return d.StartExisting(ctx, ref)
+}
+
+// Logs passes the arrow's log entries to f as logs.Read does; with
+// opts.Follow until the arrow ends (and is not restarting) or ctx ends. An
+// arrow that never ran has an empty log.
+func (d *Daemon) Logs(ctx context.Context, ref string, opts logs.ReadOptions, f func(logs.Entry) error) error {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if opts.Follow {
+		go d.cancelWhenDone(ctx, a, cancel)
+	}
+	err = logs.Read(ctx, d.snapshot(a).LogPath, opts, f)
+	if errors.Is(err, fs.ErrNotExist) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Exec starts a process in the running arrow and returns the shim's
+// stream for it (see POST /v1/arrows/{ref}/exec).
+func (d *Daemon) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net.Conn, *bufio.Reader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	a, err := d.resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	rs := a.run
+	d.mu.Unlock()
+	name := d.snapshot(a).Name
+	// Not running here, or no longer by the time the shim is asked: one
+	// answer either way.
+	notRunning := fmt.Errorf("%w: %s is not running: exec runs a process next to a running application", ErrConflict, name)
+	if rs == nil {
+		return nil, nil, notRunning
+	}
+	sconn, sbr, err := rs.client.Exec(ctx, cfg)
+	var refused *shim.StatusError
+	switch {
+	case errors.As(err, &refused) && refused.Code == http.StatusConflict:
+		return nil, nil, notRunning
+	case errors.As(err, &refused) && refused.Code == http.StatusBadRequest:
+		return nil, nil, fmt.Errorf("%w: %s", ErrInvalid, refused.Message)
+	case err != nil:
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrConflict, name, err)
+	}
+	return sconn, sbr, nil
+}
+
+// Events delivers the daemon's events until ctx ends or the subscriber
+// falls behind; the channel is closed then.
+func (d *Daemon) Events(ctx context.Context) <-chan api.Event {
+	in := d.events.subscribe()
+	out := make(chan api.Event)
+	go func() {
+		defer close(out)
+		defer d.events.unsubscribe(in)
+		for {
+			select {
+			case e, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- e:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// NetworkCreate creates a bridge network.
+func (d *Daemon) NetworkCreate(ctx context.Context, req *api.NetworkCreateRequest) (api.Network, error) {
+	if d.nets == nil {
+		return api.Network{}, fmt.Errorf("%w: %w", ErrInvalid, errNoBridges)
+	}
+	if !api.ValidNetworkName(req.Name) {
+		return api.Network{}, fmt.Errorf("%w: network name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", ErrInvalid, req.Name, api.MaxNetworkNameLen)
+	}
+	var subnet netip.Prefix
+	if req.Subnet != "" {
+		var err error
+		if subnet, err = netip.ParsePrefix(req.Subnet); err != nil || !subnet.Addr().Is4() {
+			return api.Network{}, fmt.Errorf("%w: subnet %q: want an IPv4 prefix such as 10.89.1.0/24", ErrInvalid, req.Subnet)
+		}
+	}
+	n, err := d.nets.Create(ctx, req.Name, subnet)
+	if err != nil {
+		return api.Network{}, networkError(err)
+	}
+	return networkOf(n), nil
+}
+
+// NetworkList lists the bridge networks.
+func (d *Daemon) NetworkList() ([]api.Network, error) {
+	out := []api.Network{}
+	if d.nets != nil {
+		for _, n := range d.nets.List() {
+			out = append(out, networkOf(n))
+		}
+	}
+	return out, nil
+}
+
+// NetworkGet describes one bridge network.
+func (d *Daemon) NetworkGet(name string) (api.Network, error) {
+	if d.nets == nil {
+		return api.Network{}, fmt.Errorf("%w: no such network: %s", ErrNotFound, name)
+	}
+	n, err := d.nets.Get(name)
+	if err != nil {
+		return api.Network{}, networkError(err)
+	}
+	return networkOf(n), nil
+}
+
+// NetworkRemove removes a bridge network no arrow is attached to.
+func (d *Daemon) NetworkRemove(ctx context.Context, name string) error {
+	if d.nets == nil {
+		return fmt.Errorf("%w: no such network: %s", ErrNotFound, name)
+	}
+	return networkError(d.nets.Remove(ctx, name))
+}
+
+// VolumeCreate creates a named volume; created is false when it existed.
+func (d *Daemon) VolumeCreate(ctx context.Context, req *api.VolumeCreateRequest) (v api.VolumeInfo, created bool, err error) {
+	vs, err := d.volumes()
+	if err != nil {
+		return v, false, err
+	}
+	v, created, err = vs.Create(ctx, req.Name)
+	return v, created, volumeError(err)
+}
+
+// VolumeList lists the named volumes.
+func (d *Daemon) VolumeList(ctx context.Context) ([]api.VolumeInfo, error) {
+	vs, err := d.volumes()
+	if err != nil {
+		return nil, err
+	}
+	out, err := vs.List(ctx)
+	if out == nil {
+		out = []volume.Volume{}
+	}
+	return out, err
+}
+
+// VolumeGet describes one named volume.
+func (d *Daemon) VolumeGet(ctx context.Context, name string) (api.VolumeInfo, error) {
+	vs, err := d.volumes()
+	if err != nil {
+		return api.VolumeInfo{}, err
+	}
+	v, err := vs.Get(ctx, name)
+	return v, volumeError(err)
+}
+
+// VolumeRemove removes a named volume no arrow names (force does not
+// change that: a volume an arrow names goes after the arrow).
+func (d *Daemon) VolumeRemove(ctx context.Context, name string) error {
+	vs, err := d.volumes()
+	if err != nil {
+		return err
+	}
+	return volumeError(vs.Remove(ctx, name, false))
+}
+
+// VolumePrune removes the volumes no arrow names.
+func (d *Daemon) VolumePrune(ctx context.Context) (api.VolumePruneResponse, error) {
+	vs, err := d.volumes()
+	if err != nil {
+		return api.VolumePruneResponse{}, err
+	}
+	st, err := vs.Prune(ctx)
+	if st.Removed == nil {
+		st.Removed = []string{}
+	}
+	return st, err
+}
+
+// Attach joins the arrow's stdio: the shim's frames out, raw input in.
+func (d *Daemon) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	rs := a.run
+	d.mu.Unlock()
+	if rs == nil {
+		return nil, nil, fmt.Errorf("%w: %s is not running", ErrConflict, d.snapshot(a).Name)
+	}
+	sconn, sbr, err := rs.client.Attach(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return sconn, sbr, nil
+}
+
+// errNotYet marks the operations the Docker API needs that the daemon
+// does not have yet. TODO(issue 14): pause, unpause, rename, resize.
+var errNotYet = errors.New("not supported by arrowd yet")
+
+// Pause stops the arrow's VM (QMP stop) until Unpause.
+func (d *Daemon) Pause(ctx context.Context, ref string) error {
+	return fmt.Errorf("%w: pause: %w", ErrConflict, errNotYet)
+}
+
+// Unpause continues a paused arrow's VM.
+func (d *Daemon) Unpause(ctx context.Context, ref string) error {
+	return fmt.Errorf("%w: unpause: %w", ErrConflict, errNotYet)
+}
+
+// Rename gives the arrow a new name.
+func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
+	return fmt.Errorf("%w: rename: %w", ErrConflict, errNotYet)
+}
+
+// Resize sets the size of the arrow's terminal.
+func (d *Daemon) Resize(ctx context.Context, ref string, rows, cols uint16) error {
+	return fmt.Errorf("%w: resize: %w", ErrConflict, errNotYet)
+}

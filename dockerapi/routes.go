@@ -1,0 +1,14 @@
+package dockerapi
+
+// routes lists the endpoints, without their version prefix. Each group is
+// in its own file: system.go, containers.go, exec.go, images.go,
+// networks.go, volumes.go, events.go.
+func (s *Server) routes() []route {
+	return []route{
+		{"GET /_ping", s.ping},
+		{"HEAD /_ping", s.ping},
+		{"GET /version", s.version},
+		{"GET /info", s.info},
+		{"POST /build", s.build},
+	}
+}

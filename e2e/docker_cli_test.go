@@ -106,7 +106,9 @@ func TestDockerRunDetached(t *testing.T) {
 	port := freePort(t)
 	// httpd goes to the background (no -f) and the shell prints a line a
 	// second: the log grows while `logs -f` follows it.
-	script := fmt.Sprintf(`echo %s > /www/index.html && httpd -p 80 -h /www && echo serving; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done`, page)
+	// SIGTERM (docker stop) ends it with status 0 and a last line: what
+	// stop delivers reaches the application.
+	script := fmt.Sprintf(`trap 'echo stopping; exit 0' TERM; echo %s > /www/index.html && httpd -p 80 -h /www && echo serving; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done`, page)
 	out := mustDocker(t, d, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), "--label", "e2e=docker", busyboxTag, "sh", "-c", script)
 	id := strings.TrimSpace(out)
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
@@ -119,8 +121,8 @@ func TestDockerRunDetached(t *testing.T) {
 	}
 
 	// ps: the container, its image, its port.
-	ps := mustDocker(t, d, "ps", "--no-trunc", "--format", "{{.ID}}|{{.Names}}|{{.Image}}|{{.Ports}}|{{.Labels}}")
-	want := fmt.Sprintf("%s|web|%s|127.0.0.1:%d->80/tcp|e2e=docker", id, busyboxTag, port)
+	ps := mustDocker(t, d, "ps", "--no-trunc", "--format", "{{.ID}}|{{.Names}}|{{.Image}}|{{.Ports}}|{{.Label \"e2e\"}}|{{.State}}")
+	want := fmt.Sprintf("%s|web|%s|127.0.0.1:%d->80/tcp|docker|running", id, busyboxTag, port)
 	if strings.TrimSpace(ps) != want {
 		t.Errorf("docker ps:\n%s\nwant:\n%s", ps, want)
 	}
@@ -157,13 +159,17 @@ func TestDockerRunDetached(t *testing.T) {
 		t.Errorf("docker inspect web: ports %+v, want 80/tcp on 127.0.0.1:%d", in.NetworkSettings.Ports, port)
 	}
 
-	// stop: the shell dies of SIGTERM; the container is kept, exited.
+	// stop: the shell's trap answers SIGTERM; the container is kept,
+	// exited with the shell's status.
 	if out := mustDocker(t, d, "stop", "web"); strings.TrimSpace(out) != "web" {
 		t.Errorf("docker stop: %q", out)
 	}
 	in = inspectContainer(t, d, "web")
-	if in.State.Running || in.State.Status != "exited" {
-		t.Errorf("after docker stop: state %+v", in.State)
+	if in.State.Running || in.State.Status != "exited" || in.State.ExitCode != 0 {
+		t.Errorf("after docker stop: state %+v, want exited with status 0 (the trap's)", in.State)
+	}
+	if logs := mustDocker(t, d, "logs", "--tail", "1", "web"); logs != "stopping\n" {
+		t.Errorf("docker logs --tail 1 after stop: %q, want the trap's line", logs)
 	}
 	if ps := mustDocker(t, d, "ps", "-q"); strings.TrimSpace(ps) != "" {
 		t.Errorf("docker ps after stop: %q", ps)

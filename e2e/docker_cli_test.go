@@ -321,7 +321,10 @@ func TestDockerPsMatchesArrowPs(t *testing.T) {
 	loadBusybox(t, d)
 	mustDocker(t, d, "run", "-d", "--name", "by-docker", busyboxTag, "sleep", "600")
 	mustDocker(t, d, "create", "--name", "created", busyboxTag, "true")
-	mustDocker(t, d, "run", "--name", "exited", busyboxTag, "true")
+	mustDocker(t, d, "run", "-d", "--name", "exited", busyboxTag, "sh", "-c", "exit 6")
+	if out := mustDocker(t, d, "wait", "exited"); strings.TrimSpace(out) != "6" {
+		t.Errorf("docker wait exited: %q, want 6", out)
+	}
 	d.must("run", "-d", "--name", "by-arrow", busyboxTag, "sleep", "600")
 
 	dIDs, aIDs := dockerIDs(t, d), arrowIDs(t, d)

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -342,5 +344,25 @@ func TestDockerPsMatchesArrowPs(t *testing.T) {
 	mustDocker(t, d, "rm", "-f", "by-docker", "by-arrow", "created", "exited")
 	if dIDs, aIDs := dockerIDs(t, d), arrowIDs(t, d); len(dIDs)+len(aIDs) != 0 {
 		t.Errorf("after docker rm -f: docker %v, arrow %v", dIDs, aIDs)
+	}
+}
+
+// TestDockerBuildRefused: `docker build` is out of scope, and says so in
+// Docker's error shape, naming the way in (build elsewhere, then docker
+// load or a registry) rather than failing obscurely or succeeding.
+func TestDockerBuildRefused(t *testing.T) {
+	d := startDaemon(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY Dockerfile /\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The legacy builder's API (POST /build): BuildKit would need a
+	// buildx plugin this CLI does not have.
+	r := docker(t, d, "build", "-t", "refused:1", dir)
+	if r.code == 0 || !strings.Contains(r.stderr, "docker load") {
+		t.Errorf("docker build: exit %d, stderr %q; want a failure naming docker load", r.code, r.stderr)
+	}
+	if out := mustDocker(t, d, "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("docker ps -a after a refused build: %q", out)
 	}
 }

@@ -126,8 +126,8 @@ func (d *Daemon) NetworkCreate(ctx context.Context, req *api.NetworkCreateReques
 	if d.nets == nil {
 		return api.Network{}, fmt.Errorf("%w: %w", ErrInvalid, errNoBridges)
 	}
-	if !api.ValidNetworkName(req.Name) {
-		return api.Network{}, fmt.Errorf("%w: network name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", ErrInvalid, req.Name, api.MaxNetworkNameLen)
+	if err := req.Validate(); err != nil {
+		return api.Network{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var subnet netip.Prefix
 	if req.Subnet != "" {
@@ -136,7 +136,7 @@ func (d *Daemon) NetworkCreate(ctx context.Context, req *api.NetworkCreateReques
 			return api.Network{}, fmt.Errorf("%w: subnet %q: want an IPv4 prefix such as 10.89.1.0/24", ErrInvalid, req.Subnet)
 		}
 	}
-	n, err := d.nets.Create(ctx, req.Name, subnet)
+	n, err := d.nets.Create(ctx, req.Name, subnet, req.Labels)
 	if err != nil {
 		return api.Network{}, networkError(err)
 	}
@@ -180,7 +180,10 @@ func (d *Daemon) VolumeCreate(ctx context.Context, req *api.VolumeCreateRequest)
 	if err != nil {
 		return v, false, err
 	}
-	v, created, err = vs.Create(ctx, req.Name)
+	if err := req.Validate(); err != nil {
+		return v, false, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	v, created, err = vs.Create(ctx, req.Name, req.Labels)
 	return v, created, volumeError(err)
 }
 

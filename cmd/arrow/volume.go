@@ -34,7 +34,7 @@ is filled with the image's content at that path, owners and modes kept.`,
 			if err != nil {
 				return err
 			}
-			v, _, err := s.Create(cmd.Context(), args[0])
+			v, _, err := s.Create(cmd.Context(), args[0], nil)
 			if err != nil {
 				return err
 			}

@@ -81,9 +81,15 @@ func (d *Daemon) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 	if rs == nil {
 		return nil, nil, notRunning
 	}
+	paused := fmt.Errorf("%w: %s is paused: unpause it first", ErrConflict, name)
+	if d.snapshot(a).Paused {
+		return nil, nil, paused
+	}
 	sconn, sbr, err := rs.client.Exec(ctx, cfg)
 	var refused *shim.StatusError
 	switch {
+	case errors.As(err, &refused) && refused.Code == http.StatusConflict && d.snapshot(a).Paused:
+		return nil, nil, paused
 	case errors.As(err, &refused) && refused.Code == http.StatusConflict:
 		return nil, nil, notRunning
 	case errors.As(err, &refused) && refused.Code == http.StatusBadRequest:
@@ -258,17 +264,17 @@ var errNotYet = errors.New("not supported by arrowd yet")
 
 // Pause stops the arrow's VM (QMP stop) until Unpause.
 func (d *Daemon) Pause(ctx context.Context, ref string) error {
-	return fmt.Errorf("%w: pause: %w", ErrConflict, errNotYet)
+	return d.pause(ctx, ref)
 }
 
 // Unpause continues a paused arrow's VM.
 func (d *Daemon) Unpause(ctx context.Context, ref string) error {
-	return fmt.Errorf("%w: unpause: %w", ErrConflict, errNotYet)
+	return d.unpause(ctx, ref)
 }
 
-// Rename gives the arrow a new name.
+// Rename gives the arrow a new name (see pause.go).
 func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
-	return fmt.Errorf("%w: rename: %w", ErrConflict, errNotYet)
+	return d.rename(ctx, ref, name)
 }
 
 // Resize sets the size of the arrow's terminal.

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/arrowsys/arrow/api"
+)
+
+// TestStatusPaused: ps words a paused arrow as docker does.
+func TestStatusPaused(t *testing.T) {
+	now := time.Now()
+	started := now.Add(-3 * time.Minute)
+	tests := []struct {
+		a    api.Arrow
+		want string
+	}{
+		{api.Arrow{State: api.Running, StartedAt: started}, "Up 3 minutes"},
+		{api.Arrow{State: api.Running, StartedAt: started, Paused: true}, "Up 3 minutes (Paused)"},
+		{api.Arrow{State: api.Running, StartedAt: started, Paused: true, Health: "healthy"}, "Up 3 minutes (Paused)"},
+		{api.Arrow{State: api.Running, StartedAt: started, Health: "healthy"}, "Up 3 minutes (healthy)"},
+	}
+	for _, tt := range tests {
+		if got := status(tt.a, now); got != tt.want {
+			t.Errorf("status(paused %v, health %q) = %q, want %q", tt.a.Paused, tt.a.Health, got, tt.want)
+		}
+	}
+}

@@ -42,7 +42,16 @@ func (d *Daemon) pause(ctx context.Context, ref string) error {
 	if err := rs.client.Pause(ctx); err != nil {
 		return shimRefused(name, "pause", err)
 	}
-	if err := d.update(a, func(r *record) { r.Paused = true }); err != nil {
+	// The run may have ended meanwhile (its monitor does not take the
+	// op lock): an arrow whose run ended is not paused.
+	d.mu.Lock()
+	if a.run != rs {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: %s is not running (its run ended)", ErrConflict, name)
+	}
+	err = d.updateLocked(a, func(r *record) { r.Paused = true })
+	d.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	d.emit(a, "pause", nil, "")

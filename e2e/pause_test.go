@@ -166,15 +166,19 @@ func TestDaemonBridgeAlias(t *testing.T) {
 	d.must("network", "create", "--subnet", "10.89.79.0/24", "proj")
 	ctx := context.Background()
 	c := d.client()
+	// One through the API, as the Docker API's front end does; one with
+	// the CLI's --network-alias.
+	if _, err := c.Create(ctx, &api.CreateRequest{Name: "web-1", Config: api.Config{
+		Program: "/usr/bin/python3", Args: []string{"-m", "http.server", "-d", "/", "8000"},
+		Network: "proj", NetworkAliases: []string{"web"},
+	}}); err != nil {
+		t.Fatalf("create web-1: %v", err)
+	}
+	d.must("run", "-d", "--name", "web-2", "--network", "proj", "--network-alias", "web",
+		"/usr/bin/python3", "-m", "http.server", "-d", "/", "8000")
 	var addrs []string
 	for _, name := range []string{"web-1", "web-2"} {
-		a, err := c.Create(ctx, &api.CreateRequest{Name: name, Config: api.Config{
-			Program: "/usr/bin/python3", Args: []string{"-m", "http.server", "-d", "/", "8000"},
-			Network: "proj", NetworkAliases: []string{"web"},
-		}})
-		if err != nil {
-			t.Fatalf("create %s: %v", name, err)
-		}
+		a := d.inspect(name)
 		if a.Endpoint == nil || !slices.Equal(a.Endpoint.Aliases, []string{"web"}) {
 			t.Fatalf("%s's endpoint: %+v", name, a.Endpoint)
 		}

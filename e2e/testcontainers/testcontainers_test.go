@@ -53,6 +53,12 @@ func TestTestcontainers(t *testing.T) {
 	// test terminates its container itself, and the daemon's cleanup
 	// removes whatever a failure left.
 	t.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	// testcontainers takes a machine with /.dockerenv for a container
+	// (this one has it: the development machines are containers) and
+	// then looks for published ports at the gateway of the daemon's
+	// bridge network, as a test inside a docker container must. Arrow
+	// runs on this machine and publishes on its addresses: name them.
+	t.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 	// testcontainers reads ~/.testcontainers.properties: a user's
 	// settings there must not reach the test.
 	t.Setenv("HOME", t.TempDir())

@@ -116,6 +116,11 @@ type arrow struct {
 	// arrow's next change of state or its removal: for waits that span
 	// runs, such as following the logs of an arrow that restarts.
 	changed chan struct{}
+	// starts counts the runs launched (moves to starting), for waits
+	// for the next run's end (WaitNext).
+	starts uint64
+	// pending are the attaches waiting for the next run (see attach.go).
+	pending []*Attachment
 }
 
 // runState is one run of an arrow: one shim.

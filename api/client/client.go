@@ -200,9 +200,17 @@ func (c *Client) Events(ctx context.Context, fn func(api.Event) error) error {
 }
 
 // Attach joins an arrow's stdio: read frames of output (api.ReadFrame)
-// from the reader, write input to the connection.
+// from the reader, write input to the connection. An arrow that is not
+// running is joined at its next start: Attach returns once the attach is
+// registered, and the stream then has all of that run's output.
 func (c *Client) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
 	return c.upgrade(ctx, http.MethodGet, ref, "attach", nil)
+}
+
+// Resize sets the size of a running TTY arrow's terminal.
+func (c *Client) Resize(ctx context.Context, ref string, rows, cols uint16) error {
+	q := url.Values{"h": {strconv.Itoa(int(rows))}, "w": {strconv.Itoa(int(cols))}}
+	return c.do(ctx, http.MethodPost, "/arrows/"+url.PathEscape(ref)+"/resize", q, nil, nil)
 }
 
 // Exec runs a process in a running arrow and opens its exec stream (see

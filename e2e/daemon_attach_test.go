@@ -89,7 +89,7 @@ func TestDaemonAttachBeforeStart(t *testing.T) {
 	if ps := d.must("ps"); strings.Contains(ps, "idle") {
 		t.Errorf("ps lists a created arrow:\n%s", ps)
 	}
-	if ps := d.must("ps", "-a"); !strings.Contains(ps, "idle") || !strings.Contains(ps, "created") {
+	if ps := d.must("ps", "-a"); !strings.Contains(ps, "idle") || !strings.Contains(strings.ToLower(ps), "created") {
 		t.Errorf("ps -a:\n%s", ps)
 	}
 	if logs := d.must("logs", "idle"); logs != "" {

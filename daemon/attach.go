@@ -40,6 +40,9 @@ type AttachOptions struct {
 	// Without it the end of an attach's input ends only that attach's,
 	// and another attach may follow.
 	StdinOnce bool
+	// RunningOnly refuses (ErrConflict) an arrow that is not running
+	// rather than wait for its next run (`arrow attach`).
+	RunningOnly bool
 }
 
 // Attachment is one attach to an arrow: joined to its current run, or
@@ -101,6 +104,10 @@ func (d *Daemon) OpenAttach(ctx context.Context, ref string, o AttachOptions) (*
 		return nil, fmt.Errorf("%w: no such arrow: %s was removed", ErrNotFound, name)
 	}
 	rs := a.run
+	if rs == nil && o.RunningOnly {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s is not running", ErrConflict, name)
+	}
 	if rs == nil {
 		if len(a.pending) >= maxPendingAttaches {
 			d.mu.Unlock()

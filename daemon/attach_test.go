@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -278,6 +279,18 @@ func TestAttachBeforeStart(t *testing.T) {
 	if s := <-got; s != wantLines() {
 		t.Fatalf("attached to an exited arrow: %d bytes, want %d", len(s), len(wantLines()))
 	}
+	waitGone(t, d, "app")
+}
+
+// waitGone waits for the arrow's run to end, its shim process included,
+// which writes in the arrow's directory to its end.
+func waitGone(t *testing.T, d *Daemon, ref string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if w, err := d.Wait(ctx, ref); err != nil || w.ExitCode != fakeExit {
+		t.Fatalf("wait: %+v %v", w, err)
+	}
 }
 
 func mustID(t *testing.T, d *Daemon, ref string) string {
@@ -408,4 +421,41 @@ func TestResizeRefused(t *testing.T) {
 		wantError(t, serveReq(t, h, "POST", "/v1/arrows/term/resize?"+q, "", nil), http.StatusBadRequest, "want a size")
 	}
 	wantError(t, serveReq(t, h, "POST", "/v1/arrows/term/resize?h=10&w=10", "", nil), http.StatusConflict, "not running")
+}
+
+// Over the API: attach?next=1 answers 101 before the start, and its
+// stream then has the whole run; without next a created arrow is refused.
+func TestHTTPAttachNext(t *testing.T) {
+	d := newFakeShimDaemon(t)
+	createIdle(t, d, "app")
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/arrows/app/attach")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("attach to a created arrow without next: %d", resp.StatusCode)
+	}
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, "GET /v1/arrows/app/attach?next=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: arrow-attach\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("attach?next=1: %v %v", resp, err)
+	}
+	// Answered, so registered: a start now cannot pass it by.
+	if _, err := d.Start(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, conn, br); got != wantLines() {
+		t.Fatalf("attach?next=1 stream: %d bytes, want %d", len(got), len(wantLines()))
+	}
+	waitGone(t, d, "app")
 }

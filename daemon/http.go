@@ -333,14 +333,15 @@ func (d *Daemon) cancelWhenDone(ctx context.Context, a *arrow, cancel func()) {
 
 // handleAttach upgrades the connection and joins it to the shim's attach
 // stream: output frames from the shim, raw input to it. An arrow that is
-// not running is attached when it next starts: the 101 goes out once the
-// attach is registered, so that a client may then start the arrow and
-// miss nothing (see attach.go). Such a wait ends with the arrow's start,
-// its removal or the daemon; a client that leaves meanwhile is noticed
-// only then (its half-closed input cannot tell it from one that sent all
-// its input).
+// not running is refused, unless next=1: then it is attached when it
+// next starts, and the 101 goes out once the attach is registered, so
+// that a client may then start the arrow and miss nothing (see
+// attach.go). Such a wait ends with the arrow's start, its removal or the
+// daemon; a client that leaves meanwhile is noticed only then (its
+// half-closed input cannot tell it from one that sent all its input).
 func (d *Daemon) handleAttach(w http.ResponseWriter, r *http.Request) {
-	at, err := d.OpenAttach(r.Context(), r.PathValue("ref"), AttachOptions{StdinOnce: boolParam(r, "stdin_once")})
+	o := AttachOptions{StdinOnce: boolParam(r, "stdin_once"), RunningOnly: !boolParam(r, "next")}
+	at, err := d.OpenAttach(r.Context(), r.PathValue("ref"), o)
 	if err != nil {
 		fail(w, err)
 		return

@@ -304,7 +304,7 @@ func TestHTTPCreateShimFails(t *testing.T) {
 	wantError(t, serveReq(t, h, "POST", "/v1/arrows/web/kill?signal=SIGNOPE", "", nil), http.StatusBadRequest, "SIGNOPE")
 	wantError(t, serveReq(t, h, "POST", "/v1/arrows/web/kill?signal=TERM", "", nil), http.StatusConflict, "not running")
 	wantError(t, serveReq(t, h, "POST", "/v1/arrows/web/kill", "", nil), http.StatusConflict, "not running")
-	// (An attach to it waits for its next start: see attach_test.go.)
+	wantError(t, serveReq(t, h, "GET", "/v1/arrows/web/attach", "", nil), http.StatusConflict, "not running")
 	wantError(t, serveReq(t, h, "GET", "/v1/arrows/web/logs?tail=x", "", nil), http.StatusBadRequest, "tail")
 	wantError(t, serveReq(t, h, "GET", "/v1/arrows/web/logs?tail=-1", "", nil), http.StatusBadRequest, "tail")
 	wantError(t, serveReq(t, h, "GET", "/v1/arrows/web/logs?since=yesterday", "", nil), http.StatusBadRequest, "since")

@@ -117,7 +117,10 @@ func TestDaemonAttachBeforeStart(t *testing.T) {
 	if a.State != api.Created {
 		t.Fatalf("created: %s", a.State)
 	}
-	conn, br, err := c.Attach(ctx, "lines")
+	if _, _, err := c.Attach(ctx, "lines"); status(err) != 409 {
+		t.Fatalf("attach to a created arrow without next: %v, want 409", err)
+	}
+	conn, br, err := c.AttachWith(ctx, "lines", client.AttachOptions{Next: true})
 	if err != nil {
 		t.Fatalf("attach to a created arrow: %v", err)
 	}
@@ -143,7 +146,7 @@ func TestDaemonAttachBeforeStart(t *testing.T) {
 	}
 
 	// Attached again while it is exited: the next start's output comes.
-	conn2, br2, err := c.Attach(ctx, "lines")
+	conn2, br2, err := c.AttachWith(ctx, "lines", client.AttachOptions{Next: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +177,7 @@ func TestDaemonTTY(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create with tty: %v", err)
 	}
-	conn, br, err := c.Attach(ctx, "term")
+	conn, br, err := c.AttachWith(ctx, "term", client.AttachOptions{Next: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -239,8 +239,10 @@ func (d *Daemon) failPending(a *arrow, err error) {
 
 // Resize sets the size of the arrow's terminal, rows by cols (an arrow
 // created with Config.TTY, while it runs). The application sees it as
-// SIGWINCH; a size set while the run starts is its application's initial
-// size (the default is shim.DefaultRows by shim.DefaultCols).
+// SIGWINCH. A size set while the arrow starts, before its shim starts the
+// VM, is the terminal's initial size (else shim.DefaultRows by
+// shim.DefaultCols); one set later reaches the application as soon as it
+// runs.
 func (d *Daemon) Resize(ctx context.Context, ref string, rows, cols uint16) error {
 	if rows == 0 || cols == 0 {
 		return fmt.Errorf("%w: terminal size %dx%d: want at least one row and one column", ErrInvalid, rows, cols)

@@ -120,8 +120,9 @@ type server struct {
 	lock   *os.File        // the arrow's LockFile, held for the shim's life
 	srv    *http.Server    // the socket's server, once serve was called
 	// resize holds the latest terminal size asked for (with TTY) until
-	// the run takes it: a size asked before the application starts is
-	// its initial size, a later one a resize.
+	// the run takes it: a size asked before the VM starts is the
+	// terminal's initial size, a later one is relayed once the
+	// application runs.
 	resize chan guest.WindowSize
 
 	mu       sync.Mutex

@@ -24,8 +24,8 @@ const (
 
 // handleResize sets the size of the application's terminal (`POST
 // /resize?h=ROWS&w=COLS`). Only an arrow with a TTY has one (409
-// otherwise). A size set before the application started is its initial
-// size.
+// otherwise). A size set before the VM starts is the terminal's initial
+// size; a later one is relayed once the application runs.
 func (s *server) handleResize(w http.ResponseWriter, r *http.Request) {
 	ws, err := ParseSize(r.URL.Query())
 	if err != nil {

@@ -159,6 +159,29 @@ func TestDaemonAttachBeforeStart(t *testing.T) {
 	if got := at2.stdout.String(); got != want.String() {
 		t.Fatalf("second run's attach: %d bytes, want %d", len(got), want.Len())
 	}
+
+	// A cold boot: a shim of its own rather than a spare from the pool.
+	if _, err := c.Create(ctx, &api.CreateRequest{Name: "cold", NoStart: true, Config: api.Config{
+		Program: "/bin/busybox", Args: []string{"sh", "-c", fmt.Sprintf("seq 1 %d; exit 5", n)}, Cold: true,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	conn3, br3, err := c.AttachWith(ctx, "cold", client.AttachOptions{Next: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn3.Close()
+	at3 := readAttach(br3)
+	if a, err := c.Start(ctx, "cold"); err != nil || a.Spare || a.Template != "" {
+		t.Fatalf("cold start: %v (spare %v, template %q)", err, a.Spare, a.Template)
+	}
+	at3.wait(t, 2*time.Minute)
+	if got := at3.stdout.String(); got != want.String() {
+		t.Fatalf("cold run's attach: %d bytes, want %d", len(got), want.Len())
+	}
+	if w, err := c.Wait(ctx, "cold"); err != nil || w.ExitCode != 5 {
+		t.Fatalf("wait cold: %+v, %v; want exit 5", w, err)
+	}
 }
 
 // A detached arrow with a terminal: its application runs on a tty, sees

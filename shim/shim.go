@@ -135,6 +135,10 @@ type server struct {
 	stopping bool
 	// handle is the run while its application runs: execs go to it.
 	handle *run.Handle
+	// paused: the VM is paused (see pause.go); pauseMu serialises the
+	// QMP commands that change it.
+	paused  bool
+	pauseMu sync.Mutex
 }
 
 func newServer(dir string) (*server, error) {
@@ -384,6 +388,7 @@ func (s *server) kill() {
 }
 
 func (s *server) signal(sig os.Signal) {
+	s.resumeForSignal()
 	select {
 	case s.sigs <- sig:
 	case <-s.done:
@@ -443,6 +448,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("GET /attach", s.attach)
 	mux.HandleFunc("POST /resize", s.handleResize)
 	mux.HandleFunc("POST /exec", s.exec)
+	s.pauseRoutes(mux)
 	return mux
 }
 

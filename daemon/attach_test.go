@@ -23,7 +23,7 @@ import (
 )
 
 // envFakeShim makes the test binary, started as `EXE shim DIR`, a stand-in
-// shim (fakeShim) that speaks the shim's protocol without a VM.
+// shim (standInShim) that speaks the shim's protocol without a VM.
 const envFakeShim = "ARROWD_TEST_FAKE_SHIM"
 
 // fakeLines and fakeExit are what a stand-in shim's run writes and ends
@@ -33,12 +33,12 @@ const (
 	fakeExit  = 7
 )
 
-// fakeShim serves the arrow in dir as a shim does, up to its control
+// standInShim serves the arrow in dir as a shim does, up to its control
 // connection: it answers on its socket, says "ok", and waits for "go".
 // Then, with no delay, its "application" writes fakeLines lines to the
 // attaches it has and ends with fakeExit: an attach that was not joined
 // before the "go" misses output.
-func fakeShim(dir string) int {
+func standInShim(dir string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -122,7 +122,7 @@ func fakeShim(dir string) int {
 	return 0
 }
 
-// newFakeShimDaemon is a daemon whose shims are stand-ins (fakeShim).
+// newFakeShimDaemon is a daemon whose shims are stand-ins (standInShim).
 func newFakeShimDaemon(t *testing.T) *Daemon {
 	t.Helper()
 	t.Setenv(envFakeShim, "1")

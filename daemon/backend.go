@@ -241,10 +241,6 @@ func (d *Daemon) VolumePrune(ctx context.Context) (api.VolumePruneResponse, erro
 	return st, err
 }
 
-// errNotYet marks the operations the Docker API needs that the daemon
-// does not have yet. TODO(issue 14): pause, unpause, rename.
-var errNotYet = errors.New("not supported by arrowd yet")
-
 // Pause stops the arrow's VM (QMP stop) until Unpause.
 func (d *Daemon) Pause(ctx context.Context, ref string) error {
 	return d.pause(ctx, ref)

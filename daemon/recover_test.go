@@ -30,7 +30,7 @@ const (
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envFakeShim) != "" && len(os.Args) == 3 && os.Args[1] == "shim" {
-		os.Exit(fakeShim(os.Args[2]))
+		os.Exit(standInShim(os.Args[2]))
 	}
 	if dir := os.Getenv(envHold); dir != "" {
 		if os.Getenv(envStubborn) != "" {

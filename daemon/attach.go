@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/shim"
 )
 
@@ -238,11 +239,13 @@ func (d *Daemon) failPending(a *arrow, err error) {
 }
 
 // Resize sets the size of the arrow's terminal, rows by cols (an arrow
-// created with Config.TTY, while it runs). The application sees it as
-// SIGWINCH. A size set while the arrow starts, before its shim starts the
-// VM, is the terminal's initial size (else shim.DefaultRows by
-// shim.DefaultCols); one set later reaches the application as soon as it
-// runs.
+// created with Config.TTY). The application sees it as SIGWINCH. A size
+// set while no run is there (docker create's ConsoleSize: created, then
+// resized, then started), or while the arrow starts and before its shim
+// starts the VM, is the terminal's initial size (else shim.DefaultRows by
+// shim.DefaultCols); one set later in the start reaches the application
+// as soon as it runs. (A size kept for the next run is the daemon's, in
+// memory: a new daemon starts the arrow with the default.)
 func (d *Daemon) Resize(ctx context.Context, ref string, rows, cols uint16) error {
 	if rows == 0 || cols == 0 {
 		return fmt.Errorf("%w: terminal size %dx%d: want at least one row and one column", ErrInvalid, rows, cols)
@@ -253,12 +256,16 @@ func (d *Daemon) Resize(ctx context.Context, ref string, rows, cols uint16) erro
 	}
 	d.mu.Lock()
 	rs, name, tty := a.run, a.rec.Name, a.rec.Config.TTY
+	if tty {
+		// The latest size, for the next start.
+		a.size = guest.WindowSize{Rows: rows, Cols: cols}
+	}
 	d.mu.Unlock()
 	if !tty {
 		return fmt.Errorf("%w: %s has no terminal: it was created without tty", ErrConflict, name)
 	}
 	if rs == nil {
-		return fmt.Errorf("%w: %s is not running", ErrConflict, name)
+		return nil // for its next start
 	}
 	err = rs.client.Resize(ctx, rows, cols)
 	var refused *shim.StatusError

@@ -392,7 +392,8 @@ func TestAttachPendingEnds(t *testing.T) {
 	}
 }
 
-// Resize needs a terminal and a run; sizes are checked.
+// Resize needs a terminal; sizes are checked. A size set before a start
+// is that run's initial size.
 func TestResizeRefused(t *testing.T) {
 	d := newFakeShimDaemon(t)
 	createIdle(t, d, "plain")
@@ -406,13 +407,12 @@ func TestResizeRefused(t *testing.T) {
 		msg        string
 	}{
 		{"plain", 24, 80, ErrConflict, "no terminal"},
-		{"term", 24, 80, ErrConflict, "not running"},
 		{"term", 0, 80, ErrInvalid, "at least one row"},
 		{"term", 24, 0, ErrInvalid, "at least one row"},
 		{"nope", 24, 80, ErrNotFound, "no such arrow"},
 	} {
 		err := d.Resize(context.Background(), tc.ref, tc.rows, tc.cols)
-		if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.msg) {
+		if err == nil || !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("Resize(%s, %d, %d) = %v, want %v with %q", tc.ref, tc.rows, tc.cols, err, tc.err, tc.msg)
 		}
 	}
@@ -420,7 +420,29 @@ func TestResizeRefused(t *testing.T) {
 	for _, q := range []string{"", "h=10", "w=10", "h=0&w=10", "h=10&w=65536", "h=-1&w=3", "h=x&w=3"} {
 		wantError(t, serveReq(t, h, "POST", "/v1/arrows/term/resize?"+q, "", nil), http.StatusBadRequest, "want a size")
 	}
-	wantError(t, serveReq(t, h, "POST", "/v1/arrows/term/resize?h=10&w=10", "", nil), http.StatusConflict, "not running")
+	wantError(t, serveReq(t, h, "POST", "/v1/arrows/plain/resize?h=10&w=10", "", nil), http.StatusConflict, "no terminal")
+	if resp := serveReq(t, h, "POST", "/v1/arrows/term/resize?h=30&w=100", "", nil); resp.code != http.StatusNoContent {
+		t.Fatalf("resize of a created tty arrow: %d %s", resp.code, resp.body)
+	}
+	if _, err := d.Start(context.Background(), "term"); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, d, "term")
+	l, err := shim.ReadLaunch(d.arrowDir(mustID(t, d, "term")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Size == nil || l.Size.Rows != 30 || l.Size.Cols != 100 {
+		t.Fatalf("launch size after a resize before start: %+v", l.Size)
+	}
+	// Without a size set, the shim's default.
+	if _, err := d.Start(context.Background(), "plain"); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, d, "plain")
+	if l, err := shim.ReadLaunch(d.arrowDir(mustID(t, d, "plain"))); err != nil || l.Size != nil {
+		t.Fatalf("launch size of an arrow without a terminal: %+v, %v", l, err)
+	}
 }
 
 // Over the API: attach?next=1 answers 101 before the start, and its

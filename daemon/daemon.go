@@ -26,6 +26,7 @@ import (
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/cgroup"
 	"github.com/arrowsys/arrow/dataroot"
+	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/network"
 	"github.com/arrowsys/arrow/shim"
 	"github.com/arrowsys/arrow/vm"
@@ -121,6 +122,9 @@ type arrow struct {
 	starts uint64
 	// pending are the attaches waiting for the next run (see attach.go).
 	pending []*Attachment
+	// size is the latest terminal size set (a TTY arrow's; zero for
+	// none): the next run's initial size.
+	size guest.WindowSize
 }
 
 // runState is one run of an arrow: one shim.

@@ -171,7 +171,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	}
 	a.timer = nil
 	r := *a.rec
-	id, cfg := r.ID, r.Config
+	id, cfg, size := r.ID, r.Config, a.size
 	d.mu.Unlock()
 
 	// Again at every start, restarts by policy included: a path that was
@@ -194,6 +194,9 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	l := &shim.Launch{
 		ID: id, Config: cfg, Root: d.cfg.Root, Socket: d.socketPath(id), Tap: r.Tap,
 		LogMaxSize: d.cfg.LogMaxSize, LogMaxFiles: d.cfg.LogMaxFiles,
+	}
+	if cfg.TTY && size.Rows > 0 && size.Cols > 0 {
+		l.Size = &size
 	}
 	cgroupPath := ""
 	if d.cg != nil {
@@ -244,6 +247,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	rs := newRunState(shim.NewClient(l.Socket), p)
 	start := processStart(p.Pid())
 	var pending []*Attachment
+	lateSize := false
 	d.mu.Lock()
 	err = d.updateLocked(a, func(r *record) {
 		r.Launching, r.ShimPid, r.ShimStart = false, p.Pid(), start
@@ -251,8 +255,11 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	if err == nil {
 		// With the run recorded, under the same lock: an attach from now
 		// on finds the run, and those that came before are taken here.
+		// So is a size set since the launch was written.
 		a.run = rs
 		pending = a.takePendingLocked()
+		lateSize = cfg.TTY && a.size != size
+		size = a.size
 	}
 	d.mu.Unlock()
 	if err != nil {
@@ -266,6 +273,14 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	// VM: the attaches that waited for this run join it now, and see
 	// its output from the first byte.
 	d.joinPending(rs, pending)
+	if lateSize {
+		// Before "go": the shim takes it as the initial size.
+		rctx, cancel := context.WithTimeout(d.ctx, attachJoinTimeout)
+		if err := rs.client.Resize(rctx, size.Rows, size.Cols); err != nil {
+			fmt.Fprintf(d.cfg.Log, "arrowd: %s: terminal size: %v\n", id[:12], err)
+		}
+		cancel()
+	}
 	if err := p.Commit(); err != nil {
 		// The shim is gone already; the monitor records how it ended.
 		fmt.Fprintf(d.cfg.Log, "arrowd: %s: confirm the shim: %v\n", id[:12], err)

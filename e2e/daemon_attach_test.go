@@ -200,6 +200,10 @@ func TestDaemonTTY(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create with tty: %v", err)
 	}
+	// Sized before it starts, as docker create's ConsoleSize is.
+	if err := c.Resize(ctx, "term", 20, 60); err != nil {
+		t.Fatalf("resize of a created arrow: %v", err)
+	}
 	conn, br, err := c.AttachWith(ctx, "term", client.AttachOptions{Next: true})
 	if err != nil {
 		t.Fatal(err)
@@ -220,11 +224,7 @@ func TestDaemonTTY(t *testing.T) {
 		}
 	}
 	waitOutput("tty test", time.Minute, func(s string) bool { return strings.Contains(s, "TTY-YES\r\n") })
-	// The first size is the default, or ours should the resize below
-	// have come first.
-	waitOutput("first size", 30*time.Second, func(s string) bool {
-		return strings.Contains(s, "TTY-YES\r\n24 80\r\n") || strings.Contains(s, "TTY-YES\r\n33 101\r\n")
-	})
+	waitOutput("first size", 30*time.Second, func(s string) bool { return strings.Contains(s, "TTY-YES\r\n20 60\r\n") })
 	if err := c.Resize(ctx, "term", 33, 101); err != nil {
 		t.Fatalf("resize: %v", err)
 	}

@@ -75,14 +75,17 @@ func (s *server) setSize(ws guest.WindowSize) {
 }
 
 // initialSize is the size the terminal starts with: the latest asked for
-// so far, or DefaultRows by DefaultCols.
+// so far, else the launch's, else DefaultRows by DefaultCols.
 func (s *server) initialSize() guest.WindowSize {
 	select {
 	case ws := <-s.resize:
 		return ws
 	default:
-		return guest.WindowSize{Rows: DefaultRows, Cols: DefaultCols}
 	}
+	if ws := s.launch.Size; ws != nil && ws.Rows > 0 && ws.Cols > 0 {
+		return *ws
+	}
+	return guest.WindowSize{Rows: DefaultRows, Cols: DefaultCols}
 }
 
 // Resize sets the size of the arrow's terminal, rows by cols. A shim whose

@@ -41,16 +41,26 @@ func TestParseSize(t *testing.T) {
 
 // The latest size asked for wins; none asked is the default.
 func TestSizeLatestWins(t *testing.T) {
-	s := &server{resize: make(chan guest.WindowSize, 1)}
+	s := &server{resize: make(chan guest.WindowSize, 1), launch: &Launch{}}
 	if got := s.initialSize(); got != (guest.WindowSize{Rows: DefaultRows, Cols: DefaultCols}) {
 		t.Errorf("initial size with none asked: %v", got)
+	}
+	for _, bad := range []guest.WindowSize{{}, {Rows: 5}, {Cols: 5}} {
+		s.launch.Size = &bad
+		if got := s.initialSize(); got != (guest.WindowSize{Rows: DefaultRows, Cols: DefaultCols}) {
+			t.Errorf("initial size with launch size %v: %v", bad, got)
+		}
+	}
+	s.launch.Size = &guest.WindowSize{Rows: 7, Cols: 9}
+	if got := s.initialSize(); got != *s.launch.Size {
+		t.Errorf("initial size from the launch: %v", got)
 	}
 	s.setSize(guest.WindowSize{Rows: 1, Cols: 2})
 	s.setSize(guest.WindowSize{Rows: 3, Cols: 4})
 	if got := s.initialSize(); got != (guest.WindowSize{Rows: 3, Cols: 4}) {
 		t.Errorf("initial size after two: %v", got)
 	}
-	if got := s.initialSize(); got != (guest.WindowSize{Rows: DefaultRows, Cols: DefaultCols}) {
+	if got := s.initialSize(); got != *s.launch.Size {
 		t.Errorf("a size taken twice: %v", got)
 	}
 }

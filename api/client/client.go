@@ -229,7 +229,8 @@ func (c *Client) AttachWith(ctx context.Context, ref string, o AttachOptions) (n
 	return c.upgrade(ctx, http.MethodGet, ref, "attach", q, nil)
 }
 
-// Resize sets the size of a running TTY arrow's terminal.
+// Resize sets the size of a TTY arrow's terminal; set before a start, it
+// is that run's initial size.
 func (c *Client) Resize(ctx context.Context, ref string, rows, cols uint16) error {
 	q := url.Values{"h": {strconv.Itoa(int(rows))}, "w": {strconv.Itoa(int(cols))}}
 	return c.do(ctx, http.MethodPost, "/arrows/"+url.PathEscape(ref)+"/resize", q, nil, nil)

@@ -182,6 +182,42 @@ func TestDaemonAttachBeforeStart(t *testing.T) {
 	if w, err := c.Wait(ctx, "cold"); err != nil || w.ExitCode != 5 {
 		t.Fatalf("wait cold: %+v, %v; want exit 5", w, err)
 	}
+
+	// Input through an attach made before the start; with stdin_once
+	// its end is the application's (docker run -i < file).
+	if _, err := c.Create(ctx, &api.CreateRequest{Name: "cat", NoStart: true, Config: api.Config{
+		Program: "/bin/busybox", Args: []string{"sh", "-c", "cat; echo end >&2"}, Stdin: true,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	conn4, br4, err := c.AttachWith(ctx, "cat", client.AttachOptions{Next: true, StdinOnce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn4.Close()
+	at4 := readAttach(br4)
+	if _, err := io.WriteString(conn4, "sent before the start\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(ctx, "cat"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn4, "and after\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn4.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	at4.wait(t, time.Minute)
+	if got := at4.stdout.String(); got != "sent before the start\nand after\n" {
+		t.Errorf("cat's output: %q", got)
+	}
+	if got := at4.stderr.String(); got != "end\n" {
+		t.Errorf("cat's stderr: %q (its input did not end?)", got)
+	}
+	if w, err := c.Wait(ctx, "cat"); err != nil || w.ExitCode != 0 {
+		t.Fatalf("wait cat: %+v, %v", w, err)
+	}
 }
 
 // A detached arrow with a terminal: its application runs on a tty, sees

@@ -1,0 +1,170 @@
+package dockerapi
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/arrowsys/arrow/image/store"
+)
+
+// Image names. The store names an image by any string (store.ValidateName);
+// Docker by a reference that it normalises: "busybox", "busybox:latest",
+// "docker.io/library/busybox:latest" and "index.docker.io/library/busybox"
+// are one name. The Docker API stores every name it gives (load, pull,
+// tag) in Docker's familiar form, "busybox:latest", "user/app:1",
+// "registry.example:5000/app:1", the form `docker images` shows, and
+// compares names by that form, so that an image `arrow image pull` named
+// index.docker.io/library/busybox:latest is also busybox.
+
+// errBadReference marks a name that is no Docker reference: 400.
+var errBadReference = errors.New("invalid reference format")
+
+// imgFamiliar returns ref in Docker's familiar form, with the tag
+// "latest" when it names neither tag nor digest. ok is false when ref is
+// no valid reference (an ID, a path, a name with capitals).
+func imgFamiliar(ref string) (string, bool) {
+	if ref == "" || len(ref) > 512 || isHexID(strings.TrimPrefix(ref, "sha256:")) && len(strings.TrimPrefix(ref, "sha256:")) == 64 {
+		return "", false
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", false
+	}
+	repo := r.Context().RepositoryStr()
+	base := r.Context().RegistryStr() + "/" + repo
+	if r.Context().RegistryStr() == name.DefaultRegistry {
+		base = strings.TrimPrefix(repo, "library/")
+		if strings.Contains(base, "/") && strings.HasPrefix(repo, "library/") {
+			base = repo // library/a/b keeps its namespace
+		}
+	}
+	switch r := r.(type) {
+	case name.Tag:
+		return base + ":" + r.TagStr(), true
+	case name.Digest:
+		return base + "@" + r.DigestStr(), true
+	}
+	return "", false
+}
+
+// imgFullRef is ref as a registry reference: docker.io/library/busybox:latest.
+func imgFullRef(ref string) (name.Reference, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %w", errBadReference, ref, err)
+	}
+	return r, nil
+}
+
+// isHexID reports whether s is lower-case hex, as image IDs are.
+func isHexID(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// imgTags are the names Docker shows for img (RepoTags): its store names
+// in the familiar form, each once; a name that is no reference (one
+// `arrow image import` took from a path) as it is, so that it stays
+// visible and removable. Names by digest are RepoDigests.
+func imgTags(img store.Image) (tags, digests []string) {
+	tags, digests = []string{}, []string{}
+	for _, n := range img.Names {
+		f, ok := imgFamiliar(n)
+		if !ok {
+			f = n
+		}
+		if strings.Contains(f, "@") {
+			if !slices.Contains(digests, f) {
+				digests = append(digests, f)
+			}
+			continue
+		}
+		if !slices.Contains(tags, f) {
+			tags = append(tags, f)
+		}
+	}
+	return tags, digests
+}
+
+// imgSameName reports whether the store name n is the Docker name ref.
+func imgSameName(n, ref string) bool {
+	if n == ref {
+		return true
+	}
+	a, ok1 := imgFamiliar(n)
+	b, ok2 := imgFamiliar(ref)
+	return ok1 && ok2 && a == b
+}
+
+// imgMatch says how a reference found an image.
+type imgMatch int
+
+const (
+	// byName: ref is one of the image's names.
+	byName imgMatch = iota + 1
+	// byID: ref is the image's ID, "sha256:" ID or a unique prefix of it.
+	byID
+)
+
+// imgFind finds ref among imgs as dockerd does: a name (exact, then as
+// Docker normalises it), else an ID or a unique ID prefix. The error
+// wraps store.ErrNotFound ("No such image", 404: the docker CLI then
+// pulls) or store.ErrAmbiguous.
+func imgFind(imgs []store.Image, ref string) (store.Image, imgMatch, error) {
+	for _, img := range imgs {
+		if slices.Contains(img.Names, ref) {
+			return img, byName, nil
+		}
+	}
+	if _, ok := imgFamiliar(ref); ok {
+		for _, img := range imgs {
+			if slices.ContainsFunc(img.Names, func(n string) bool { return imgSameName(n, ref) }) {
+				return img, byName, nil
+			}
+		}
+	}
+	id := strings.TrimPrefix(ref, "sha256:")
+	if isHexID(id) && len(id) <= 64 {
+		var found []store.Image
+		for _, img := range imgs {
+			if strings.HasPrefix(img.ID, id) {
+				found = append(found, img)
+			}
+		}
+		switch {
+		case len(found) == 1:
+			return found[0], byID, nil
+		case len(found) > 1:
+			return store.Image{}, 0, fmt.Errorf("%w: %s matches %d images", store.ErrAmbiguous, ref, len(found))
+		}
+	}
+	return store.Image{}, 0, fmt.Errorf("%w: No such image: %s", store.ErrNotFound, ref)
+}
+
+// imgNamesFor returns the store names of img that are the Docker name
+// ref (several when `arrow image` and the Docker API named it apart).
+func imgNamesFor(img store.Image, ref string) []string {
+	var out []string
+	for _, n := range img.Names {
+		if imgSameName(n, ref) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// imgStoreName is the name the Docker API stores for the reference ref:
+// its familiar form. A digest reference or an invalid one is refused.
+func imgStoreName(ref string) (string, error) {
+	f, ok := imgFamiliar(ref)
+	if !ok {
+		return "", fmt.Errorf("%w: %q is not a valid repository:tag", errBadReference, ref)
+	}
+	if strings.Contains(f, "@") {
+		return "", fmt.Errorf("%w: %q: refusing to name an image by digest", errBadReference, ref)
+	}
+	return f, nil
+}

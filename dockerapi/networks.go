@@ -437,13 +437,19 @@ func (s *Server) networkConnect(w http.ResponseWriter, r *http.Request) {
 			want = req.EndpointConfig.Aliases
 		}
 		extra := slices.DeleteFunc(slices.Clone(want), func(al string) bool {
-			return al == a.Name || strings.HasPrefix(a.ID, al) && len(al) >= 12 || slices.Contains(a.Config.NetworkAliases, al)
+			// Its name, its ID or short ID (docker's own aliases), and
+			// the aliases it was created with.
+			return al == a.Name || al == a.ID || len(al) >= 12 && strings.HasPrefix(a.ID, al) || slices.Contains(a.Config.NetworkAliases, al)
 		})
 		if len(extra) == 0 && (req.EndpointConfig == nil || req.EndpointConfig.IPAMConfig == nil) {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		lacks(w, fmt.Sprintf("changing the endpoint of %s on %s (aliases %s, addresses): arrowd sets an arrow's aliases when it is created; give them at docker create (--network-alias)", a.Name, n.Name, strings.Join(extra, ", ")))
+		what := "aliases " + strings.Join(extra, ", ")
+		if len(extra) == 0 {
+			what = "a fixed address"
+		}
+		lacks(w, fmt.Sprintf("changing the endpoint of %s on %s (%s): arrowd sets an arrow's aliases and address when it is created; give them at docker create (--network-alias)", a.Name, n.Name, what))
 		return
 	}
 	if a.State == api.Running || a.State == api.Starting || a.State == api.Restarting {

@@ -110,4 +110,3 @@ func familiarRepo(ref name.Reference) string {
 	}
 	return ref.Context().Name()
 }
-

@@ -31,7 +31,7 @@ func imgFamiliar(ref string) (string, bool) {
 		return "", false
 	}
 	r, err := name.ParseReference(ref)
-	if err != nil {
+	if err != nil || !validRegistry(r.Context().RegistryStr()) {
 		return "", false
 	}
 	repo := r.Context().RepositoryStr()
@@ -42,6 +42,9 @@ func imgFamiliar(ref string) (string, bool) {
 			base = repo // library/a/b keeps its namespace
 		}
 	}
+	if isHexID(base) && len(base) == 64 {
+		return "", false // an image ID, which Docker refuses as a name
+	}
 	switch r := r.(type) {
 	case name.Tag:
 		return base + ":" + r.TagStr(), true
@@ -51,11 +54,25 @@ func imgFamiliar(ref string) (string, bool) {
 	return "", false
 }
 
+// validRegistry checks a registry as Docker's reference grammar does and
+// go-containerregistry's parser does not: a port is digits
+// ("docker-archive:/x.tar" names no registry).
+func validRegistry(reg string) bool {
+	host, port, hasPort := strings.Cut(reg, ":")
+	if !hasPort {
+		return host != ""
+	}
+	return host != "" && port != "" && strings.Trim(port, "0123456789") == ""
+}
+
 // imgFullRef is ref as a registry reference: docker.io/library/busybox:latest.
 func imgFullRef(ref string) (name.Reference, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", errBadReference, ref, err)
+	}
+	if !validRegistry(r.Context().RegistryStr()) {
+		return nil, fmt.Errorf("%w: %q: registry %q", errBadReference, ref, r.Context().RegistryStr())
 	}
 	return r, nil
 }

@@ -97,7 +97,7 @@ func pullRef(fromImage, tag string) (name.Reference, error) {
 	if err != nil {
 		return nil, err
 	}
-	if isHexID(r.Context().RepositoryStr()) && len(r.Context().RepositoryStr()) == 64 {
+	if repo := strings.TrimPrefix(r.Context().RepositoryStr(), "library/"); isHexID(repo) && len(repo) == 64 {
 		return nil, fmt.Errorf("%w: %q: a 64-character hexadecimal repository is an image ID, not a name", errBadReference, ref)
 	}
 	return r, nil

@@ -177,9 +177,17 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []image.Summary{}
 	for _, img := range imgs {
-		if keep(img) {
-			out = append(out, imgSummary(img))
+		if !keep(img) {
+			continue
 		}
+		sum := imgSummary(img)
+		if pats := f["reference"]; len(pats) > 0 {
+			// dockerd lists the tags the reference filter matched.
+			sum.RepoTags = slices.DeleteFunc(sum.RepoTags, func(t string) bool {
+				return !matchAny(pats, func(p string) bool { return refMatches(p, t) })
+			})
+		}
+		out = append(out, sum)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -106,7 +106,13 @@ func loadImages(ctx context.Context, st *store.Store, body io.Reader, scratch st
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
-	return http.StatusInternalServerError, plan.load(ctx, st, archive, scratch, p)
+	if err := plan.load(ctx, st, archive, scratch, p); err != nil {
+		if errors.Is(err, errBadArchive) {
+			return http.StatusBadRequest, err
+		}
+		return http.StatusInternalServerError, err
+	}
+	return http.StatusOK, nil
 }
 
 // receiveArchive writes the decompressed body to dst, failing past limit

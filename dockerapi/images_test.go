@@ -6,13 +6,17 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/api/types/image"
 
 	"github.com/arrowsys/arrow/api"
@@ -446,5 +450,40 @@ func TestImageLacks(t *testing.T) {
 		if code != http.StatusNotImplemented || !strings.Contains(string(body), tc.says) || !strings.Contains(string(body), "Arrow") {
 			t.Errorf("%s %s: %d %s", tc.method, tc.path, code, body)
 		}
+	}
+}
+
+// TestImagePull pulls from a registry on the loopback (go-containerregistry's
+// in-memory one): the image lands under its familiar name, and a second
+// pull says it is up to date.
+func TestImagePull(t *testing.T) {
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	img := imgTestImage(t, imgRunConfig, [2]string{"bin/app", "pulled"})
+	ref, err := name.NewTag(host + "/team/app:3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := img.ConfigName()
+	s, st, _ := imgServer(t, newNetFake())
+	for i, want := range []string{"Downloaded newer image for " + host + "/team/app:3", "Image is up to date for " + host + "/team/app:3"} {
+		code, body := netDo(t, s, "POST", "/v1.50/images/create?fromImage="+host+"/team/app&tag=3", nil)
+		lines, errs := imgStream(t, body)
+		if code != http.StatusOK || len(errs) > 0 || len(lines) != 3 || !strings.HasSuffix(lines[2], want) || !strings.HasPrefix(lines[1], "Digest: sha256:") {
+			t.Errorf("pull %d: %d %s", i, code, body)
+		}
+	}
+	got, err := st.Get(context.Background(), host+"/team/app:3")
+	if err != nil || got.ID != id.Hex {
+		t.Errorf("stored: %+v %v", got, err)
+	}
+	// A tag the registry lacks: an error in the stream.
+	code, body := netDo(t, s, "POST", "/images/create?fromImage="+host+"/team/app&tag=4", nil)
+	if _, errs := imgStream(t, body); code != http.StatusOK || len(errs) != 1 {
+		t.Errorf("pull a missing tag: %d %s", code, body)
 	}
 }

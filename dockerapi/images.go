@@ -334,13 +334,8 @@ func imgInspect(img store.Image, cfg dockerspec.DockerOCIImage) image.InspectRes
 		Size:         img.Size,
 		GraphDriver:  &storage.DriverData{Name: "arrow", Data: map[string]string{}},
 		RootFS:       image.RootFS{Type: "layers", Layers: layers},
-		Descriptor: &ocispec.Descriptor{
-			MediaType: img.ManifestMediaType,
-			Digest:    img.Manifest,
-		},
-	}
-	if out.Descriptor.MediaType == "" {
-		out.Descriptor.MediaType = ocispec.MediaTypeImageManifest
+		// No Descriptor: the record keeps the manifest's digest, not
+		// its size, and a descriptor must have both.
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package dockerapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,8 +13,8 @@ import (
 
 // imagePull answers POST /images/create?fromImage=&tag= (docker pull)
 // with the registry code of `arrow image pull` (image/oci), streaming
-// Docker's JSON messages: a registry that cannot be reached, or that has
-// no such image, is an error in the stream. Arrow reports no per-layer
+// Docker's JSON messages once the registry has answered (an import that
+// fails then is an error in the stream). Arrow reports no per-layer
 // progress: the store imports an image whole. The image is named in
 // Docker's familiar form (busybox:latest); by digest, it gets that name
 // (busybox@sha256:...), which Docker lists among RepoDigests.
@@ -54,14 +55,22 @@ func (s *Server) imagePull(w http.ResponseWriter, r *http.Request) {
 			before = img.ID
 		}
 	}
-	p := newProgressStream(w)
-	p.status(ref.Identifier(), "Pulling from "+familiarRepo(ref))
+	// The registry is asked for the manifest before the stream starts,
+	// as dockerd does: a registry that cannot be reached or lacks the
+	// image is an error answer (docker pull prints it, docker-py raises
+	// it), not a stream that ends in one.
 	src, err := oci.FromRegistry(ctx, ref.Name(), oci.Options{Keychain: kc})
 	if err != nil {
-		p.fail(http.StatusInternalServerError, err)
+		code := http.StatusInternalServerError
+		if errors.Is(err, oci.ErrNotFound) {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, err.Error())
 		return
 	}
 	defer src.Close()
+	p := newProgressStream(w)
+	p.status(ref.Identifier(), "Pulling from "+familiarRepo(ref))
 	rec, err := st.Import(ctx, src, familiar)
 	if err != nil {
 		p.fail(http.StatusInternalServerError, err)

@@ -121,7 +121,6 @@ func netPredefinedInspect(name string, arrows []api.Arrow) network.Inspect {
 	}
 	if name == network.NetworkBridge {
 		n.IPAM.Config = []network.IPAMConfig{{Subnet: userSubnet, Gateway: userGateway}}
-		n.Options["io.arrowsys.network"] = "user-mode (QEMU slirp): each VM has its own NAT; arrows do not reach one another"
 	}
 	modes, _ := netArrowNetwork(name)
 	for _, a := range arrows {
@@ -144,13 +143,12 @@ func netInspect(n api.Network) network.Inspect {
 			Name: n.Name, ID: netID(n.Name), Created: n.Created, Scope: "local", Driver: "bridge",
 			EnableIPv4: true,
 			IPAM:       network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
-			Options:    map[string]string{"com.docker.network.bridge.name": n.Bridge},
-			Labels:     n.Labels,
+			// No options: dockerd reports none for a network created
+			// without, and compose compares them with its file's.
+			Options: map[string]string{},
+			Labels:  n.Labels,
 		},
 		Containers: map[string]network.EndpointResource{},
-	}
-	if n.MTU > 0 {
-		out.Options["com.docker.network.driver.mtu"] = fmt.Sprint(n.MTU)
 	}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}

@@ -9,9 +9,12 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -523,5 +526,37 @@ func TestImagePullCorrupt(t *testing.T) {
 	}
 	if imgs, _ := st.List(context.Background()); len(imgs) != 0 {
 		t.Errorf("stored %d images", len(imgs))
+	}
+}
+
+// TestLoadScratch: a load's scratch directory is private, and those a
+// killed daemon left a day ago go with the next load; a recent one (a
+// load under way) stays.
+func TestLoadScratch(t *testing.T) {
+	root := t.TempDir()
+	old := filepath.Join(root, loadScratchPrefix+"old")
+	recent := filepath.Join(root, loadScratchPrefix+"recent")
+	for _, d := range []string{old, recent} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-loadScratchMaxAge - time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := newLoadScratch(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("scratch %s: %v %v", dir, fi.Mode(), err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("old scratch stayed: %v", err)
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Errorf("recent scratch went: %v", err)
 	}
 }

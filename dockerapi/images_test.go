@@ -1,6 +1,7 @@
 package dockerapi
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -172,6 +173,7 @@ func TestImageLoadOCIAndCompressed(t *testing.T) {
 		{"ref.name", imgOCIArchive(t, map[string]string{"org.opencontainers.image.ref.name": "example.com/oci:2"}, img), "Loaded image: example.com/oci:2"},
 		{"bare tag: no name", imgOCIArchive(t, map[string]string{"org.opencontainers.image.ref.name": "latest"}, imgTestImage(t, v1.Config{}, [2]string{"y", "y"})), "Loaded image ID: sha256:"},
 		{"gzip docker save", imgGzip(t, imgDockerSave(t, map[string]v1.Image{"gz:1": img})), "Loaded image: gz:1"},
+		{"docker 25 save: OCI layout and manifest.json", imgDocker25Save(t, img, "d25:1"), "Loaded image: d25:1"},
 	} {
 		code, body := netDo(t, s, "POST", "/images/load", tc.archive)
 		lines, errs := imgStream(t, body)
@@ -184,7 +186,7 @@ func TestImageLoadOCIAndCompressed(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(got.Names)
-	if !slices.Equal(got.Names, []string{"example.com/oci:2", "gz:1", "oci:1"}) {
+	if !slices.Equal(got.Names, []string{"d25:1", "example.com/oci:2", "gz:1", "oci:1"}) {
 		t.Errorf("names %q", got.Names)
 	}
 	// The untagged image is stored without a name: dangling.
@@ -194,6 +196,54 @@ func TestImageLoadOCIAndCompressed(t *testing.T) {
 	if left := imgScratchLeft(t, root); len(left) > 0 {
 		t.Errorf("load left %v", left)
 	}
+}
+
+// imgDocker25Save is an archive as docker save writes it since Docker 25:
+// an OCI layout, and a manifest.json that names its blobs.
+func imgDocker25Save(t *testing.T, img v1.Image, tag string) []byte {
+	t.Helper()
+	cfg, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := []map[string]any{{"Config": "blobs/sha256/" + cfg.Hex, "RepoTags": []string{tag}, "Layers": []string{}}}
+	for _, l := range layers {
+		d, _ := l.Digest()
+		m[0]["Layers"] = append(m[0]["Layers"].([]string), "blobs/sha256/"+d.Hex)
+	}
+	mj, _ := json.Marshal(m)
+	oci := imgOCIArchive(t, map[string]string{"io.containerd.image.name": "docker.io/library/" + tag}, img)
+	// Append manifest.json to the tar: drop its end marker, add the member.
+	tr := tar.NewReader(bytes.NewReader(oci))
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: int64(len(mj)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(mj)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func imgGzip(t *testing.T, b []byte) []byte {

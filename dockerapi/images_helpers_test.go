@@ -92,9 +92,15 @@ func imgOCIArchive(t testing.TB, annotations map[string]string, imgs ...v1.Image
 			t.Fatal(err)
 		}
 	}
+	return imgTarDir(t, dir)
+}
+
+// imgTarDir is a tar of the tree under dir.
+func imgTarDir(t testing.TB, dir string) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

@@ -157,6 +157,8 @@ type loadPlan struct {
 	// oci: an OCI image layout; else a docker save tarball.
 	oci     bool
 	entries []loadEntry
+	// skipped says what of the archive is not loaded, for the stream.
+	skipped []string
 }
 
 // planLoadFile reads the archive at p as planLoad.
@@ -267,6 +269,7 @@ func planOCI(raw []byte) (loadPlan, error) {
 	}
 	plan := loadPlan{oci: true}
 	byTag := map[string]int{}
+	var unnamed []int
 	for i, d := range idx.Manifests {
 		ann := d.Annotations["io.containerd.image.name"]
 		if ann == "" {
@@ -276,22 +279,27 @@ func planOCI(raw []byte) (loadPlan, error) {
 			}
 		}
 		if ann == "" {
+			unnamed = append(unnamed, i)
 			continue
 		}
 		n, err := imgStoreName(ann)
 		if err != nil {
 			return loadPlan{}, fmt.Errorf("%w: index.json: manifest %d: %w", errBadArchive, i, err)
 		}
-		if j, ok := byTag[ann]; ok {
-			_ = j // the same name twice: one image, picked by platform
-			continue
+		if _, ok := byTag[ann]; ok {
+			continue // the same name twice: one image, picked by platform
 		}
 		byTag[ann] = len(plan.entries)
 		plan.entries = append(plan.entries, loadEntry{tag: ann, names: []string{n}})
 	}
-	if len(plan.entries) == 0 {
+	switch {
+	case len(plan.entries) == 0:
 		// No names: one image (or one for the platform) without a name.
 		plan.entries = []loadEntry{{}}
+	case len(unnamed) > 0:
+		// An unnamed entry beside named ones cannot be picked out of the
+		// index: said in the stream, not dropped silently.
+		plan.skipped = append(plan.skipped, fmt.Sprintf("Not loaded: index.json entries %v have no name beside named ones; Arrow loads an unnamed image only from an archive that holds nothing else", unnamed))
 	}
 	return plan, nil
 }
@@ -308,6 +316,9 @@ func checkImageCount(n int) error {
 
 // load imports the plan's images from the archive, reporting each to p.
 func (plan loadPlan) load(ctx context.Context, st *store.Store, archive, scratch string, p *progressStream) error {
+	for _, msg := range plan.skipped {
+		p.line(msg)
+	}
 	layout := filepath.Join(scratch, "layout")
 	if plan.oci {
 		if err := unpackLayout(ctx, archive, layout); err != nil {

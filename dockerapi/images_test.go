@@ -6,6 +6,8 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"io"
 	"log"
 	"net/http"
@@ -181,12 +183,19 @@ func TestImageLoadOCIAndCompressed(t *testing.T) {
 			t.Errorf("%s: %d %q %q, want %q", tc.name, code, lines, errs, tc.want)
 		}
 	}
+	// Named and unnamed images in one index: the named one loads, and
+	// the stream says what did not.
+	code, body := netDo(t, s, "POST", "/images/load", imgOCIArchiveMixed(t, img))
+	lines, errs := imgStream(t, body)
+	if code != http.StatusOK || len(errs) > 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "Not loaded: index.json entries [1]") || lines[1] != "Loaded image: mixed:1" {
+		t.Errorf("mixed: %d %q %q", code, lines, errs)
+	}
 	got, err := st.Get(context.Background(), id.Hex)
 	if err != nil {
 		t.Fatal(err)
 	}
 	slices.Sort(got.Names)
-	if !slices.Equal(got.Names, []string{"d25:1", "example.com/oci:2", "gz:1", "oci:1"}) {
+	if !slices.Equal(got.Names, []string{"d25:1", "example.com/oci:2", "gz:1", "mixed:1", "oci:1"}) {
 		t.Errorf("names %q", got.Names)
 	}
 	// The untagged image is stored without a name: dangling.
@@ -196,6 +205,24 @@ func TestImageLoadOCIAndCompressed(t *testing.T) {
 	if left := imgScratchLeft(t, root); len(left) > 0 {
 		t.Errorf("load left %v", left)
 	}
+}
+
+// imgOCIArchiveMixed is an OCI archive of img, named mixed:1, and of
+// another image without a name.
+func imgOCIArchiveMixed(t *testing.T, img v1.Image) []byte {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "layout")
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"io.containerd.image.name": "mixed:1"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(imgTestImage(t, v1.Config{}, [2]string{"z", "z"})); err != nil {
+		t.Fatal(err)
+	}
+	return imgTarDir(t, dir)
 }
 
 // imgDocker25Save is an archive as docker save writes it since Docker 25:

@@ -471,12 +471,10 @@ func imgClaim(ctx context.Context, st *store.Store, id, name string) error {
 	return nil
 }
 
-// imgUsers are the arrows whose image is img, running and not.
-func (s *Server) imgUsers(imgs []store.Image, img store.Image) (running, stopped []api.Arrow) {
-	if s.b == nil {
-		return nil, nil
-	}
-	for _, a := range s.b.List(true) {
+// imgUsers are the arrows (of arrows) whose image is img, running and
+// not.
+func imgUsers(arrows []api.Arrow, imgs []store.Image, img store.Image) (running, stopped []api.Arrow) {
+	for _, a := range arrows {
 		if a.Config.Image == "" {
 			continue
 		}
@@ -517,7 +515,7 @@ func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) {
 		imgWriteErr(w, err)
 		return
 	}
-	running, stopped := s.imgUsers(imgs, img)
+	running, stopped := imgUsers(s.b.List(true), imgs, img)
 	tags, _ := imgTags(img)
 	var out []image.DeleteResponse
 	untag := func(names []string) bool {
@@ -643,11 +641,12 @@ func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep := image.PruneReport{ImagesDeleted: []image.DeleteResponse{}}
+	arrows := s.b.List(true)
 	for _, img := range imgs {
 		if !keep(img) {
 			continue
 		}
-		if running, stopped := s.imgUsers(imgs, img); len(running)+len(stopped) > 0 {
+		if running, stopped := imgUsers(arrows, imgs, img); len(running)+len(stopped) > 0 {
 			continue
 		}
 		tags, _ := imgTags(img)

@@ -552,10 +552,10 @@ func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) {
 	// The image goes.
 	switch {
 	case len(running) > 0:
-		imgWriteErr(w, fmt.Errorf("%w: unable to delete %s (cannot be forced) - image is being used by running arrow %s (%s)", errImageConflict, img.ShortID(), running[0].Name, shortID(running[0].ID)))
+		imgWriteErr(w, fmt.Errorf("%w: unable to delete %s (cannot be forced) - image is being used by running %s", errImageConflict, img.ShortID(), arrowList(running)))
 		return
 	case len(stopped) > 0 && !force:
-		imgWriteErr(w, fmt.Errorf("%w: unable to delete %s (must be forced) - image is being used by stopped arrow %s (%s)", errImageConflict, img.ShortID(), stopped[0].Name, shortID(stopped[0].ID)))
+		imgWriteErr(w, fmt.Errorf("%w: unable to delete %s (must be forced) - image is being used by stopped %s", errImageConflict, img.ShortID(), arrowList(stopped)))
 		return
 	}
 	for _, t := range tags {
@@ -579,6 +579,19 @@ func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) {
 	out = append(out, image.DeleteResponse{Deleted: "sha256:" + img.ID})
 	s.pruneRootDisks(ctx)
 	writeJSON(w, http.StatusOK, out)
+}
+
+// arrowList names arrows: "arrow web (0123456789ab)" or "arrows web
+// (...), db (...)".
+func arrowList(as []api.Arrow) string {
+	parts := make([]string, 0, len(as))
+	for _, a := range as {
+		parts = append(parts, fmt.Sprintf("%s (%s)", a.Name, shortID(a.ID)))
+	}
+	if len(parts) == 1 {
+		return "arrow " + parts[0]
+	}
+	return "arrows " + strings.Join(parts, ", ")
 }
 
 func orRef(f, ref string) string {

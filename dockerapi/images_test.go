@@ -395,32 +395,33 @@ func TestImageTagDelete(t *testing.T) {
 		path string
 		code int
 		want dr
+		says string
 	}{
 		// One name of several: untagged.
-		{"/images/example.com/a:2", http.StatusOK, dr{{Untagged: "example.com/a:2"}}},
+		{"/images/example.com/a:2", http.StatusOK, dr{{Untagged: "example.com/a:2"}}, ""},
 		// The name an arrow's config names its image by: refused.
-		{"/images/a2", http.StatusConflict, nil},
-		{"/images/b:1", http.StatusConflict, nil},
+		{"/images/a2", http.StatusConflict, nil, "arrow stopped"},
+		{"/images/b:1", http.StatusConflict, nil, "arrow runner"},
 		// By ID with several names: refused unless forced.
-		{"/images/" + aID.Hex, http.StatusConflict, nil},
-		{"/images/nope", http.StatusNotFound, nil},
-		{"/images/a:1", http.StatusOK, dr{{Untagged: "a:1"}}},
-		{"/images/docker.io/library/a3:x", http.StatusOK, dr{{Untagged: "a3:x"}}},
+		{"/images/" + aID.Hex, http.StatusConflict, nil, "multiple repositories"},
+		{"/images/nope", http.StatusNotFound, nil, "No such image"},
+		{"/images/a:1", http.StatusOK, dr{{Untagged: "a:1"}}, ""},
+		{"/images/docker.io/library/a3:x", http.StatusOK, dr{{Untagged: "a3:x"}}, ""},
 		// b has no name and no user: deleted.
-		{"/images/" + bID.Hex[:12], http.StatusOK, dr{{Deleted: "sha256:" + bID.Hex}}},
+		{"/images/" + bID.Hex[:12], http.StatusOK, dr{{Deleted: "sha256:" + bID.Hex}}, ""},
 		// a runs: not even forced.
-		{"/images/" + aID.Hex + "?force=1", http.StatusConflict, nil},
-		// (the runner stops here) a stopped arrow uses it: forced only.
-		{"/images/" + aID.Hex + "?force=0", http.StatusConflict, nil},
-		{"/images/" + aID.Hex + "?force=1", http.StatusOK, dr{{Untagged: "b:1"}, {Untagged: "a2:latest"}, {Deleted: "sha256:" + aID.Hex}}},
-		{"/images/" + aID.Hex, http.StatusNotFound, nil},
+		{"/images/" + aID.Hex + "?force=1", http.StatusConflict, nil, "cannot be forced - image is being used by running arrow runner"},
+		// (the runner stops here) by ID, several names: forced only.
+		{"/images/" + aID.Hex + "?force=0", http.StatusConflict, nil, "multiple repositories"},
+		{"/images/" + aID.Hex + "?force=1", http.StatusOK, dr{{Untagged: "b:1"}, {Untagged: "a2:latest"}, {Deleted: "sha256:" + aID.Hex}}, ""},
+		{"/images/" + aID.Hex, http.StatusNotFound, nil, ""},
 	} {
 		if i == 9 {
 			f.arrows[1].State = api.Exited
 		}
 		code, body := netDo(t, s, "DELETE", tc.path, nil)
-		if code != tc.code {
-			t.Errorf("DELETE %s: %d %s, want %d", tc.path, code, body, tc.code)
+		if code != tc.code || !strings.Contains(string(body), tc.says) {
+			t.Errorf("DELETE %s: %d %s, want %d saying %q", tc.path, code, body, tc.code, tc.says)
 			continue
 		}
 		if tc.want != nil {

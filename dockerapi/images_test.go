@@ -410,7 +410,7 @@ func TestImageTagDelete(t *testing.T) {
 		// b has no name and no user: deleted.
 		{"/images/" + bID.Hex[:12], http.StatusOK, dr{{Deleted: "sha256:" + bID.Hex}}, ""},
 		// a runs: not even forced.
-		{"/images/" + aID.Hex + "?force=1", http.StatusConflict, nil, "cannot be forced - image is being used by running arrow runner"},
+		{"/images/" + aID.Hex + "?force=1", http.StatusConflict, nil, "(cannot be forced) - image is being used by running arrow runner"},
 		// (the runner stops here) by ID, several names: forced only.
 		{"/images/" + aID.Hex + "?force=0", http.StatusConflict, nil, "multiple repositories"},
 		{"/images/" + aID.Hex + "?force=1", http.StatusOK, dr{{Untagged: "b:1"}, {Untagged: "a2:latest"}, {Deleted: "sha256:" + aID.Hex}}, ""},

@@ -116,9 +116,10 @@ func loadImages(ctx context.Context, st *store.Store, body io.Reader, scratch st
 }
 
 // receiveArchive writes the decompressed body to dst, failing past limit
-// bytes.
+// bytes of the body or of what it decompresses to (a compressed body
+// can be larger than its content: empty gzip members, say).
 func receiveArchive(body io.Reader, dst string, limit int64) error {
-	rc, err := layer.Decompress(body)
+	rc, err := layer.Decompress(&boundedReader{r: body, left: limit})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadArchive, err)
 	}
@@ -132,6 +133,8 @@ func receiveArchive(body io.Reader, dst string, limit int64) error {
 		err = cerr
 	}
 	switch {
+	case errors.Is(err, errArchiveTooBig):
+		return fmt.Errorf("%w: the request body is more than %d bytes", errArchiveTooBig, limit)
 	case errors.Is(err, layer.ErrCorrupt):
 		return fmt.Errorf("%w: %w", errBadArchive, err)
 	case err != nil:
@@ -142,6 +145,30 @@ func receiveArchive(body io.Reader, dst string, limit int64) error {
 		return fmt.Errorf("%w: the request body is empty: send a docker save tarball or an OCI archive", errBadArchive)
 	}
 	return nil
+}
+
+// boundedReader fails with errArchiveTooBig past left bytes.
+type boundedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body of exactly the limit from a longer one.
+		var one [1]byte
+		n, err := b.r.Read(one[:])
+		if n > 0 {
+			return 0, errArchiveTooBig
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // loadEntry is one image of an archive.

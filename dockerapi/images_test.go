@@ -329,6 +329,24 @@ func TestImageLoadRefused(t *testing.T) {
 	if code != http.StatusRequestEntityTooLarge || err == nil || !strings.Contains(err.Error(), "more than 1024 bytes") {
 		t.Errorf("over the bound: %d %v", code, err)
 	}
+	// A body larger than the bound that decompresses to little (empty
+	// gzip members): bounded too.
+	empty := imgGzip(t, nil)
+	os.RemoveAll(scratch)
+	scratch, _ = newLoadScratch(root)
+	rec = httptest.NewRecorder()
+	code, err = loadImages(context.Background(), st, bytes.NewReader(bytes.Repeat(empty, 2048/len(empty)+1)), scratch, 1024, newProgressStream(rec))
+	if code != http.StatusRequestEntityTooLarge || err == nil {
+		t.Errorf("empty gzip members over the bound: %d %v", code, err)
+	}
+	// Exactly at the bound: not too large (an empty archive, so 400).
+	os.RemoveAll(scratch)
+	scratch, _ = newLoadScratch(root)
+	exact := bytes.Repeat(empty, 10)
+	code, err = loadImages(context.Background(), st, bytes.NewReader(exact), scratch, int64(len(exact)), newProgressStream(httptest.NewRecorder()))
+	if code != http.StatusBadRequest || err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty gzip members at the bound: %d %v", code, err)
+	}
 	if imgs, _ := st.List(context.Background()); len(imgs) != 0 {
 		t.Errorf("refused loads stored %d images", len(imgs))
 	}

@@ -246,7 +246,7 @@ func (c *Config) Validate() error {
 	if err := c.validateNetwork(); err != nil {
 		return err
 	}
-	return nil
+	return c.validateAliases()
 }
 
 // validHostname accepts a host name the guest can take: letters, digits,

@@ -81,9 +81,15 @@ func (d *Daemon) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 	if rs == nil {
 		return nil, nil, notRunning
 	}
+	paused := fmt.Errorf("%w: %s is paused: unpause it first", ErrConflict, name)
+	if d.snapshot(a).Paused {
+		return nil, nil, paused
+	}
 	sconn, sbr, err := rs.client.Exec(ctx, cfg)
 	var refused *shim.StatusError
 	switch {
+	case errors.As(err, &refused) && refused.Code == http.StatusConflict && d.snapshot(a).Paused:
+		return nil, nil, paused
 	case errors.As(err, &refused) && refused.Code == http.StatusConflict:
 		return nil, nil, notRunning
 	case errors.As(err, &refused) && refused.Code == http.StatusBadRequest:
@@ -126,8 +132,8 @@ func (d *Daemon) NetworkCreate(ctx context.Context, req *api.NetworkCreateReques
 	if d.nets == nil {
 		return api.Network{}, fmt.Errorf("%w: %w", ErrInvalid, errNoBridges)
 	}
-	if !api.ValidNetworkName(req.Name) {
-		return api.Network{}, fmt.Errorf("%w: network name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", ErrInvalid, req.Name, api.MaxNetworkNameLen)
+	if err := req.Validate(); err != nil {
+		return api.Network{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var subnet netip.Prefix
 	if req.Subnet != "" {
@@ -136,7 +142,7 @@ func (d *Daemon) NetworkCreate(ctx context.Context, req *api.NetworkCreateReques
 			return api.Network{}, fmt.Errorf("%w: subnet %q: want an IPv4 prefix such as 10.89.1.0/24", ErrInvalid, req.Subnet)
 		}
 	}
-	n, err := d.nets.Create(ctx, req.Name, subnet)
+	n, err := d.nets.Create(ctx, req.Name, subnet, req.Labels)
 	if err != nil {
 		return api.Network{}, networkError(err)
 	}
@@ -180,7 +186,10 @@ func (d *Daemon) VolumeCreate(ctx context.Context, req *api.VolumeCreateRequest)
 	if err != nil {
 		return v, false, err
 	}
-	v, created, err = vs.Create(ctx, req.Name)
+	if err := req.Validate(); err != nil {
+		return v, false, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	v, created, err = vs.Create(ctx, req.Name, req.Labels)
 	return v, created, volumeError(err)
 }
 
@@ -255,17 +264,17 @@ var errNotYet = errors.New("not supported by arrowd yet")
 
 // Pause stops the arrow's VM (QMP stop) until Unpause.
 func (d *Daemon) Pause(ctx context.Context, ref string) error {
-	return fmt.Errorf("%w: pause: %w", ErrConflict, errNotYet)
+	return d.pause(ctx, ref)
 }
 
 // Unpause continues a paused arrow's VM.
 func (d *Daemon) Unpause(ctx context.Context, ref string) error {
-	return fmt.Errorf("%w: unpause: %w", ErrConflict, errNotYet)
+	return d.unpause(ctx, ref)
 }
 
-// Rename gives the arrow a new name.
+// Rename gives the arrow a new name (see pause.go).
 func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
-	return fmt.Errorf("%w: rename: %w", ErrConflict, errNotYet)
+	return d.rename(ctx, ref, name)
 }
 
 // Resize sets the size of the arrow's terminal.

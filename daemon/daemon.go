@@ -246,6 +246,7 @@ func (d *Daemon) recover() {
 			a.run = rs
 			if processAlive(r.ShimPid, r.ShimStart) {
 				d.goMonitor(a, rs, r.ShimPid, r.ShimStart)
+				d.goSyncPaused(a, rs)
 				continue
 			}
 			// It ended while no daemon watched: its exit record says how.

@@ -530,6 +530,7 @@ func (d *Daemon) stopLocked(ctx context.Context, a *arrow, timeout time.Duration
 	}
 	_ = d.updateLocked(a, func(r *record) { r.StoppedByUser = true })
 	d.mu.Unlock()
+	d.unpauseForSignal(ctx, a, rs)
 	d.emit(a, "stop", nil, "")
 	if err := rs.client.Stop(ctx, timeout); err != nil && !shim.IsGone(err) {
 		return err
@@ -572,6 +573,7 @@ func (d *Daemon) Kill(ctx context.Context, ref string, sig syscall.Signal) error
 		_ = d.updateLocked(a, func(r *record) { r.StoppedByUser = true })
 	}
 	d.mu.Unlock()
+	d.unpauseForSignal(ctx, a, rs)
 	d.emit(a, "kill", nil, sig.String())
 	return rs.client.Signal(ctx, sig)
 }

@@ -87,6 +87,8 @@ type Status struct {
 	Phases []api.Phase `json:"phases,omitempty"`
 	// Healthy: the application accepts connections on its ready port.
 	Healthy bool `json:"healthy,omitempty"`
+	// Paused: the VM's virtual CPUs are stopped (pause.go).
+	Paused bool `json:"paused,omitempty"`
 	// Exit is set once the run ended.
 	Exit *Exit `json:"exit,omitempty"`
 }

@@ -125,6 +125,10 @@ type server struct {
 	stopping bool
 	// handle is the run while its application runs: execs go to it.
 	handle *run.Handle
+	// paused: the VM is paused (see pause.go); pauseMu serialises the
+	// QMP commands that change it.
+	paused  bool
+	pauseMu sync.Mutex
 }
 
 func newServer(dir string) (*server, error) {
@@ -358,6 +362,7 @@ func (s *server) kill() {
 }
 
 func (s *server) signal(sig os.Signal) {
+	s.resumeForSignal()
 	select {
 	case s.sigs <- sig:
 	case <-s.done:
@@ -416,6 +421,7 @@ func (s *server) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /attach", s.attach)
 	mux.HandleFunc("POST /exec", s.exec)
+	s.pauseRoutes(mux)
 	return mux
 }
 

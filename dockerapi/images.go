@@ -443,9 +443,10 @@ func (s *Server) imageTag(w http.ResponseWriter, r *http.Request, ref string) {
 }
 
 // imgClaim gives the image id the name name (in the familiar form) and
-// takes from every image the other spellings of that name (an `arrow
-// image pull` of index.docker.io/library/busybox:latest), so that one
-// Docker name means one image.
+// takes from every other image the other spellings of that name (an
+// `arrow image pull` of index.docker.io/library/busybox:latest), so that
+// one Docker name means one image. The image's own other spellings stay:
+// arrowd finds an arrow's image by the exact name its config gives.
 func imgClaim(ctx context.Context, st *store.Store, id, name string) error {
 	if _, err := st.Tag(ctx, id, name); err != nil {
 		return err
@@ -456,6 +457,9 @@ func imgClaim(ctx context.Context, st *store.Store, id, name string) error {
 	}
 	var others []string
 	for _, img := range imgs {
+		if img.ID == id {
+			continue
+		}
 		for _, n := range img.Names {
 			if n != name && imgSameName(n, name) {
 				others = append(others, n)

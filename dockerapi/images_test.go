@@ -656,3 +656,37 @@ func TestLoadScratch(t *testing.T) {
 		t.Errorf("recent scratch went: %v", err)
 	}
 }
+
+// TestImgClaim: a Docker name moves to the image it is given, with its
+// other spellings on other images; the spellings on the image itself
+// stay, since arrows may name it by them.
+func TestImgClaim(t *testing.T) {
+	s, st, _ := imgServer(t, newNetFake())
+	ctx := context.Background()
+	a := imgTestImage(t, v1.Config{}, [2]string{"a", "a"})
+	b := imgTestImage(t, v1.Config{}, [2]string{"b", "b"})
+	aID, _ := a.ConfigName()
+	bID, _ := b.ConfigName()
+	if code, body := netDo(t, s, "POST", "/images/load", imgDockerSave(t, map[string]v1.Image{"a:1": a, "b:1": b})); code != http.StatusOK {
+		t.Fatalf("load: %d %s", code, body)
+	}
+	// As `arrow image pull` names them.
+	if _, err := st.Tag(ctx, aID.Hex, "index.docker.io/library/app:latest"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Tag(ctx, bID.Hex, "docker.io/library/app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := imgClaim(ctx, st, aID.Hex, "app:latest"); err != nil {
+		t.Fatal(err)
+	}
+	ai, _ := st.Get(ctx, aID.Hex)
+	bi, _ := st.Get(ctx, bID.Hex)
+	slices.Sort(ai.Names)
+	if !slices.Equal(ai.Names, []string{"a:1", "app:latest", "index.docker.io/library/app:latest"}) || !slices.Equal(bi.Names, []string{"b:1"}) {
+		t.Errorf("a %q, b %q", ai.Names, bi.Names)
+	}
+	if tags, _ := imgTags(ai); len(tags) != 2 {
+		t.Errorf("a's Docker tags %q: one per name", tags)
+	}
+}

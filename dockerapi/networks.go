@@ -439,12 +439,18 @@ func (s *Server) networkConnect(w http.ResponseWriter, r *http.Request) {
 			// the aliases it was created with.
 			return al == a.Name || al == a.ID || len(al) >= 12 && strings.HasPrefix(a.ID, al) || slices.Contains(a.Config.NetworkAliases, al)
 		})
-		if len(extra) == 0 && (req.EndpointConfig == nil || req.EndpointConfig.IPAMConfig == nil) {
+		ec := req.EndpointConfig
+		if len(extra) == 0 && (ec == nil || ec.IPAMConfig == nil && len(ec.Links) == 0) {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		what := "aliases " + strings.Join(extra, ", ")
-		if len(extra) == 0 {
+		var what string
+		switch {
+		case len(extra) > 0:
+			what = "aliases " + strings.Join(extra, ", ")
+		case len(ec.Links) > 0:
+			what = "links " + strings.Join(ec.Links, ", ")
+		default:
 			what = "a fixed address"
 		}
 		lacks(w, fmt.Sprintf("changing the endpoint of %s on %s (%s): arrowd sets an arrow's aliases and address when it is created; give them at docker create (--network-alias)", a.Name, n.Name, what))

@@ -263,11 +263,16 @@ func TestNetworkDeletePruneConnect(t *testing.T) {
 		{"used", "fresh", nil, http.StatusNotImplemented, "created arrow"},
 		{"used", "runner", []string{"runner", "id-run"}, http.StatusOK, ""},
 		{"used", "runner", []string{"db"}, http.StatusNotImplemented, "aliases db"},
+		{"used", "runner", []string{}, http.StatusNotImplemented, "links other:db"},
 		{"used", "ghost", nil, http.StatusNotFound, "No such container"},
 	} {
 		req := map[string]any{"Container": tc.container}
 		if tc.aliases != nil {
-			req["EndpointConfig"] = map[string]any{"Aliases": tc.aliases}
+			ec := map[string]any{"Aliases": tc.aliases}
+			if len(tc.aliases) == 0 {
+				ec["Links"] = []string{"other:db"}
+			}
+			req["EndpointConfig"] = ec
 		}
 		code, body := netDo(t, s, "POST", "/networks/"+tc.net+"/connect", req)
 		if code != tc.code || !strings.Contains(string(body), tc.says) {

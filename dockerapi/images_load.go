@@ -54,6 +54,10 @@ var (
 // an import that fails once the stream started an error in the stream.
 // ?quiet changes nothing: Arrow sends no progress bars.
 func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) {
+	if pl := r.URL.Query().Get("platform"); pl != "" && !isArrowPlatform(pl) {
+		lacks(w, fmt.Sprintf("loading for platform %s: Arrow's guests are linux/amd64", pl))
+		return
+	}
 	st, ok := s.openStore(w)
 	if !ok {
 		return
@@ -72,6 +76,19 @@ func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) {
 	if code, err := loadImages(r.Context(), st, r.Body, scratch, maxLoadBytes, p); err != nil {
 		p.fail(code, err)
 	}
+}
+
+// isArrowPlatform reports whether a platform parameter (a string, or
+// the JSON object API 1.48 sends) names linux/amd64.
+func isArrowPlatform(pl string) bool {
+	if strings.HasPrefix(pl, "{") {
+		var p ocispec.Platform
+		if json.Unmarshal([]byte(pl), &p) != nil {
+			return false
+		}
+		return (p.OS == "" || p.OS == "linux") && (p.Architecture == "" || p.Architecture == "amd64")
+	}
+	return pl == "linux" || pl == "linux/amd64"
 }
 
 // newLoadScratch makes a scratch directory (0700) under root for one

@@ -28,7 +28,7 @@ func (s *Server) imagePull(w http.ResponseWriter, r *http.Request) {
 		lacks(w, "docker import (POST /images/create?repo): Arrow imports images from docker save or OCI archives (docker load) and from registries (docker pull)")
 		return
 	}
-	if pl := q.Get("platform"); pl != "" && pl != "linux" && pl != "linux/amd64" {
+	if pl := q.Get("platform"); pl != "" && !isArrowPlatform(pl) {
 		lacks(w, fmt.Sprintf("pulling for platform %q: Arrow's guests are linux/amd64", pl))
 		return
 	}

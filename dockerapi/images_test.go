@@ -6,8 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"io"
 	"log"
 	"net/http"
@@ -22,10 +20,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/image"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/image/store"
 	"github.com/arrowsys/arrow/internal/tartest"
 )
 
@@ -688,5 +691,55 @@ func TestImgClaim(t *testing.T) {
 	}
 	if tags, _ := imgTags(ai); len(tags) != 2 {
 		t.Errorf("a's Docker tags %q: one per name", tags)
+	}
+}
+
+func TestIsArrowPlatform(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"linux/amd64", true},
+		{"linux", true},
+		{`{"os":"linux","architecture":"amd64"}`, true},
+		{"linux/arm64", false},
+		{`{"os":"windows"}`, false},
+		{`{"os":`, false},
+	} {
+		if got := isArrowPlatform(tc.in); got != tc.want {
+			t.Errorf("isArrowPlatform(%q) = %v", tc.in, got)
+		}
+	}
+	s, _, _ := imgServer(t, newNetFake())
+	if code, body := netDo(t, s, "POST", "/images/load?platform=linux%2Farm64", []byte("x")); code != http.StatusNotImplemented {
+		t.Errorf("load for arm64: %d %s", code, body)
+	}
+}
+
+func TestImgHistory(t *testing.T) {
+	img := store.Image{ID: strings.Repeat("a", 64), Names: []string{"x:1"}, Layers: []store.Layer{{Size: 10}, {Size: 20}}}
+	created := time.Unix(1700000000, 0)
+	for _, tc := range []struct {
+		name  string
+		hist  []ocispec.History
+		sizes []int64 // newest first
+	}{
+		{"no history: one entry a layer", nil, []int64{20, 10}},
+		{"empty layers take no size", []ocispec.History{{CreatedBy: "a"}, {CreatedBy: "env", EmptyLayer: true}, {CreatedBy: "b", Created: &created}}, []int64{20, 0, 10}},
+		{"more entries than layers", []ocispec.History{{}, {}, {}}, []int64{0, 20, 10}},
+	} {
+		var cfg dockerspec.DockerOCIImage
+		cfg.History = tc.hist
+		got := imgHistory(img, cfg)
+		var sizes []int64
+		for _, h := range got {
+			sizes = append(sizes, h.Size)
+		}
+		if !slices.Equal(sizes, tc.sizes) || got[0].ID != "sha256:"+img.ID || got[len(got)-1].ID != "<missing>" || !slices.Equal(got[0].Tags, []string{"x:1"}) {
+			t.Errorf("%s: %+v", tc.name, got)
+		}
+	}
+	if got := imgHistory(store.Image{ID: "b"}, dockerspec.DockerOCIImage{}); len(got) != 1 || got[0].ID != "sha256:b" {
+		t.Errorf("no layers, no history: %+v", got)
 	}
 }

@@ -124,8 +124,12 @@ func loadImages(ctx context.Context, st *store.Store, body io.Reader, scratch st
 		return http.StatusBadRequest, err
 	}
 	if err := plan.load(ctx, st, archive, scratch, p); err != nil {
-		if errors.Is(err, errBadArchive) {
-			return http.StatusBadRequest, err
+		// What the archive holds at fault is the client's; anything else
+		// (the disk, the store) is the daemon's.
+		for _, bad := range []error{errBadArchive, store.ErrDigestMismatch, store.ErrInvalidImage, store.ErrUnsupported, store.ErrTooLarge, store.ErrInvalidName} {
+			if errors.Is(err, bad) {
+				return http.StatusBadRequest, err
+			}
 		}
 		return http.StatusInternalServerError, err
 	}

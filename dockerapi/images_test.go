@@ -308,6 +308,11 @@ func TestImageLoadRefused(t *testing.T) {
 		{"bad tag", badTag, http.StatusBadRequest, "A:1"},
 		{"missing layers", tarOf(t, map[string]string{"manifest.json": `[{"Config":"c.json","RepoTags":["x:1"],"Layers":["l.tar"]}]`}), http.StatusBadRequest, "not in the archive"},
 		{"corrupt gzip", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3}, http.StatusBadRequest, "invalid image archive"},
+		{"layer unlike its diff_id", tarOf(t, map[string]string{
+			"manifest.json": `[{"Config":"c.json","RepoTags":["x:1"],"Layers":["l.tar"]}]`,
+			"c.json":        `{"os":"linux","architecture":"amd64","rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("0", 64) + `"]}}`,
+			"l.tar":         string(tartest.Tar(t, tartest.File("f", "x"))),
+		}), http.StatusBadRequest, "digest"},
 	} {
 		code, body := netDo(t, s, "POST", "/images/load", tc.body)
 		if code == http.StatusOK {

@@ -103,7 +103,33 @@ func imgTags(img store.Image) (tags, digests []string) {
 			tags = append(tags, f)
 		}
 	}
+	if d := imgPulledDigest(img); d != "" && !slices.Contains(digests, d) {
+		digests = append(digests, d)
+	}
 	return tags, digests
+}
+
+// imgPulledDigest is the repository digest of an image last imported
+// from a registry (its Source is then a whole reference, whose first
+// component is the registry's host): repo@sha256:<manifest>, as dockerd
+// lists a pulled image. "" for an image from an archive, a layout or
+// apt, whose sources are transport:path.
+func imgPulledDigest(img store.Image) string {
+	host, _, ok := strings.Cut(img.Source, "/")
+	if !ok || !strings.ContainsAny(host, ".:") && host != "localhost" || img.Manifest == "" {
+		return ""
+	}
+	f, ok := imgFamiliar(img.Source)
+	if !ok {
+		return ""
+	}
+	repo := f
+	if i := strings.LastIndexByte(f, '@'); i >= 0 {
+		repo = f[:i]
+	} else if i := strings.LastIndexByte(f, ':'); i > strings.LastIndexByte(f, '/') {
+		repo = f[:i]
+	}
+	return repo + "@" + img.Manifest.String()
 }
 
 // imgSameName reports whether the store name n is the Docker name ref.

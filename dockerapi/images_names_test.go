@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/arrowsys/arrow/image/store"
 )
 
@@ -122,6 +124,25 @@ func TestPullRef(t *testing.T) {
 		r, err := pullRef(tc.from, tc.tag)
 		if (err == nil) != tc.ok || err == nil && r.Name() != tc.want {
 			t.Errorf("pullRef(%q, %q) = %v, %v; want %q", tc.from, tc.tag, r, err, tc.want)
+		}
+	}
+}
+
+func TestImgPulledDigest(t *testing.T) {
+	m := digest.Digest("sha256:" + strings.Repeat("1", 64))
+	for _, tc := range []struct{ source, want string }{
+		{"index.docker.io/library/busybox:latest", "busybox@" + m.String()},
+		{"registry.example:5000/team/app:1", "registry.example:5000/team/app@" + m.String()},
+		{"localhost/app@sha256:" + strings.Repeat("2", 64), "localhost/app@" + m.String()},
+		{"docker-archive:/tmp/x.tar", ""},
+		{"oci:busybox-oci", ""},
+		{"oci-archive:/x.tar:1", ""},
+		{"apt:bookworm/hello,curl", ""},
+		{"busybox", ""},
+		{"", ""},
+	} {
+		if got := imgPulledDigest(store.Image{Source: tc.source, Manifest: m}); got != tc.want {
+			t.Errorf("imgPulledDigest(%q) = %q, want %q", tc.source, got, tc.want)
 		}
 	}
 }

@@ -588,8 +588,16 @@ func TestImagePull(t *testing.T) {
 	if err != nil || got.ID != id.Hex {
 		t.Errorf("stored: %+v %v", got, err)
 	}
+	// Inspect lists the repository digest, as for a pull by dockerd.
+	md, _ := img.Digest()
+	code, body := netDo(t, s, "GET", "/images/"+host+"/team/app:3/json", nil)
+	var in image.InspectResponse
+	netDecode(t, body, &in)
+	if code != http.StatusOK || !slices.Equal(in.RepoDigests, []string{host + "/team/app@" + md.String()}) {
+		t.Errorf("inspect: %d RepoDigests %q", code, in.RepoDigests)
+	}
 	// A tag the registry lacks: 404.
-	code, body := netDo(t, s, "POST", "/images/create?fromImage="+host+"/team/app&tag=4", nil)
+	code, body = netDo(t, s, "POST", "/images/create?fromImage="+host+"/team/app&tag=4", nil)
 	if code != http.StatusNotFound {
 		t.Errorf("pull a missing tag: %d %s", code, body)
 	}

@@ -162,10 +162,17 @@ func imgFind(imgs []store.Image, ref string) (store.Image, imgMatch, error) {
 			return img, byName, nil
 		}
 	}
-	if _, ok := imgFamiliar(ref); ok {
+	if f, ok := imgFamiliar(ref); ok {
 		for _, img := range imgs {
 			if slices.ContainsFunc(img.Names, func(n string) bool { return imgSameName(n, ref) }) {
 				return img, byName, nil
+			}
+		}
+		// repo@sha256:... of a pulled image: its repository digest,
+		// which finds it as an ID does (it is no name of the image).
+		for _, img := range imgs {
+			if strings.Contains(f, "@") && imgPulledDigest(img) == f {
+				return img, byID, nil
 			}
 		}
 	}

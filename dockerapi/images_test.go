@@ -596,6 +596,9 @@ func TestImagePull(t *testing.T) {
 	if code != http.StatusOK || !slices.Equal(in.RepoDigests, []string{host + "/team/app@" + md.String()}) {
 		t.Errorf("inspect: %d RepoDigests %q", code, in.RepoDigests)
 	}
+	if code, body := netDo(t, s, "GET", "/images/"+host+"/team/app@"+md.String()+"/json", nil); code != http.StatusOK || !strings.Contains(string(body), id.Hex) {
+		t.Errorf("inspect by digest: %d %s", code, body)
+	}
 	// A tag the registry lacks: 404.
 	code, body = netDo(t, s, "POST", "/images/create?fromImage="+host+"/team/app&tag=4", nil)
 	if code != http.StatusNotFound {

@@ -56,8 +56,9 @@ type Config struct {
 	// Stdin forwards standard input to the application (for a detached
 	// arrow: keeps it open for `attach`).
 	Stdin bool `json:"stdin,omitempty"`
-	// TTY runs the application on a terminal in the guest. Only a
-	// foreground run has one: arrowd refuses it.
+	// TTY runs the application on a terminal in the guest: its output is
+	// one stream (stdout). A detached arrow's terminal is reached by
+	// attach (input with Stdin) and sized by resize. No service has one.
 	TTY bool `json:"tty,omitempty"`
 	// Network is "user" (the default: QEMU's user-mode network), "none"
 	// (loopback only), or a network's name.

@@ -36,7 +36,9 @@ func (d *Daemon) Info() api.Info {
 	return info
 }
 
-// Start starts an arrow that is not running (StartExisting).
+// Start starts an arrow that is not running (StartExisting): one created
+// with NoStart, or one that ended. Attaches waiting for it are joined
+// before its application starts (see attach.go).
 func (d *Daemon) Start(ctx context.Context, ref string) (api.Arrow, error) {
 	return d.StartExisting(ctx, ref)
 }
@@ -239,29 +241,6 @@ func (d *Daemon) VolumePrune(ctx context.Context) (api.VolumePruneResponse, erro
 	return st, err
 }
 
-// Attach joins the arrow's stdio: the shim's frames out, raw input in.
-func (d *Daemon) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
-	a, err := d.resolve(ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	d.mu.Lock()
-	rs := a.run
-	d.mu.Unlock()
-	if rs == nil {
-		return nil, nil, fmt.Errorf("%w: %s is not running", ErrConflict, d.snapshot(a).Name)
-	}
-	sconn, sbr, err := rs.client.Attach(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrConflict, err)
-	}
-	return sconn, sbr, nil
-}
-
-// errNotYet marks the operations the Docker API needs that the daemon
-// does not have yet. TODO(issue 14): pause, unpause, rename, resize.
-var errNotYet = errors.New("not supported by arrowd yet")
-
 // Pause stops the arrow's VM (QMP stop) until Unpause.
 func (d *Daemon) Pause(ctx context.Context, ref string) error {
 	return d.pause(ctx, ref)
@@ -275,9 +254,4 @@ func (d *Daemon) Unpause(ctx context.Context, ref string) error {
 // Rename gives the arrow a new name (see pause.go).
 func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
 	return d.rename(ctx, ref, name)
-}
-
-// Resize sets the size of the arrow's terminal.
-func (d *Daemon) Resize(ctx context.Context, ref string, rows, cols uint16) error {
-	return fmt.Errorf("%w: resize: %w", ErrConflict, errNotYet)
 }

@@ -44,6 +44,8 @@ type Server struct {
 	b    Backend
 	opts Options
 	mux  *http.ServeMux
+	// execs are the execs created (exec.go).
+	execs execStore
 }
 
 // New returns a Server over opts.Backend.

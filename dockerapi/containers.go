@@ -682,7 +682,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, invalidf("Bad parameters: you must choose at least one stream"))
 		return
 	}
-	w.Header().Set("Content-Type", streamContentType(a.Config.TTY))
+	w.Header().Set("Content-Type", streamContentType(r, a.Config.TTY))
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
@@ -741,7 +741,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		closeBackend = func() { sconn.Close() }
 		sconnWrite = func() { closeWrite(sconn) }
 	}
-	conn, cbr, err := hijack(w, r, streamContentType(a.Config.TTY))
+	conn, cbr, err := hijack(w, r, streamContentType(r, a.Config.TTY))
 	if err != nil {
 		if closeBackend != nil {
 			closeBackend()

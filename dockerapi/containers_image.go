@@ -42,10 +42,11 @@ func imageCandidates(ref string) []string {
 	}
 	out := []string{ref}
 	for _, b := range bases {
-		for _, c := range []string{b + suffix, b + ":latest"} {
-			if suffix != "" && c == b+":latest" {
-				continue
-			}
+		cs := []string{b + suffix}
+		if suffix == "" {
+			cs = append(cs, b+":latest")
+		}
+		for _, c := range cs {
 			if !slices.Contains(out, c) {
 				out = append(out, c)
 			}

@@ -302,7 +302,7 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sconn.Close()
-	conn, cbr, err := hijack(w, r, streamContentType(cfg.TTY))
+	conn, cbr, err := hijack(w, r, streamContentType(r, cfg.TTY))
 	if err != nil {
 		s.execEnded(e, 0, err)
 		return

@@ -156,9 +156,9 @@ func closeWrite(c net.Conn) {
 }
 
 // streamContentType is the content type of an output stream: raw with a
-// TTY, else multiplexed.
-func streamContentType(tty bool) string {
-	if tty {
+// TTY, else multiplexed, which API versions before 1.42 call raw too.
+func streamContentType(r *http.Request, tty bool) string {
+	if tty || !atLeast(r, "1.42") {
 		return rawStreamType
 	}
 	return muxStreamType

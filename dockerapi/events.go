@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/events"
@@ -63,8 +64,8 @@ func eventOf(e *api.Event, who actorOf) eventMessage {
 			attrs["exitCode"] = strconv.Itoa(*e.ExitCode)
 		}
 	case "kill":
-		if sig, err := api.ParseSignal(strings.TrimSpace(e.Detail)); err == nil {
-			attrs["signal"] = strconv.Itoa(int(sig))
+		if n := signalNumber(e.Detail); n > 0 {
+			attrs["signal"] = strconv.Itoa(n)
 		} else if e.Detail != "" {
 			attrs["signal"] = e.Detail
 		}
@@ -83,6 +84,21 @@ func eventOf(e *api.Event, who actorOf) eventMessage {
 		ID:     e.ID,
 		From:   who.image,
 	}
+}
+
+// signalNumber reads the signal of a kill event, which arrowd describes as
+// Go does ("terminated") or by name: Docker's events give its number.
+func signalNumber(detail string) int {
+	detail = strings.TrimSpace(detail)
+	if sig, err := api.ParseSignal(detail); err == nil {
+		return int(sig)
+	}
+	for n := 1; n <= 64; n++ {
+		if syscall.Signal(n).String() == detail {
+			return n
+		}
+	}
+	return 0
 }
 
 // eventFilter is GET /events's filters.

@@ -94,6 +94,27 @@ func (d *Daemon) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 	return sconn, sbr, nil
 }
 
+// AttachNext is the Docker API's attach (dockerapi.Backend): registered
+// when it returns, its stream from wait.
+//
+// TODO(issue 14, integration): this fallback joins the current run only,
+// when wait is called, and ignores stdinOnce. With attach before start
+// (OpenAttach), it is:
+//
+//	at, err := d.OpenAttach(ctx, ref, AttachOptions{StdinOnce: stdinOnce})
+//	if err != nil {
+//		return nil, nil, err
+//	}
+//	return at.Wait, at.Cancel, nil
+func (d *Daemon) AttachNext(ctx context.Context, ref string, stdinOnce bool) (wait func(context.Context) (net.Conn, *bufio.Reader, error), cancel func(), err error) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	id := d.snapshot(a).ID
+	return func(ctx context.Context) (net.Conn, *bufio.Reader, error) { return d.Attach(ctx, id) }, func() {}, nil
+}
+
 // Events delivers the daemon's events until ctx ends or the subscriber
 // falls behind; the channel is closed then.
 func (d *Daemon) Events(ctx context.Context) <-chan api.Event {

@@ -1,11 +1,13 @@
 package dockerapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -697,8 +699,9 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 
 // containerAttach joins the client to the container's stdio over the
 // hijacked connection: output framed (or raw with a TTY), input raw. An
-// attach to a container that has not started yet waits for its start
-// (docker run attaches first) and loses none of its output.
+// attach to a container that has not started yet is answered at once and
+// joined at its start (docker run attaches, then starts), losing none of
+// its output.
 func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	a, err := s.getContainer(r.PathValue("id"))
 	if err != nil {
@@ -706,7 +709,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if k := r.URL.Query().Get("detachKeys"); k != "" {
-		// The CLI sends its default ("ctrl-p,ctrl-q") only when asked.
+		// The CLI sends detach keys only when its user set some.
 		writeErr(w, lacking("detach keys: close the client's connection to detach"))
 		return
 	}
@@ -718,34 +721,23 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wantStdin && !a.Config.Stdin {
-		// dockerd accepts it and sends nothing on; the client's input is
-		// dropped here too, but the client is told why nothing reads it.
-		fmt.Fprintf(s.opts.Log, "dockerapi: attach %.12s: stdin asked for, but the container has no open stdin\n", a.ID)
+		// dockerd accepts it and drops the input; so does Arrow.
 		wantStdin = false
 	}
-	var backend interface {
-		io.ReadWriter
-	}
-	var closeBackend func()
-	var sconnWrite func()
+	stdinOnce := wantStdin && extraOf(a.Config.Labels).StdinOnce
+	var wait func(context.Context) (net.Conn, *bufio.Reader, error)
+	cancel := func() {}
 	if stream {
-		sconn, sbr, err := s.b.Attach(r.Context(), a.ID)
-		if err != nil {
+		// Registered before the client is answered: it may start the
+		// container as soon as it has the answer.
+		if wait, cancel, err = s.b.AttachNext(r.Context(), a.ID, stdinOnce); err != nil {
 			writeErr(w, err)
 			return
 		}
-		backend = struct {
-			io.Reader
-			io.Writer
-		}{sbr, sconn}
-		closeBackend = func() { sconn.Close() }
-		sconnWrite = func() { closeWrite(sconn) }
 	}
 	conn, cbr, err := hijack(w, r, streamContentType(r, a.Config.TTY))
 	if err != nil {
-		if closeBackend != nil {
-			closeBackend()
-		}
+		cancel()
 		return
 	}
 	defer conn.Close()
@@ -758,22 +750,28 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	if !stream {
 		return
 	}
-	defer closeBackend()
-	stdinOnce := extraOf(a.Config.Labels).StdinOnce
+	sconn, sbr, err := wait(r.Context())
+	if err != nil {
+		// Answered already: all the client can be told is the end of
+		// the stream.
+		fmt.Fprintf(s.opts.Log, "dockerapi: attach %.12s: %v\n", a.ID, err)
+		return
+	}
+	defer sconn.Close()
 	go func() {
 		if !wantStdin {
 			_, _ = io.Copy(io.Discard, cbr)
 			return
 		}
-		_, _ = io.Copy(backend, cbr)
+		_, _ = io.Copy(sconn, cbr)
 		if stdinOnce {
 			// The client's end of input is the container's (docker run
-			// -i): the daemon's attach stream passes the half-close on.
-			sconnWrite()
+			// -i < file): the half-close passes it on.
+			closeWrite(sconn)
 		}
 	}()
 	for {
-		st, payload, err := api.ReadFrame(backend)
+		st, payload, err := api.ReadFrame(sbr)
 		if err != nil {
 			return
 		}

@@ -343,7 +343,17 @@ func TestAttach(t *testing.T) {
 	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "tcp" || resp.Header.Get("Content-Type") != muxStreamType {
 		t.Fatalf("attach: %s %v", resp.Status, resp.Header)
 	}
+	// Answered before the start, as docker run needs; joined at it.
+	select {
+	case <-fb.attaches:
+		t.Fatal("joined before the start")
+	case <-time.After(50 * time.Millisecond):
+	}
+	mustCall(t, ts, "POST", "/containers/a1/start", "", http.StatusNoContent, nil)
 	far := <-fb.attaches
+	if !far.stdinOnce {
+		t.Error("StdinOnce not passed on")
+	}
 	// Output: frames of the shim's streams, kept apart.
 	if err := api.WriteFrame(far.conn, api.StreamStdout, []byte("out\n")); err != nil {
 		t.Fatal(err)
@@ -378,6 +388,7 @@ func TestAttachTTYAndStreams(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != rawStreamType {
 		t.Fatalf("attach: %s %v", resp.Status, resp.Header)
 	}
+	mustCall(t, ts, "POST", "/containers/t1/start", "", http.StatusNoContent, nil)
 	far := <-fb.attaches
 	_ = api.WriteFrame(far.conn, api.StreamStdout, []byte("\x1b[1mbold\r\n"))
 	far.conn.Close()
@@ -387,6 +398,7 @@ func TestAttachTTYAndStreams(t *testing.T) {
 
 	// stderr only: stdout is not passed on.
 	create(t, ts, "t2", `{"Image":"busybox"}`)
+	mustCall(t, ts, "POST", "/containers/t2/start", "", http.StatusNoContent, nil)
 	_, br, _ = hijacked(t, ts, "POST", "/containers/t2/attach?stream=1&stderr=1", "", true)
 	far = <-fb.attaches
 	_ = api.WriteFrame(far.conn, api.StreamStdout, []byte("hidden"))

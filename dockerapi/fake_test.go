@@ -41,10 +41,11 @@ type fakeBackend struct {
 
 // fakeStream is the backend's end of an attach or exec stream.
 type fakeStream struct {
-	ref  string
-	exec *api.ExecConfig
-	conn net.Conn
-	r    *bufio.Reader
+	ref       string
+	stdinOnce bool
+	exec      *api.ExecConfig
+	conn      net.Conn
+	r         *bufio.Reader
 }
 
 func newFakeBackend(t *testing.T) *fakeBackend {
@@ -387,16 +388,35 @@ func (f *fakeBackend) pair() (mine, theirs net.Conn) {
 	return mine, <-done
 }
 
-func (f *fakeBackend) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
+func (f *fakeBackend) AttachNext(ctx context.Context, ref string, stdinOnce bool) (func(context.Context) (net.Conn, *bufio.Reader, error), func(), error) {
 	f.mu.Lock()
 	a, err := f.resolveLocked(ref)
 	f.mu.Unlock()
 	if err != nil {
 		return nil, nil, err
 	}
-	mine, theirs := f.pair()
-	f.attaches <- &fakeStream{ref: a.ID, conn: theirs, r: bufio.NewReader(theirs)}
-	return mine, bufio.NewReader(mine), nil
+	id := a.ID
+	// As arrowd: an arrow that is not running is joined at its start.
+	wait := func(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+		for {
+			a, err := f.Get(id)
+			if err != nil {
+				return nil, nil, err
+			}
+			if a.State == api.Running {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		mine, theirs := f.pair()
+		f.attaches <- &fakeStream{ref: id, stdinOnce: stdinOnce, conn: theirs, r: bufio.NewReader(theirs)}
+		return mine, bufio.NewReader(mine), nil
+	}
+	return wait, func() {}, nil
 }
 
 func (f *fakeBackend) Resize(ctx context.Context, ref string, rows, cols uint16) error {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,9 +22,18 @@ import (
 	"github.com/arrowsys/arrow/logs"
 )
 
+// containerState is what the Server keeps for the container and exec
+// endpoints.
+type containerState struct {
+	execs execStore
+	// sweep is done once, at the first container request: see
+	// sweepAutoRemove.
+	sweep sync.Once
+}
+
 // containerRoutes are the container endpoints.
 func (s *Server) containerRoutes() []route {
-	return []route{
+	rs := []route{
 		{"POST /containers/create", s.containerCreate},
 		{"GET /containers/json", s.containerList},
 		{"POST /containers/prune", s.containerPrune},
@@ -53,6 +63,36 @@ func (s *Server) containerRoutes() []route {
 		{"GET /containers/{id}/checkpoints", s.lacksHandler("checkpoints")},
 		{"POST /containers/{id}/checkpoints", s.lacksHandler("checkpoints")},
 		{"DELETE /containers/{id}/checkpoints/{checkpoint}", s.lacksHandler("checkpoints")},
+	}
+	for i, rt := range rs {
+		h := rt.handler
+		rs[i].handler = func(w http.ResponseWriter, r *http.Request) {
+			s.ctr.sweep.Do(func() { s.sweepAutoRemove(context.WithoutCancel(r.Context())) })
+			h(w, r)
+		}
+	}
+	return rs
+}
+
+// sweepAutoRemove takes over the auto-removal of the containers whose
+// remover (a goroutine of the server that started them) is gone: arrowd
+// restarted while they ran, and its shims kept them running. Those that
+// run get a remover again; those that ended meanwhile go now.
+func (s *Server) sweepAutoRemove(ctx context.Context) {
+	for _, a := range s.b.List(true) {
+		if !extraOf(a.Config.Labels).AutoRemove {
+			continue
+		}
+		switch stateOf(&a) {
+		case container.StateCreated:
+			// Never started: it stays until started, as in dockerd.
+		case container.StateExited:
+			if err := s.b.Remove(ctx, a.ID, false); err != nil && !errors.Is(err, daemon.ErrNotFound) {
+				fmt.Fprintf(s.opts.Log, "dockerapi: auto-remove %.12s: %v\n", a.ID, err)
+			}
+		default:
+			go s.autoRemove(ctx, a.ID)
+		}
 	}
 }
 
@@ -123,7 +163,7 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 	}
 	imageID, _ := s.imageOf(r.Context(), s.openImages(), a.Config.Image)
 	resp := inspectOf(&a, imageID, s.gatewayOf(&a))
-	resp.ExecIDs = s.execs.idsOf(a.ID)
+	resp.ExecIDs = s.ctr.execs.idsOf(a.ID)
 	if boolParam(r, "size") {
 		zero := int64(0)
 		resp.SizeRw, resp.SizeRootFs = &zero, &zero
@@ -443,7 +483,7 @@ func (s *Server) containerRemove(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	s.execs.forgetContainer(a.ID)
+	s.ctr.execs.forgetContainer(a.ID)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -471,7 +511,7 @@ func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, err)
 			return
 		}
-		s.execs.forgetContainer(a.ID)
+		s.ctr.execs.forgetContainer(a.ID)
 		rep.ContainersDeleted = append(rep.ContainersDeleted, a.ID)
 	}
 	writeJSON(w, http.StatusOK, rep)

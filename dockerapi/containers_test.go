@@ -708,3 +708,56 @@ func TestResize(t *testing.T) {
 		t.Errorf("resizes %q, want %q", got, want)
 	}
 }
+
+// TestAutoRemoveAfterRestart: the containers arrowd's previous run was to
+// auto-remove are taken over by the first request after its restart.
+func TestAutoRemoveAfterRestart(t *testing.T) {
+	fb := newFakeBackend(t)
+	mk := func(name, body string, state api.State) string {
+		req, _, err := testTranslator().translate(name, decodeCreate(t, body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := fb.Create(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state != api.Created {
+			if _, err := fb.Start(t.Context(), a.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if state == api.Exited {
+			fb.exit(a.ID, 0)
+		}
+		return a.ID
+	}
+	running := mk("running", `{"Image":"busybox","HostConfig":{"AutoRemove":true}}`, api.Running)
+	mk("ended", `{"Image":"busybox","HostConfig":{"AutoRemove":true}}`, api.Exited)
+	mk("created", `{"Image":"busybox","HostConfig":{"AutoRemove":true}}`, api.Created)
+	mk("kept", `{"Image":"busybox"}`, api.Exited)
+
+	ts := httptest.NewServer(New(Options{Backend: fb}))
+	defer ts.Close()
+	names := func() []string {
+		var list []container.Summary
+		mustCall(t, ts, "GET", "/containers/json?all=1", "", http.StatusOK, &list)
+		var out []string
+		for _, s := range list {
+			out = append(out, s.Names[0])
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := names(), []string{"/created", "/kept", "/running"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("after the first request: %q, want %q", got, want)
+	}
+	fb.exit(running, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for want := []string{"/created", "/kept"}; !reflect.DeepEqual(names(), want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the running one was not removed after its end: %q", names())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -181,7 +181,7 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := &execEntry{containerID: a.ID, cfg: cfg, req: req, created: time.Now()}
-	if err := s.execs.add(e, e.created); err != nil {
+	if err := s.ctr.execs.add(e, e.created); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -189,12 +189,12 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {
-	e, err := s.execs.get(r.PathValue("id"))
+	e, err := s.ctr.execs.get(r.PathValue("id"))
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	s.execs.mu.Lock()
+	s.ctr.execs.mu.Lock()
 	resp := container.ExecInspectResponse{
 		ID:          e.id,
 		Running:     e.running,
@@ -211,12 +211,12 @@ func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {
 			User:       e.cfg.User,
 		},
 	}
-	s.execs.mu.Unlock()
+	s.ctr.execs.mu.Unlock()
 	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) execResize(w http.ResponseWriter, r *http.Request) {
-	e, err := s.execs.get(r.PathValue("id"))
+	e, err := s.ctr.execs.get(r.PathValue("id"))
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -226,9 +226,9 @@ func (s *Server) execResize(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	s.execs.mu.Lock()
+	s.ctr.execs.mu.Lock()
 	control, tty := e.control, e.cfg.TTY
-	s.execs.mu.Unlock()
+	s.ctr.execs.mu.Unlock()
 	switch {
 	case !tty:
 		// As dockerd: the size of an exec without a TTY means nothing.
@@ -248,7 +248,7 @@ func (s *Server) execResize(w http.ResponseWriter, r *http.Request) {
 // execStart runs a created exec: detached, in the background; else over
 // the hijacked connection, as attach.
 func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
-	e, err := s.execs.get(r.PathValue("id"))
+	e, err := s.ctr.execs.get(r.PathValue("id"))
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -257,15 +257,15 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	s.execs.mu.Lock()
+	s.ctr.execs.mu.Lock()
 	if e.started {
-		s.execs.mu.Unlock()
+		s.ctr.execs.mu.Unlock()
 		writeError(w, http.StatusConflict, fmt.Sprintf("exec %s has already been started", e.id))
 		return
 	}
 	e.started = true
 	cfg := e.cfg
-	s.execs.mu.Unlock()
+	s.ctr.execs.mu.Unlock()
 	if req.ConsoleSize != nil && cfg.TTY && req.ConsoleSize[0] <= 0xffff && req.ConsoleSize[1] <= 0xffff && req.ConsoleSize[0] > 0 {
 		cfg.Rows, cfg.Cols = uint16(req.ConsoleSize[0]), uint16(req.ConsoleSize[1])
 	}
@@ -276,9 +276,9 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithoutCancel(r.Context())
 	sconn, sbr, err := s.b.Exec(ctx, e.containerID, &cfg)
 	if err != nil {
-		s.execs.mu.Lock()
+		s.ctr.execs.mu.Lock()
 		e.started = false
-		s.execs.mu.Unlock()
+		s.ctr.execs.mu.Unlock()
 		writeErr(w, err)
 		return
 	}
@@ -288,9 +288,9 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 		defer wmu.Unlock()
 		return api.WriteExecControl(sconn, stream, v)
 	}
-	s.execs.mu.Lock()
+	s.ctr.execs.mu.Lock()
 	e.running, e.control = true, control
-	s.execs.mu.Unlock()
+	s.ctr.execs.mu.Unlock()
 
 	if req.Detach {
 		w.WriteHeader(http.StatusOK)
@@ -343,8 +343,8 @@ func (s *Server) execEnded(e *execEntry, code int, err error) {
 	if err != nil {
 		fmt.Fprintf(s.opts.Log, "dockerapi: exec %.12s: %v\n", e.id, err)
 	}
-	s.execs.mu.Lock()
-	defer s.execs.mu.Unlock()
+	s.ctr.execs.mu.Lock()
+	defer s.ctr.execs.mu.Unlock()
 	e.running, e.control, e.ended = false, nil, time.Now()
 	e.exit = &code
 }

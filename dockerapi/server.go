@@ -44,8 +44,9 @@ type Server struct {
 	b    Backend
 	opts Options
 	mux  *http.ServeMux
-	// execs are the execs created (exec.go).
-	execs execStore
+	// ctr is the state of the container and exec endpoints
+	// (containers.go).
+	ctr containerState
 }
 
 // New returns a Server over opts.Backend.

@@ -160,7 +160,7 @@ func (t translator) translate(name string, req *container.CreateRequest) (*api.C
 	}
 	c := api.Config{
 		Image:    img.Ref,
-		Env:      cfg.Env,
+		Env:      setEnv(cfg.Env),
 		Dir:      cfg.WorkingDir,
 		User:     cfg.User,
 		Hostname: cfg.Hostname,
@@ -234,6 +234,19 @@ func (t translator) translate(name string, req *container.CreateRequest) (*api.C
 		return nil, nil, invalidf("%v", err)
 	}
 	return &api.CreateRequest{Name: name, Config: c, NoStart: true}, nil, nil
+}
+
+// setEnv drops the entries without "=": a variable the client named but
+// had no value for (docker run -e FOO, compose's environment: [FOO]) is
+// not set, as in dockerd.
+func setEnv(env []string) []string {
+	var out []string
+	for _, e := range env {
+		if strings.Contains(e, "=") {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // commandOf sets what runs: Docker's Entrypoint and Cmd over the image's.

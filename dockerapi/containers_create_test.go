@@ -62,9 +62,9 @@ func TestTranslateCreate(t *testing.T) {
 		extra dockerExtra
 	}{{
 		name: "command and environment",
-		body: `{"Image":"busybox","Cmd":["echo","hi"],"Env":["A=1"],"WorkingDir":"/tmp","User":"1000:1000","Hostname":"h1","Labels":{"a":"b"},"OpenStdin":true,"StdinOnce":true}`,
+		body: `{"Image":"busybox","Cmd":["echo","hi"],"Env":["A=1","UNSET"],"WorkingDir":"/tmp","User":"1000:1000","Hostname":"h1","Labels":{"a":"b"},"OpenStdin":true,"StdinOnce":true}`,
 		want: func(c *api.Config) string {
-			if c.Image != "busybox" || !reflect.DeepEqual(c.Args, []string{"echo", "hi"}) || c.Entrypoint != nil || c.Env[0] != "A=1" ||
+			if c.Image != "busybox" || !reflect.DeepEqual(c.Args, []string{"echo", "hi"}) || c.Entrypoint != nil || !reflect.DeepEqual(c.Env, []string{"A=1"}) ||
 				c.Dir != "/tmp" || c.User != "1000:1000" || c.Hostname != "h1" || c.Labels["a"] != "b" || !c.Stdin {
 				return fmt.Sprintf("%+v", c)
 			}

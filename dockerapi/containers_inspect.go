@@ -250,9 +250,6 @@ func inspectOf(a *api.Arrow, imageID, gateway string) container.InspectResponse 
 		Labels:       publicLabels(a.Config.Labels),
 		ExposedPorts: network.PortSet{},
 	}
-	if cfg.Hostname == "" && len(a.ID) >= 12 {
-		cfg.Hostname = a.ID[:12]
-	}
 	for _, e := range exposed {
 		if p, err := network.ParsePort(e); err == nil {
 			cfg.ExposedPorts[p] = struct{}{}

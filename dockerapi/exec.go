@@ -144,7 +144,7 @@ func execConfigOf(req *container.ExecCreateRequest) (api.ExecConfig, error) {
 	case len(req.Cmd) == 0:
 		return api.ExecConfig{}, invalidf("No exec command specified")
 	}
-	c := api.ExecConfig{Cmd: req.Cmd, Env: req.Env, User: req.User, WorkingDir: req.WorkingDir, TTY: req.Tty, Stdin: req.AttachStdin}
+	c := api.ExecConfig{Cmd: req.Cmd, Env: setEnv(req.Env), User: req.User, WorkingDir: req.WorkingDir, TTY: req.Tty, Stdin: req.AttachStdin}
 	if req.ConsoleSize != nil && req.Tty {
 		if req.ConsoleSize[0] > 0xffff || req.ConsoleSize[1] > 0xffff {
 			return api.ExecConfig{}, invalidf("ConsoleSize %v: want at most 65535 rows and columns", *req.ConsoleSize)

@@ -56,8 +56,9 @@ type Config struct {
 	// Stdin forwards standard input to the application (for a detached
 	// arrow: keeps it open for `attach`).
 	Stdin bool `json:"stdin,omitempty"`
-	// TTY runs the application on a terminal in the guest. Only a
-	// foreground run has one: arrowd refuses it.
+	// TTY runs the application on a terminal in the guest: its output is
+	// one stream (stdout). A detached arrow's terminal is reached by
+	// attach (input with Stdin) and sized by resize. No service has one.
 	TTY bool `json:"tty,omitempty"`
 	// Network is "user" (the default: QEMU's user-mode network), "none"
 	// (loopback only), or a network's name.
@@ -383,13 +384,15 @@ type Stats struct {
 // Event is something that happened to an arrow (`arrow events`).
 type Event struct {
 	Time time.Time `json:"time"`
-	// Type is create, start, die, stop, kill, restart, oom or destroy.
+	// Type is create, start, die, stop, kill, restart, oom, pause,
+	// unpause, rename or destroy.
 	Type string `json:"type"`
 	ID   string `json:"id"`
 	Name string `json:"name"`
 	// ExitCode is set on die.
 	ExitCode *int `json:"exit_code,omitempty"`
-	// Detail is free text (the signal of a kill, the error of a die).
+	// Detail is free text (the signal of a kill, the error of a die, the
+	// old name of a rename).
 	Detail string `json:"detail,omitempty"`
 }
 
@@ -472,6 +475,9 @@ type Endpoint struct {
 	Address string `json:"address"`
 	MAC     string `json:"mac"`
 	Tap     string `json:"tap"`
+	// Aliases are the further names the network's DNS resolves to the
+	// arrow (Config.NetworkAliases).
+	Aliases []string `json:"aliases,omitempty"`
 	// Ports are the published ports, as "127.0.0.1:8080->80/tcp".
 	Ports []string `json:"ports,omitempty"`
 }

@@ -67,9 +67,6 @@ func (r *CreateRequest) Validate() error {
 	if r.Name != "" && !ValidName(r.Name) {
 		return fmt.Errorf("name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", r.Name, maxNameLen)
 	}
-	if r.TTY {
-		return errors.New("config: tty: a detached arrow has no terminal (use stdin, then attach)")
-	}
 	if r.V1Restart != nil {
 		if r.Config.Restart != (RestartPolicy{}) {
 			return errors.New("restart: given twice, beside the config and in it")
@@ -246,7 +243,7 @@ func (c *Config) Validate() error {
 	if err := c.validateNetwork(); err != nil {
 		return err
 	}
-	return nil
+	return c.validateAliases()
 }
 
 // validHostname accepts a host name the guest can take: letters, digits,

@@ -206,7 +206,11 @@ func TestCreateRequestValidate(t *testing.T) {
 		{"too many labels", CreateRequest{Config: with(func(c *Config) { c.Labels = manyLabels })}, "labels"},
 		{"empty label key", CreateRequest{Config: with(func(c *Config) { c.Labels = map[string]string{"": "v"} })}, "label"},
 		{"huge label", CreateRequest{Config: with(func(c *Config) { c.Labels = map[string]string{"k": strings.Repeat("v", 4096)} })}, "label"},
-		{"tty", CreateRequest{Config: with(func(c *Config) { c.TTY = true })}, "no terminal"},
+		// A detached arrow's terminal is its shim's: attach and resize.
+		{"tty", CreateRequest{Config: with(func(c *Config) { c.TTY = true })}, ""},
+		{"tty and stdin", CreateRequest{Config: with(func(c *Config) { c.TTY, c.Stdin = true, true })}, ""},
+		{"service with tty", CreateRequest{Config: Config{Service: "nginx", TTY: true}}, "no terminal"},
+		{"no start", CreateRequest{Config: ok, NoStart: true}, ""},
 		{"v1 policy", CreateRequest{Config: ok, V1Restart: &RestartPolicy{Name: "always"}}, ""},
 		{"v1 bad policy", CreateRequest{Config: ok, V1Restart: &RestartPolicy{Name: "never"}}, "restart"},
 		{"v1 policy twice", CreateRequest{Config: with(func(c *Config) { c.Restart.Name = "no" }), V1Restart: &RestartPolicy{Name: "always"}}, "twice"},

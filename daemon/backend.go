@@ -36,7 +36,9 @@ func (d *Daemon) Info() api.Info {
 	return info
 }
 
-// Start starts an arrow that is not running (StartExisting).
+// Start starts an arrow that is not running (StartExisting): one created
+// with NoStart, or one that ended. Attaches waiting for it are joined
+// before its application starts (see attach.go).
 func (d *Daemon) Start(ctx context.Context, ref string) (api.Arrow, error) {
 	return d.StartExisting(ctx, ref)
 }
@@ -81,9 +83,15 @@ func (d *Daemon) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 	if rs == nil {
 		return nil, nil, notRunning
 	}
+	paused := fmt.Errorf("%w: %s is paused: unpause it first", ErrConflict, name)
+	if d.snapshot(a).Paused {
+		return nil, nil, paused
+	}
 	sconn, sbr, err := rs.client.Exec(ctx, cfg)
 	var refused *shim.StatusError
 	switch {
+	case errors.As(err, &refused) && refused.Code == http.StatusConflict && d.snapshot(a).Paused:
+		return nil, nil, paused
 	case errors.As(err, &refused) && refused.Code == http.StatusConflict:
 		return nil, nil, notRunning
 	case errors.As(err, &refused) && refused.Code == http.StatusBadRequest:
@@ -95,24 +103,14 @@ func (d *Daemon) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 }
 
 // AttachNext is the Docker API's attach (dockerapi.Backend): registered
-// when it returns, its stream from wait.
-//
-// TODO(issue 14, integration): this fallback joins the current run only,
-// when wait is called, and ignores stdinOnce. With attach before start
-// (OpenAttach), it is:
-//
-//	at, err := d.OpenAttach(ctx, ref, AttachOptions{StdinOnce: stdinOnce})
-//	if err != nil {
-//		return nil, nil, err
-//	}
-//	return at.Wait, at.Cancel, nil
+// when it returns (see OpenAttach), so that the client can be answered
+// and start the arrow without missing output; its stream from wait.
 func (d *Daemon) AttachNext(ctx context.Context, ref string, stdinOnce bool) (wait func(context.Context) (net.Conn, *bufio.Reader, error), cancel func(), err error) {
-	a, err := d.resolve(ref)
+	at, err := d.OpenAttach(ctx, ref, AttachOptions{StdinOnce: stdinOnce})
 	if err != nil {
 		return nil, nil, err
 	}
-	id := d.snapshot(a).ID
-	return func(ctx context.Context) (net.Conn, *bufio.Reader, error) { return d.Attach(ctx, id) }, func() {}, nil
+	return at.Wait, at.Cancel, nil
 }
 
 // Events delivers the daemon's events until ctx ends or the subscriber
@@ -147,8 +145,8 @@ func (d *Daemon) NetworkCreate(ctx context.Context, req *api.NetworkCreateReques
 	if d.nets == nil {
 		return api.Network{}, fmt.Errorf("%w: %w", ErrInvalid, errNoBridges)
 	}
-	if !api.ValidNetworkName(req.Name) {
-		return api.Network{}, fmt.Errorf("%w: network name %q: want a letter or digit, then letters, digits, '_', '.' or '-' (at most %d)", ErrInvalid, req.Name, api.MaxNetworkNameLen)
+	if err := req.Validate(); err != nil {
+		return api.Network{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var subnet netip.Prefix
 	if req.Subnet != "" {
@@ -157,7 +155,7 @@ func (d *Daemon) NetworkCreate(ctx context.Context, req *api.NetworkCreateReques
 			return api.Network{}, fmt.Errorf("%w: subnet %q: want an IPv4 prefix such as 10.89.1.0/24", ErrInvalid, req.Subnet)
 		}
 	}
-	n, err := d.nets.Create(ctx, req.Name, subnet)
+	n, err := d.nets.Create(ctx, req.Name, subnet, req.Labels)
 	if err != nil {
 		return api.Network{}, networkError(err)
 	}
@@ -201,7 +199,10 @@ func (d *Daemon) VolumeCreate(ctx context.Context, req *api.VolumeCreateRequest)
 	if err != nil {
 		return v, false, err
 	}
-	v, created, err = vs.Create(ctx, req.Name)
+	if err := req.Validate(); err != nil {
+		return v, false, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	v, created, err = vs.Create(ctx, req.Name, req.Labels)
 	return v, created, volumeError(err)
 }
 
@@ -251,45 +252,17 @@ func (d *Daemon) VolumePrune(ctx context.Context) (api.VolumePruneResponse, erro
 	return st, err
 }
 
-// Attach joins the arrow's stdio: the shim's frames out, raw input in.
-func (d *Daemon) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
-	a, err := d.resolve(ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	d.mu.Lock()
-	rs := a.run
-	d.mu.Unlock()
-	if rs == nil {
-		return nil, nil, fmt.Errorf("%w: %s is not running", ErrConflict, d.snapshot(a).Name)
-	}
-	sconn, sbr, err := rs.client.Attach(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrConflict, err)
-	}
-	return sconn, sbr, nil
-}
-
-// errNotYet marks the operations the Docker API needs that the daemon
-// does not have yet. TODO(issue 14): pause, unpause, rename, resize.
-var errNotYet = errors.New("not supported by arrowd yet")
-
 // Pause stops the arrow's VM (QMP stop) until Unpause.
 func (d *Daemon) Pause(ctx context.Context, ref string) error {
-	return fmt.Errorf("%w: pause: %w", ErrConflict, errNotYet)
+	return d.pause(ctx, ref)
 }
 
 // Unpause continues a paused arrow's VM.
 func (d *Daemon) Unpause(ctx context.Context, ref string) error {
-	return fmt.Errorf("%w: unpause: %w", ErrConflict, errNotYet)
+	return d.unpause(ctx, ref)
 }
 
-// Rename gives the arrow a new name.
+// Rename gives the arrow a new name (see pause.go).
 func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
-	return fmt.Errorf("%w: rename: %w", ErrConflict, errNotYet)
-}
-
-// Resize sets the size of the arrow's terminal.
-func (d *Daemon) Resize(ctx context.Context, ref string, rows, cols uint16) error {
-	return fmt.Errorf("%w: resize: %w", ErrConflict, errNotYet)
+	return d.rename(ctx, ref, name)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/cgroup"
 	"github.com/arrowsys/arrow/dataroot"
+	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/network"
 	"github.com/arrowsys/arrow/shim"
 	"github.com/arrowsys/arrow/vm"
@@ -116,6 +117,14 @@ type arrow struct {
 	// arrow's next change of state or its removal: for waits that span
 	// runs, such as following the logs of an arrow that restarts.
 	changed chan struct{}
+	// starts counts the runs launched (moves to starting), for waits
+	// for the next run's end (WaitNext).
+	starts uint64
+	// pending are the attaches waiting for the next run (see attach.go).
+	pending []*Attachment
+	// size is the latest terminal size set (a TTY arrow's; zero for
+	// none): the next run's initial size.
+	size guest.WindowSize
 }
 
 // runState is one run of an arrow: one shim.
@@ -246,6 +255,7 @@ func (d *Daemon) recover() {
 			a.run = rs
 			if processAlive(r.ShimPid, r.ShimStart) {
 				d.goMonitor(a, rs, r.ShimPid, r.ShimStart)
+				d.goSyncPaused(a, rs)
 				continue
 			}
 			// It ended while no daemon watched: its exit record says how.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/logs"
+	"github.com/arrowsys/arrow/shim"
 )
 
 // route is one endpoint: a pattern as [http.ServeMux] takes it, and its
@@ -43,7 +44,11 @@ func (d *Daemon) routes() []route {
 		{"POST " + v + "/arrows/{ref}/wait", http.HandlerFunc(d.handleWait)},
 		{"GET " + v + "/arrows/{ref}/logs", http.HandlerFunc(d.handleLogs)},
 		{"GET " + v + "/arrows/{ref}/attach", http.HandlerFunc(d.handleAttach)},
+		{"POST " + v + "/arrows/{ref}/resize", http.HandlerFunc(d.handleResize)},
 		{"POST " + v + "/arrows/{ref}/exec", http.HandlerFunc(d.handleExec)},
+		{"POST " + v + "/arrows/{ref}/pause", http.HandlerFunc(d.handlePause)},
+		{"POST " + v + "/arrows/{ref}/unpause", http.HandlerFunc(d.handleUnpause)},
+		{"POST " + v + "/arrows/{ref}/rename", http.HandlerFunc(d.handleRename)},
 		{"POST " + v + "/networks", http.HandlerFunc(d.handleNetworkCreate)},
 		{"GET " + v + "/networks", http.HandlerFunc(d.handleNetworkList)},
 		{"GET " + v + "/networks/{name}", http.HandlerFunc(d.handleNetworkInspect)},
@@ -330,15 +335,46 @@ func (d *Daemon) cancelWhenDone(ctx context.Context, a *arrow, cancel func()) {
 }
 
 // handleAttach upgrades the connection and joins it to the shim's attach
-// stream: output frames from the shim, raw input to it.
+// stream: output frames from the shim, raw input to it. An arrow that is
+// not running is refused, unless next=1: then it is attached when it
+// next starts, and the 101 goes out once the attach is registered, so
+// that a client may then start the arrow and miss nothing (see
+// attach.go). Such a wait ends with the arrow's start, its removal or the
+// daemon; a client that leaves meanwhile is noticed only then (its
+// half-closed input cannot tell it from one that sent all its input).
 func (d *Daemon) handleAttach(w http.ResponseWriter, r *http.Request) {
-	sconn, sbr, err := d.Attach(r.Context(), r.PathValue("ref"))
+	o := AttachOptions{StdinOnce: boolParam(r, "stdin_once"), RunningOnly: !boolParam(r, "next")}
+	at, err := d.OpenAttach(r.Context(), r.PathValue("ref"), o)
 	if err != nil {
 		fail(w, err)
 		return
 	}
+	conn, brw, ok := upgrade(w, "arrow-attach")
+	if !ok {
+		at.Cancel()
+		return
+	}
+	defer conn.Close()
+	sconn, sbr, err := at.Wait(d.ctx)
+	if err != nil {
+		return
+	}
 	defer sconn.Close()
-	relayUpgrade(w, "arrow-attach", sconn, sbr)
+	relay(conn, brw, sconn, sbr)
+}
+
+// handleResize sets the size of a TTY arrow's terminal.
+func (d *Daemon) handleResize(w http.ResponseWriter, r *http.Request) {
+	ws, err := shim.ParseSize(r.URL.Query())
+	if err != nil {
+		fail(w, fmt.Errorf("%w: %w", ErrInvalid, err))
+		return
+	}
+	if err := d.Resize(r.Context(), r.PathValue("ref"), ws.Rows, ws.Cols); err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // relayUpgrade switches the client's connection to protocol upgrade and
@@ -348,18 +384,34 @@ func (d *Daemon) handleAttach(w http.ResponseWriter, r *http.Request) {
 // relay serves attach and exec alike. The client's end of its stream
 // half-closes the shim's, which ends the shim's input (for exec, gives
 // the process up) while the shim's remaining output still flows back.
-func relayUpgrade(w http.ResponseWriter, upgrade string, sconn net.Conn, sbr *bufio.Reader) {
+func relayUpgrade(w http.ResponseWriter, proto string, sconn net.Conn, sbr *bufio.Reader) {
+	conn, brw, ok := upgrade(w, proto)
+	if !ok {
+		return
+	}
+	defer conn.Close()
+	relay(conn, brw, sconn, sbr)
+}
+
+// upgrade answers 101, switching to protocol proto, and hijacks the
+// client's connection; false when the connection broke.
+func upgrade(w http.ResponseWriter, proto string) (net.Conn, *bufio.ReadWriter, bool) {
 	w.Header().Set("Content-Type", "application/vnd.arrow.stream")
 	w.Header().Set("Connection", "Upgrade")
-	w.Header().Set("Upgrade", upgrade)
+	w.Header().Set("Upgrade", proto)
 	w.WriteHeader(http.StatusSwitchingProtocols)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	conn, brw, err := rc.Hijack()
 	if err != nil {
-		return
+		return nil, nil, false
 	}
-	defer conn.Close()
+	return conn, brw, true
+}
+
+// relay joins the client's connection (conn, read through brw) to the
+// shim's stream as relayUpgrade says.
+func relay(conn net.Conn, brw *bufio.ReadWriter, sconn net.Conn, sbr *bufio.Reader) {
 	go func() {
 		_, _ = io.Copy(sconn, brw)
 		if cw, ok := sconn.(interface{ CloseWrite() error }); ok {

@@ -42,7 +42,9 @@ func backoff(failures int) time.Duration {
 
 // Create records a new arrow and starts it. It returns once the
 // application started, or the run ended before it could (then the arrow is
-// Exited and says why).
+// Exited and says why). With req.NoStart it returns the arrow Created, as
+// docker create does: recorded, its volumes referenced and its network
+// endpoint made, but no run until Start.
 func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow, error) {
 	if err := req.Validate(); err != nil {
 		return api.Arrow{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -119,6 +121,9 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 		_ = d.update(a, func(r *record) { r.Endpoint, r.Tap = ep, tap })
 	}
 	d.emit(a, "create", nil, "")
+	if req.NoStart {
+		return d.snapshot(a), nil
+	}
 
 	a.op.Lock()
 	return d.startAndAwait(ctx, a)
@@ -166,7 +171,7 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	}
 	a.timer = nil
 	r := *a.rec
-	id, cfg := r.ID, r.Config
+	id, cfg, size := r.ID, r.Config, a.size
 	d.mu.Unlock()
 
 	// Again at every start, restarts by policy included: a path that was
@@ -189,6 +194,9 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	l := &shim.Launch{
 		ID: id, Config: cfg, Root: d.cfg.Root, Socket: d.socketPath(id), Tap: r.Tap,
 		LogMaxSize: d.cfg.LogMaxSize, LogMaxFiles: d.cfg.LogMaxFiles,
+	}
+	if cfg.TTY && size.Rows > 0 && size.Cols > 0 {
+		l.Size = &size
 	}
 	cgroupPath := ""
 	if d.cg != nil {
@@ -223,6 +231,9 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 			r.Cgroup = cgroupPath
 		}
 	})
+	if err == nil {
+		a.starts++
+	}
 	d.mu.Unlock()
 	if err != nil {
 		return nil, d.startFailed(a, err)
@@ -235,12 +246,20 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 	d.crashPoint(crashShimStarted)
 	rs := newRunState(shim.NewClient(l.Socket), p)
 	start := processStart(p.Pid())
+	var pending []*Attachment
+	lateSize := false
 	d.mu.Lock()
 	err = d.updateLocked(a, func(r *record) {
 		r.Launching, r.ShimPid, r.ShimStart = false, p.Pid(), start
 	})
 	if err == nil {
+		// With the run recorded, under the same lock: an attach from now
+		// on finds the run, and those that came before are taken here.
+		// So is a size set since the launch was written.
 		a.run = rs
+		pending = a.takePendingLocked()
+		lateSize = cfg.TTY && a.size != size
+		size = a.size
 	}
 	d.mu.Unlock()
 	if err != nil {
@@ -250,6 +269,18 @@ func (d *Daemon) start(ctx context.Context, a *arrow) (*runState, error) {
 		return nil, d.startFailed(a, err)
 	}
 	d.crashPoint(crashRecorded)
+	// The shim answers on its socket but waits for "go" to start the
+	// VM: the attaches that waited for this run join it now, and see
+	// its output from the first byte.
+	d.joinPending(rs, pending)
+	if lateSize {
+		// Before "go": the shim takes it as the initial size.
+		rctx, cancel := context.WithTimeout(d.ctx, attachJoinTimeout)
+		if err := rs.client.Resize(rctx, size.Rows, size.Cols); err != nil {
+			fmt.Fprintf(d.cfg.Log, "arrowd: %s: terminal size: %v\n", id[:12], err)
+		}
+		cancel()
+	}
 	if err := p.Commit(); err != nil {
 		// The shim is gone already; the monitor records how it ended.
 		fmt.Fprintf(d.cfg.Log, "arrowd: %s: confirm the shim: %v\n", id[:12], err)
@@ -282,6 +313,8 @@ func (d *Daemon) startFailed(a *arrow, err error) error {
 	})
 	d.mu.Unlock()
 	d.removeCgroup(a.rec.ID)
+	// The run the attaches waited for will not come.
+	d.failPending(a, fmt.Errorf("%w: the start failed: %w", ErrConflict, err))
 	code := run.ExitArrowFailed
 	d.emit(a, "die", &code, err.Error())
 	return err
@@ -530,6 +563,7 @@ func (d *Daemon) stopLocked(ctx context.Context, a *arrow, timeout time.Duration
 	}
 	_ = d.updateLocked(a, func(r *record) { r.StoppedByUser = true })
 	d.mu.Unlock()
+	d.unpauseForSignal(ctx, a, rs)
 	d.emit(a, "stop", nil, "")
 	if err := rs.client.Stop(ctx, timeout); err != nil && !shim.IsGone(err) {
 		return err
@@ -572,6 +606,7 @@ func (d *Daemon) Kill(ctx context.Context, ref string, sig syscall.Signal) error
 		_ = d.updateLocked(a, func(r *record) { r.StoppedByUser = true })
 	}
 	d.mu.Unlock()
+	d.unpauseForSignal(ctx, a, rs)
 	d.emit(a, "kill", nil, sig.String())
 	return rs.client.Signal(ctx, sig)
 }
@@ -632,6 +667,7 @@ func (d *Daemon) Remove(ctx context.Context, ref string, force bool) error {
 	a.changedLocked()
 	delete(d.arrows, id)
 	d.mu.Unlock()
+	d.failPending(a, fmt.Errorf("%w: no such arrow: %s was removed", ErrNotFound, a.rec.Name))
 	d.removeCgroup(id)
 	d.unrefVolumes(id, a.rec.Config.Volumes)
 	d.detach(*a.rec) // a is removed: no one else changes its record now
@@ -662,6 +698,54 @@ func (d *Daemon) Wait(ctx context.Context, ref string) (api.WaitResponse, error)
 	}
 	s := d.snapshot(a)
 	return api.WaitResponse{ExitCode: s.ExitCode, Error: s.Error}, nil
+}
+
+// WaitNext waits for the end of the arrow's current run or, when none
+// runs (created, exited, waiting to restart), of its next run, and
+// returns its exit status (docker's wait condition next-exit: docker run
+// asks it before it starts the container). A next start that fails ends
+// it too, with that failure's status. It ends with ctx, and with an
+// error when the arrow is removed.
+func (d *Daemon) WaitNext(ctx context.Context, ref string) (api.WaitResponse, error) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return api.WaitResponse{}, err
+	}
+	d.mu.Lock()
+	starts := a.starts
+	for {
+		if a.removed {
+			d.mu.Unlock()
+			return api.WaitResponse{}, fmt.Errorf("%w: no such arrow: %s was removed", ErrNotFound, a.rec.Name)
+		}
+		if rs := a.run; rs != nil {
+			d.mu.Unlock()
+			select {
+			case <-rs.exited:
+			case <-ctx.Done():
+				return api.WaitResponse{}, ctx.Err()
+			}
+			s := d.snapshot(a)
+			return api.WaitResponse{ExitCode: s.ExitCode, Error: s.Error}, nil
+		}
+		// A run was launched since, and is gone already, or never got
+		// its shim (its start failed): its end is the one waited for.
+		if a.starts != starts && a.rec.State != api.Starting {
+			r := a.rec.Arrow
+			d.mu.Unlock()
+			return api.WaitResponse{ExitCode: r.ExitCode, Error: r.Error}, nil
+		}
+		changed := a.nextChangeLocked()
+		d.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return api.WaitResponse{}, ctx.Err()
+		case <-d.ctx.Done():
+			return api.WaitResponse{}, fmt.Errorf("%w: arrowd is stopping", ErrConflict)
+		}
+		d.mu.Lock()
+	}
 }
 
 // Get returns the arrow ref names.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -110,7 +111,7 @@ func (d *Daemon) attach(ctx context.Context, r record) (*api.Endpoint, *run.TapA
 	if d.nets == nil {
 		return nil, nil, fmt.Errorf("%w: --network %s: %w", ErrInvalid, r.Config.Network, errNoBridges)
 	}
-	ep, err := d.nets.Attach(ctx, r.Config.Network, r.ID, r.Name, r.Config.Ports)
+	ep, err := d.nets.Attach(ctx, r.Config.Network, r.ID, r.Name, r.Config.NetworkAliases, r.Config.Ports)
 	if err != nil {
 		return nil, nil, networkError(err)
 	}
@@ -140,7 +141,7 @@ func networkError(err error) error {
 }
 
 func endpointOf(ep network.Endpoint) *api.Endpoint {
-	e := &api.Endpoint{ID: ep.ArrowID, Name: ep.Name, Address: ep.Address.String(), MAC: ep.MAC.String(), Tap: ep.Tap}
+	e := &api.Endpoint{ID: ep.ArrowID, Name: ep.Name, Aliases: slices.Clone(ep.Aliases), Address: ep.Address.String(), MAC: ep.MAC.String(), Tap: ep.Tap}
 	for _, p := range ep.Ports {
 		e.Ports = append(e.Ports, network.PortString(p))
 	}
@@ -162,7 +163,7 @@ func tapOf(ep network.Endpoint) *run.TapAttachment {
 }
 
 func networkOf(n network.Info) api.Network {
-	out := api.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(), MTU: n.MTU, Created: n.Created, Endpoints: []api.Endpoint{}}
+	out := api.Network{Name: n.Name, Bridge: n.Bridge, Subnet: n.Subnet.String(), Gateway: n.Gateway.String(), MTU: n.MTU, Created: n.Created, Labels: n.Labels, Endpoints: []api.Endpoint{}}
 	for _, ep := range n.Attached {
 		out.Endpoints = append(out.Endpoints, *endpointOf(ep))
 	}

@@ -66,10 +66,12 @@ func (r *record) transition(to api.State) error {
 		r.Template, r.Spare, r.StartPhases = "", false, nil
 		r.StoppedByUser = false
 		r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
+		r.Paused = false
 	case api.Exited, api.Restarting:
 		r.Launching = false
 		r.Pid, r.ShimPid, r.ShimStart = 0, 0, 0
 		r.Health = ""
+		r.Paused = false // a VM that ended is not paused
 	}
 	r.State = to
 	return nil

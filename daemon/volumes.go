@@ -68,7 +68,7 @@ func volumeError(err error) error {
 	switch {
 	case errors.Is(err, volume.ErrNotFound):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, volume.ErrInvalidName):
+	case errors.Is(err, volume.ErrInvalidName), errors.Is(err, volume.ErrInvalidLabels):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	case errors.Is(err, volume.ErrInUse):
 		return fmt.Errorf("%w: %w", ErrConflict, err)

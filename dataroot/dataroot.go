@@ -48,6 +48,9 @@
 //	                   (cmd/arrow; 0600).
 //	.materialize-*     scratch trees of images being materialized (run).
 //	.closure-*         scratch trees of closures being built (run).
+//	.docker-load-*     archives `docker load` is receiving and unpacking
+//	                   (dockerapi; 0700), removed after a day when a
+//	                   killed arrowd left them.
 //
 // The runtime directory (arrowd's sockets, /run/arrow as root) and the
 // jail's directory are not under the data root and not described here.

@@ -191,6 +191,11 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 	}
 	all := boolParam(r, "all") || limit > 0 || len(f["status"]) > 0 || len(f["exited"]) > 0
 	st := s.openImages()
+	if st != nil && len(f["ancestor"]) > 0 {
+		if imgs, err := st.List(r.Context()); err == nil {
+			cf.resolveAncestors(imgs)
+		}
+	}
 	gateways := map[string]string{}
 	now := time.Now()
 	out := []container.Summary{}

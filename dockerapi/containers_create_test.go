@@ -305,24 +305,6 @@ func TestTranslateCreateRefuses(t *testing.T) {
 	}
 }
 
-func TestImageCandidates(t *testing.T) {
-	for _, tc := range []struct {
-		ref  string
-		want []string
-	}{
-		{"busybox", []string{"busybox", "busybox:latest", "docker.io/library/busybox", "docker.io/library/busybox:latest"}},
-		{"busybox:1.36", []string{"busybox:1.36", "docker.io/library/busybox:1.36"}},
-		{"docker.io/library/busybox:latest", []string{"docker.io/library/busybox:latest", "busybox:latest"}},
-		{"me/app", []string{"me/app", "me/app:latest", "docker.io/me/app", "docker.io/me/app:latest"}},
-		{"localhost:5000/app", []string{"localhost:5000/app", "localhost:5000/app:latest"}},
-		{"sha256:abcd", []string{"sha256:abcd"}},
-	} {
-		if got := imageCandidates(tc.ref); !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("imageCandidates(%q) = %q, want %q", tc.ref, got, tc.want)
-		}
-	}
-}
-
 // FuzzCreate: whatever the body, the translation does not panic, and
 // what it accepts validates as Arrow's own API validates a config.
 func FuzzCreate(f *testing.F) {

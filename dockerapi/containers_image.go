@@ -12,88 +12,52 @@ import (
 	"github.com/arrowsys/arrow/image/store"
 )
 
-// imageCandidates are the names the store may know ref by: Docker
-// normalises "busybox" to docker.io/library/busybox:latest, while a
-// docker-save archive names it busybox:latest and `arrow image pull` by
-// the full reference. The first that the store has wins.
-func imageCandidates(ref string) []string {
-	if strings.HasPrefix(ref, "sha256:") {
-		return []string{ref}
-	}
-	name, suffix := ref, ""
-	if i := strings.IndexByte(name, '@'); i >= 0 {
-		name, suffix = name[:i], name[i:]
-	} else if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
-		name, suffix = name[:i], name[i:]
-	}
-	bases := []string{name}
-	short := name
-	for _, p := range []string{"docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"} {
-		if s, ok := strings.CutPrefix(name, p); ok {
-			short = s
-			break
-		}
-	}
-	bases = append(bases, short)
-	if !strings.Contains(short, "/") {
-		bases = append(bases, "docker.io/library/"+short)
-	} else if first, _, _ := strings.Cut(short, "/"); !strings.ContainsAny(first, ".:") && first != "localhost" {
-		bases = append(bases, "docker.io/"+short)
-	}
-	out := []string{ref}
-	for _, b := range bases {
-		cs := []string{b + suffix}
-		if suffix == "" {
-			cs = append(cs, b+":latest")
-		}
-		for _, c := range cs {
-			if !slices.Contains(out, c) {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
-
-// lookupImage finds ref in the image store as Docker would name it; its
-// error wraps daemon.ErrNotFound (404, "No such image", which makes the
-// docker CLI pull and create again) when the store lacks it.
+// lookupImage finds ref in the image store as Docker names images (see
+// imgFind: busybox is busybox:latest and docker.io/library/busybox); its
+// error wraps daemon.ErrNotFound (404, "No such image", on which the
+// docker CLI pulls and creates again) when the store lacks it. The
+// daemon is handed the store's own name for it (or its ID, when the
+// reference was one), which it resolves exactly.
 func (s *Server) lookupImage(ctx context.Context, ref string) (imageInfo, error) {
 	if s.opts.Images == nil {
-		// No store to ask (a daemon without images): the daemon
-		// resolves the name itself.
+		// No store to ask: the daemon resolves the name itself.
 		return imageInfo{Ref: ref}, nil
 	}
 	st, err := s.opts.Images()
 	if err != nil {
 		return imageInfo{}, fmt.Errorf("image store: %w", err)
 	}
-	for _, c := range imageCandidates(ref) {
-		img, err := st.Get(ctx, c)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return imageInfo{}, invalidf("image %s: %v", ref, err)
-		}
-		info := imageInfo{ID: img.ID, Ref: c}
-		if strings.HasPrefix(c, "sha256:") || !slices.Contains(img.Names, c) {
-			info.Ref = img.ID // an ID (prefix): pin it
-		}
-		for p := range img.Config.ExposedPorts {
-			if !strings.Contains(p, "/") {
-				p += "/tcp"
-			}
-			info.Exposed = append(info.Exposed, p)
-		}
-		slices.Sort(info.Exposed)
-		return info, nil
+	imgs, err := st.List(ctx)
+	if err != nil {
+		return imageInfo{}, fmt.Errorf("image store: %w", err)
 	}
-	full := ref
-	if !strings.ContainsAny(ref, "@") && strings.LastIndexByte(ref, ':') <= strings.LastIndexByte(ref, '/') {
-		full += ":latest"
+	img, how, err := imgFind(imgs, ref)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		full := ref
+		if f, ok := imgFamiliar(ref); ok {
+			full = f
+		}
+		return imageInfo{}, notFoundf("No such image: %s", full)
+	case err != nil:
+		return imageInfo{}, invalidf("image %s: %v", ref, err)
 	}
-	return imageInfo{}, notFoundf("No such image: %s", full)
+	info := imageInfo{ID: img.ID, Ref: img.ID}
+	if how == byName {
+		if names := imgNamesFor(img, ref); len(names) > 0 {
+			info.Ref = names[0]
+		} else if slices.Contains(img.Names, ref) {
+			info.Ref = ref
+		}
+	}
+	for p := range img.Config.ExposedPorts {
+		if !strings.Contains(p, "/") {
+			p += "/tcp"
+		}
+		info.Exposed = append(info.Exposed, p)
+	}
+	slices.Sort(info.Exposed)
+	return info, nil
 }
 
 // imageOf finds the image a container runs, for inspect and list: its ID

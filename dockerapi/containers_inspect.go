@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/image/store"
 )
 
 // stateOf is a container's Docker state: Arrow's, with paused (a running
@@ -377,6 +378,20 @@ type containerFilter struct {
 	f dockerFilters
 	// names are the compiled name patterns.
 	names []*regexp.Regexp
+	// ancestorIDs are the IDs ("sha256:...") of the images the ancestor
+	// filter names, as the store resolves them (see resolveAncestors).
+	ancestorIDs map[string]bool
+}
+
+// resolveAncestors resolves the ancestor filter's images to their IDs,
+// so that a container matches whichever way it named its image.
+func (cf *containerFilter) resolveAncestors(imgs []store.Image) {
+	cf.ancestorIDs = map[string]bool{}
+	for v := range cf.f["ancestor"] {
+		if img, _, err := imgFind(imgs, v); err == nil {
+			cf.ancestorIDs["sha256:"+img.ID] = true
+		}
+	}
 }
 
 // containerFilterKeys are the filters of GET /containers/json Arrow
@@ -437,10 +452,11 @@ func (cf *containerFilter) match(a *api.Arrow, imageID string) bool {
 	if es := f["exited"]; len(es) > 0 && (stateOf(a) != container.StateExited || !es[strconv.Itoa(a.ExitCode)]) {
 		return false
 	}
-	if as := f["ancestor"]; len(as) > 0 && !anyOf(as, func(v string) bool {
+	if as := f["ancestor"]; len(as) > 0 && !cf.ancestorIDs[imageID] && !anyOf(as, func(v string) bool {
 		name := imageName(a)
-		return v == name || v == a.Config.Image || slices.Contains(imageCandidates(v), name) ||
-			imageID != "" && (v == imageID || strings.HasPrefix(strings.TrimPrefix(imageID, "sha256:"), strings.TrimPrefix(v, "sha256:")) && len(strings.TrimPrefix(v, "sha256:")) >= 4)
+		id := strings.TrimPrefix(v, "sha256:")
+		return v == name || v == a.Config.Image || imgSameName(name, v) || imgSameName(a.Config.Image, v) ||
+			imageID != "" && len(id) >= 4 && isHexID(id) && strings.HasPrefix(strings.TrimPrefix(imageID, "sha256:"), id)
 	}) {
 		return false
 	}

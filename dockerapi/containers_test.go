@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/api/types/common"
 	"github.com/moby/moby/api/types/container"
 
@@ -759,5 +760,64 @@ func TestAutoRemoveAfterRestart(t *testing.T) {
 			t.Fatalf("the running one was not removed after its end: %q", names())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCreateFromStore: create finds an image as Docker names it, hands the
+// daemon the store's name, and publishes the image's exposed ports.
+func TestCreateFromStore(t *testing.T) {
+	fb := newFakeBackend(t)
+	root := t.TempDir()
+	st, err := store.Open(root + "/images")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(New(Options{Backend: fb, Root: root, Images: func() (*store.Store, error) { return st, nil }}))
+	defer ts.Close()
+	img := imgTestImage(t, v1.Config{Cmd: []string{"/bin/web"}, ExposedPorts: map[string]struct{}{"8080/tcp": {}}}, [2]string{"bin/web", "x"})
+	req, err := http.NewRequest("POST", ts.URL+"/images/load", bytes.NewReader(imgDockerSave(t, map[string]v1.Image{"web:latest": img})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	imgs, err := st.List(t.Context())
+	if err != nil || len(imgs) != 1 {
+		t.Fatalf("load: %s, %v %v", resp.Status, imgs, err)
+	}
+	id := imgs[0].ID
+	for i, ref := range []string{"web", "web:latest", "docker.io/library/web:latest", id[:8], "sha256:" + id} {
+		cid := create(t, ts, fmt.Sprintf("c%d", i), `{"Image":"`+ref+`","HostConfig":{"PublishAllPorts":true}}`)
+		a, err := fb.Get(cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "web:latest"
+		if strings.HasPrefix(ref, "sha256:") || ref == id[:8] {
+			want = id // an ID pins the image
+		}
+		if a.Config.Image != want {
+			t.Errorf("%s: the daemon is to run %q, want %q", ref, a.Config.Image, want)
+		}
+		if len(a.Config.Ports) != 1 || a.Config.Ports[0].GuestPort != 8080 || a.Config.Ports[0].HostPort == 0 {
+			t.Errorf("%s: ports %+v", ref, a.Config.Ports)
+		}
+		var in container.InspectResponse
+		mustCall(t, ts, "GET", "/containers/"+cid+"/json", "", http.StatusOK, &in)
+		if in.Image != "sha256:"+id || in.Config.Image != ref {
+			t.Errorf("%s: inspect shows image %q, config image %q", ref, in.Image, in.Config.Image)
+		}
+	}
+	var list []container.Summary
+	mustCall(t, ts, "GET", "/containers/json?all=1&filters="+url.QueryEscape(`{"ancestor":["web"]}`), "", http.StatusOK, &list)
+	if len(list) != 5 {
+		t.Errorf("ancestor=web lists %d containers, want 5", len(list))
+	}
+	code, b := call(t, ts, "POST", "/containers/create", `{"Image":"db"}`)
+	if code != http.StatusNotFound || errorOf(t, b) != "No such image: db:latest" {
+		t.Errorf("a missing image: %d %s", code, b)
 	}
 }

@@ -138,7 +138,7 @@ func (ef *eventFilter) match(m *eventMessage) bool {
 	}
 	if is := f["image"]; len(is) > 0 && !anyOf(is, func(v string) bool {
 		img := m.Actor.Attributes["image"]
-		return v == img || slices.Contains(imageCandidates(v), img)
+		return v == img || imgSameName(img, v)
 	}) {
 		return false
 	}

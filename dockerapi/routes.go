@@ -15,5 +15,9 @@ func (s *Server) routes() []route {
 	rs = append(rs, s.containerRoutes()...)
 	rs = append(rs, s.execRoutes()...)
 	rs = append(rs, s.eventsRoutes()...)
+	// Images, networks and volumes (images*.go, networks*.go, volumes*.go).
+	rs = append(rs, s.imageRoutes()...)
+	rs = append(rs, s.networkRoutes()...)
+	rs = append(rs, s.volumeRoutes()...)
 	return rs
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,8 +41,9 @@ const (
 type responder struct {
 	network string
 	subnet  netip.Prefix
-	// records maps lower-case fully qualified names to addresses.
-	records atomic.Pointer[map[string]netip.Addr]
+	// records maps lower-case fully qualified names to addresses: one
+	// for an arrow's name, one or more for an alias that arrows share.
+	records atomic.Pointer[map[string][]netip.Addr]
 	// upstreams returns the nameservers to forward to.
 	upstreams func() []netip.AddrPort
 	timeout   time.Duration
@@ -134,21 +136,34 @@ func newResponder(network string, subnet netip.Prefix, upstreams func() []netip.
 		ctx:       ctx,
 		cancel:    cancel,
 	}
-	r.records.Store(&map[string]netip.Addr{})
+	r.records.Store(&map[string][]netip.Addr{})
 	return r
 }
 
 // setRecords replaces the names the responder answers for with those of
-// n's endpoints: <name>. and <name>.<network>.
+// n's endpoints, each name and alias twice: <name>. and <name>.<network>.
+// A name that several endpoints share (the alias of a compose service
+// with replicas) has all their addresses, in order, each once.
 func (r *responder) setRecords(n *netRecord) {
-	recs := map[string]netip.Addr{}
-	for _, ep := range n.Endpoints {
-		if ep.Name == "" {
-			continue
+	recs := map[string][]netip.Addr{}
+	add := func(name string, a netip.Addr) {
+		name = strings.ToLower(name)
+		for _, fq := range []string{name + ".", name + "." + r.network + "."} {
+			if !slices.Contains(recs[fq], a) {
+				recs[fq] = append(recs[fq], a)
+			}
 		}
-		name := strings.ToLower(ep.Name)
-		recs[name+"."] = ep.Address.Addr()
-		recs[name+"."+r.network+"."] = ep.Address.Addr()
+	}
+	for _, ep := range n.Endpoints {
+		if ep.Name != "" {
+			add(ep.Name, ep.Address.Addr())
+		}
+		for _, alias := range ep.Aliases {
+			add(alias, ep.Address.Addr())
+		}
+	}
+	for _, addrs := range recs {
+		slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
 	}
 	r.records.Store(&recs)
 }
@@ -351,9 +366,9 @@ func (r *responder) answer(q []byte) (resp []byte, forward bool) {
 	}
 	question := qs[0]
 	name := strings.ToLower(question.Name.String())
-	if addr, ok := (*r.records.Load())[name]; ok && question.Class == dnsmessage.ClassINET {
+	if addrs, ok := (*r.records.Load())[name]; ok && question.Class == dnsmessage.ClassINET {
 		if question.Type == dnsmessage.TypeA || question.Type == dnsmessage.TypeALL {
-			return r.reply(h, &question, dnsmessage.RCodeSuccess, &addr), false
+			return r.reply(h, &question, dnsmessage.RCodeSuccess, rotate(addrs, h.ID, len(name))), false
 		}
 		// The name exists but has no record of the type asked for.
 		return r.reply(h, &question, dnsmessage.RCodeSuccess, nil), false
@@ -368,9 +383,34 @@ func (r *responder) answer(q []byte) (resp []byte, forward bool) {
 	return nil, true
 }
 
+// maxUDPAnswer is the size of a DNS message over UDP without EDNS0: the
+// answers of a name many arrows share are cut to fit it.
+const maxUDPAnswer = 512
+
+// rotate returns the addresses of a name to answer with: all of them, or
+// as many as fit in maxUDPAnswer beside a question of a name nameLen long,
+// starting at an offset that the query's ID picks, so that the clients of
+// a shared alias spread over its arrows (as round-robin DNS does).
+func rotate(addrs []netip.Addr, id uint16, nameLen int) []netip.Addr {
+	if len(addrs) == 0 {
+		return nil
+	}
+	// Header 12 bytes; the question: the name on the wire (its text
+	// length plus one) and type and class; each A record: a compression
+	// pointer, type, class, TTL, length and 4 bytes of address.
+	fit := max((maxUDPAnswer-12-(nameLen+1)-4)/16, 1)
+	n := min(len(addrs), fit)
+	out := make([]netip.Addr, 0, n)
+	start := int(id) % len(addrs)
+	for i := range n {
+		out = append(out, addrs[(start+i)%len(addrs)])
+	}
+	return out
+}
+
 // reply builds a response to the query with header h: the question q
-// (none when nil), the code rc and an A record for addr when not nil.
-func (r *responder) reply(h dnsmessage.Header, q *dnsmessage.Question, rc dnsmessage.RCode, addr *netip.Addr) []byte {
+// (none when nil), the code rc and an A record for each of addrs.
+func (r *responder) reply(h dnsmessage.Header, q *dnsmessage.Question, rc dnsmessage.RCode, addrs []netip.Addr) []byte {
 	b := dnsmessage.NewBuilder(make([]byte, 0, 512), dnsmessage.Header{
 		ID:                 h.ID,
 		Response:           true,
@@ -394,13 +434,15 @@ func (r *responder) reply(h dnsmessage.Header, q *dnsmessage.Question, rc dnsmes
 	if err := b.Question(*q); err != nil {
 		return nil
 	}
-	if addr != nil {
+	if len(addrs) > 0 {
 		if err := b.StartAnswers(); err != nil {
 			return nil
 		}
-		if err := b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: recordTTL},
-			dnsmessage.AResource{A: addr.As4()}); err != nil {
-			return nil
+		for _, addr := range addrs {
+			if err := b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: recordTTL},
+				dnsmessage.AResource{A: addr.As4()}); err != nil {
+				return nil
+			}
 		}
 	}
 	msg, err := b.Finish()

@@ -203,7 +203,7 @@ func TestGuestAgainstHost(t *testing.T) {
 	serve(listen(t, "192.0.2.1:7002"), "host uplink")
 
 	m := open(t, testOpts(t, fakeUpstream(t)))
-	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"))
+	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,15 +214,15 @@ func TestGuestAgainstHost(t *testing.T) {
 	// The attacker publishes a port on 127.0.0.1, a neighbour one on
 	// every address; another arrow, with no VM, is the one whose address
 	// the attacker tries to take.
-	ep, err := m.Attach(ctx, "front", "aaaa", "web", []api.Port{{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}})
+	ep, err := m.Attach(ctx, "front", "aaaa", "web", nil, []api.Port{{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	neighbour, err := m.Attach(ctx, "front", "bbbb", "db", []api.Port{{Proto: "tcp", HostPort: 8081, GuestPort: 80}})
+	neighbour, err := m.Attach(ctx, "front", "bbbb", "db", nil, []api.Port{{Proto: "tcp", HostPort: 8081, GuestPort: 80}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := m.Attach(ctx, "front", "cccc", "", nil)
+	other, err := m.Attach(ctx, "front", "cccc", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestGuestAgainstHost(t *testing.T) {
 		t.Errorf("unguarded, from the host, %s: %q, %v; want the arrow that took the address", spoofed, got, err)
 	}
 	// A rebuild from the state puts the guard back.
-	if _, err := m.Attach(ctx, "front", "dddd", "", nil); err != nil {
+	if _, err := m.Attach(ctx, "front", "dddd", "", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	inNS(t, vm, func() {
@@ -400,14 +400,14 @@ func forwardingGuard(t *testing.T, already bool) {
 
 	opts := testOpts(t)
 	m := open(t, opts)
-	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"))
+	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if on, err := forwardingOn(); err != nil || !on {
 		t.Fatalf("forwarding on = %v, %v", on, err)
 	}
-	ep, err := m.Attach(ctx, "front", "aaaa", "", nil)
+	ep, err := m.Attach(ctx, "front", "aaaa", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +429,7 @@ func forwardingGuard(t *testing.T, already bool) {
 		t.Fatal(err)
 	}
 	m = open(t, opts)
-	if _, err := m.Attach(ctx, "front", "bbbb", "", nil); err != nil {
+	if _, err := m.Attach(ctx, "front", "bbbb", "", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	inNS(t, lan, func() {
@@ -508,17 +508,17 @@ func TestAntiSpoofingRules(t *testing.T) {
 	}
 	ctx := context.Background()
 	m := open(t, testOpts(t))
-	if _, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24")); err != nil {
+	if _, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if tb := bridgeTable(t); len(tb) != 1 || len(tb[chainPrerouting]) != 0 {
 		t.Errorf("with no endpoint: %v", tb)
 	}
-	a, err := m.Attach(ctx, "front", "aaaa", "", nil)
+	a, err := m.Attach(ctx, "front", "aaaa", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.Attach(ctx, "front", "bbbb", "", nil)
+	b, err := m.Attach(ctx, "front", "bbbb", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -243,7 +245,7 @@ func TestCreateListRemove(t *testing.T) {
 	}
 	addUplink(t, "uplink", "10.89.1.9/24", 1500) // a host route the pick must avoid
 	m := open(t, testOpts(t))
-	front, err := m.Create(ctx, "front", netip.Prefix{})
+	front, err := m.Create(ctx, "front", netip.Prefix{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,14 +253,14 @@ func TestCreateListRemove(t *testing.T) {
 		front.Bridge != bridgeName("front") || front.Created.IsZero() {
 		t.Fatalf("front = %+v", front)
 	}
-	back, err := m.Create(ctx, "back", netip.Prefix{})
+	back, err := m.Create(ctx, "back", netip.Prefix{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if back.Subnet.String() != "10.89.2.0/24" {
 		t.Fatalf("back's subnet = %s, want 10.89.2.0/24 (10.89.1.0/24 is the host's)", back.Subnet)
 	}
-	custom, err := m.Create(ctx, "custom", netip.MustParsePrefix("172.30.5.0/26"))
+	custom, err := m.Create(ctx, "custom", netip.MustParsePrefix("172.30.5.0/26"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,11 +281,11 @@ func TestCreateListRemove(t *testing.T) {
 		if tc.subnet != "" {
 			subnet = netip.MustParsePrefix(tc.subnet)
 		}
-		if _, err := m.Create(ctx, tc.name, subnet); !errors.Is(err, tc.err) {
+		if _, err := m.Create(ctx, tc.name, subnet, nil); !errors.Is(err, tc.err) {
 			t.Errorf("Create(%s, %s) = %v, want %v", tc.name, tc.subnet, err, tc.err)
 		}
 	}
-	if _, err := m.Create(ctx, "bad name", netip.Prefix{}); err == nil {
+	if _, err := m.Create(ctx, "bad name", netip.Prefix{}, nil); err == nil {
 		t.Error("Create with an invalid name succeeded")
 	}
 
@@ -344,7 +346,7 @@ func TestCreateListRemove(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Create(ctx, "x", netip.Prefix{}); !errors.Is(err, ErrClosed) {
+	if _, err := m.Create(ctx, "x", netip.Prefix{}, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Create after Close = %v", err)
 	}
 }
@@ -361,20 +363,28 @@ func TestAttachAcrossReopen(t *testing.T) {
 	}
 	opts := testOpts(t)
 	m := open(t, opts)
-	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"))
+	labels := map[string]string{"com.docker.compose.project": "demo", "empty": ""}
+	if _, err := m.Create(ctx, "front", netip.MustParsePrefix("10.60.0.0/24"), map[string]string{"": "x"}); err == nil || !strings.Contains(err.Error(), "label") {
+		t.Fatalf("Create with an empty label key = %v", err)
+	}
+	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"), labels)
 	if err != nil {
 		t.Fatal(err)
 	}
+	labels["empty"] = "changed by the caller" // the network keeps its own copy
 	if n.MTU != 1400 {
 		t.Fatalf("MTU = %d, want the uplink's 1400", n.MTU)
 	}
-	a, err := m.Attach(ctx, "front", "aaaa", "web", nil)
+	a, err := m.Attach(ctx, "front", "aaaa", "web", []string{"app", "web_1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.Attach(ctx, "front", "bbbb", "db", nil)
+	b, err := m.Attach(ctx, "front", "bbbb", "db", nil, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := m.Attach(ctx, "front", "eeee", "bad", []string{"no spaces"}, nil); err == nil || !strings.Contains(err.Error(), "alias") {
+		t.Fatalf("Attach with a bad alias = %v", err)
 	}
 	if a.Address.String() != "10.50.0.2/24" || b.Address.String() != "10.50.0.3/24" || a.Gateway != n.Gateway ||
 		len(a.DNS) != 1 || a.DNS[0] != n.Gateway || a.MTU != 1400 || a.MAC.String() == b.MAC.String() {
@@ -388,7 +398,7 @@ func TestAttachAcrossReopen(t *testing.T) {
 		{"front", "cccc", "WEB", ErrExists},
 		{"nope", "cccc", "x", ErrNotFound},
 	} {
-		if _, err := m.Attach(ctx, tc.network, tc.id, tc.name, nil); !errors.Is(err, tc.err) {
+		if _, err := m.Attach(ctx, tc.network, tc.id, tc.name, nil, nil); !errors.Is(err, tc.err) {
 			t.Errorf("Attach(%s, %s, %s) = %v, want %v", tc.network, tc.id, tc.name, err, tc.err)
 		}
 	}
@@ -414,10 +424,14 @@ func TestAttachAcrossReopen(t *testing.T) {
 	}
 	m = open(t, opts)
 	got, err := m.Get("front")
-	if err != nil || len(got.Attached) != 2 || got.Attached[0].Address != a.Address || got.Attached[0].Name != "web" {
+	if err != nil || len(got.Attached) != 2 || got.Attached[0].Address != a.Address || got.Attached[0].Name != "web" ||
+		!slices.Equal(got.Attached[0].Aliases, []string{"app", "web_1"}) {
 		t.Fatalf("after re-Open: %+v, %v", got, err)
 	}
-	c, err := m.Attach(ctx, "front", "cccc", "cache", nil)
+	if want := map[string]string{"com.docker.compose.project": "demo", "empty": ""}; !maps.Equal(got.Labels, want) || !maps.Equal(m.List()[0].Labels, want) {
+		t.Fatalf("labels after re-Open: Get %v, List %v; want %v", got.Labels, m.List()[0].Labels, want)
+	}
+	c, err := m.Attach(ctx, "front", "cccc", "cache", nil, nil)
 	if err != nil || c.Address.String() != "10.50.0.4/24" {
 		t.Fatalf("Attach after re-Open = %+v, %v", c, err)
 	}
@@ -433,7 +447,7 @@ func TestAttachAcrossReopen(t *testing.T) {
 	if _, err := netlink.LinkByName(b.Tap); err == nil {
 		t.Errorf("tap %s left after Detach", b.Tap)
 	}
-	d2, err := m.Attach(ctx, "front", "dddd", "", nil)
+	d2, err := m.Attach(ctx, "front", "dddd", "", nil, nil)
 	if err != nil || d2.Address.String() != "10.50.0.5/24" {
 		t.Fatalf("Attach after a Detach = %+v, %v", d2, err)
 	}
@@ -466,11 +480,11 @@ func TestPublishRules(t *testing.T) {
 	}
 	ctx := context.Background()
 	m := open(t, testOpts(t))
-	if _, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24")); err != nil {
+	if _, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"), nil); err != nil {
 		t.Fatal(err)
 	}
 	lo := "127.0.0.1"
-	a, err := m.Attach(ctx, "front", "aaaa", "web", []api.Port{
+	a, err := m.Attach(ctx, "front", "aaaa", "web", nil, []api.Port{
 		{Proto: "tcp", HostPort: 8080, GuestPort: 80},
 		{Proto: "udp", HostIP: lo, HostPort: 5353},
 	})
@@ -507,7 +521,7 @@ func TestPublishRules(t *testing.T) {
 		{Proto: "udp", HostPort: 5353},
 		{Proto: "tcp", HostPort: 9090},
 	} {
-		_, err := m.Attach(ctx, "front", "bbbb", "db", []api.Port{{Proto: "tcp", HostPort: 7000}, p})
+		_, err := m.Attach(ctx, "front", "bbbb", "db", nil, []api.Port{{Proto: "tcp", HostPort: 7000}, p})
 		if !errors.Is(err, ErrPortInUse) {
 			t.Errorf("Attach publishing %s = %v, want ErrPortInUse", p, err)
 		}
@@ -519,7 +533,7 @@ func TestPublishRules(t *testing.T) {
 		t.Errorf("a failed Attach changed the rules:\n%v\n%v", c, comments)
 	}
 	// The same port over the other protocol is free.
-	b, err := m.Attach(ctx, "front", "bbbb", "db", []api.Port{{Proto: "udp", HostPort: 8080}})
+	b, err := m.Attach(ctx, "front", "bbbb", "db", nil, []api.Port{{Proto: "udp", HostPort: 8080}})
 	if err != nil || b.Address.String() != "10.50.0.3/24" {
 		t.Fatalf("Attach = %+v, %v", b, err)
 	}
@@ -531,7 +545,7 @@ func TestPublishRules(t *testing.T) {
 		t.Errorf("after Detach, DNATs to %q", got)
 	}
 	// A detached endpoint's port is free again.
-	if _, err := m.Attach(ctx, "front", "cccc", "", []api.Port{{Proto: "tcp", HostPort: 8080}}); err != nil {
+	if _, err := m.Attach(ctx, "front", "cccc", "", nil, []api.Port{{Proto: "tcp", HostPort: 8080}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -543,15 +557,15 @@ func TestReconcile(t *testing.T) {
 	ctx := context.Background()
 	opts := testOpts(t)
 	m := open(t, opts)
-	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"))
+	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := m.Attach(ctx, "front", "aaaa", "web", []api.Port{{Proto: "tcp", HostPort: 8080}})
+	a, err := m.Attach(ctx, "front", "aaaa", "web", nil, []api.Port{{Proto: "tcp", HostPort: 8080}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.Attach(ctx, "front", "bbbb", "db", []api.Port{{Proto: "tcp", HostPort: 8081}})
+	b, err := m.Attach(ctx, "front", "bbbb", "db", nil, []api.Port{{Proto: "tcp", HostPort: 8081}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,7 +629,7 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("web. = %q after Reconcile", addr)
 	}
 	// The dead arrow's port and address are free again.
-	if e, err := m.Attach(ctx, "front", "eeee", "", []api.Port{{Proto: "tcp", HostPort: 8081}}); err != nil || e.Address.String() != "10.50.0.4/24" {
+	if e, err := m.Attach(ctx, "front", "eeee", "", nil, []api.Port{{Proto: "tcp", HostPort: 8081}}); err != nil || e.Address.String() != "10.50.0.4/24" {
 		t.Errorf("Attach after Reconcile = %+v, %v", e, err)
 	}
 	// Nothing lives: everything goes.
@@ -693,6 +707,22 @@ func lookupA(t *testing.T, network string, server netip.AddrPort, name string) s
 	return m.RCode.String()
 }
 
+// lookupAll is lookupA with every A record of the answer, space-separated.
+func lookupAll(t *testing.T, network string, server netip.AddrPort, name string) string {
+	t.Helper()
+	m := exchange(t, network, server, name)
+	var addrs []string
+	for _, a := range m.Answers {
+		if ar, ok := a.Body.(*dnsmessage.AResource); ok {
+			addrs = append(addrs, netip.AddrFrom4(ar.A).String())
+		}
+	}
+	if len(addrs) == 0 {
+		return m.RCode.String()
+	}
+	return strings.Join(addrs, " ")
+}
+
 // fakeUpstream serves DNS on a UDP and a TCP port of 127.0.0.1, answering
 // every A query with 192.0.2.7.
 func fakeUpstream(t *testing.T) netip.AddrPort {
@@ -757,11 +787,11 @@ func TestDNS(t *testing.T) {
 	up := fakeUpstream(t)
 	// The first nameserver does not answer: the second one does.
 	m := open(t, testOpts(t, netip.MustParseAddrPort("127.0.0.1:9"), up))
-	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"))
+	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Attach(ctx, "front", "aaaa", "web", nil); err != nil {
+	if _, err := m.Attach(ctx, "front", "aaaa", "web", []string{"app"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	server := netip.AddrPortFrom(n.Gateway, 53)
@@ -779,21 +809,62 @@ func TestDNS(t *testing.T) {
 		}
 	}
 	// Kept current as arrows come and go.
-	if _, err := m.Attach(ctx, "front", "bbbb", "db", nil); err != nil {
+	if _, err := m.Attach(ctx, "front", "bbbb", "db", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := lookupA(t, "udp", server, "db."); got != "10.50.0.3" {
 		t.Errorf("db. after Attach = %s", got)
 	}
+	// An alias two arrows share (a compose service's two replicas)
+	// resolves to both; over TCP as over UDP.
+	if _, err := m.Attach(ctx, "front", "cccc", "web2", []string{"APP"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, proto := range []string{"udp", "tcp"} {
+		if got := lookupAll(t, proto, server, "app."); got != "10.50.0.2 10.50.0.4" && got != "10.50.0.4 10.50.0.2" {
+			t.Errorf("app. over %s, shared = %s", proto, got)
+		}
+	}
+	if got := lookupAll(t, "udp", server, "app.front."); !strings.Contains(got, "10.50.0.2") || !strings.Contains(got, "10.50.0.4") {
+		t.Errorf("app.front. = %s", got)
+	}
+	// A rename: the new name resolves, the old one no longer; the
+	// aliases stay. A name another arrow has is refused.
+	if err := m.SetName(ctx, "front", "aaaa", "DB"); !errors.Is(err, ErrExists) {
+		t.Errorf("SetName to another's name = %v", err)
+	}
+	if err := m.SetName(ctx, "front", "zzzz", "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetName of no endpoint = %v", err)
+	}
+	if err := m.SetName(ctx, "front", "aaaa", "site"); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"site.": "10.50.0.2", "site.front.": "10.50.0.2", "web.": "RCodeNameError"} {
+		if got := lookupA(t, "udp", server, name); got != want {
+			t.Errorf("%s after SetName = %s, want %s", name, got, want)
+		}
+	}
+	if got := lookupAll(t, "udp", server, "app."); !strings.Contains(got, "10.50.0.2") {
+		t.Errorf("app. after SetName = %s", got)
+	}
+	// The alias goes with its arrow: the other replica keeps it.
 	if err := m.Detach(ctx, "front", "aaaa"); err != nil {
 		t.Fatal(err)
 	}
-	if got := lookupA(t, "udp", server, "web."); got != "RCodeNameError" {
-		t.Errorf("web. after Detach = %s", got)
+	for name, want := range map[string]string{"site.": "RCodeNameError", "app.": "10.50.0.4"} {
+		if got := lookupAll(t, "udp", server, name); got != want {
+			t.Errorf("%s after Detach = %s, want %s", name, got, want)
+		}
+	}
+	if err := m.Detach(ctx, "front", "cccc"); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookupA(t, "udp", server, "app."); got != "RCodeNameError" {
+		t.Errorf("app. once no arrow has it = %s", got)
 	}
 	// With no nameserver answering: SERVFAIL, in bounded time.
 	m2 := open(t, testOpts(t, netip.MustParseAddrPort("127.0.0.1:9")))
-	n2, err := m2.Create(ctx, "back", netip.MustParsePrefix("10.51.0.0/24"))
+	n2, err := m2.Create(ctx, "back", netip.MustParsePrefix("10.51.0.0/24"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -893,11 +964,11 @@ func TestTraffic(t *testing.T) {
 	ctx := context.Background()
 	addUplink(t, "uplink", "192.0.2.1/24", 1500)
 	m := open(t, testOpts(t, fakeUpstream(t)))
-	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"))
+	n, err := m.Create(ctx, "front", netip.MustParsePrefix("10.50.0.0/24"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := m.Attach(ctx, "front", "aaaa", "web", []api.Port{{Proto: "tcp", HostPort: 8080, GuestPort: 80}})
+	ep, err := m.Attach(ctx, "front", "aaaa", "web", nil, []api.Port{{Proto: "tcp", HostPort: 8080, GuestPort: 80}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -118,6 +119,9 @@ type Endpoint struct {
 	// Name is the arrow's name, resolved by the network's DNS responder;
 	// empty for none.
 	Name string `json:"name,omitempty"`
+	// Aliases are further names the responder resolves to the arrow;
+	// unlike names, arrows may share one (see [Manager.Attach]).
+	Aliases []string `json:"aliases,omitempty"`
 	// Tap is the tap device the VM opens (QEMU's -netdev tap,ifname=).
 	Tap string `json:"tap"`
 	// MAC is the address of the VM's interface: locally administered,
@@ -149,6 +153,8 @@ type Info struct {
 	MTU int
 	// Created is when the network was created.
 	Created time.Time
+	// Labels are the network's metadata, as given to Create.
+	Labels map[string]string
 	// Attached are the endpoints of the arrows attached, by arrow ID.
 	Attached []Endpoint
 }
@@ -249,12 +255,16 @@ func macAddr(network, arrowID string) net.HardwareAddr {
 }
 
 // Create creates the network name on subnet, or on a free /24 of the pool
-// when subnet is zero, with its bridge, rules and DNS responder. The error
-// wraps ErrExists when the network exists, ErrOverlap when the subnet
-// overlaps another network's or a host route.
-func (m *Manager) Create(ctx context.Context, name string, subnet netip.Prefix) (Info, error) {
+// when subnet is zero, with its bridge, rules and DNS responder, and keeps
+// labels with it (see [api.ValidateLabels]). The error wraps ErrExists
+// when the network exists, ErrOverlap when the subnet overlaps another
+// network's or a host route.
+func (m *Manager) Create(ctx context.Context, name string, subnet netip.Prefix, labels map[string]string) (Info, error) {
 	if !api.ValidNetworkName(name) {
 		return Info{}, fmt.Errorf("network: invalid network name %q", name)
+	}
+	if err := api.ValidateLabels(labels); err != nil {
+		return Info{}, fmt.Errorf("network %s: %w", name, err)
 	}
 	if err := m.lock(); err != nil {
 		return Info{}, err
@@ -292,6 +302,7 @@ func (m *Manager) Create(ctx context.Context, name string, subnet netip.Prefix) 
 		Gateway:   subnet.Addr().Next(),
 		MTU:       mtu,
 		Created:   time.Now().UTC(),
+		Labels:    maps.Clone(labels),
 		Endpoints: map[string]*Endpoint{},
 	}
 	if err := ensureBridge(rec); err != nil {
@@ -399,15 +410,22 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 
 // Attach attaches the arrow arrowID, named name for DNS, to network,
 // publishing ports: it hands out an address, creates the tap and adds the
-// rules. The error wraps ErrPortInUse when a host port is taken (nothing is
-// then left behind), ErrNotFound when there is no such network, ErrExists
-// when the arrow is attached already or another one has the same name.
-func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, ports []api.Port) (Endpoint, error) {
+// rules. The network's DNS resolves name and each of aliases to the
+// arrow's address; a name is one arrow's, an alias may be several arrows'
+// (the replicas of a compose service), and resolves to all their
+// addresses. The error wraps ErrPortInUse when a host port is taken
+// (nothing is then left behind), ErrNotFound when there is no such
+// network, ErrExists when the arrow is attached already or another one
+// has the same name.
+func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, aliases []string, ports []api.Port) (Endpoint, error) {
 	if arrowID == "" {
 		return Endpoint{}, errors.New("network: empty arrow ID")
 	}
 	ports, err := normalizePorts(ports)
 	if err != nil {
+		return Endpoint{}, fmt.Errorf("network %s: arrow %s: %w", network, arrowID, err)
+	}
+	if err := checkAliases(aliases); err != nil {
 		return Endpoint{}, fmt.Errorf("network %s: arrow %s: %w", network, arrowID, err)
 	}
 	if err := m.lock(); err != nil {
@@ -443,6 +461,7 @@ func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, por
 		Network: network,
 		ArrowID: arrowID,
 		Name:    name,
+		Aliases: slices.Clone(aliases),
 		Tap:     tapName(network, arrowID),
 		MAC:     macAddr(network, arrowID),
 		Address: netip.PrefixFrom(addr, n.Subnet.Bits()),
@@ -483,6 +502,59 @@ func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, por
 	}
 	m.updateDNS(n)
 	return ep.clone(), nil
+}
+
+// SetName makes name the DNS name of the arrow arrowID on network (a
+// renamed arrow), in place of the one it had; its aliases stay. The error
+// wraps ErrNotFound when the arrow is not attached there, ErrExists when
+// another arrow there has that name (in any case of letters).
+func (m *Manager) SetName(ctx context.Context, network, arrowID, name string) error {
+	if err := m.lock(); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	wrap := func(err error) error { return fmt.Errorf("network %s: arrow %s: %w", network, arrowID, err) }
+	n, ok := m.nets[network]
+	if !ok {
+		return fmt.Errorf("network %s: %w", network, ErrNotFound)
+	}
+	ep, ok := n.Endpoints[arrowID]
+	if !ok {
+		return wrap(fmt.Errorf("endpoint %w", ErrNotFound))
+	}
+	if name != "" {
+		for id, other := range n.Endpoints {
+			if id != arrowID && strings.EqualFold(other.Name, name) {
+				return wrap(fmt.Errorf("name %s: %w (arrow %s)", name, ErrExists, id))
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	old := ep.Name
+	ep.Name = name
+	if err := putNetwork(m.db, n); err != nil {
+		ep.Name = old
+		return wrap(err)
+	}
+	m.updateDNS(n)
+	return nil
+}
+
+// checkAliases checks the aliases given to Attach: the API validated
+// them, but the responder's table is the host's, so the package bounds
+// what it keeps itself.
+func checkAliases(aliases []string) error {
+	if len(aliases) > api.MaxNetworkAliases {
+		return fmt.Errorf("%d aliases: at most %d", len(aliases), api.MaxNetworkAliases)
+	}
+	for _, a := range aliases {
+		if err := api.ValidateNetworkAlias(a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Detach detaches the arrow arrowID from network: it removes the tap and
@@ -762,6 +834,7 @@ func (ep *Endpoint) clone() Endpoint {
 	c := *ep
 	c.MAC = slices.Clone(ep.MAC)
 	c.DNS = slices.Clone(ep.DNS)
+	c.Aliases = slices.Clone(ep.Aliases)
 	c.Ports = slices.Clone(ep.Ports)
 	return c
 }

@@ -3,6 +3,7 @@ package network
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -32,6 +33,8 @@ type netRecord struct {
 	Gateway netip.Addr   `json:"gateway"`
 	MTU     int          `json:"mtu"`
 	Created time.Time    `json:"created"`
+	// Labels are the network's metadata (see Manager.Create).
+	Labels map[string]string `json:"labels,omitempty"`
 	// Next is the address handed out last: the allocator goes on from
 	// it, so that a released address is the last to be handed out again.
 	Next netip.Addr `json:"next,omitzero"`
@@ -174,6 +177,7 @@ func (n *netRecord) info() Info {
 		Gateway:  n.Gateway,
 		MTU:      n.MTU,
 		Created:  n.Created,
+		Labels:   maps.Clone(n.Labels),
 		Attached: eps,
 	}
 }

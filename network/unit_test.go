@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -175,12 +176,14 @@ func TestParseResolvConf(t *testing.T) {
 }
 
 // testResponder returns a responder of network "front" (10.89.0.0/24) with
-// web at 10.89.0.2 and no upstream nameserver.
+// web at 10.89.0.2 and no upstream nameserver; web and web2 (10.89.0.4)
+// share the alias app, as two replicas of a compose service do.
 func testResponder() *responder {
 	r := newResponder("Front", netip.MustParsePrefix("10.89.0.0/24"), func() []netip.AddrPort { return nil }, time.Second, func(string, ...any) {})
 	r.setRecords(&netRecord{Endpoints: map[string]*Endpoint{
-		"1": {Name: "Web", Address: netip.MustParsePrefix("10.89.0.2/24")},
+		"1": {Name: "Web", Aliases: []string{"app"}, Address: netip.MustParsePrefix("10.89.0.2/24")},
 		"2": {Address: netip.MustParsePrefix("10.89.0.3/24")},
+		"3": {Name: "web2", Aliases: []string{"APP", "cache.internal"}, Address: netip.MustParsePrefix("10.89.0.4/24")},
 	}})
 	return r
 }
@@ -208,9 +211,14 @@ func TestAnswer(t *testing.T) {
 		typ     dnsmessage.Type
 		forward bool
 		rcode   dnsmessage.RCode
-		addr    string
+		addr    string // the A records, in order, comma-separated
 	}{
 		{name: "web.", typ: dnsmessage.TypeA, addr: "10.89.0.2"},
+		{name: "app.", typ: dnsmessage.TypeA, addr: "10.89.0.2,10.89.0.4"},
+		{name: "App.Front.", typ: dnsmessage.TypeA, addr: "10.89.0.2,10.89.0.4"},
+		{name: "cache.internal.", typ: dnsmessage.TypeA, addr: "10.89.0.4"},
+		{name: "cache.internal.front.", typ: dnsmessage.TypeA, addr: "10.89.0.4"},
+		{name: "app.", typ: dnsmessage.TypeAAAA},
 		{name: "WEB.front.", typ: dnsmessage.TypeA, addr: "10.89.0.2"},
 		{name: "web.front.", typ: dnsmessage.TypeAAAA},
 		{name: "nope.", typ: dnsmessage.TypeA, rcode: dnsmessage.RCodeNameError},
@@ -220,7 +228,9 @@ func TestAnswer(t *testing.T) {
 		{name: "com.", typ: dnsmessage.TypeNS, forward: true},
 	} {
 		t.Run(tc.name+tc.typ.String(), func(t *testing.T) {
-			resp, fwd := r.answer(query(t, 77, tc.name, tc.typ))
+			// An even ID: the rotation of a two-address answer starts
+			// at the first (see TestRotate).
+			resp, fwd := r.answer(query(t, 78, tc.name, tc.typ))
 			if tc.forward {
 				if resp != nil || !fwd {
 					t.Fatalf("answer = %x, %v; want forwarded", resp, fwd)
@@ -231,15 +241,16 @@ func TestAnswer(t *testing.T) {
 			if err := m.Unpack(resp); err != nil {
 				t.Fatalf("answer: %v", err)
 			}
-			if m.ID != 77 || !m.Response || m.RCode != tc.rcode || len(m.Questions) != 1 {
+			if m.ID != 78 || !m.Response || m.RCode != tc.rcode || len(m.Questions) != 1 {
 				t.Fatalf("answer header = %+v", m.Header)
 			}
-			var got string
+			var addrs []string
 			for _, a := range m.Answers {
 				if ar, ok := a.Body.(*dnsmessage.AResource); ok {
-					got = netip.AddrFrom4(ar.A).String()
+					addrs = append(addrs, netip.AddrFrom4(ar.A).String())
 				}
 			}
+			got := strings.Join(addrs, ",")
 			if got != tc.addr {
 				t.Errorf("answer A = %q, want %q", got, tc.addr)
 			}
@@ -312,5 +323,73 @@ func TestUpgradePorts(t *testing.T) {
 	}
 	if got := again.Endpoints["aaaa"].Ports; !slices.Equal(got, want) {
 		t.Errorf("new shape: ports %+v, want %+v", got, want)
+	}
+}
+
+// TestRotate: the addresses of a shared name start where the query's ID
+// says, and are cut to what a UDP answer holds.
+func TestRotate(t *testing.T) {
+	addrs := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")}
+	for _, tc := range []struct {
+		id   uint16
+		want string
+	}{
+		{0, "10.0.0.1 10.0.0.2 10.0.0.3"},
+		{1, "10.0.0.2 10.0.0.3 10.0.0.1"},
+		{5, "10.0.0.3 10.0.0.1 10.0.0.2"},
+	} {
+		got := rotate(addrs, tc.id, 5)
+		if s := strings.Join(addrStrings(got), " "); s != tc.want {
+			t.Errorf("rotate(id %d) = %s, want %s", tc.id, s, tc.want)
+		}
+	}
+	if got := rotate(nil, 3, 5); got != nil {
+		t.Errorf("rotate(nil) = %v", got)
+	}
+}
+
+func addrStrings(addrs []netip.Addr) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// TestAnswerManyShareAnAlias: the 253 arrows of a /24 all with one alias,
+// asked for under the longest name the alias may have: the answer fits in
+// a UDP message without EDNS0, and holds as many as fit.
+func TestAnswerManyShareAnAlias(t *testing.T) {
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 60)
+	if err := api.ValidateNetworkAlias(long); err != nil {
+		t.Fatal(err)
+	}
+	eps := map[string]*Endpoint{}
+	for i := 2; i < 255; i++ {
+		eps[strconv.Itoa(i)] = &Endpoint{Aliases: []string{"svc", long}, Address: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 89, 0, byte(i)}), 24)}
+	}
+	r := newResponder("front", netip.MustParsePrefix("10.89.0.0/24"), func() []netip.AddrPort { return nil }, time.Second, func(string, ...any) {})
+	r.setRecords(&netRecord{Endpoints: eps})
+	for _, name := range []string{"svc.", long + ".", long + ".front."} {
+		resp, _ := r.answer(query(t, 9, name, dnsmessage.TypeA))
+		if len(resp) == 0 || len(resp) > maxUDPAnswer {
+			t.Fatalf("%.20s...: answer of %d bytes", name, len(resp))
+		}
+		var m dnsmessage.Message
+		if err := m.Unpack(resp); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[netip.Addr]bool{}
+		for _, a := range m.Answers {
+			ar, ok := a.Body.(*dnsmessage.AResource)
+			if !ok || seen[netip.AddrFrom4(ar.A)] {
+				t.Fatalf("%.20s...: answer %v", name, a)
+			}
+			seen[netip.AddrFrom4(ar.A)] = true
+		}
+		// Another record would not have fit.
+		if len(resp)+16 <= maxUDPAnswer {
+			t.Errorf("%.20s...: %d records in %d bytes: room for more", name, len(m.Answers), len(resp))
+		}
 	}
 }

@@ -185,9 +185,15 @@ func (c *Client) Stop(ctx context.Context, timeout time.Duration) error {
 }
 
 // Attach opens an attach stream: frames of output to read (see
-// [api.ReadFrame]) and input to write.
-func (c *Client) Attach(ctx context.Context) (net.Conn, *bufio.Reader, error) {
-	conn, br, resp, err := c.openStream(ctx, "attach", []byte("GET /attach HTTP/1.1\r\nHost: shim\r\n\r\n"))
+// [api.ReadFrame]) and input to write. Once it returns, the stream has
+// all output from then on. With stdinOnce the end of this stream's input
+// ends the application's (docker's StdinOnce).
+func (c *Client) Attach(ctx context.Context, stdinOnce bool) (net.Conn, *bufio.Reader, error) {
+	path := "/attach"
+	if stdinOnce {
+		path += "?stdin_once=1"
+	}
+	conn, br, resp, err := c.openStream(ctx, "attach", []byte("GET "+path+" HTTP/1.1\r\nHost: shim\r\n\r\n"))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -51,6 +51,11 @@ func (s *server) exec(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, http.StatusConflict, api.Error{Message: "the arrow is not running"})
 		return
 	}
+	if s.isPaused() {
+		// Its guest could not start the process: docker refuses too.
+		writeReply(w, http.StatusConflict, api.Error{Message: "the arrow is paused: unpause it first"})
+		return
+	}
 	p, err := h.Exec(r.Context(), ExecOptions(&cfg))
 	if err != nil {
 		code := http.StatusBadRequest

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/image/cachefile"
 	"github.com/arrowsys/arrow/run"
 )
@@ -53,6 +54,10 @@ type Launch struct {
 	// LogMaxSize and LogMaxFiles bound the log and its rotations.
 	LogMaxSize  int64 `json:"log_max_size,omitempty"`
 	LogMaxFiles int   `json:"log_max_files,omitempty"`
+	// Size is the initial size of the terminal, with Config.TTY: the
+	// last one a client set before the arrow started (docker's
+	// ConsoleSize). Nil for the default, DefaultRows by DefaultCols.
+	Size *guest.WindowSize `json:"size,omitempty"`
 }
 
 // Exit is how a run ended, written by the shim as its last act.
@@ -87,6 +92,8 @@ type Status struct {
 	Phases []api.Phase `json:"phases,omitempty"`
 	// Healthy: the application accepts connections on its ready port.
 	Healthy bool `json:"healthy,omitempty"`
+	// Paused: the VM's virtual CPUs are stopped (pause.go).
+	Paused bool `json:"paused,omitempty"`
 	// Exit is set once the run ended.
 	Exit *Exit `json:"exit,omitempty"`
 }

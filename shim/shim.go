@@ -17,6 +17,7 @@ import (
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/cgroup"
+	"github.com/arrowsys/arrow/guest"
 	"github.com/arrowsys/arrow/logs"
 	"github.com/arrowsys/arrow/run"
 	"github.com/arrowsys/arrow/template"
@@ -34,10 +35,12 @@ const killGrace = 2 * time.Second
 // and serves its socket until the run ends, then records how it ended.
 //
 // ctl is its daemon's control connection (see [Start]): once the socket
-// accepts connections the shim writes "ok\n" to it (or the reason it could
+// serves requests the shim writes "ok\n" to it (or the reason it could
 // not start), then waits for the daemon to confirm with "go\n" that it
 // recorded the shim. Only then does it start the VM, and from then on it
-// outlives its daemon. Should the daemon end first, ctl reads end of file
+// outlives its daemon. Between the two the socket already answers: an
+// attach made then (the daemon joins the attaches that waited for this
+// run) sees all the run's output. Should the daemon end first, ctl reads end of file
 // and the shim ends without starting anything: a daemon killed between
 // starting a shim and recording it leaves nothing running behind.
 //
@@ -51,6 +54,7 @@ func Serve(ctx context.Context, dir string, ctl io.ReadWriteCloser) error {
 		return err
 	}
 	defer s.close()
+	s.serve()
 	fmt.Fprintln(ctl, "ok")
 	if err := awaitGo(ctl); err != nil {
 		s.abandoned(err)
@@ -114,6 +118,12 @@ type server struct {
 	group  *cgroup.Group
 	spare  *template.Spare // the VM to run in, when a spare shim was claimed
 	lock   *os.File        // the arrow's LockFile, held for the shim's life
+	srv    *http.Server    // the socket's server, once serve was called
+	// resize holds the latest terminal size asked for (with TTY) until
+	// the run takes it: a size asked before the VM starts is the
+	// terminal's initial size, a later one is relayed once the
+	// application runs.
+	resize chan guest.WindowSize
 
 	mu       sync.Mutex
 	status   Status
@@ -125,6 +135,10 @@ type server struct {
 	stopping bool
 	// handle is the run while its application runs: execs go to it.
 	handle *run.Handle
+	// paused: the VM is paused (see pause.go); pauseMu serialises the
+	// QMP commands that change it.
+	paused  bool
+	pauseMu sync.Mutex
 }
 
 func newServer(dir string) (*server, error) {
@@ -158,6 +172,7 @@ func newServer(dir string) (*server, error) {
 		sigs:  make(chan os.Signal, 8),
 		stdin: pw, stdinR: pr,
 		out:     newFanout(),
+		resize:  make(chan guest.WindowSize, 1),
 		status:  Status{State: api.Starting},
 		done:    make(chan struct{}),
 		ready:   make(chan struct{}),
@@ -177,7 +192,17 @@ func newServer(dir string) (*server, error) {
 	return s, nil
 }
 
+// serve starts answering on the socket. It is called before the daemon's
+// "go", so that attaches can join before the VM starts (see [Serve]).
+func (s *server) serve() {
+	s.srv = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func(srv *http.Server) { _ = srv.Serve(s.ln) }(s.srv)
+}
+
 func (s *server) close() {
+	if s.srv != nil {
+		_ = s.srv.Close()
+	}
 	s.ln.Close()
 	os.Remove(s.launch.Socket)
 	s.log.Close()
@@ -186,8 +211,10 @@ func (s *server) close() {
 
 // run runs the VM to its end while serving the socket.
 func (s *server) run(ctx context.Context) error {
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(s.ln) }()
+	if s.srv == nil {
+		s.serve()
+	}
+	srv := s.srv
 
 	stop := make(chan os.Signal, 1)
 	signalNotify(stop)
@@ -208,6 +235,9 @@ func (s *server) run(ctx context.Context) error {
 	o.Err = io.MultiWriter(stderr, s.out.stream(api.StreamStderr))
 	o.Log = stderr
 	o.In = s.stdinR
+	if o.TTY {
+		o.Size, o.Resize = s.initialSize(), s.resize
+	}
 	o.Signals = s.sigs
 	o.StopTimeout = forever
 	o.Spare = s.spare
@@ -358,6 +388,7 @@ func (s *server) kill() {
 }
 
 func (s *server) signal(sig os.Signal) {
+	s.resumeForSignal()
 	select {
 	case s.sigs <- sig:
 	case <-s.done:
@@ -415,14 +446,28 @@ func (s *server) handler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /attach", s.attach)
+	mux.HandleFunc("POST /resize", s.handleResize)
 	mux.HandleFunc("POST /exec", s.exec)
+	s.pauseRoutes(mux)
 	return mux
 }
 
 // attach streams the application's output to the client as frames and
 // its input, with Stdin, to the application, until the run ends or the
-// client goes.
+// client goes. With ?stdin_once=1 the end of this client's input ends
+// the application's (docker's StdinOnce); otherwise it ends only this
+// attach's input, and another attach may follow (as docker).
+//
+// The client is subscribed before the response's head goes out: once a
+// client read the 200, no output of the application can pass it by.
 func (s *server) attach(w http.ResponseWriter, r *http.Request) {
+	once := r.URL.Query().Get("stdin_once")
+	if once != "" && once != "0" && once != "1" {
+		writeReply(w, http.StatusBadRequest, api.Error{Message: "stdin_once: want 0 or 1"})
+		return
+	}
+	sub := s.out.subscribe()
+	defer s.out.unsubscribe(sub)
 	rc := http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
@@ -433,13 +478,12 @@ func (s *server) attach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
-	sub := s.out.subscribe()
-	defer s.out.unsubscribe(sub)
 	if s.launch.Config.Stdin {
 		go func() {
-			// The client's end of input ends this attach's input, not the
-			// application's: another attach may follow (as docker).
 			_, _ = io.Copy(s.stdin, brw)
+			if once == "1" {
+				s.stdin.Close()
+			}
 		}()
 	}
 	for f := range sub {

@@ -132,6 +132,11 @@ func ServeSpare(ctx context.Context, dir string, ctl io.ReadWriteCloser) error {
 				continue
 			}
 			s, err := newServer(c.dir)
+			if err == nil {
+				// Before the claim is answered: the daemon joins the
+				// attaches waiting for this run once it returns.
+				s.serve()
+			}
 			c.reply <- err
 			if err != nil {
 				return fmt.Errorf("spare: claimed for %s: %w", c.dir, err)

@@ -3,7 +3,8 @@
 //
 // A volume NAME is dataroot's Volume(NAME), holding:
 //
-//	volume.json   its record (name, creation time), written atomically
+//	volume.json   its record (name, creation time, labels), written
+//	              atomically
 //	lock          flock'ed shared by every run that mounts the volume,
 //	              exclusively by rm and prune, which therefore never
 //	              remove a volume a VM is using
@@ -23,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,8 +40,11 @@ import (
 // Errors of volume operations; the API maps them to statuses.
 var (
 	ErrInvalidName = errors.New("invalid volume name")
-	ErrNotFound    = errors.New("no such volume")
-	ErrInUse       = errors.New("volume is in use")
+	// ErrInvalidLabels is wrapped when Create is given labels beyond
+	// api.ValidateLabels' bounds.
+	ErrInvalidLabels = errors.New("invalid volume labels")
+	ErrNotFound      = errors.New("no such volume")
+	ErrInUse         = errors.New("volume is in use")
 )
 
 // ValidateName checks a volume name as docker does (see
@@ -53,7 +58,7 @@ func ValidateName(name string) error {
 
 // Volume is a volume's record, with what Get and List measure: its
 // size, the detached arrows that name it, whether it is in use. Only
-// Name and Created are stored (volume.json).
+// Name, Created and Labels are stored (volume.json).
 type Volume = api.VolumeInfo
 
 // Store is the volumes under one directory (dataroot's Volumes()).
@@ -74,11 +79,16 @@ func (s *Store) path(name string, elem ...string) string {
 // Data returns the directory holding volume name's content.
 func (s *Store) Data(name string) string { return s.path(name, "_data") }
 
-// Create creates volume name, or returns it when it exists (as docker
-// volume create does). created says which.
-func (s *Store) Create(ctx context.Context, name string) (v Volume, created bool, err error) {
+// Create creates volume name with labels (see [api.ValidateLabels]; nil
+// for none), or returns it as it is when it exists (as docker volume
+// create does: its labels are those it was created with). created says
+// which.
+func (s *Store) Create(ctx context.Context, name string, labels map[string]string) (v Volume, created bool, err error) {
 	if err := ValidateName(name); err != nil {
 		return Volume{}, false, err
+	}
+	if err := api.ValidateLabels(labels); err != nil {
+		return Volume{}, false, fmt.Errorf("%w: volume %s: %w", ErrInvalidLabels, name, err)
 	}
 	l, err := s.lockStore(ctx)
 	if err != nil {
@@ -97,7 +107,7 @@ func (s *Store) Create(ctx context.Context, name string) (v Volume, created bool
 		return Volume{}, false, fmt.Errorf("create volume %s: %w", name, err)
 	}
 	defer os.RemoveAll(tmp)
-	v = Volume{Name: name, Created: time.Now().UTC().Truncate(time.Second)}
+	v = Volume{Name: name, Created: time.Now().UTC().Truncate(time.Second), Labels: maps.Clone(labels)}
 	for _, d := range []string{"_data", "refs"} {
 		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
 			return Volume{}, false, fmt.Errorf("create volume %s: %w", name, err)
@@ -129,9 +139,11 @@ func writeRecord(dir string, v Volume) error {
 	return cachefile.WriteFile(filepath.Join(dir, "volume.json"), append(b, '\n'), cachefile.FileMode)
 }
 
-// maxRecord bounds a record read back: it is small, and the data root is
-// the user's own, but a damaged file must not be read whole.
-const maxRecord = 64 << 10
+// maxRecord bounds a record read back: the data root is the user's own,
+// but a damaged file must not be read whole. Labels within
+// api.ValidateLabels' bounds take at most 1 MiB, 6 MiB as JSON at worst
+// (every byte a \u escape).
+const maxRecord = 8 << 20
 
 // read reads volume name's record.
 func (s *Store) read(name string) (Volume, error) {
@@ -143,16 +155,15 @@ func (s *Store) read(name string) (Volume, error) {
 		return Volume{}, err
 	}
 	defer f.Close()
-	b := make([]byte, maxRecord+1)
-	n, err := f.Read(b)
+	b, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
 	if err != nil {
 		return Volume{}, fmt.Errorf("volume %s: record: %w", name, err)
 	}
-	if n > maxRecord {
+	if len(b) > maxRecord {
 		return Volume{}, fmt.Errorf("volume %s: record larger than %d bytes", name, maxRecord)
 	}
 	var v Volume
-	if err := json.Unmarshal(b[:n], &v); err != nil {
+	if err := json.Unmarshal(b, &v); err != nil {
 		return Volume{}, fmt.Errorf("volume %s: record: %w", name, err)
 	}
 	if v.Name != name {
@@ -244,7 +255,7 @@ func (s *Store) AddRef(ctx context.Context, name, id string) error {
 	if id == "" || len(id) > maxRefLen || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {
 		return fmt.Errorf("volume %s: arrow ID %q", name, id)
 	}
-	if _, _, err := s.Create(ctx, name); err != nil {
+	if _, _, err := s.Create(ctx, name, nil); err != nil {
 		return err
 	}
 	l, err := s.lockStore(ctx)
@@ -384,7 +395,7 @@ type Mount struct {
 // Acquire holds volume name for a run, creating it when it does not
 // exist (docker run's rule): rm and prune refuse it until Close.
 func (s *Store) Acquire(ctx context.Context, name string) (*Mount, error) {
-	if _, _, err := s.Create(ctx, name); err != nil {
+	if _, _, err := s.Create(ctx, name, nil); err != nil {
 		return nil, err
 	}
 	sl, err := s.lockStore(ctx)

@@ -3,6 +3,8 @@ package volume
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,7 +72,7 @@ func open(t *testing.T) *Store {
 func TestCreateListRemove(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
-	v, created, err := s.Create(ctx, "data")
+	v, created, err := s.Create(ctx, "data", nil)
 	if err != nil || !created {
 		t.Fatalf("Create: %v %v", created, err)
 	}
@@ -78,10 +80,10 @@ func TestCreateListRemove(t *testing.T) {
 		t.Fatalf("mountpoint %s: %v %v", v.Mountpoint, fi, err)
 	}
 	// Idempotent, as docker volume create.
-	if _, created, err := s.Create(ctx, "data"); err != nil || created {
+	if _, created, err := s.Create(ctx, "data", nil); err != nil || created {
 		t.Fatalf("second Create: %v %v", created, err)
 	}
-	if _, _, err := s.Create(ctx, "bad/name"); !errors.Is(err, ErrInvalidName) {
+	if _, _, err := s.Create(ctx, "bad/name", nil); !errors.Is(err, ErrInvalidName) {
 		t.Fatalf("Create(bad/name): %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(v.Mountpoint, "f"), make([]byte, 1000), 0o644); err != nil {
@@ -90,7 +92,7 @@ func TestCreateListRemove(t *testing.T) {
 	if err := os.Link(filepath.Join(v.Mountpoint, "f"), filepath.Join(v.Mountpoint, "g")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Create(ctx, "other"); err != nil {
+	if _, _, err := s.Create(ctx, "other", nil); err != nil {
 		t.Fatal(err)
 	}
 	vols, err := s.List(ctx)
@@ -126,7 +128,7 @@ func TestInUse(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
 	for _, n := range []string{"named", "mounted", "free"} {
-		if _, _, err := s.Create(ctx, n); err != nil {
+		if _, _, err := s.Create(ctx, n, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -202,7 +204,7 @@ func TestInUse(t *testing.T) {
 func TestDamagedRecord(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
-	if _, _, err := s.Create(ctx, "v1"); err != nil {
+	if _, _, err := s.Create(ctx, "v1", nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, body := range []string{"", "{", `{"name":"v2"}`, strings.Repeat(" ", maxRecord+1)} {
@@ -212,5 +214,58 @@ func TestDamagedRecord(t *testing.T) {
 		if _, err := s.Get(ctx, "v1"); err == nil {
 			t.Errorf("record %.20q: no error", body)
 		}
+	}
+}
+
+// TestLabels: a volume keeps the labels it was created with in its record,
+// for Get and List; a second Create does not change them; labels beyond
+// the bounds are refused and create nothing.
+func TestLabels(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	labels := map[string]string{"com.docker.compose.project": "demo", "com.docker.compose.volume": "data", "empty": ""}
+	v, created, err := s.Create(ctx, "data", labels)
+	if err != nil || !created || !maps.Equal(v.Labels, labels) {
+		t.Fatalf("Create = %+v, %v, %v", v, created, err)
+	}
+	want := maps.Clone(labels)
+	labels["empty"] = "changed by the caller"
+	if v, created, err := s.Create(ctx, "data", map[string]string{"other": "x"}); err != nil || created || !maps.Equal(v.Labels, want) {
+		t.Fatalf("second Create = %+v, %v, %v; want the first labels", v, created, err)
+	}
+	got, err := s.Get(ctx, "data")
+	if err != nil || !maps.Equal(got.Labels, want) {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	// Kept in volume.json: another Store over the same directory reads them.
+	s2, err := Open(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, err := s2.List(ctx)
+	if err != nil || len(vols) != 1 || !maps.Equal(vols[0].Labels, want) {
+		t.Fatalf("List = %+v, %v", vols, err)
+	}
+	big := map[string]string{}
+	for i := range 256 {
+		big[fmt.Sprint(i)] = strings.Repeat("\x01", 4000) // JSON escapes each: the largest record
+	}
+	if v, _, err := s.Create(ctx, "big", big); err != nil || len(v.Labels) != 256 {
+		t.Fatalf("Create with the most labels allowed: %v", err)
+	}
+	if v, err := s.Get(ctx, "big"); err != nil || !maps.Equal(v.Labels, big) {
+		t.Fatalf("Get of the largest record: %v", err)
+	}
+	for name, bad := range map[string]map[string]string{
+		"empty key": {"": "v"},
+		"huge":      {"k": strings.Repeat("v", 5000)},
+		"NUL":       {"k": "a\x00"},
+	} {
+		if _, _, err := s.Create(ctx, "bad", bad); !errors.Is(err, ErrInvalidLabels) {
+			t.Errorf("%s: Create = %v, want ErrInvalidLabels", name, err)
+		}
+	}
+	if _, err := s.Get(ctx, "bad"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused Create left a volume: %v", err)
 	}
 }

@@ -199,10 +199,41 @@ func (c *Client) Events(ctx context.Context, fn func(api.Event) error) error {
 	return stream(c, ctx, "/events", nil, fn)
 }
 
-// Attach joins an arrow's stdio: read frames of output (api.ReadFrame)
-// from the reader, write input to the connection.
+// Attach joins a running arrow's stdio: read frames of output
+// (api.ReadFrame) from the reader, write input to the connection. An
+// arrow that is not running is an [*Error] with status 409.
 func (c *Client) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
-	return c.upgrade(ctx, http.MethodGet, ref, "attach", nil)
+	return c.AttachWith(ctx, ref, AttachOptions{})
+}
+
+// AttachOptions modify an attach.
+type AttachOptions struct {
+	// Next attaches to an arrow that is not running at its next start:
+	// the call returns once the attach is registered, and the stream
+	// then has all of that run's output (attach, then start).
+	Next bool
+	// StdinOnce ends the application's input when this attach's input
+	// ends (the connection is half-closed).
+	StdinOnce bool
+}
+
+// AttachWith is Attach with options.
+func (c *Client) AttachWith(ctx context.Context, ref string, o AttachOptions) (net.Conn, *bufio.Reader, error) {
+	q := url.Values{}
+	if o.Next {
+		q.Set("next", "1")
+	}
+	if o.StdinOnce {
+		q.Set("stdin_once", "1")
+	}
+	return c.upgrade(ctx, http.MethodGet, ref, "attach", q, nil)
+}
+
+// Resize sets the size of a TTY arrow's terminal; set before a start, it
+// is that run's initial size.
+func (c *Client) Resize(ctx context.Context, ref string, rows, cols uint16) error {
+	q := url.Values{"h": {strconv.Itoa(int(rows))}, "w": {strconv.Itoa(int(cols))}}
+	return c.do(ctx, http.MethodPost, "/arrows/"+url.PathEscape(ref)+"/resize", q, nil, nil)
 }
 
 // Exec runs a process in a running arrow and opens its exec stream (see
@@ -215,7 +246,7 @@ func (c *Client) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 	if err != nil {
 		return nil, nil, err
 	}
-	return c.upgrade(ctx, http.MethodPost, ref, "exec", body)
+	return c.upgrade(ctx, http.MethodPost, ref, "exec", nil, body)
 }
 
 // upgrade sends method /arrows/ref/kind, asking to switch to the
@@ -223,12 +254,16 @@ func (c *Client) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 // returns the connection, its reader past the response, once arrowd
 // switched. It is written by hand rather than with net/http because the
 // connection goes on as a raw stream both ways.
-func (c *Client) upgrade(ctx context.Context, method, ref, kind string, body []byte) (net.Conn, *bufio.Reader, error) {
+func (c *Client) upgrade(ctx context.Context, method, ref, kind string, q url.Values, body []byte) (net.Conn, *bufio.Reader, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
-	req := fmt.Sprintf("%s /%s/arrows/%s/%s HTTP/1.1\r\nHost: arrowd\r\nConnection: Upgrade\r\nUpgrade: arrow-%s\r\n", method, api.Version, url.PathEscape(ref), kind, kind)
+	query := ""
+	if len(q) > 0 {
+		query = "?" + q.Encode()
+	}
+	req := fmt.Sprintf("%s /%s/arrows/%s/%s%s HTTP/1.1\r\nHost: arrowd\r\nConnection: Upgrade\r\nUpgrade: arrow-%s\r\n", method, api.Version, url.PathEscape(ref), kind, query, kind)
 	if body != nil {
 		req += fmt.Sprintf("Content-Type: application/json\r\nContent-Length: %d\r\n", len(body))
 	}

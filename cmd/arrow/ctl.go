@@ -158,6 +158,9 @@ func status(a api.Arrow, now time.Time) string {
 	switch a.State {
 	case api.Running:
 		s := "Up " + humanDuration(now.Sub(a.StartedAt))
+		if a.Paused {
+			return s + " (Paused)" // docker's word, health aside
+		}
 		if a.Health != "" {
 			s += " (" + a.Health + ")"
 		}

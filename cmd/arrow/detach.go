@@ -23,6 +23,7 @@ type detachFlags struct {
 	restart string
 	labels  []string
 	ready   int
+	aliases []string
 }
 
 func (d *detachFlags) add(cmd *cobra.Command) {
@@ -31,6 +32,7 @@ func (d *detachFlags) add(cmd *cobra.Command) {
 	f.StringVar(&d.name, "name", "", "name the arrow (with -d)")
 	f.StringVar(&d.restart, "restart", "no", "restart policy (with -d): no, on-failure[:N], always, unless-stopped")
 	f.StringArrayVarP(&d.labels, "label", "l", nil, "set a label KEY=value (with -d; repeatable)")
+	f.StringArrayVar(&d.aliases, "network-alias", nil, "another name of the arrow on its bridge network's DNS (with -d; repeatable; arrows may share one)")
 	f.IntVar(&d.ready, "ready-port", 0, "with -d: return once the app accepts TCP connections on this guest port (published with -p in user mode)")
 }
 
@@ -52,6 +54,7 @@ func (d *detachFlags) apply(cmd *cobra.Command, c *api.Config) error {
 		c.Labels[k] = v
 	}
 	c.ReadyPort = d.ready
+	c.NetworkAliases = append(c.NetworkAliases, d.aliases...)
 	return nil
 }
 
@@ -62,7 +65,7 @@ func (d *detachFlags) check(cmd *cobra.Command) error {
 	}
 	// (A spec file's name, restart and labels are fine without -d: they
 	// only mean something to a detached arrow.)
-	for _, f := range []string{"name", "restart", "label", "ready-port"} {
+	for _, f := range []string{"name", "restart", "label", "ready-port", "network-alias"} {
 		if cmd.Flags().Changed(f) {
 			return fmt.Errorf("--%s applies to detached arrows: add -d", f)
 		}

@@ -49,6 +49,7 @@ func execute(ctx context.Context, args []string) int {
 		newPsCmd(g), newLogsCmd(g), newStopCmd(g), newStartCmd(g), newRestartCmd(g), newKillCmd(g),
 		newRmCmd(g), newWaitCmd(g), newInspectCmd(g), newStatsCmd(g), newEventsCmd(g), newAttachCmd(g), newExecCmd(g),
 		newNetworkCmd(g), newPortCmd(g), newVolumeCmd(g))
+	root.AddCommand(newPauseCmd(g), newUnpauseCmd(g), newRenameCmd(g))
 	root.AddCommand(newTemplateCmd(g))
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

@@ -26,8 +26,9 @@ The default network of an arrow is 'user' (QEMU's user-mode networking,
 rootless); '--network none' leaves only loopback.`,
 	}
 	var subnet string
+	var createLabels func() (map[string]string, error) // set once create exists
 	create := &cobra.Command{
-		Use:   "create [--subnet CIDR] NAME",
+		Use:   "create [--subnet CIDR] [--label KEY=value]... NAME",
 		Short: "Create a bridge network",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -35,7 +36,11 @@ rootless); '--network none' leaves only loopback.`,
 			if err != nil {
 				return err
 			}
-			n, err := c.CreateNetwork(cmd.Context(), &api.NetworkCreateRequest{Name: args[0], Subnet: subnet})
+			labels, err := createLabels()
+			if err != nil {
+				return err
+			}
+			n, err := c.CreateNetwork(cmd.Context(), &api.NetworkCreateRequest{Name: args[0], Subnet: subnet, Labels: labels})
 			if err != nil {
 				return err
 			}
@@ -44,6 +49,7 @@ rootless); '--network none' leaves only loopback.`,
 		},
 	}
 	create.Flags().StringVar(&subnet, "subnet", "", "the network's IPv4 subnet (default: a free /24 of 10.89.0.0/16)")
+	createLabels = labelsFlag(create, "network")
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List bridge networks",

@@ -25,16 +25,21 @@ is filled with the image's content at that path, owners and modes kept.`,
 	}
 	open := func() (*volume.Store, error) { return volume.Open(dataroot.Root(g.dataRoot()).Volumes()) }
 
+	var createLabels func() (map[string]string, error) // set once create exists
 	create := &cobra.Command{
-		Use:   "create NAME",
+		Use:   "create [--label KEY=value]... NAME",
 		Short: "Create a named volume (nothing happens if it exists)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := createLabels()
+			if err != nil {
+				return err
+			}
 			s, err := open()
 			if err != nil {
 				return err
 			}
-			v, _, err := s.Create(cmd.Context(), args[0])
+			v, _, err := s.Create(cmd.Context(), args[0], labels)
 			if err != nil {
 				return err
 			}
@@ -42,6 +47,7 @@ is filled with the image's content at that path, owners and modes kept.`,
 			return nil
 		},
 	}
+	createLabels = labelsFlag(create, "volume")
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List named volumes with their sizes",

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,12 +164,30 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 	}
 	imageID, _ := s.imageOf(r.Context(), s.openImages(), a.Config.Image)
 	resp := inspectOf(&a, imageID, s.gatewayOf(&a))
+	shortIDAlias(&a, &resp)
 	resp.ExecIDs = s.ctr.execs.idsOf(a.ID)
 	if boolParam(r, "size") {
 		zero := int64(0)
 		resp.SizeRw, resp.SizeRootFs = &zero, &zero
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// shortIDAlias adds the container's short ID to its aliases on a bridge
+// network, as API versions before 1.45 showed them, whatever the version:
+// docker-compose 1.29 disconnects and connects again a container whose
+// aliases lack it (to set its aliases, which Arrow set at create), and an
+// arrow cannot leave its network (dockerd 1.45 and later put the short ID
+// in DNSNames, where it is too).
+func shortIDAlias(a *api.Arrow, resp *container.InspectResponse) {
+	if len(a.ID) < 12 || a.Config.Network == "" || a.Config.Network == "user" || a.Config.Network == "none" {
+		return
+	}
+	for _, es := range resp.NetworkSettings.Networks {
+		if !slices.Contains(es.Aliases, a.ID[:12]) {
+			es.Aliases = append(slices.Clone(es.Aliases), a.ID[:12])
+		}
+	}
 }
 
 func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {

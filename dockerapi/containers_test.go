@@ -821,3 +821,22 @@ func TestCreateFromStore(t *testing.T) {
 		t.Errorf("a missing image: %d %s", code, b)
 	}
 }
+
+// TestInspectShortIDAlias: on a bridge network the short ID is among the
+// aliases, as docker-compose 1.29 expects of a container it need not
+// reconnect.
+func TestInspectShortIDAlias(t *testing.T) {
+	fb, ts := testServer(t)
+	fb.NetworkCreate(t.Context(), &api.NetworkCreateRequest{Name: "p_default"})
+	id := create(t, ts, "c1", `{"Image":"busybox","HostConfig":{"NetworkMode":"p_default"},"NetworkingConfig":{"EndpointsConfig":{"p_default":{"Aliases":["web"]}}}}`)
+	var in container.InspectResponse
+	mustCall(t, ts, "GET", "/v1.50/containers/c1/json", "", http.StatusOK, &in)
+	if got := in.NetworkSettings.Networks["p_default"].Aliases; !reflect.DeepEqual(got, []string{"web", id[:12]}) {
+		t.Errorf("aliases %q", got)
+	}
+	create(t, ts, "c2", `{"Image":"busybox"}`)
+	mustCall(t, ts, "GET", "/v1.50/containers/c2/json", "", http.StatusOK, &in)
+	if got := in.NetworkSettings.Networks["bridge"].Aliases; len(got) != 0 {
+		t.Errorf("aliases on the default network %q", got)
+	}
+}

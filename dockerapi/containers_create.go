@@ -644,7 +644,8 @@ func (t translator) portsOf(bindings network.PortMap, publishAll bool, exposed [
 					w.ip = b.HostIP.Unmap().String()
 				}
 			}
-			if b.HostPort != "" {
+			// "" and "0" ask for a free port (testcontainers sends "0").
+			if b.HostPort != "" && b.HostPort != "0" {
 				lo, hi, err := parsePortRange(b.HostPort)
 				if err != nil {
 					return nil, invalidf("invalid host port %q for %s: %v", b.HostPort, p, err)

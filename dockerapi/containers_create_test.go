@@ -111,13 +111,14 @@ func TestTranslateCreate(t *testing.T) {
 		},
 	}, {
 		name: "port bindings: fixed, free, with an address; publish all the image's",
-		body: `{"Image":"web","ExposedPorts":{"9000/udp":{}},"HostConfig":{"PublishAllPorts":true,"PortBindings":{"8080/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}],"53/udp":[{"HostIp":"","HostPort":""}]}}}`,
+		body: `{"Image":"web","ExposedPorts":{"9000/udp":{}},"HostConfig":{"PublishAllPorts":true,"PortBindings":{"8080/tcp":[{"HostIp":"127.0.0.1","HostPort":"18080"}],"53/udp":[{"HostIp":"","HostPort":""}],"54/udp":[{"HostIp":"","HostPort":"0"}]}}}`,
 		want: func(c *api.Config) string {
 			want := []api.Port{
 				{HostPort: 40000, GuestPort: 53, Proto: "udp"},
+				{HostPort: 40001, GuestPort: 54, Proto: "udp"},
 				{HostIP: "127.0.0.1", HostPort: 18080, GuestPort: 8080, Proto: "tcp"},
-				{HostPort: 40002, GuestPort: 80, Proto: "tcp"},
-				{HostPort: 40001, GuestPort: 9000, Proto: "udp"},
+				{HostPort: 40003, GuestPort: 80, Proto: "tcp"},
+				{HostPort: 40002, GuestPort: 9000, Proto: "udp"},
 			}
 			if !reflect.DeepEqual(c.Ports, want) {
 				return fmt.Sprintf("ports %+v, want %+v", c.Ports, want)

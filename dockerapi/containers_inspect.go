@@ -124,17 +124,35 @@ func networkName(a *api.Arrow) string {
 	return a.Config.Network
 }
 
-// endpointOf describes the container on its network.
+// endpointOf describes the container on its network, with the IDs the
+// network endpoints give it (netID, netEndpointID). On Arrow's user
+// network every running guest has QEMU's one address; on a bridge
+// network the arrow's endpoint is its own for its whole life.
 func endpointOf(a *api.Arrow, gateway string) *network.EndpointSettings {
-	es := &network.EndpointSettings{Aliases: a.Config.NetworkAliases}
-	if a.Config.Network == "none" {
+	name := networkName(a)
+	es := &network.EndpointSettings{Aliases: a.Config.NetworkAliases, NetworkID: netID(name)}
+	running := stateOf(a) == container.StateRunning || stateOf(a) == container.StatePaused
+	switch a.Config.Network {
+	case "none":
+		if running {
+			es.EndpointID = netEndpointID(name, a.ID)
+		}
+		return es
+	case "", "user":
+		if running {
+			es.EndpointID = netEndpointID(name, a.ID)
+			es.IPAddress, es.IPPrefixLen, es.Gateway = userGuest.Addr(), userGuest.Bits(), userGateway
+		}
 		return es
 	}
 	if ep := a.Endpoint; ep != nil {
-		es.EndpointID = ep.ID
+		es.EndpointID = netEndpointID(name, a.ID)
+		// An address with its prefix length, or without (then the
+		// network's is unknown here).
 		if p, err := netip.ParsePrefix(ep.Address); err == nil {
-			es.IPAddress = p.Addr()
-			es.IPPrefixLen = p.Bits()
+			es.IPAddress, es.IPPrefixLen = p.Addr(), p.Bits()
+		} else if ip, err := netip.ParseAddr(ep.Address); err == nil {
+			es.IPAddress = ip
 		}
 		if mac, err := net.ParseMAC(ep.MAC); err == nil {
 			es.MacAddress = network.HardwareAddr(mac)

@@ -59,7 +59,7 @@ func TestInspectOf(t *testing.T) {
 		t.Errorf("ports %v", got.NetworkSettings.Ports)
 	}
 	ep := got.NetworkSettings.Networks["p_default"]
-	if ep == nil || ep.IPAddress.String() != "10.89.0.5" || ep.IPPrefixLen != 24 || ep.Gateway.String() != "10.89.0.1" || !reflect.DeepEqual(ep.Aliases, []string{"web"}) || ep.MacAddress.String() != "52:54:00:12:34:56" {
+	if ep == nil || ep.NetworkID != netID("p_default") || ep.EndpointID != netEndpointID("p_default", a.ID) || ep.IPAddress.String() != "10.89.0.5" || ep.IPPrefixLen != 24 || ep.Gateway.String() != "10.89.0.1" || !reflect.DeepEqual(ep.Aliases, []string{"web"}) || ep.MacAddress.String() != "52:54:00:12:34:56" {
 		t.Errorf("endpoint %+v", ep)
 	}
 	if len(got.Mounts) != 2 || got.Mounts[0].Type != "volume" || got.Mounts[0].Name != "data" || got.Mounts[1].Type != "bind" || got.Mounts[1].RW {
@@ -257,5 +257,21 @@ func TestStatsOf(t *testing.T) {
 	}
 	if resp.MemoryStats.Limit != 8<<30 {
 		t.Errorf("limit %d", resp.MemoryStats.Limit)
+	}
+}
+
+func TestEndpointOfUserNetwork(t *testing.T) {
+	a := api.Arrow{ID: strings.Repeat("cd", 32), Name: "u1", State: api.Running}
+	es := endpointOf(&a, "")
+	if es.IPAddress != userGuest.Addr() || es.Gateway != userGateway || es.NetworkID != netID("bridge") || es.EndpointID == "" {
+		t.Errorf("running on the user network: %+v", es)
+	}
+	a.State = api.Exited
+	if es := endpointOf(&a, ""); es.IPAddress.IsValid() || es.EndpointID != "" {
+		t.Errorf("exited: %+v", es)
+	}
+	a.Config.Network, a.State = "none", api.Running
+	if es := endpointOf(&a, ""); es.IPAddress.IsValid() || es.NetworkID != netID("none") {
+		t.Errorf("none: %+v", es)
 	}
 }

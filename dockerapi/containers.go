@@ -162,8 +162,7 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	imageID, _ := s.imageOf(r.Context(), s.openImages(), a.Config.Image)
-	resp := inspectOf(&a, imageID, s.gatewayOf(&a))
+	resp := inspectOf(&a, s.imageOf(r.Context(), s.openImages(), a.Config.Image), s.gatewayOf(&a))
 	shortIDAlias(&a, &resp)
 	resp.ExecIDs = s.ctr.execs.idsOf(a.ID)
 	if boolParam(r, "size") {
@@ -219,8 +218,8 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	out := []container.Summary{}
 	for _, a := range s.b.List(all) {
-		imageID, _ := s.imageOf(r.Context(), st, a.Config.Image)
-		if !cf.match(&a, imageID) {
+		img := s.imageOf(r.Context(), st, a.Config.Image)
+		if !cf.match(&a, img.ID) {
 			continue
 		}
 		gw, ok := gateways[a.Config.Network]
@@ -228,7 +227,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 			gw = s.gatewayOf(&a)
 			gateways[a.Config.Network] = gw
 		}
-		out = append(out, summaryOf(&a, imageID, gw, now))
+		out = append(out, summaryOf(&a, img, gw, now))
 		if limit > 0 && len(out) == limit {
 			break
 		}

@@ -60,23 +60,18 @@ func (s *Server) lookupImage(ctx context.Context, ref string) (imageInfo, error)
 	return info, nil
 }
 
-// imageOf finds the image a container runs, for inspect and list: its ID
-// ("sha256:..."), or "" when the store has it no more.
-func (s *Server) imageOf(ctx context.Context, st *store.Store, ref string) (id string, exposed []string) {
+// imageOf finds the image a container runs (ref, as the daemon was given
+// it: a store name or an ID), for inspect and list; the zero value when
+// the store has it no more.
+func (s *Server) imageOf(ctx context.Context, st *store.Store, ref string) imageDefaults {
 	if st == nil || ref == "" {
-		return "", nil
+		return imageDefaults{}
 	}
 	img, err := st.Get(ctx, ref)
 	if err != nil {
-		return "", nil
+		return imageDefaults{}
 	}
-	for p := range img.Config.ExposedPorts {
-		if !strings.Contains(p, "/") {
-			p += "/tcp"
-		}
-		exposed = append(exposed, p)
-	}
-	return "sha256:" + img.ID, exposed
+	return imageDefaults{ID: "sha256:" + img.ID, Config: img.Config}
 }
 
 // openImages opens the image store for a request, or nil when there is

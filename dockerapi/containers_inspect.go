@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/image/store"
@@ -219,23 +220,65 @@ func mountsOf(a *api.Arrow) []container.MountPoint {
 	return out
 }
 
-// commandLine is what Path and Args show: the arrow's own command line
-// (an image's defaults are the image's business).
-func commandLine(a *api.Arrow) (string, []string) {
-	c := a.Command()
-	if len(c) == 0 {
-		return "", []string{}
+// imageDefaults is what a container's image says of how it runs, for
+// inspect and list: dockerd shows a container's config merged with its
+// image's.
+type imageDefaults struct {
+	// ID is the image's ID ("sha256:..."); empty when the store has it
+	// no more (or there is no store).
+	ID     string
+	Config ocispec.ImageConfig
+}
+
+// effectiveConfig is the container's command line, environment, working
+// directory and user as it runs them: its own over its image's, as
+// docker run combines them (an entrypoint given drops the image's Cmd).
+func effectiveConfig(a *api.Arrow, img *imageDefaults) (entrypoint, cmd, env []string, dir, user string) {
+	c := &a.Config
+	if c.Image == "" {
+		// A host program: its command line is its own.
+		line := a.Command()
+		if len(line) > 0 {
+			entrypoint, cmd = line[:1], line[1:]
+		}
+		return entrypoint, cmd, c.Env, c.Dir, c.User
 	}
-	return c[0], c[1:]
+	ic := &img.Config
+	entrypoint, cmd = c.Entrypoint, c.Args
+	if entrypoint == nil {
+		entrypoint = ic.Entrypoint
+		if len(cmd) == 0 {
+			cmd = ic.Cmd
+		}
+	}
+	env = slices.Clone(ic.Env)
+	for _, e := range c.Env {
+		k, _, _ := strings.Cut(e, "=")
+		env = slices.DeleteFunc(env, func(x string) bool { xk, _, _ := strings.Cut(x, "="); return xk == k })
+		env = append(env, e)
+	}
+	dir, user = c.Dir, c.User
+	if dir == "" {
+		dir = ic.WorkingDir
+	}
+	if user == "" {
+		user = ic.User
+	}
+	return entrypoint, cmd, env, dir, user
 }
 
 // inspectOf is GET /containers/{id}/json's answer. imageID is the
 // image's ID ("sha256:...") if the store has it, gateway the bridge
 // network's gateway address.
-func inspectOf(a *api.Arrow, imageID, gateway string) container.InspectResponse {
+func inspectOf(a *api.Arrow, img imageDefaults, gateway string) container.InspectResponse {
 	x := extraOf(a.Config.Labels)
 	st := stateOf(a)
-	pathName, args := commandLine(a)
+	entrypoint, cmd, env, dir, user := effectiveConfig(a, &img)
+	line := append(slices.Clone(entrypoint), cmd...)
+	pathName, args := "", []string{}
+	if len(line) > 0 {
+		pathName, args = line[0], line[1:]
+	}
 	exposed := exposedOf(a)
 	state := &container.State{
 		Status:     st,
@@ -257,15 +300,15 @@ func inspectOf(a *api.Arrow, imageID, gateway string) container.InspectResponse 
 	}
 	cfg := &container.Config{
 		Hostname:     a.Config.Hostname,
-		User:         a.Config.User,
+		User:         user,
 		Tty:          a.Config.TTY,
 		OpenStdin:    a.Config.Stdin,
 		StdinOnce:    x.StdinOnce,
-		Env:          nilToEmpty(a.Config.Env),
-		Cmd:          a.Config.Args,
+		Env:          nilToEmpty(env),
+		Cmd:          cmd,
 		Image:        imageName(a),
-		WorkingDir:   a.Config.Dir,
-		Entrypoint:   a.Config.Entrypoint,
+		WorkingDir:   dir,
+		Entrypoint:   entrypoint,
 		Labels:       publicLabels(a.Config.Labels),
 		ExposedPorts: network.PortSet{},
 	}
@@ -329,7 +372,7 @@ func inspectOf(a *api.Arrow, imageID, gateway string) container.InspectResponse 
 		Path:            pathName,
 		Args:            args,
 		State:           state,
-		Image:           imageID,
+		Image:           img.ID,
 		LogPath:         a.LogPath,
 		Name:            "/" + a.Name,
 		RestartCount:    a.Restarts,
@@ -358,13 +401,14 @@ func nilToEmpty(s []string) []string {
 }
 
 // summaryOf is one container of GET /containers/json.
-func summaryOf(a *api.Arrow, imageID, gateway string, now time.Time) container.Summary {
+func summaryOf(a *api.Arrow, img imageDefaults, gateway string, now time.Time) container.Summary {
+	entrypoint, cmd, _, _, _ := effectiveConfig(a, &img)
 	s := container.Summary{
 		ID:      a.ID,
 		Names:   []string{"/" + a.Name},
 		Image:   imageName(a),
-		ImageID: imageID,
-		Command: strings.Join(a.Command(), " "),
+		ImageID: img.ID,
+		Command: strings.Join(append(slices.Clone(entrypoint), cmd...), " "),
 		Created: a.Created.Unix(),
 		Ports:   []container.PortSummary{},
 		Labels:  publicLabels(a.Config.Labels),

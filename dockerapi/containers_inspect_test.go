@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/arrowsys/arrow/api"
 )
@@ -35,7 +36,7 @@ func testArrow(t *testing.T) api.Arrow {
 
 func TestInspectOf(t *testing.T) {
 	a := testArrow(t)
-	got := inspectOf(&a, "sha256:abcd", "10.89.0.1")
+	got := inspectOf(&a, imageDefaults{ID: "sha256:abcd"}, "10.89.0.1")
 	if got.ID != a.ID || got.Name != "/web1" || got.Image != "sha256:abcd" || got.Path != "nginx" || !reflect.DeepEqual(got.Args, []string{"-g", "daemon off;"}) {
 		t.Errorf("identity: %+v", got)
 	}
@@ -71,7 +72,7 @@ func TestInspectOf(t *testing.T) {
 	}
 
 	a.State, a.Pid, a.ExitCode, a.FinishedAt = api.Exited, 0, 3, time.Now()
-	got = inspectOf(&a, "", "")
+	got = inspectOf(&a, imageDefaults{}, "")
 	if s := got.State; s.Status != container.StateExited || s.Running || s.ExitCode != 3 || s.Pid != 0 {
 		t.Errorf("exited state %+v", s)
 	}
@@ -106,7 +107,7 @@ func TestStateAndStatus(t *testing.T) {
 
 func TestSummaryOf(t *testing.T) {
 	a := testArrow(t)
-	s := summaryOf(&a, "sha256:abcd", "10.89.0.1", time.Now())
+	s := summaryOf(&a, imageDefaults{ID: "sha256:abcd"}, "10.89.0.1", time.Now())
 	if s.ID != a.ID || !reflect.DeepEqual(s.Names, []string{"/web1"}) || s.Image != "web" || s.ImageID != "sha256:abcd" ||
 		s.Command != "nginx -g daemon off;" || s.State != container.StateRunning || s.HostConfig.NetworkMode != "p_default" {
 		t.Errorf("summary %+v", s)
@@ -273,5 +274,27 @@ func TestEndpointOfUserNetwork(t *testing.T) {
 	a.Config.Network, a.State = "none", api.Running
 	if es := endpointOf(&a, ""); es.IPAddress.IsValid() || es.NetworkID != netID("none") {
 		t.Errorf("none: %+v", es)
+	}
+}
+
+func TestEffectiveConfig(t *testing.T) {
+	img := imageDefaults{Config: ocispec.ImageConfig{Entrypoint: []string{"/entry"}, Cmd: []string{"serve"}, Env: []string{"PATH=/bin", "A=image"}, WorkingDir: "/app", User: "app"}}
+	for _, tc := range []struct {
+		name                 string
+		c                    api.Config
+		entrypoint, cmd, env []string
+		dir, user            string
+	}{
+		{"the image's", api.Config{Image: "x"}, []string{"/entry"}, []string{"serve"}, []string{"PATH=/bin", "A=image"}, "/app", "app"},
+		{"args replace Cmd", api.Config{Image: "x", Args: []string{"check"}}, []string{"/entry"}, []string{"check"}, []string{"PATH=/bin", "A=image"}, "/app", "app"},
+		{"an entrypoint drops the image's Cmd", api.Config{Image: "x", Entrypoint: []string{"sh"}}, []string{"sh"}, nil, []string{"PATH=/bin", "A=image"}, "/app", "app"},
+		{"env, dir and user over the image's", api.Config{Image: "x", Env: []string{"A=mine", "B=1"}, Dir: "/w", User: "root"}, []string{"/entry"}, []string{"serve"}, []string{"PATH=/bin", "A=mine", "B=1"}, "/w", "root"},
+		{"a host program", api.Config{Program: "/bin/echo", Args: []string{"hi"}}, []string{"/bin/echo"}, []string{"hi"}, nil, "", ""},
+	} {
+		a := api.Arrow{Config: tc.c}
+		e, c, env, dir, user := effectiveConfig(&a, &img)
+		if !reflect.DeepEqual(e, tc.entrypoint) || !reflect.DeepEqual(c, tc.cmd) || !reflect.DeepEqual(env, tc.env) || dir != tc.dir || user != tc.user {
+			t.Errorf("%s: %q %q %q %q %q", tc.name, e, c, env, dir, user)
+		}
 	}
 }

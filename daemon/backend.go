@@ -102,6 +102,17 @@ func (d *Daemon) Exec(ctx context.Context, ref string, cfg *api.ExecConfig) (net
 	return sconn, sbr, nil
 }
 
+// AttachNext is the Docker API's attach (dockerapi.Backend): registered
+// when it returns (see OpenAttach), so that the client can be answered
+// and start the arrow without missing output; its stream from wait.
+func (d *Daemon) AttachNext(ctx context.Context, ref string, stdinOnce bool) (wait func(context.Context) (net.Conn, *bufio.Reader, error), cancel func(), err error) {
+	at, err := d.OpenAttach(ctx, ref, AttachOptions{StdinOnce: stdinOnce})
+	if err != nil {
+		return nil, nil, err
+	}
+	return at.Wait, at.Cancel, nil
+}
+
 // Events delivers the daemon's events until ctx ends or the subscriber
 // falls behind; the channel is closed then.
 func (d *Daemon) Events(ctx context.Context) <-chan api.Event {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -111,7 +112,13 @@ func (d *Daemon) attach(ctx context.Context, r record) (*api.Endpoint, *run.TapA
 	if d.nets == nil {
 		return nil, nil, fmt.Errorf("%w: --network %s: %w", ErrInvalid, r.Config.Network, errNoBridges)
 	}
-	ep, err := d.nets.Attach(ctx, r.Config.Network, r.ID, r.Name, r.Config.NetworkAliases, r.Config.Ports)
+	// Its short ID is a name on the network too, as docker's containers'
+	// are (compose checks that it is among a container's aliases).
+	aliases := slices.Clone(r.Config.NetworkAliases)
+	if short := r.ID[:min(12, len(r.ID))]; !slices.ContainsFunc(aliases, func(a string) bool { return strings.EqualFold(a, short) }) {
+		aliases = append(aliases, short)
+	}
+	ep, err := d.nets.Attach(ctx, r.Config.Network, r.ID, r.Name, aliases, r.Config.Ports)
 	if err != nil {
 		return nil, nil, networkError(err)
 	}

@@ -43,12 +43,19 @@ type Backend interface {
 	// Logs passes the arrow's log entries to f as [logs.Read] does; with
 	// Follow until the arrow ends (and is not restarting) or ctx ends.
 	Logs(ctx context.Context, ref string, opts logs.ReadOptions, f func(logs.Entry) error) error
-	// Attach joins the arrow's stdio: frames of package api from the
-	// shim (api.StreamStdout, api.StreamStderr; one stream with a TTY),
-	// raw input to it. An arrow that is Created is attached when it
-	// next starts, before its application can write anything, so that
-	// create, attach, start loses no output.
-	Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error)
+	// AttachNext attaches to the arrow's stdio in two steps, as docker
+	// run needs them: once it returns, the attach is registered (to the
+	// current run, or to the next one of an arrow that is not running),
+	// so that the client may be answered and start the arrow without
+	// missing any output; wait then returns the stream (frames of
+	// package api from the shim: api.StreamStdout, api.StreamStderr,
+	// one stream with a TTY; raw input to it), at the next start for an
+	// arrow that was not running. cancel gives up an attach whose
+	// stream wait has not returned. With stdinOnce the end of the
+	// stream's input (a half-close) ends the application's (docker's
+	// StdinOnce). Function types rather than an interface, so that the
+	// daemon implements it without importing this package.
+	AttachNext(ctx context.Context, ref string, stdinOnce bool) (wait func(context.Context) (net.Conn, *bufio.Reader, error), cancel func(), err error)
 	// Resize sets the size of the arrow's terminal (Config.TTY).
 	Resize(ctx context.Context, ref string, rows, cols uint16) error
 	// Exec starts a process in the running arrow and returns its stream,

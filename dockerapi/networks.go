@@ -163,7 +163,11 @@ func netInspect(n api.Network) network.Inspect {
 	}
 	for _, ep := range n.Endpoints {
 		r := network.EndpointResource{Name: ep.Name, EndpointID: netEndpointID(n.Name, ep.ID)}
-		if a, err := netip.ParseAddr(ep.Address); err == nil && subnet.IsValid() {
+		// The daemon gives the address with its prefix length
+		// ("10.89.0.2/24"); a bare address takes the subnet's.
+		if p, err := netip.ParsePrefix(ep.Address); err == nil {
+			r.IPv4Address = p
+		} else if a, err := netip.ParseAddr(ep.Address); err == nil && subnet.IsValid() {
 			r.IPv4Address = netip.PrefixFrom(a, subnet.Bits())
 		}
 		if mac, err := net.ParseMAC(ep.MAC); err == nil {

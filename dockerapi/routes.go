@@ -11,6 +11,10 @@ func (s *Server) routes() []route {
 		{"GET /info", s.info},
 		{"POST /build", s.build},
 	}
+	// Containers, exec and events (containers*.go, exec.go, events.go).
+	rs = append(rs, s.containerRoutes()...)
+	rs = append(rs, s.execRoutes()...)
+	rs = append(rs, s.eventsRoutes()...)
 	// Images, networks and volumes (images*.go, networks*.go, volumes*.go).
 	rs = append(rs, s.imageRoutes()...)
 	rs = append(rs, s.networkRoutes()...)

@@ -44,6 +44,9 @@ type Server struct {
 	b    Backend
 	opts Options
 	mux  *http.ServeMux
+	// ctr is the state of the container and exec endpoints
+	// (containers.go).
+	ctr containerState
 }
 
 // New returns a Server over opts.Backend.

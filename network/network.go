@@ -546,8 +546,9 @@ func (m *Manager) SetName(ctx context.Context, network, arrowID, name string) er
 // them, but the responder's table is the host's, so the package bounds
 // what it keeps itself.
 func checkAliases(aliases []string) error {
-	if len(aliases) > api.MaxNetworkAliases {
-		return fmt.Errorf("%d aliases: at most %d", len(aliases), api.MaxNetworkAliases)
+	// One more than the API allows: the daemon adds the short ID.
+	if len(aliases) > api.MaxNetworkAliases+1 {
+		return fmt.Errorf("%d aliases: at most %d", len(aliases), api.MaxNetworkAliases+1)
 	}
 	for _, a := range aliases {
 		if err := api.ValidateNetworkAlias(a); err != nil {

@@ -29,6 +29,7 @@ packages=(
 	nginx                                 # --service and closure tests: Debian's forking nginx unit, its welcome page
 	postgresql                            # closure tests (initdb), psql and pgbench for the --apt PostgreSQL test, bench -apps
 	curl                                  # tests' HTTP client
+	docker-compose                        # Docker API tests: Debian's docker-compose 1.29.2 drives arrowd's docker.sock
 	git ca-certificates
 )
 echo "==> installing packages"

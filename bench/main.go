@@ -49,6 +49,13 @@
 // benchTemplates).
 //
 //	go run ./bench -templates -idle 20
+//
+// With -docker it measures the Docker Engine API (see benchDocker): `docker
+// run --rm IMAGE true` through arrowd's docker.sock against `arrow run -d`,
+// `arrow wait` and `arrow rm` through the same arrowd, and against a
+// foreground `arrow run IMAGE true`.
+//
+//	go run ./bench -docker -runs 10
 package main
 
 import (
@@ -82,10 +89,13 @@ func main() {
 	spares := flag.Bool("spares", false, "measure first-output latency of a cold boot, a template clone and a pooled spare, for echo and python3, instead")
 	apps := flag.Bool("apps", false, "measure Debian's nginx, redis and PostgreSQL run with --service against the same servers run natively, and the time to ready cold, cloned and from a spare, instead")
 	network := flag.Bool("network", false, "measure HTTP through published ports (user mode and bridge) against native instead")
+	dockerAPI := flag.Bool("docker", false, "measure `docker run --rm IMAGE true` through the Docker Engine API against the same run through arrowd's own API and in the foreground instead")
 	duration := flag.Duration("duration", 10*time.Second, "with -network and -apps: how long each load runs")
 	flag.Parse()
 	var err error
 	switch {
+	case *dockerAPI:
+		err = benchDocker(context.Background(), *arrowBin, *runs)
 	case *apps:
 		err = benchApps(context.Background(), *arrowBin, *duration, *runs)
 	case *spares:

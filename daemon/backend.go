@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/logs"
@@ -265,4 +266,19 @@ func (d *Daemon) Unpause(ctx context.Context, ref string) error {
 // Rename gives the arrow a new name (see pause.go).
 func (d *Daemon) Rename(ctx context.Context, ref, name string) error {
 	return d.rename(ctx, ref, name)
+}
+
+// MayChangeImages answers ErrForbidden unless the client (ctx's peer) is
+// root or the daemon's own user. Arrow's own API changes no image: the
+// CLI writes the store with its user's rights, which for root's store
+// means root. The Docker API's load, pull, tag, rmi and prune write it
+// for the daemon, so they are held to the same rule: another client could
+// otherwise take a name root runs (docker tag evil alpine) or remove
+// images others use.
+func (d *Daemon) MayChangeImages(ctx context.Context) error {
+	who := peerOf(ctx)
+	if who.unrestricted(os.Geteuid()) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not change arrowd's image store: only root and arrowd's own user load, pull, tag and remove images", ErrForbidden, who)
 }

@@ -21,6 +21,10 @@ import (
 // on its own socket.
 type Backend interface {
 	Info() api.Info
+	// MayChangeImages answers an error wrapping daemon.ErrForbidden
+	// unless ctx's client may write the image store (load, pull, tag,
+	// remove, prune).
+	MayChangeImages(ctx context.Context) error
 
 	// Create records an arrow and starts it; with req.NoStart it stays
 	// Created until Start (docker create, then docker start).

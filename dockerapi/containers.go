@@ -30,6 +30,48 @@ type containerState struct {
 	// sweep is done once, at the first container request: see
 	// sweepAutoRemove.
 	sweep sync.Once
+	// restarts are the containers a docker restart is restarting: their
+	// auto-removers must not take the old run's end for the last one.
+	restarts restarts
+}
+
+// restarts marks containers while docker restart restarts them. The old
+// run ends inside Restart, before the new one is recorded; a remover that
+// woke then and saw the container exited would remove (and kill) the new
+// run, which dockerd avoids by holding AutoRemove off during a restart.
+type restarts struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+// begin marks id as restarting until end is called.
+func (rs *restarts) begin(id string) (end func()) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.m == nil {
+		rs.m = make(map[string]chan struct{})
+	}
+	if _, ok := rs.m[id]; ok {
+		// Another restart of it is under way: the daemon serializes
+		// them, and that one's end releases the removers.
+		return func() {}
+	}
+	ch := make(chan struct{})
+	rs.m[id] = ch
+	return func() {
+		rs.mu.Lock()
+		delete(rs.m, id)
+		rs.mu.Unlock()
+		close(ch)
+	}
+}
+
+// during returns a channel closed when id's restart ends, or nil when
+// none is under way.
+func (rs *restarts) during(id string) <-chan struct{} {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.m[id]
 }
 
 // containerRoutes are the container endpoints.
@@ -268,8 +310,8 @@ func (s *Server) containerStart(w http.ResponseWriter, r *http.Request) {
 }
 
 // autoRemove removes a container once its run ends (HostConfig.AutoRemove).
-// A restart (by the restart policy, or docker restart) is a run that goes
-// on: it waits for that one too.
+// A restart (by the restart policy, or docker restart: see restarts) is a
+// run that goes on: it waits for that one too.
 func (s *Server) autoRemove(ctx context.Context, id string) {
 	for {
 		if _, err := s.b.Wait(ctx, id); err != nil {
@@ -278,6 +320,14 @@ func (s *Server) autoRemove(ctx context.Context, id string) {
 			}
 			fmt.Fprintf(s.opts.Log, "dockerapi: auto-remove %.12s: wait: %v\n", id, err)
 			return
+		}
+		if ch := s.ctr.restarts.during(id); ch != nil {
+			select {
+			case <-ch:
+				continue // the restarted run is the one to wait for
+			case <-ctx.Done():
+				return
+			}
 		}
 		a, err := s.b.Get(id)
 		if err != nil {
@@ -392,7 +442,10 @@ func (s *Server) containerRestart(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	if _, err := s.b.Restart(r.Context(), a.ID, timeout); err != nil {
+	end := s.ctr.restarts.begin(a.ID)
+	_, err = s.b.Restart(r.Context(), a.ID, timeout)
+	end()
+	if err != nil {
 		writeErr(w, err)
 		return
 	}

@@ -317,6 +317,50 @@ func TestAutoRemove(t *testing.T) {
 	}
 }
 
+// TestAutoRemoveRestart: docker restart of a --rm container keeps it. The
+// old run ends inside the restart, before the new one starts; the remover
+// that wakes then must wait for the new run, not remove (and kill) it.
+func TestAutoRemoveRestart(t *testing.T) {
+	fb, ts := testServer(t)
+	create(t, ts, "rr", `{"Image":"busybox","HostConfig":{"AutoRemove":true}}`)
+	mustCall(t, ts, "POST", "/containers/rr/start", "", http.StatusNoContent, nil)
+	gap := make(chan struct{})
+	fb.mu.Lock()
+	fb.restartGap = gap
+	fb.mu.Unlock()
+	done := make(chan int, 1)
+	go func() {
+		code, _ := call(t, ts, "POST", "/containers/rr/restart?t=1", "")
+		done <- code
+	}()
+	// Wait until the old run ended: the remover woke up then.
+	for {
+		var in container.InspectResponse
+		mustCall(t, ts, "GET", "/containers/rr/json", "", http.StatusOK, &in)
+		if !in.State.Running {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // give a wrong remover its chance
+	close(gap)
+	if code := <-done; code != http.StatusNoContent {
+		t.Fatalf("restart: %d", code)
+	}
+	var in container.InspectResponse
+	mustCall(t, ts, "GET", "/containers/rr/json", "", http.StatusOK, &in)
+	if !in.State.Running {
+		t.Fatalf("after restart: %+v", in.State)
+	}
+	ch := waitBody(t, ts, "rr", "removed")
+	fb.exit("rr", 0)
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the restarted run's end did not remove the container")
+	}
+}
+
 // readMux reads frames until EOF and returns stdout and stderr.
 func readMux(t *testing.T, r io.Reader) (stdout, stderr string) {
 	t.Helper()

@@ -23,6 +23,9 @@ type netFake struct {
 	vols    map[string]api.VolumeInfo
 	arrows  []api.Arrow
 	nextNet int
+	// denyImages makes MayChangeImages refuse, as for a client that is
+	// neither root nor the daemon's user.
+	denyImages bool
 }
 
 func newNetFake() *netFake {
@@ -184,5 +187,16 @@ func (f *netFake) VolumeRemove(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: volume %s is in use by %v", daemon.ErrConflict, name, v.Arrows)
 	}
 	delete(f.vols, name)
+	return nil
+}
+
+// MayChangeImages refuses when denyImages is set: the daemon's rule is
+// tested in package daemon, its use by every image write here.
+func (f *netFake) MayChangeImages(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.denyImages {
+		return fmt.Errorf("%w: uid 4242 may not change arrowd's image store", daemon.ErrForbidden)
+	}
 	return nil
 }

@@ -33,6 +33,10 @@ type fakeBackend struct {
 	stats    []api.Stats
 	networks map[string]api.Network
 	resizes  []string
+	// restartGap, when set, holds Restart between the old run's end and
+	// the new run's start until it receives, as the daemon's restart
+	// takes a while to boot the new run.
+	restartGap chan struct{}
 
 	// attaches and execs receive the far ends of the streams handed out.
 	attaches chan *fakeStream
@@ -218,6 +222,11 @@ func (f *fakeBackend) Restart(ctx context.Context, ref string, timeout time.Dura
 	}
 	f.record("restart %s %v", a.Name, timeout)
 	f.exitLocked(a, 143)
+	if gap := f.restartGap; gap != nil {
+		f.mu.Unlock()
+		<-gap
+		f.mu.Lock()
+	}
 	f.emitLocked("restart", a, nil, "")
 	f.startLocked(a)
 	return *a, nil
@@ -543,3 +552,7 @@ func (f *fakeBackend) VolumePrune(ctx context.Context) (api.VolumePruneResponse,
 }
 
 var _ Backend = (*fakeBackend)(nil)
+
+// MayChangeImages lets every test client write images; the daemon's rule
+// is tested in package daemon.
+func (f *fakeBackend) MayChangeImages(ctx context.Context) error { return nil }

@@ -402,6 +402,10 @@ func imgHistory(img store.Image, cfg dockerspec.DockerOCIImage) []image.HistoryR
 
 // imageTag answers POST /images/{name}/tag?repo=&tag=.
 func (s *Server) imageTag(w http.ResponseWriter, r *http.Request, ref string) {
+	if err := s.b.MayChangeImages(r.Context()); err != nil {
+		writeErr(w, err)
+		return
+	}
 	q := r.URL.Query()
 	repo, tag := q.Get("repo"), q.Get("tag")
 	if repo == "" {
@@ -502,6 +506,10 @@ func imgUsers(arrows []api.Arrow, imgs []store.Image, img store.Image) (running,
 // arrow would not find its image again. ?noprune changes nothing, since
 // Arrow's images have no parent images to prune.
 func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.MayChangeImages(r.Context()); err != nil {
+		writeErr(w, err)
+		return
+	}
 	ref := r.PathValue("rest")
 	force := boolParam(r, "force")
 	st, ok := s.openStore(w)
@@ -631,6 +639,10 @@ func (s *Server) pruneRootDisks(ctx context.Context) int64 {
 // no arrow uses; then the store's unreferenced files and the root disks
 // of removed images.
 func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.MayChangeImages(r.Context()); err != nil {
+		writeErr(w, err)
+		return
+	}
 	f, err := parseResFilters(r, "dangling", "label", "label!", "until")
 	if err != nil {
 		imgWriteErr(w, err)

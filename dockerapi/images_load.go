@@ -54,6 +54,10 @@ var (
 // an import that fails once the stream started an error in the stream.
 // ?quiet changes nothing: Arrow sends no progress bars.
 func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.MayChangeImages(r.Context()); err != nil {
+		writeErr(w, err)
+		return
+	}
 	if pl := r.URL.Query().Get("platform"); pl != "" && !isArrowPlatform(pl) {
 		lacks(w, fmt.Sprintf("loading for platform %s: Arrow's guests are linux/amd64", pl))
 		return

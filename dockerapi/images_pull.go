@@ -19,6 +19,10 @@ import (
 // Docker's familiar form (busybox:latest); by digest, it gets that name
 // (busybox@sha256:...), which Docker lists among RepoDigests.
 func (s *Server) imagePull(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.MayChangeImages(r.Context()); err != nil {
+		writeErr(w, err)
+		return
+	}
 	q := r.URL.Query()
 	if q.Get("fromSrc") != "" {
 		lacks(w, "docker import (POST /images/create?fromSrc): Arrow imports images from docker save or OCI archives (docker load) and from registries (docker pull)")

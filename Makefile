@@ -8,9 +8,9 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PREFIX   ?= /usr/local
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all arrow arrow-init arrow-jailer install install-systemd kernel test unit lint bench clean
+.PHONY: all arrow arrow-init arrow-jailer containerd-shim-arrow-v1 install install-systemd kernel test unit lint bench clean
 
-all: arrow arrow-init arrow-jailer
+all: arrow arrow-init arrow-jailer containerd-shim-arrow-v1
 
 arrow:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/arrow ./cmd/arrow
@@ -24,10 +24,17 @@ arrow-init:
 arrow-jailer:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/arrow-jailer ./cmd/arrow-jailer
 
+# containerd's runtime v2 shim (runtime io.containerd.arrow.v1, package
+# containerdshim): containerd finds it by name in its PATH, and it finds
+# arrow-init and arrow-jailer beside it or in ../libexec/arrow.
+containerd-shim-arrow-v1:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/containerd-shim-arrow-v1 ./cmd/containerd-shim-arrow-v1
+
 install: all
 	install -D -m 0755 bin/arrow $(DESTDIR)$(PREFIX)/bin/arrow
 	install -D -m 0755 bin/arrow-init $(DESTDIR)$(PREFIX)/libexec/arrow/arrow-init
 	install -D -m 0755 bin/arrow-jailer $(DESTDIR)$(PREFIX)/libexec/arrow/arrow-jailer
+	install -D -m 0755 bin/containerd-shim-arrow-v1 $(DESTDIR)$(PREFIX)/bin/containerd-shim-arrow-v1
 
 # arrowd as a systemd service (the unit runs $(PREFIX)/bin/arrow daemon).
 install-systemd: install

@@ -14,14 +14,16 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/fifo"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -163,6 +165,8 @@ func start(f flags) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listen: %w", err)
 	}
+	// The daemon serves it: closing start's copy must not unlink it.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	defer ln.Close()
 	if err := os.Chmod(sock, 0o600); err != nil {
 		return "", err
@@ -187,8 +191,13 @@ func start(f flags) (string, error) {
 	cmd.Dir = f.bundle
 	cmd.ExtraFiles = []*os.File{lf}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// The daemon's diagnostics go to the bundle's log fifo (it opens
-	// it); containerd may not read this process's own stdio after start.
+	// The daemon's stderr (its diagnostics, a panic's trace) is the
+	// bundle's log fifo, which containerd opened for reading before it
+	// ran start and copies into its own log.
+	if lw, err := os.OpenFile(filepath.Join(f.bundle, "log"), os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+		defer lw.Close()
+		cmd.Stderr = lw
+	}
 	if err := cmd.Start(); err != nil {
 		_ = os.Remove(sock)
 		return "", fmt.Errorf("spawn the shim daemon: %w", err)
@@ -216,7 +225,7 @@ func daemon(ctx context.Context, f flags) error {
 	if err != nil {
 		return fmt.Errorf("the socket (fd 3, from start): %w", err)
 	}
-	log := openLog(ctx, f.bundle)
+	var log io.Writer = os.Stderr
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The daemon outlives containerd: a hangup or interrupt of the
@@ -226,7 +235,7 @@ func daemon(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	srv, err := ttrpc.NewServer()
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(recoverer(log)))
 	if err != nil {
 		return err
 	}
@@ -247,18 +256,6 @@ func daemon(ctx context.Context, f flags) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
-}
-
-// openLog opens the bundle's log fifo, which containerd reads into its
-// own log; without one (or a reader), diagnostics go nowhere.
-func openLog(ctx context.Context, bundle string) io.Writer {
-	octx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	w, err := fifo.OpenFifo(octx, filepath.Join(bundle, "log"), syscall.O_WRONLY, 0o700)
-	if err != nil {
-		return io.Discard
-	}
-	return w
 }
 
 // deleteDead cleans up after a shim daemon that died (containerd calls
@@ -317,4 +314,18 @@ func startTime(pid int) (uint64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
 	}
 	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// recoverer turns a panic in a request's handler into that request's
+// error: one bad request must not end the daemon, and every VM with it.
+func recoverer(log io.Writer) ttrpc.UnaryServerInterceptor {
+	return func(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (_ any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				fmt.Fprintf(log, "containerd-shim-arrow: panic in %s: %v\n%s", info.FullMethod, p, debug.Stack())
+				err = status.Errorf(codes.Internal, "containerd-shim-arrow: %s: internal error: %v", info.FullMethod, p)
+			}
+		}()
+		return m(ctx, u)
+	}
 }

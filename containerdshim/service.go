@@ -161,12 +161,12 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	return &taskapi.CreateTaskResponse{Pid: uint32(c.pid)}, nil
 }
 
-func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (c *container, err error) {
+func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *container, err error) {
 	spec, err := ReadSpec(r.Bundle)
 	if err != nil {
 		return nil, err
 	}
-	c = &container{id: r.ID, bundle: r.Bundle, execs: make(map[string]*process)}
+	c := &container{id: r.ID, bundle: r.Bundle, execs: make(map[string]*process)}
 	defer func() {
 		if err != nil {
 			c.release(s.log)

@@ -43,6 +43,7 @@ func testMain(m *testing.M) int {
 		{"go", "build", "-o", filepath.Join(dir, "arrow"), "github.com/arrowsys/arrow/cmd/arrow"},
 		{"go", "build", "-o", filepath.Join(dir, "arrow-init"), "github.com/arrowsys/arrow/cmd/arrow-init"},
 		{"go", "build", "-o", filepath.Join(dir, "arrow-jailer"), "github.com/arrowsys/arrow/cmd/arrow-jailer"},
+		{"go", "build", "-o", filepath.Join(dir, "containerd-shim-arrow-v1"), "github.com/arrowsys/arrow/cmd/containerd-shim-arrow-v1"},
 	}
 	for _, b := range builds {
 		cmd := exec.Command(b[0], b[1:]...)

@@ -1,0 +1,409 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/arrowsys/arrow/e2e/fixture"
+	"github.com/arrowsys/arrow/internal/mountinfo"
+	"github.com/arrowsys/arrow/internal/syncbuf"
+)
+
+// The containerd runtime v2 shim (containerd-shim-arrow-v1) driven by an
+// unmodified containerd and ctr: a private containerd per test (its own
+// root, state and sockets, the CRI plugin off), whose PATH starts with the
+// suite's binaries so that it finds the shim, and whose VMs use a data
+// root of the test's own (sharing the host's kernels), so that it passes
+// beside a host's containerd and arrowd.
+
+const (
+	ctrNamespace  = "arrowtest"
+	arrowRuntime  = "io.containerd.arrow.v1"
+	containerdBin = "/usr/bin/containerd"
+	ctrBin        = "/usr/bin/ctr"
+)
+
+type testContainerd struct {
+	t       *testing.T
+	dir     string
+	address string
+	env     []string
+	cmd     *exec.Cmd
+	log     *os.File
+	image   string
+}
+
+// startContainerd starts a private containerd and imports the busybox
+// image into its namespace.
+func startContainerd(t *testing.T) *testContainerd {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ctrd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "arrow")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, shared := range []string{"kernels", "initramfs"} {
+		if err := os.Symlink(filepath.Join("/var/lib/arrow", shared), filepath.Join(root, shared)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := &testContainerd{t: t, dir: dir, address: filepath.Join(dir, "c.sock")}
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[debug]
+  level = "debug"
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.address, d.address+".ttrpc")
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"), "ARROW_ROOT="+root)
+	if d.log, err = os.Create(filepath.Join(dir, "containerd.log")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.cleanup)
+	d.start()
+	archive := filepath.Join(dir, "busybox.tar")
+	if err := fixture.BusyboxArchive(archive, busyboxTag); err != nil {
+		t.Fatal(err)
+	}
+	d.mustCtr("images", "import", archive)
+	names := strings.Fields(d.mustCtr("images", "ls", "-q"))
+	if len(names) != 1 {
+		t.Fatalf("ctr images ls: %q, want the one imported image", names)
+	}
+	d.image = names[0]
+	return d
+}
+
+func (d *testContainerd) start() {
+	d.t.Helper()
+	d.cmd = exec.Command(containerdBin, "--config", filepath.Join(d.dir, "config.toml"))
+	d.cmd.Env = d.env
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	// Its own session: the shims it starts outlive it, as they would a
+	// containerd restarted by systemd.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if r := d.ctr("version"); r.code == 0 {
+			return
+		}
+		if i == 100 {
+			d.t.Fatalf("containerd did not answer; its log:\n%s", d.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kill9 kills containerd with SIGKILL, as a crash would.
+func (d *testContainerd) kill9() {
+	_ = d.cmd.Process.Kill()
+	_ = d.cmd.Wait()
+}
+
+func (d *testContainerd) logTail() string {
+	b, _ := os.ReadFile(d.log.Name())
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
+// cleanup removes every container, stops containerd and the shims it
+// left, and unmounts what is left under the directory.
+func (d *testContainerd) cleanup() {
+	if d.t.Failed() {
+		d.t.Logf("containerd's log (tail):\n%s", d.logTail())
+	}
+	for _, id := range strings.Fields(d.ctr("containers", "ls", "-q").stdout) {
+		d.ctr("tasks", "kill", "-s", "SIGKILL", id)
+		d.ctr("tasks", "rm", "-f", id)
+		d.ctr("containers", "rm", id)
+	}
+	if d.cmd != nil && d.cmd.Process != nil {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-done
+		}
+	}
+	for _, pid := range d.shims() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	mounts, _ := mountinfo.Under(d.dir)
+	for i := len(mounts) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+	d.log.Close()
+	_ = os.RemoveAll(d.dir)
+}
+
+// shims lists this containerd's shim processes (by its address on their
+// command line).
+func (d *testContainerd) shims() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim-arrow-v1")) || !bytes.Contains(b, []byte(d.address)) {
+			continue
+		}
+		pids = append(pids, atoi(e.Name()))
+	}
+	return pids
+}
+
+func (d *testContainerd) ctr(args ...string) result {
+	d.t.Helper()
+	return d.ctrIn("", args...)
+}
+
+func (d *testContainerd) ctrIn(stdin string, args ...string) result {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ctrBin, append([]string{"--address", d.address, "-n", ctrNamespace}, args...)...)
+	cmd.Env = d.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+	if ctx.Err() != nil {
+		d.t.Fatalf("ctr %q did not finish: %v\nstderr: %s", args, err, r.stderr)
+	}
+	return r
+}
+
+func (d *testContainerd) mustCtr(args ...string) string {
+	d.t.Helper()
+	r := d.ctr(args...)
+	if r.code != 0 {
+		d.t.Fatalf("ctr %q: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// taskStatus is the STATUS column of `ctr task ls` for id ("" if absent).
+func (d *testContainerd) taskStatus(id string) string {
+	d.t.Helper()
+	for _, line := range strings.Split(d.mustCtr("tasks", "ls"), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == id {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+func (d *testContainerd) waitStatus(id, want string, within time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := d.taskStatus(id)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("task %s: status %q, want %q", id, got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// assertClean checks that nothing of the test's tasks is left: no shim,
+// no VM, no mount under containerd's state.
+func (d *testContainerd) assertClean(before map[string]bool) {
+	d.t.Helper()
+	assertNoNewQEMU(d.t, before)
+	for i := 0; len(d.shims()) > 0 && i < 50; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if pids := d.shims(); len(pids) > 0 {
+		d.t.Errorf("shim processes left: %v", pids)
+	}
+	mounts, err := mountinfo.Under(filepath.Join(d.dir, "state"))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if len(mounts) > 0 {
+		d.t.Errorf("mounts left under containerd's state: %v", mounts)
+	}
+}
+
+// guestKernelRelease is the release of the kernel Arrow boots, as its
+// image says it ("Linux version RELEASE ...").
+func guestKernelRelease(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(arrowBin, "kernel", "path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`Linux version (\S+) `).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("no Linux version in the guest kernel's image")
+	}
+	return string(m[1])
+}
+
+// TestContainerdRun: `ctr run --rm` with the arrow runtime runs the
+// command in a VM (the guest's kernel answers uname), relays its output
+// exactly and ends with its exit status.
+func TestContainerdRun(t *testing.T) {
+	d := startContainerd(t)
+	before := qemuProcesses(t)
+	release := guestKernelRelease(t)
+	r := d.ctr("run", "--rm", "--runtime", arrowRuntime, d.image, "run-uname", "uname", "-r")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != release {
+		t.Fatalf("ctr run uname -r: exit %d, output %q, want %q (the guest kernel's)\nstderr: %s", r.code, r.stdout, release, r.stderr)
+	}
+	if host, _ := exec.Command("uname", "-r").Output(); strings.TrimSpace(string(host)) == release {
+		t.Logf("the host runs the same kernel release (%s): the check proves less", release)
+	}
+	r = d.ctr("run", "--rm", "--runtime", arrowRuntime, d.image, "run-echo", "echo", "hello,  world")
+	if r.code != 0 || r.stdout != "hello,  world\n" {
+		t.Errorf("ctr run echo: exit %d, output %q\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	r = d.ctr("run", "--rm", "--runtime", arrowRuntime, d.image, "run-exit", "sh", "-c", "echo out; echo err >&2; exit 3")
+	if r.code != 3 || r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Errorf("ctr run exit 3: exit %d, stdout %q, stderr %q; want 3, \"out\\n\", \"err\\n\"", r.code, r.stdout, r.stderr)
+	}
+	if ids := strings.Fields(d.mustCtr("containers", "ls", "-q")); len(ids) != 0 {
+		t.Errorf("containers left after --rm: %v", ids)
+	}
+	d.assertClean(before)
+}
+
+// TestContainerdDetached: a detached task is listed RUNNING, runs an exec
+// (output and status), ends by SIGTERM with 143, and once removed leaves
+// no VM, shim or mount.
+func TestContainerdDetached(t *testing.T) {
+	d := startContainerd(t)
+	before := qemuProcesses(t)
+	id := "detached"
+	d.mustCtr("run", "-d", "--runtime", arrowRuntime, d.image, id, "sh", "-c", "trap 'exit 143' TERM; while :; do sleep 0.2; done")
+	d.waitStatus(id, "RUNNING", time.Minute)
+	r := d.ctr("tasks", "exec", "--exec-id", "e1", id, "sh", "-c", "echo hi; exit 4")
+	if r.code != 4 || r.stdout != "hi\n" {
+		t.Errorf("ctr task exec: exit %d, output %q, want 4 and \"hi\\n\"\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	d.mustCtr("tasks", "kill", id)
+	d.waitStatus(id, "STOPPED", time.Minute)
+	d.mustCtr("tasks", "rm", id)
+	d.mustCtr("containers", "rm", id)
+	d.assertClean(before)
+}
+
+// TestContainerdTerminal: `ctr run -t` under a pty gives the command a
+// terminal of the host's size.
+func TestContainerdTerminal(t *testing.T) {
+	d := startContainerd(t)
+	before := qemuProcesses(t)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 37, Cols: 111}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ctrBin, "--address", d.address, "-n", ctrNamespace, "run", "--rm", "-t",
+		"--runtime", arrowRuntime, d.image, "tty1", "sh", "-c", `tty; echo "size: $(stty size)"; exit 5`)
+	cmd.Env = d.env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var seen syncbuf.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			_, _ = seen.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	code := waitExit(t, cmd, 2*time.Minute)
+	out := seen.String()
+	if !regexp.MustCompile(`/dev/(pts/\d+|console|tty\w*)`).MatchString(out) || strings.Contains(out, "not a tty") {
+		t.Errorf("the command's stdin is not a terminal: %q", out)
+	}
+	if !strings.Contains(out, "size: 37 111") {
+		t.Errorf("the terminal is not the host's size (37 111): %q", out)
+	}
+	if code != 5 {
+		t.Errorf("ctr run -t: exit %d, want 5; output %q", code, out)
+	}
+	d.assertClean(before)
+}
+
+// TestContainerdRestart: a task outlives containerd killed with SIGKILL;
+// the restarted containerd finds it RUNNING through its shim and can kill
+// and remove it.
+func TestContainerdRestart(t *testing.T) {
+	d := startContainerd(t)
+	before := qemuProcesses(t)
+	id := "survivor"
+	d.mustCtr("run", "-d", "--runtime", arrowRuntime, d.image, id, "sh", "-c", "while :; do sleep 0.2; done")
+	d.waitStatus(id, "RUNNING", time.Minute)
+	d.kill9()
+	d.start()
+	d.waitStatus(id, "RUNNING", 30*time.Second)
+	d.mustCtr("tasks", "kill", "-s", "SIGKILL", id)
+	d.waitStatus(id, "STOPPED", time.Minute)
+	d.mustCtr("tasks", "rm", id)
+	d.mustCtr("containers", "rm", id)
+	d.assertClean(before)
+}
+
+// TestContainerdBadCommand: a program the image lacks fails the task's
+// creation with a message that names it, as runc's does, and leaves
+// nothing behind.
+func TestContainerdBadCommand(t *testing.T) {
+	d := startContainerd(t)
+	before := qemuProcesses(t)
+	r := d.ctr("run", "--rm", "--runtime", arrowRuntime, d.image, "bad", "no-such-program")
+	if r.code == 0 || !strings.Contains(r.stderr, `"no-such-program": executable file not found in $PATH`) {
+		t.Errorf("ctr run of a missing program: exit %d, stderr %q; want a failure naming it", r.code, r.stderr)
+	}
+	d.ctr("containers", "rm", "bad")
+	d.assertClean(before)
+}

@@ -270,6 +270,9 @@ func deleteDead(ctx context.Context, f flags, log io.Writer) ([]byte, error) {
 	if err := unmountAll(rootfsDir(f.bundle)); err != nil {
 		fmt.Fprintf(log, "containerd-shim-arrow-v1 delete: %v\n", err)
 	}
+	if err := removeCgroup(ctx, cgroupName(f.namespace, f.id)); err != nil {
+		fmt.Fprintf(log, "containerd-shim-arrow-v1 delete: %v\n", err)
+	}
 	_ = os.Remove(socketPath(f))
 	return proto.Marshal(&taskapi.DeleteResponse{ExitStatus: 128 + uint32(syscall.SIGKILL), ExitedAt: timestamppb.Now()})
 }

@@ -10,9 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/fifo"
-	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
@@ -61,16 +61,8 @@ func (c *container) release(log io.Writer) {
 		}
 	}
 	if c.group != nil {
-		err := c.group.Remove()
-		if errors.Is(err, syscall.EBUSY) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err = c.group.Kill(ctx); err == nil {
-				err = c.group.Remove()
-			}
-			cancel()
-		}
-		if err != nil {
-			fmt.Fprintf(log, "containerd-shim-arrow: %s: remove the cgroup: %v\n", c.id, err)
+		if err := removeGroup(context.Background(), c.group); err != nil {
+			fmt.Fprintf(log, "containerd-shim-arrow: %s: %v\n", c.id, err)
 		}
 		c.group = nil
 	}

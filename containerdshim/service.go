@@ -3,6 +3,7 @@ package containerdshim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -254,11 +255,9 @@ func (s *service) makeCgroup(id string, cfg *api.Config) (*cgroup.Group, error) 
 	if cpus == 0 {
 		cpus = run.DefaultCPUs
 	}
-	// Named by namespace and task: two namespaces may hold the same ID.
-	name := s.f.namespace + "-" + id
-	if old, err := m.Open(name); err == nil {
-		// A dead shim's group for the same task: nothing of it runs.
-		_ = old.Remove()
+	name := cgroupName(s.f.namespace, id)
+	if err := removeCgroup(s.ctx, name); err != nil {
+		return nil, fmt.Errorf("cgroup: a dead shim's group for the same task: %w", err)
 	}
 	g, err := m.Create(name, cgroup.Limits{MemoryBytes: int64(mem+run.DefaultVMOverheadMiB) << 20,
 		CPUs: float64(cpus), Pids: run.VMPids, NoSwap: true})
@@ -266,6 +265,40 @@ func (s *service) makeCgroup(id string, cfg *api.Config) (*cgroup.Group, error) 
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
 	return g, nil
+}
+
+// cgroupName names a task's group: by namespace and task, as two
+// namespaces may hold the same ID.
+func cgroupName(namespace, id string) string { return namespace + "-" + id }
+
+// removeCgroup removes a task's group if it exists, killing what is left
+// in it (a VM whose shim died).
+func removeCgroup(ctx context.Context, name string) error {
+	m, err := cgroup.New(CgroupParent)
+	if err != nil {
+		return err
+	}
+	g, err := m.Open(name)
+	if err != nil {
+		return nil // none
+	}
+	return removeGroup(ctx, g)
+}
+
+// removeGroup removes g, killing what is left in it first.
+func removeGroup(ctx context.Context, g *cgroup.Group) error {
+	err := g.Remove()
+	if errors.Is(err, syscall.EBUSY) {
+		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err = g.Kill(kctx); err == nil {
+			err = g.Remove()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", g.Path(), err)
+	}
+	return nil
 }
 
 // State reports a process.

@@ -257,6 +257,12 @@ func (d *testContainerd) assertClean(before map[string]bool) {
 	if len(mounts) > 0 {
 		d.t.Errorf("mounts left under containerd's state: %v", mounts)
 	}
+	// The tasks' cgroups (v2, or each v1 controller's).
+	groups, _ := filepath.Glob("/sys/fs/cgroup/arrow-containerd/" + ctrNamespace + "-*")
+	v1, _ := filepath.Glob("/sys/fs/cgroup/*/arrow-containerd/" + ctrNamespace + "-*")
+	if groups = append(groups, v1...); len(groups) > 0 {
+		d.t.Errorf("cgroups left: %v", groups)
+	}
 }
 
 // guestKernelRelease is the release of the kernel Arrow boots, as its
@@ -390,6 +396,27 @@ func TestContainerdRestart(t *testing.T) {
 	d.mustCtr("tasks", "kill", "-s", "SIGKILL", id)
 	d.waitStatus(id, "STOPPED", time.Minute)
 	d.mustCtr("tasks", "rm", id)
+	d.mustCtr("containers", "rm", id)
+	d.assertClean(before)
+}
+
+// TestContainerdShimKilled: a shim killed with SIGKILL takes its VM with
+// it; containerd runs the shim's delete, which leaves no mount or cgroup,
+// and the task is gone.
+func TestContainerdShimKilled(t *testing.T) {
+	d := startContainerd(t)
+	before := qemuProcesses(t)
+	id := "orphan"
+	d.mustCtr("run", "-d", "--runtime", arrowRuntime, d.image, id, "sh", "-c", "while :; do sleep 0.2; done")
+	d.waitStatus(id, "RUNNING", time.Minute)
+	shims := d.shims()
+	if len(shims) != 1 {
+		t.Fatalf("shims: %v, want one", shims)
+	}
+	if err := syscall.Kill(shims[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.waitStatus(id, "", 30*time.Second)
 	d.mustCtr("containers", "rm", id)
 	d.assertClean(before)
 }

@@ -101,8 +101,8 @@ func Config(spec *specs.Spec, rootfs string) (api.Config, []string, error) {
 		return c, nil, errors.New("spec: process.commandLine is for Windows")
 	}
 	c.RootFS = rootfs
-	c.Program, c.Args = p.Args[0], slices.Clone(p.Args[1:])
-	c.Env = slices.Clone(p.Env)
+	c.Program, c.Args = p.Args[0], clone(p.Args[1:])
+	c.Env = clone(p.Env)
 	for _, e := range c.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
 			return c, nil, fmt.Errorf("spec: process.env %.80q: want KEY=value", e)
@@ -142,6 +142,7 @@ func Config(spec *specs.Spec, rootfs string) (api.Config, []string, error) {
 		c.ReadOnly = true
 	}
 	c.Hostname = spec.Hostname
+	//lint:ignore SA1019 deprecated, yet runc still runs Prestart hooks: refused like the others
 	if h := spec.Hooks; h != nil && (len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0) {
 		// A hook may be what makes the container safe or whole (a
 		// device, a network): refuse rather than run without it.
@@ -272,6 +273,14 @@ func resources(c *api.Config, r *specs.LinuxResources, note func(string, ...any)
 		note("linux.resources.pids: not applied in the guest (the VM's QEMU has a pids limit of its own)")
 	}
 	return nil
+}
+
+// clone copies a list; an empty one is nil, as api.Config has it.
+func clone(l []string) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	return slices.Clone(l)
 }
 
 // boundList shows at most a few items of a list in a note.

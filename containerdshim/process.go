@@ -36,6 +36,8 @@ type container struct {
 	pid        int           // the VM's process: stable for the task's life
 	mounted    string        // the root file system's mount point, once mounted
 	group      *cgroup.Group // the VM's cgroup
+	limits     cgroup.Limits // the group's, as Update changes them
+	memoryMiB  int           // the VM's memory
 	netCleanup func()        // releases the pod network's attachment
 	init       *process
 

@@ -170,6 +170,9 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	c := &container{id: r.ID, bundle: r.Bundle, execs: make(map[string]*process)}
 	defer func() {
 		if err != nil {
+			if c.h != nil {
+				c.h.Close()
+			}
 			c.release(s.log)
 		}
 	}()
@@ -216,7 +219,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if c.group, err = s.makeCgroup(r.ID, &cfg); err != nil {
+	if err := s.makeCgroup(c, &cfg); err != nil {
 		return nil, err
 	}
 	c.init = newProcess(c, "", r.Terminal, r.Stdin, r.Stdout, r.Stderr)
@@ -242,10 +245,10 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 // makeCgroup makes the task's cgroup with its VM's limits: memory plus
 // the VM's overhead, its CPUs, a pids limit, no swap. Fail closed: a
 // task whose limits cannot be set is not created.
-func (s *service) makeCgroup(id string, cfg *api.Config) (*cgroup.Group, error) {
+func (s *service) makeCgroup(c *container, cfg *api.Config) error {
 	m, err := cgroup.New(CgroupParent)
 	if err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
+		return fmt.Errorf("cgroup: %w", err)
 	}
 	mem := cfg.MemoryMiB
 	if mem == 0 {
@@ -255,16 +258,18 @@ func (s *service) makeCgroup(id string, cfg *api.Config) (*cgroup.Group, error) 
 	if cpus == 0 {
 		cpus = run.DefaultCPUs
 	}
-	name := cgroupName(s.f.namespace, id)
+	name := cgroupName(s.f.namespace, c.id)
 	if err := removeCgroup(s.ctx, name); err != nil {
-		return nil, fmt.Errorf("cgroup: a dead shim's group for the same task: %w", err)
+		return fmt.Errorf("cgroup: a dead shim's group for the same task: %w", err)
 	}
-	g, err := m.Create(name, cgroup.Limits{MemoryBytes: int64(mem+run.DefaultVMOverheadMiB) << 20,
-		CPUs: float64(cpus), Pids: run.VMPids, NoSwap: true})
+	l := cgroup.Limits{MemoryBytes: int64(mem+run.DefaultVMOverheadMiB) << 20,
+		CPUs: float64(cpus), Pids: run.VMPids, NoSwap: true}
+	g, err := m.Create(name, l)
 	if err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
+		return fmt.Errorf("cgroup: %w", err)
 	}
-	return g, nil
+	c.group, c.limits, c.memoryMiB = g, l, mem
+	return nil
 }
 
 // cgroupName names a task's group: by namespace and task, as two
@@ -626,13 +631,55 @@ func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*empt
 	return &emptypb.Empty{}, nil
 }
 
-// Update would change a running VM's resources: its memory and CPUs are
-// fixed when it boots, so it is refused.
+// maxUpdateSpec bounds an update's resources.
+const maxUpdateSpec = 64 << 10
+
+// Update changes a running task's resources where its VM's cgroup can: the
+// CPU quota. A VM's memory is fixed when it boots, so a different memory
+// limit is refused (the cgroup's limit is the VM's memory plus its
+// overhead: lowering it would OOM-kill the VM, raising it gives the
+// guest nothing). What else the request carries (shares, cpusets, pids,
+// block I/O) is logged and not applied.
 func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	if _, _, err := s.get(r.ID, ""); err != nil {
+	c, _, err := s.get(r.ID, "")
+	if err != nil {
 		return nil, err
 	}
-	return nil, status.Error(codes.Unimplemented, "the arrow runtime cannot change a running task's resources: a VM's memory and CPUs are fixed at boot; recreate the task with the new limits")
+	if r.Resources == nil || len(r.Resources.Value) > maxUpdateSpec {
+		return nil, status.Errorf(codes.InvalidArgument, "update %s: no resources, or more than %d bytes", r.ID, maxUpdateSpec)
+	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.Resources.Value, &res); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "update %s: resources: %v", r.ID, err)
+	}
+	var want api.Config
+	var notes []string
+	if err := resources(&want, &res, func(f string, a ...any) { notes = append(notes, fmt.Sprintf(f, a...)) }); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "update %s: %v", r.ID, err)
+	}
+	for _, n := range notes {
+		fmt.Fprintf(s.log, "containerd-shim-arrow: update %s: %s\n", r.ID, n)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if want.MemoryMiB != 0 && want.MemoryMiB != c.memoryMiB {
+		return nil, status.Errorf(codes.FailedPrecondition, "update %s: the VM's memory is fixed at boot (%d MiB): a limit of %d MiB needs a new task",
+			r.ID, c.memoryMiB, want.MemoryMiB)
+	}
+	if res.CPU == nil || res.CPU.Quota == nil || *res.CPU.Quota <= 0 || c.group == nil {
+		return &emptypb.Empty{}, nil
+	}
+	period := uint64(100000)
+	if res.CPU.Period != nil && *res.CPU.Period > 0 {
+		period = *res.CPU.Period
+	}
+	l := c.limits
+	l.CPUs = float64(*res.CPU.Quota) / float64(period)
+	if err := c.group.SetLimits(l); err != nil {
+		return nil, status.Errorf(codes.Internal, "update %s: %v", r.ID, err)
+	}
+	c.limits = l
+	return &emptypb.Empty{}, nil
 }
 
 // Wait returns once a process ended, with its status.

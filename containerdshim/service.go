@@ -226,6 +226,11 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := c.init.openStdio(s.ctx); err != nil {
 		return nil, err
 	}
+	if cfg.RootFS == c.mounted {
+		if o.RootFSKey, err = snapshotKey(ctx, r.Rootfs); err != nil {
+			return nil, err
+		}
+	}
 	o.Config = cfg
 	o.Root = s.root
 	o.Log = s.log

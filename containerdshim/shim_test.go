@@ -286,3 +286,50 @@ func TestExecOptions(t *testing.T) {
 		t.Error("an exec with no args accepted")
 	}
 }
+
+func TestSnapshotKey(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	mk := func(names ...string) {
+		for _, n := range names {
+			if err := os.MkdirAll(filepath.Join(dir, n), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mk("1/fs", "2/fs", "3/fs", "4/fs", "3/work", "4/work")
+	overlay := func(upper string) []*types.Mount {
+		return []*types.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+			"index=off", "workdir=" + filepath.Join(dir, upper, "..", "work"), "upperdir=" + filepath.Join(dir, upper),
+			"lowerdir=" + filepath.Join(dir, "2/fs") + ":" + filepath.Join(dir, "1/fs")}}}
+	}
+	key := func(ms []*types.Mount) string {
+		t.Helper()
+		k, err := snapshotKey(ctx, ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	a, b := key(overlay("3/fs")), key(overlay("4/fs"))
+	if a == "" || a != b {
+		t.Errorf("two containers of one image (empty uppers): keys %q and %q, want one", a, b)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "4/fs/volume-file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c := key(overlay("4/fs")); c == a {
+		t.Error("an upper directory with content shares the empty one's key")
+	}
+	// The snapshotter's tree made anew: the same paths, other directories.
+	if err := os.RemoveAll(filepath.Join(dir, "1")); err != nil {
+		t.Fatal(err)
+	}
+	mk("1/fs")
+	if c := key(overlay("3/fs")); c == a {
+		t.Error("a recreated lower directory keeps its key")
+	}
+	if k := key([]*types.Mount{{Type: "bind", Source: dir}}); k != "" {
+		t.Errorf("a bind mount (a copied, mutable tree) got key %q", k)
+	}
+}

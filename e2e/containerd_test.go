@@ -309,6 +309,12 @@ func TestContainerdRun(t *testing.T) {
 	if ids := strings.Fields(d.mustCtr("containers", "ls", "-q")); len(ids) != 0 {
 		t.Errorf("containers left after --rm: %v", ids)
 	}
+	// The three containers of one image share one root disk, keyed by
+	// the image's snapshots, not one each.
+	disks, _ := filepath.Glob(filepath.Join(d.dir, "arrow", "rootfs", "dirs", "*.erofs"))
+	if len(disks) != 1 {
+		t.Errorf("root disks %v: want the one of the image's snapshots", disks)
+	}
 	d.assertClean(before)
 }
 

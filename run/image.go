@@ -333,9 +333,11 @@ func (p *plan) prepareRootFS(ctx context.Context, o *Options) (*guestRoot, error
 	if err != nil {
 		return nil, err
 	}
-	key, err := rootfs.TreeKey(ctx, dir)
-	if err != nil {
-		return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
+	key := o.RootFSKey
+	if key == "" {
+		if key, err = rootfs.TreeKey(ctx, dir); err != nil {
+			return nil, failf(ExitArrowFailed, "--rootfs %s: %w", o.RootFS, err)
+		}
 	}
 	cache := dirDisksDir(o.Root)
 	disk, err := rootfs.HoldOrBuild(filepath.Join(cache, rootfs.ImageName(key)), func() error {

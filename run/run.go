@@ -65,6 +65,15 @@ type Options struct {
 	// other than user and none.
 	Tap *TapAttachment
 
+	// RootFSKey, with the Config's RootFS, is the key its root disk is
+	// cached under (see rootfs.Build), from a caller that knows the
+	// tree's content without walking it: containerd's shim names the
+	// committed, immutable snapshots an overlay is made of. It must
+	// change whenever the tree's content may have. Empty: the key is
+	// computed from the tree's metadata (rootfs.TreeKey), which differs
+	// for every mount of the same tree.
+	RootFSKey string
+
 	// Size is the terminal's initial size, with TTY. The caller puts
 	// the local terminal in raw mode and sends size changes on Resize.
 	Size guest.WindowSize

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -306,10 +307,14 @@ func TestContainerdRun(t *testing.T) {
 	if r.code != 3 || r.stdout != "out\n" || r.stderr != "err\n" {
 		t.Errorf("ctr run exit 3: exit %d, stdout %q, stderr %q; want 3, \"out\\n\", \"err\\n\"", r.code, r.stdout, r.stderr)
 	}
+	r = d.ctrIn("first\nsecond\n", "run", "--rm", "--runtime", arrowRuntime, d.image, "run-cat", "cat")
+	if r.code != 0 || r.stdout != "first\nsecond\n" {
+		t.Errorf("ctr run cat with input: exit %d, output %q\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
 	if ids := strings.Fields(d.mustCtr("containers", "ls", "-q")); len(ids) != 0 {
 		t.Errorf("containers left after --rm: %v", ids)
 	}
-	// The three containers of one image share one root disk, keyed by
+	// The containers of one image share one root disk, keyed by
 	// the image's snapshots, not one each.
 	disks, _ := filepath.Glob(filepath.Join(d.dir, "arrow", "rootfs", "dirs", "*.erofs"))
 	if len(disks) != 1 {
@@ -331,11 +336,40 @@ func TestContainerdDetached(t *testing.T) {
 	if r.code != 4 || r.stdout != "hi\n" {
 		t.Errorf("ctr task exec: exit %d, output %q, want 4 and \"hi\\n\"\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
+	r = d.ctrIn("piped\n", "tasks", "exec", "--exec-id", "e2", id, "cat")
+	if r.code != 0 || r.stdout != "piped\n" {
+		t.Errorf("ctr task exec cat with input: exit %d, output %q\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if ps := d.mustCtr("tasks", "ps", id); !strings.Contains(ps, strconv.Itoa(d.taskPid(id))) {
+		t.Errorf("ctr task ps %s: %q, want the VM's pid %d", id, ps, d.taskPid(id))
+	}
+	if m := d.mustCtr("tasks", "metrics", id); !strings.Contains(m, "memory.usage") {
+		t.Errorf("ctr task metrics: %q", m)
+	}
+	d.mustCtr("tasks", "pause", id)
+	d.waitStatus(id, "PAUSED", 10*time.Second)
+	d.mustCtr("tasks", "resume", id)
+	d.waitStatus(id, "RUNNING", 10*time.Second)
 	d.mustCtr("tasks", "kill", id)
 	d.waitStatus(id, "STOPPED", time.Minute)
-	d.mustCtr("tasks", "rm", id)
+	if r := d.ctr("tasks", "rm", id); r.code != 0 || !strings.Contains(r.stderr, "exit code 143") {
+		t.Errorf("ctr task rm after SIGTERM: exit %d, stderr %q; want exit code 143 reported", r.code, r.stderr)
+	}
 	d.mustCtr("containers", "rm", id)
 	d.assertClean(before)
+}
+
+// taskPid is the PID column of `ctr task ls` for id.
+func (d *testContainerd) taskPid(id string) int {
+	d.t.Helper()
+	for _, line := range strings.Split(d.mustCtr("tasks", "ls"), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == id {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
 }
 
 // TestContainerdTerminal: `ctr run -t` under a pty gives the command a
@@ -396,12 +430,22 @@ func TestContainerdRestart(t *testing.T) {
 	id := "survivor"
 	d.mustCtr("run", "-d", "--runtime", arrowRuntime, d.image, id, "sh", "-c", "while :; do sleep 0.2; done")
 	d.waitStatus(id, "RUNNING", time.Minute)
+	pid := d.taskPid(id)
 	d.kill9()
 	d.start()
 	d.waitStatus(id, "RUNNING", 30*time.Second)
+	if got := d.taskPid(id); got != pid || pid == 0 {
+		t.Errorf("the task's pid after containerd's restart: %d, want %d", got, pid)
+	}
+	r := d.ctr("tasks", "exec", "--exec-id", "after", id, "echo", "still here")
+	if r.code != 0 || r.stdout != "still here\n" {
+		t.Errorf("exec after containerd's restart: exit %d, output %q\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
 	d.mustCtr("tasks", "kill", "-s", "SIGKILL", id)
 	d.waitStatus(id, "STOPPED", time.Minute)
-	d.mustCtr("tasks", "rm", id)
+	if r := d.ctr("tasks", "rm", id); r.code != 0 || !strings.Contains(r.stderr, "exit code 137") {
+		t.Errorf("ctr task rm after SIGKILL: exit %d, stderr %q; want exit code 137 reported", r.code, r.stderr)
+	}
 	d.mustCtr("containers", "rm", id)
 	d.assertClean(before)
 }

@@ -30,6 +30,7 @@ packages=(
 	postgresql                            # closure tests (initdb), psql and pgbench for the --apt PostgreSQL test, bench -apps
 	curl                                  # tests' HTTP client
 	docker-compose                        # Docker API tests: Debian's docker-compose 1.29.2 drives arrowd's docker.sock
+	containerd                            # containerd tests: containerd 1.6 and ctr drive containerd-shim-arrow-v1
 	git ca-certificates
 )
 echo "==> installing packages"

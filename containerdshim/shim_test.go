@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/arrowsys/arrow/internal/mountinfo"
@@ -331,5 +332,28 @@ func TestSnapshotKey(t *testing.T) {
 	}
 	if k := key([]*types.Mount{{Type: "bind", Source: dir}}); k != "" {
 		t.Errorf("a bind mount (a copied, mutable tree) got key %q", k)
+	}
+}
+
+// TestUpdateRefusesMemory: a VM's memory is fixed at boot: an update
+// that asks for another limit is refused with the reason, one that keeps
+// it (CRI sends the whole set) passes.
+func TestUpdateRefusesMemory(t *testing.T) {
+	s, _ := newTestService(t)
+	c := &container{id: "t1", memoryMiB: 256, execs: map[string]*process{}}
+	c.init = newProcess(c, "", false, "", "", "")
+	s.tasks["t1"] = c
+	update := func(res string) error {
+		_, err := s.Update(context.Background(), &taskapi.UpdateTaskRequest{ID: "t1", Resources: &anypb.Any{Value: []byte(res)}})
+		return err
+	}
+	if err := update(`{"memory":{"limit":536870912}}`); code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "fixed at boot") {
+		t.Errorf("a new memory limit: %v", err)
+	}
+	if err := update(`{"memory":{"limit":268435456},"cpu":{"shares":2}}`); err != nil {
+		t.Errorf("the same memory limit: %v", err)
+	}
+	if err := update(`{`); code(err) != codes.InvalidArgument {
+		t.Errorf("malformed resources: %v", err)
 	}
 }

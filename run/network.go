@@ -41,6 +41,8 @@ type TapAttachment struct {
 	Interface guest.Interface
 	// DNS are the guest's name servers.
 	DNS []string
+	// Search are the guest's DNS search domains.
+	Search []string
 	// Hosts are extra /etc/hosts entries (the network's other arrows).
 	Hosts []guest.HostEntry
 	// NetNS is the path of the network namespace the tap lives in (a
@@ -231,7 +233,7 @@ func (p *plan) tapNetwork(o *Options, name string) error {
 		iface.MAC = runMAC(p.id)
 	}
 	p.nics = []vm.NIC{{MAC: iface.MAC, Tap: tap}}
-	p.net = &guest.Network{Interfaces: []guest.Interface{iface}, DNS: t.DNS, Hosts: t.Hosts}
+	p.net = &guest.Network{Interfaces: []guest.Interface{iface}, DNS: t.DNS, Search: t.Search, Hosts: t.Hosts}
 	p.netInfo = fmt.Sprintf("%s (tap %s): %s", name, t.Name, iface.Address)
 	if t.NetNS != "" {
 		p.netInfo = fmt.Sprintf("%s (tap %s in %s): %s", name, t.Name, t.NetNS, iface.Address)

@@ -244,11 +244,12 @@ func masq() []expr.Any { return []expr.Any{&expr.Masq{}} }
 
 func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
 
-// dnat is dnat ip to addr (the port unchanged).
+// dnat is dnat ip to addr, the port unchanged (no proto range: with
+// NF_NAT_RANGE_PROTO_SPECIFIED and no port registers the port would be 0).
 func dnat(addr netip.Addr) []expr.Any {
 	a := addr.As4()
 	return []expr.Any{
 		&expr.Immediate{Register: 1, Data: a[:]},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, Specified: true},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
 	}
 }

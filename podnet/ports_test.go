@@ -122,3 +122,32 @@ func TestTapNameAndLinks(t *testing.T) {
 		seen[gw], seen[g] = true, true
 	}
 }
+
+func TestOptionsFor(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		annotations map[string]string
+		sandbox     bool
+		ports       []Port
+		err         bool
+	}{
+		{name: "sandbox", annotations: map[string]string{ContainerTypeAnnotation: "sandbox"}, sandbox: true},
+		{name: "container", annotations: map[string]string{ContainerTypeAnnotation: "container",
+			PortsAnnotation: `[{"containerPort":80,"protocol":"TCP"}]`}, ports: []Port{{80, TCP}}},
+		{name: "no annotations"},
+		{name: "bad ports", annotations: map[string]string{PortsAnnotation: `[{"containerPort":0}]`}, err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if IsSandbox(tc.annotations) != tc.sandbox {
+				t.Errorf("IsSandbox: %v", !tc.sandbox)
+			}
+			o, err := OptionsFor(tc.annotations, "/run/resolv.conf", "/run/x")
+			if (err != nil) != tc.err {
+				t.Fatalf("error %v", err)
+			}
+			if err == nil && (!slices.Equal(o.Ports, tc.ports) || o.ResolvConf != "/run/resolv.conf" || o.RunDir != "/run/x") {
+				t.Fatalf("options %+v", o)
+			}
+		})
+	}
+}

@@ -24,7 +24,8 @@ import (
 // the pod IP and a default route; the other end in a namespace standing
 // for the node): the node reaches the server VM at the pod IP, the client
 // VM reaches it at the pod IP too, the server reaches itself there, and
-// the client's egress reaches the node from the pod IP. Then the VMs
+// the client's egress reaches the node from the pod IP, but not a server
+// of the pod's namespace at its gateway. Then the VMs
 // stop and the detaches leave the pod's namespace as it was.
 func TestPodNetworkVMs(t *testing.T) {
 	node, _ := netnstest.New(t)
@@ -54,6 +55,14 @@ func TestPodNetworkVMs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nodeHTTPD.Process.Kill(); nodeHTTPD.Wait() })
+
+	// A server of the pod's namespace itself, which no container may
+	// reach: the guests' gateways are no way into it.
+	podHTTPD := exec.Command("ip", "netns", "exec", pod, busybox, "httpd", "-f", "-p", "9999", "-h", www)
+	if err := podHTTPD.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { podHTTPD.Process.Kill(); podHTTPD.Wait() })
 
 	runDir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -128,7 +137,8 @@ exec busybox sleep 600`, podIP)
 	client := fmt.Sprintf(`busybox timeout 10 busybox wget -q -O - http://%[1]s:8080/index.html || exit 3
 busybox timeout 10 busybox wget -q -O - http://%[1]s:8082/ && exit 4
 busybox timeout 10 busybox wget -q -O - http://%[2]s:8081/index.html || exit 5
-echo client done`, podIP, nodeIP)
+busybox timeout 5 busybox wget -q -O - http://%[3]s:9999/index.html && exit 6
+echo client done`, podIP, nodeIP, clientTap.Interface.Gateway)
 	var cOut, cErr syncbuf.Buffer
 	res, err := run.Run(ctx, vmOpts(clientTap, client, &cOut, &cErr, nil))
 	if err != nil || res.Status.Code != 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/arrowsys/arrow/internal/netnsdo"
+	"github.com/arrowsys/arrow/internal/netnstest"
 )
 
 // pauseEnv makes the test binary the pause process, holding the
@@ -19,17 +20,13 @@ const pauseEnv = "ARROW_PODNET_TEST_PAUSE"
 
 func TestMain(m *testing.M) {
 	if ns := os.Getenv(pauseEnv); ns != "" {
-		if err := Pause(context.Background(), ns); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(PauseMain([]string{ns}))
 	}
 	os.Exit(m.Run())
 }
 
 func pauseCmd(nsPath string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0])
+	cmd := PauseCommand(os.Args[0], nsPath)
 	cmd.Env = append(os.Environ(), pauseEnv+"="+nsPath)
 	return cmd
 }
@@ -43,7 +40,7 @@ func TestPause(t *testing.T) {
 	cmd := pauseCmd(p.path)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	proc, err := StartPause(p.path, cmd)
+	proc, err := StartPause(context.Background(), p.path, cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +109,18 @@ func TestPauseElsewhere(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "not in the network namespace") {
 		t.Fatalf("pause outside its namespace: %v\n%s", err, out)
 	}
-	if _, err := StartPause("/nonexistent", pauseCmd("/nonexistent")); err == nil || !strings.Contains(err.Error(), "/nonexistent") {
+	if _, err := StartPause(context.Background(), "/nonexistent", pauseCmd("/nonexistent")); err == nil || !strings.Contains(err.Error(), "/nonexistent") {
 		t.Fatalf("start in a missing namespace: %v", err)
+	}
+	// A process that is told another namespace than the one it starts
+	// in fails StartPause, and is reaped.
+	_, other := netnstest.New(t)
+	if _, err := StartPause(context.Background(), other, pauseCmd(p.path)); err == nil || !strings.Contains(err.Error(), "ended before it was ready") {
+		t.Fatalf("start told another namespace: %v", err)
+	}
+	cmd := pauseCmd(p.path)
+	cmd.Stdout = os.Stdout
+	if _, err := StartPause(context.Background(), p.path, cmd); err == nil {
+		t.Fatal("StartPause with cmd.Stdout set: want an error")
 	}
 }

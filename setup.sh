@@ -30,7 +30,8 @@ packages=(
 	postgresql                            # closure tests (initdb), psql and pgbench for the --apt PostgreSQL test, bench -apps
 	curl                                  # tests' HTTP client
 	docker-compose                        # Docker API tests: Debian's docker-compose 1.29.2 drives arrowd's docker.sock
-	containerd                            # containerd tests: containerd 1.6 and ctr drive containerd-shim-arrow-v1
+	containerd                            # containerd and CRI tests: a private containerd 1.6 and ctr drive containerd-shim-arrow-v1
+	containernetworking-plugins           # CRI tests: CNI's bridge, host-local and loopback plugins, in /usr/lib/cni
 	git ca-certificates
 )
 echo "==> installing packages"
@@ -43,6 +44,15 @@ GO=$(command -v go || true)
 if ! "$GO" version >/dev/null 2>&1; then
 	echo "setup.sh: Go 1.26 or newer is needed at /usr/local/go or in PATH" >&2
 	exit 1
+fi
+
+# crictl, the CRI client of the CRI tests (e2e/cri_test.go), which find
+# it in PATH: Debian 12 has no package of it, so it is built from its Go
+# module, once (kept while the installed one is that version).
+crictl_version=v1.37.0
+if ! "$GO" version -m /usr/local/bin/crictl 2>/dev/null | grep -q "mod[[:space:]]*sigs.k8s.io/cri-tools[[:space:]]*$crictl_version"; then
+	echo "==> building crictl $crictl_version into /usr/local/bin"
+	GOBIN=/usr/local/bin "$GO" install "sigs.k8s.io/cri-tools/cmd/crictl@$crictl_version"
 fi
 
 echo "==> building Arrow"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/internal/netnsdo"
 	"github.com/arrowsys/arrow/spec"
 	"github.com/arrowsys/arrow/vm"
 )
@@ -40,8 +41,14 @@ type TapAttachment struct {
 	Interface guest.Interface
 	// DNS are the guest's name servers.
 	DNS []string
+	// Search are the guest's DNS search domains.
+	Search []string
 	// Hosts are extra /etc/hosts entries (the network's other arrows).
 	Hosts []guest.HostEntry
+	// NetNS is the path of the network namespace the tap lives in (a
+	// pod's, under CRI: see package podnet); empty for the caller's.
+	// The tap is opened there; QEMU then uses it from anywhere.
+	NetNS string
 }
 
 // The guest's address, gateway and DNS server in user mode: QEMU's
@@ -216,7 +223,7 @@ func forwardError(qemuErr error) error {
 // tapNetwork attaches the guest to the tap device of a bridge network.
 func (p *plan) tapNetwork(o *Options, name string) error {
 	t := o.Tap
-	tap, err := openTap(t.Name)
+	tap, err := openTap(t.Name, t.NetNS)
 	if err != nil {
 		return fail(ExitArrowFailed, fmt.Errorf("--network %s: %w", name, err))
 	}
@@ -226,8 +233,11 @@ func (p *plan) tapNetwork(o *Options, name string) error {
 		iface.MAC = runMAC(p.id)
 	}
 	p.nics = []vm.NIC{{MAC: iface.MAC, Tap: tap}}
-	p.net = &guest.Network{Interfaces: []guest.Interface{iface}, DNS: t.DNS, Hosts: t.Hosts}
+	p.net = &guest.Network{Interfaces: []guest.Interface{iface}, DNS: t.DNS, Search: t.Search, Hosts: t.Hosts}
 	p.netInfo = fmt.Sprintf("%s (tap %s): %s", name, t.Name, iface.Address)
+	if t.NetNS != "" {
+		p.netInfo = fmt.Sprintf("%s (tap %s in %s): %s", name, t.Name, t.NetNS, iface.Address)
+	}
 	if iface.Gateway != "" {
 		p.netInfo += " via " + iface.Gateway
 	}
@@ -240,10 +250,32 @@ func (p *plan) tapNetwork(o *Options, name string) error {
 // header, which QEMU does not expect; IFF_VNET_HDR: with virtio-net's
 // header, so that QEMU can pass checksum and segmentation offloads
 // through (it checks the flag on the descriptor itself).
-func openTap(name string) (*os.File, error) {
+//
+// TUNSETIFF finds the device by name in the namespace of the thread that
+// calls it, so a tap of another network namespace (nsPath) is opened on a
+// thread that entered it (package netnsdo); the descriptor stays bound to
+// that tap wherever it is used afterwards.
+func openTap(name, nsPath string) (*os.File, error) {
 	if name == "" || len(name) >= unix.IFNAMSIZ || strings.ContainsAny(name, "/ \t\n\x00") {
 		return nil, fmt.Errorf("tap device %q: want a network interface name of 1 to %d bytes", name, unix.IFNAMSIZ-1)
 	}
+	if nsPath == "" {
+		return openTapHere(name)
+	}
+	var f *os.File
+	err := netnsdo.Do(nsPath, func() error {
+		var err error
+		f, err = openTapHere(name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tap device %s in network namespace %s: %w", name, nsPath, err)
+	}
+	return f, nil
+}
+
+// openTapHere is openTap in the calling thread's network namespace.
+func openTapHere(name string) (*os.File, error) {
 	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tap device %s: %w", name, err)

@@ -30,7 +30,10 @@
 // A task's OCI spec is translated into api.Config by Config (config.go),
 // a pure function; its root file system is the snapshot containerd
 // mounts at bundle/rootfs (mount.go), which run turns into a cached
-// erofs disk. Two hooks are left for CRI pods: podNetwork (podnet.go)
-// for a spec that names a network namespace, and prepareSandbox
-// (sandbox.go) for a pod's sandbox task.
+// erofs disk.
+//
+// Under containerd's CRI plugin a pod's sandbox task boots no VM: it is
+// a pause process holding the pod's network namespace (sandbox.go). Each
+// of the pod's containers is a VM of its own, attached to that
+// namespace by a tap (podnet.go, package podnet).
 package containerdshim

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"sync"
 	"syscall"
 	"time"
@@ -39,7 +40,14 @@ type container struct {
 	limits     cgroup.Limits // the group's, as Update changes them
 	memoryMiB  int           // the VM's memory
 	netCleanup func()        // releases the pod network's attachment
-	init       *process
+	netns      *os.File      // the pod's network namespace, held open while attached
+
+	// A pod sandbox's pause process, instead of h (sandbox.go), its end
+	// (closed once reaped) and its exit status then.
+	sandbox     *exec.Cmd
+	sandboxDone chan struct{}
+	sandboxExit uint32
+	init        *process
 
 	mu     sync.Mutex
 	execs  map[string]*process
@@ -72,7 +80,23 @@ func (c *container) release(log io.Writer) {
 		c.netCleanup()
 		c.netCleanup = nil
 	}
+	if c.netns != nil {
+		_ = c.netns.Close()
+		c.netns = nil
+	}
 	_ = os.Remove(c.bundle + "/" + vmFile)
+}
+
+// stop ends what runs the task: its VM, or a pod sandbox's pause
+// process.
+func (c *container) stop() {
+	if c.sandbox != nil {
+		c.stopSandbox()
+		return
+	}
+	if c.h != nil {
+		c.h.Close()
+	}
 }
 
 func (c *container) isPaused() bool {
@@ -83,6 +107,9 @@ func (c *container) isPaused() bool {
 
 // pause stops (on) or continues (off) the VM's virtual CPUs.
 func (c *container) pause(ctx context.Context, on bool) error {
+	if c.isSandboxTask() {
+		return errors.New("a pod sandbox has no VM to pause")
+	}
 	c.pauseMu.Lock()
 	defer c.pauseMu.Unlock()
 	if c.isPaused() == on {
@@ -111,6 +138,9 @@ func (c *container) pause(ctx context.Context, on bool) error {
 // version: a subset, what package cgroup reads (memory usage and limit,
 // CPU time, tasks, OOM kills).
 func (c *container) metrics() (*anypb.Any, error) {
+	if c.isSandboxTask() {
+		return nil, errors.New("a pod sandbox has no VM: its containers' tasks have the stats")
+	}
 	if c.group == nil {
 		return nil, errors.New("the task has no cgroup")
 	}

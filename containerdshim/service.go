@@ -170,12 +170,21 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	c := &container{id: r.ID, bundle: r.Bundle, execs: make(map[string]*process)}
 	defer func() {
 		if err != nil {
-			if c.h != nil {
-				c.h.Close()
-			}
+			c.stop()
 			c.release(s.log)
 		}
 	}()
+	if isSandbox(spec) {
+		// No VM, no root file system: a pause process (sandbox.go).
+		if err := s.createSandbox(ctx, c, spec); err != nil {
+			return nil, err
+		}
+		c.init = newProcess(c, "", r.Terminal, r.Stdin, r.Stdout, r.Stderr)
+		if err := recordVM(r.Bundle, c.pid); err != nil {
+			return nil, fmt.Errorf("record the sandbox's process: %w", err)
+		}
+		return c, nil
+	}
 	root := rootfsDir(r.Bundle)
 	if spec.Root != nil && spec.Root.Path != "" {
 		root = spec.Root.Path
@@ -203,18 +212,11 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	cfg.Stdin = r.Stdin != ""
 	cfg.Network = run.NetworkUser
 	var o run.Options
-	if isSandbox(spec) {
-		if err := s.prepareSandbox(ctx, spec, &cfg); err != nil {
-			return nil, err
-		}
-	}
 	if ns := NetNSPath(spec); ns != "" {
-		tap, cleanup, err := podNetwork(ctx, ns, r.ID)
-		if err != nil {
+		if err := s.podNetwork(ctx, c, spec, ns, &o); err != nil {
 			return nil, fmt.Errorf("network namespace %s: %w", ns, err)
 		}
-		c.netCleanup = cleanup
-		o.Tap, cfg.Network, cfg.Ports = tap, podNetworkName, nil
+		cfg.Network, cfg.Ports = podNetworkName, nil
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -349,10 +351,15 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	if !p.setState(task.Status_CREATED, task.Status_RUNNING) {
 		return nil, status.Errorf(codes.FailedPrecondition, "task %s: not in the created state", r.ID)
 	}
+	if c.isSandboxTask() {
+		s.pub.publish(topicStart, &eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(c.pid)})
+		go s.waitSandbox(c, p)
+		return &taskapi.StartResponse{Pid: uint32(c.pid)}, nil
+	}
 	if _, err := c.h.Start(s.ctx); err != nil {
 		code := run.ExitCode(err)
 		p.message("arrow: %v\n", err)
-		c.h.Close()
+		c.stop()
 		s.exited(c, p, uint32(code))
 		return nil, status.Errorf(codes.Unknown, "arrow: start %s: %v", r.ID, err)
 	}
@@ -425,7 +432,7 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		return nil, status.Errorf(codes.FailedPrecondition, "task %s: process %q is running: kill it first", r.ID, r.ExecID)
 	case task.Status_CREATED:
 		if r.ExecID == "" {
-			c.h.Close()
+			c.stop()
 		}
 		s.exited(c, p, 128+uint32(syscall.SIGKILL))
 		st = p.snapshot()
@@ -435,7 +442,7 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		delete(c.execs, r.ExecID)
 		c.mu.Unlock()
 	} else {
-		c.h.Close()
+		c.stop()
 		c.release(s.log)
 		s.mu.Lock()
 		delete(s.tasks, r.ID)
@@ -517,9 +524,15 @@ func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Em
 	case task.Status_CREATED:
 		// Nothing runs yet: the VM goes, the process ends by the signal.
 		if r.ExecID == "" {
-			c.h.Close()
+			c.stop()
 		}
 		s.exited(c, p, 128+uint32(sig))
+		return &emptypb.Empty{}, nil
+	}
+	if c.isSandboxTask() {
+		if err := c.signalSandbox(sig); err != nil {
+			return nil, status.Errorf(codes.NotFound, "%v", err)
+		}
 		return &emptypb.Empty{}, nil
 	}
 	if r.ExecID != "" {
@@ -548,7 +561,7 @@ func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Em
 			if !p.waitDone(killGrace) {
 				p.signal(sig)
 				if !p.waitDone(killGrace) {
-					c.h.Close()
+					c.stop()
 				}
 			}
 		}()
@@ -570,6 +583,9 @@ func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emp
 	c, init, err := s.get(r.ID, "")
 	if err != nil {
 		return nil, err
+	}
+	if c.isSandboxTask() {
+		return nil, status.Errorf(codes.FailedPrecondition, "task %s is a pod sandbox: it has no VM to run a process in", r.ID)
 	}
 	if init.snapshot().status != task.Status_RUNNING {
 		return nil, status.Errorf(codes.FailedPrecondition, "task %s is not running", r.ID)
@@ -753,7 +769,7 @@ func (s *service) closeAll() {
 	s.tasks = make(map[string]*container)
 	s.mu.Unlock()
 	for _, c := range tasks {
-		c.h.Close()
+		c.stop()
 		c.release(s.log)
 	}
 }

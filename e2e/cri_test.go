@@ -217,24 +217,33 @@ func writeJSON(t *testing.T, path string, v any) {
 }
 
 // crictl runs crictl against the private containerd and fails the test
-// if it fails.
+// if it fails. It returns crictl's standard output alone: crictl warns
+// on standard error (of a pod without a cgroup parent, for one), and
+// what it prints there must not be taken for an ID.
 func (e *criEnv) crictl(args ...string) string {
 	e.t.Helper()
-	out, err := e.crictlErr(args...)
+	out, errOut, err := e.run(args...)
 	if err != nil {
-		e.t.Fatalf("crictl %s: %v\n%s\ncontainerd:\n%s", strings.Join(args, " "), err, out, e.logTail())
+		e.t.Fatalf("crictl %s: %v\n%s\n%s\ncontainerd:\n%s", strings.Join(args, " "), err, out, errOut, e.logTail())
 	}
 	return out
 }
 
+// crictlErr runs crictl and returns its output, standard error after
+// standard output (an exec's remote streams), and its error.
 func (e *criEnv) crictlErr(args ...string) (string, error) {
+	out, errOut, err := e.run(args...)
+	return strings.TrimSpace(out + "\n" + errOut), err
+}
+
+func (e *criEnv) run(args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "crictl", append([]string{"--config", e.crictlConf}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return strings.TrimSpace(out.String()), err
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return strings.TrimSpace(out.String()), strings.TrimSpace(errOut.String()), err
 }
 
 // logTail is the end of containerd's log (with the shims' messages).
@@ -454,7 +463,10 @@ func TestCRIPod(t *testing.T) {
 	}{
 		{client, []string{"wget", "-q", "-O", "-", url}, "hello from the server", 0},
 		{server, []string{"wget", "-q", "-O", "-", url}, "hello from the server", 0},
-		{client, []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, "out\nerr", 3},
+		{client, []string{"sh", "-c", "echo out; echo err >&2"}, "out\n\nerr", 0},
+		// crictl (as kubelet's probes) gets ExecSync's exit status and
+		// standard error in the CRI client's error, and exits 1 itself.
+		{client, []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, "exited with 3: err", 1},
 		{client, []string{"cat", "/etc/resolv.conf"}, "nameserver 192.0.2.53", 0},
 	} {
 		out, err := e.crictlErr(append([]string{"exec", "--sync", "--timeout", "120", tc.container}, tc.cmd...)...)

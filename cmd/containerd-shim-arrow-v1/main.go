@@ -8,8 +8,14 @@ import (
 	"os"
 
 	"github.com/arrowsys/arrow/containerdshim"
+	"github.com/arrowsys/arrow/podnet"
 )
 
 func main() {
+	// A pod sandbox's pause process is this binary again (see package
+	// podnet): it must not start a shim.
+	if len(os.Args) > 1 && os.Args[1] == podnet.PauseArg {
+		os.Exit(podnet.PauseMain(os.Args[2:]))
+	}
 	os.Exit(containerdshim.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

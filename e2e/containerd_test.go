@@ -35,20 +35,66 @@ const (
 	ctrBin        = "/usr/bin/ctr"
 )
 
+// testContainerd is one private containerd: its root, state, sockets,
+// config and log in a temporary directory, the suite's binaries first
+// in its PATH (where it finds the shim), and a data root of its own for
+// the VMs, which marks every process the test's containerd starts.
 type testContainerd struct {
-	t       *testing.T
-	dir     string
-	address string
-	env     []string
-	cmd     *exec.Cmd
-	log     *os.File
-	image   string
+	t         *testing.T
+	dir       string
+	address   string
+	namespace string // ctr's -n
+	arrowRoot string
+	env       []string
+	netns     string // the network namespace it runs in, or "" for the host's
+	cmd       *exec.Cmd
+	log       *os.File
+	image     string
+	// beforeStop, if set, runs first when the test ends (the CRI tests
+	// remove their pods through CRI, as kubelet would).
+	beforeStop func()
 }
 
-// startContainerd starts a private containerd and imports the busybox
-// image into its namespace.
+// containerdSetup is what differs between the tests' containerds.
+type containerdSetup struct {
+	// cri is the CRI plugin's section of config.toml; without it the
+	// plugin is disabled.
+	cri string
+	// netns is a network namespace (by name, in /var/run/netns) to
+	// run containerd in.
+	netns string
+	// namespace is the containerd namespace ctr works in.
+	namespace string
+}
+
+// startContainerd starts a private containerd without CRI and imports
+// the busybox image into its namespace.
 func startContainerd(t *testing.T) *testContainerd {
 	t.Helper()
+	d := newContainerd(t, containerdSetup{namespace: ctrNamespace})
+	archive := filepath.Join(d.dir, "busybox.tar")
+	if err := fixture.BusyboxArchive(archive, busyboxTag); err != nil {
+		t.Fatal(err)
+	}
+	d.mustCtr("images", "import", archive)
+	names := strings.Fields(d.mustCtr("images", "ls", "-q"))
+	if len(names) != 1 {
+		t.Fatalf("ctr images ls: %q, want the one imported image", names)
+	}
+	d.image = names[0]
+	return d
+}
+
+// newContainerd starts a private containerd as setup says; it is
+// stopped, and what it left checked, when the test ends.
+func newContainerd(t *testing.T, setup containerdSetup) *testContainerd {
+	t.Helper()
+	for _, bin := range []string{containerdBin, ctrBin} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("%s is needed for the containerd tests: run setup.sh (%v)", bin, err)
+		}
+	}
+	// Short paths: containerd's and the shims' sockets live under them.
 	dir, err := os.MkdirTemp("", "ctrd")
 	if err != nil {
 		t.Fatal(err)
@@ -62,18 +108,26 @@ func startContainerd(t *testing.T) *testContainerd {
 			t.Fatal(err)
 		}
 	}
-	d := &testContainerd{t: t, dir: dir, address: filepath.Join(dir, "c.sock")}
+	d := &testContainerd{t: t, dir: dir, address: filepath.Join(dir, "c.sock"),
+		namespace: setup.namespace, arrowRoot: root, netns: setup.netns}
+	disabled := `disabled_plugins = ["io.containerd.grpc.v1.cri"]`
+	if setup.cri != "" {
+		disabled = ""
+	}
 	cfg := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+%s
 [grpc]
   address = %q
 [ttrpc]
   address = %q
 [debug]
   level = "debug"
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.address, d.address+".ttrpc")
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+%s`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), disabled, d.address, d.address+".ttrpc",
+		filepath.Join(dir, "opt"), setup.cri)
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -83,22 +137,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	t.Cleanup(d.cleanup)
 	d.start()
-	archive := filepath.Join(dir, "busybox.tar")
-	if err := fixture.BusyboxArchive(archive, busyboxTag); err != nil {
-		t.Fatal(err)
-	}
-	d.mustCtr("images", "import", archive)
-	names := strings.Fields(d.mustCtr("images", "ls", "-q"))
-	if len(names) != 1 {
-		t.Fatalf("ctr images ls: %q, want the one imported image", names)
-	}
-	d.image = names[0]
 	return d
 }
 
 func (d *testContainerd) start() {
 	d.t.Helper()
-	d.cmd = exec.Command(containerdBin, "--config", filepath.Join(d.dir, "config.toml"))
+	args := []string{containerdBin, "--config", filepath.Join(d.dir, "config.toml")}
+	if d.netns != "" {
+		// nsenter --net, not ip netns exec: that one also unshares the
+		// mount namespace and mounts a fresh /sys without
+		// /sys/fs/cgroup, which the VMs' jails (and runc) need.
+		args = append([]string{"nsenter", "--net=/var/run/netns/" + d.netns}, args...)
+	}
+	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Env = d.env
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// Its own session: the shims it starts outlive it, as they would a
@@ -124,6 +175,7 @@ func (d *testContainerd) kill9() {
 	_ = d.cmd.Wait()
 }
 
+// logTail is the end of containerd's log, with its shims' messages.
 func (d *testContainerd) logTail() string {
 	b, _ := os.ReadFile(d.log.Name())
 	if len(b) > 8000 {
@@ -132,11 +184,14 @@ func (d *testContainerd) logTail() string {
 	return string(b)
 }
 
-// cleanup removes every container, stops containerd and the shims it
-// left, and unmounts what is left under the directory.
+// cleanup removes every container, stops containerd, and checks that
+// nothing it started outlived it (its shims and their VMs and pause
+// processes, found by the test's ARROW_ROOT in their environment) and
+// that nothing is mounted under its directory; what is left is killed
+// or unmounted. The directory is kept when the test failed.
 func (d *testContainerd) cleanup() {
-	if d.t.Failed() {
-		d.t.Logf("containerd's log (tail):\n%s", d.logTail())
+	if d.beforeStop != nil && d.cmd != nil {
+		d.beforeStop()
 	}
 	for _, id := range strings.Fields(d.ctr("containers", "ls", "-q").stdout) {
 		d.ctr("tasks", "kill", "-s", "SIGKILL", id)
@@ -149,20 +204,45 @@ func (d *testContainerd) cleanup() {
 		go func() { _ = d.cmd.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			_ = d.cmd.Process.Kill()
 			<-done
 		}
 	}
-	for _, pid := range d.shims() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	marker := []byte("ARROW_ROOT=" + d.arrowRoot + "\x00")
+	left := func() map[string]bool {
+		return processesWhere(d.t, func(pid, comm string) bool {
+			env, err := os.ReadFile(filepath.Join("/proc", pid, "environ"))
+			return err == nil && bytes.Contains(append(env, 0), marker)
+		})
 	}
+	for i := 0; len(left()) > 0 && i < 50; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for pid := range left() {
+		d.t.Errorf("process %s (%s) outlived the test's containerd: killed", pid, readComm(pid))
+		_ = syscall.Kill(atoi(pid), syscall.SIGKILL)
+	}
+	// Never delete through a mount.
 	mounts, _ := mountinfo.Under(d.dir)
+	if len(mounts) > 0 {
+		d.t.Errorf("mounts left under %s: %v", d.dir, mounts)
+	}
 	for i := len(mounts) - 1; i >= 0; i-- {
 		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
 	}
 	d.log.Close()
+	if d.t.Failed() {
+		d.t.Logf("containerd's log (tail):\n%s", d.logTail())
+		d.t.Logf("kept %s", d.dir)
+		return
+	}
 	_ = os.RemoveAll(d.dir)
+}
+
+func readComm(pid string) string {
+	b, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
+	return strings.TrimSpace(string(b))
 }
 
 // shims lists this containerd's shim processes (by its address on their
@@ -189,7 +269,7 @@ func (d *testContainerd) ctrIn(stdin string, args ...string) result {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ctrBin, append([]string{"--address", d.address, "-n", ctrNamespace}, args...)...)
+	cmd := exec.CommandContext(ctx, ctrBin, append([]string{"--address", d.address, "-n", d.namespace}, args...)...)
 	cmd.Env = d.env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

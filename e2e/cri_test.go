@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,17 +28,13 @@ import (
 // the test makes, so nothing touches the host's network, and everything
 // it keeps is in temporary directories.
 
-// criEnv is one private containerd.
+// criEnv is one private containerd with its CRI plugin.
 type criEnv struct {
-	t          *testing.T
-	dir        string // temporary: root, state, config, logs
-	sock       string // containerd's socket
+	*testContainerd
 	crictlConf string
 	netns      string // the network namespace containerd runs in
 	subnet     netip.Prefix
 	bridge     string
-	containerd *exec.Cmd
-	arrowRoot  string
 	// netnsBefore are the pod namespaces that were there before: those
 	// of another containerd of this machine.
 	netnsBefore map[string]bool
@@ -53,12 +48,40 @@ const (
 	criPauseImage = "docker.io/arrow-e2e/pause:1"
 )
 
-// startCRI builds the shim, starts a private containerd with the CRI
-// plugin in a network namespace of its own, and imports the images. It
-// is stopped, and what it left checked, when the test ends.
+// criConfig is the CRI plugin's configuration of the tests: the runtime
+// handler arrow, as a cluster's administrator would configure it (see
+// the README), and a CNI bridge network.
+const criConfig = `[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %[1]q
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    # The test's own snapshots: the native snapshotter copies, which
+    # any file system under the temporary directory can hold.
+    snapshotter = "native"
+    default_runtime_name = "arrow"
+    # runc, for comparison by hand (crictl runp --runtime runc).
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.arrow]
+      runtime_type = "io.containerd.arrow.v1"
+      # kubelet's container annotations (the declared ports among
+      # them) reach the shim only when listed here.
+      pod_annotations = ["*"]
+      container_annotations = ["io.kubernetes.*"]
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %[2]q
+    conf_dir = %[3]q
+    max_conf_num = 1
+`
+
+// startCRI starts a private containerd with the CRI plugin in a network
+// namespace of its own, and imports the images. It is stopped, its pods
+// removed and what it left checked, when the test ends.
 func startCRI(t *testing.T) *criEnv {
 	t.Helper()
-	for _, bin := range []string{"containerd", "ctr", "crictl", "nsenter"} {
+	for _, bin := range []string{"crictl", "nsenter"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s is needed for the CRI tests: run setup.sh (%v)", bin, err)
 		}
@@ -72,30 +95,23 @@ func startCRI(t *testing.T) *criEnv {
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	// Short paths: containerd's and the shims' sockets live under them.
-	dir, err := os.MkdirTemp("", "arrow-cri-")
+	cniDir, err := os.MkdirTemp("", "arrow-cni-")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(cniDir) })
 	e := &criEnv{
-		t:      t,
-		dir:    dir,
-		sock:   filepath.Join(dir, "containerd.sock"),
 		bridge: "arwcri" + hex.EncodeToString(b),
 		// A subnet no host network here uses: it exists only in the
 		// test's namespace anyway.
 		subnet:      netip.MustParsePrefix(fmt.Sprintf("10.88.%d.0/24", 100+int(b[0])%100)),
-		arrowRoot:   filepath.Join(dir, "arrow"),
 		netnsBefore: cniNetnsMounts(t),
 	}
 	e.netns, _ = netnstest.New(t)
-	t.Cleanup(e.stop)
 
-	cniConf := filepath.Join(dir, "cni", "net.d")
-	for _, d := range []string{cniConf, filepath.Join(dir, "logs"), e.arrowRoot} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	cniConf := filepath.Join(cniDir, "net.d")
+	if err := os.MkdirAll(cniConf, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	conflist := map[string]any{
 		"cniVersion": "1.0.0",
@@ -106,72 +122,25 @@ func startCRI(t *testing.T) *criEnv {
 				"type":    "host-local",
 				"ranges":  [][]map[string]string{{{"subnet": e.subnet.String()}}},
 				"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-				"dataDir": filepath.Join(dir, "cni", "ipam"),
+				"dataDir": filepath.Join(cniDir, "ipam"),
 			},
 		}},
 	}
 	writeJSON(t, filepath.Join(cniConf, "10-arrow-cri-test.conflist"), conflist)
 
-	config := fmt.Sprintf(`version = 2
-root = %[1]q
-state = %[2]q
-# The test's own snapshots: the native snapshotter copies, which any
-# file system under the temporary directory can hold.
-[grpc]
-  address = %[3]q
-[ttrpc]
-  address = %[4]q
-[debug]
-  level = "debug"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = %[5]q
-  disable_apparmor = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-    default_runtime_name = "arrow"
-    # runc, for comparison by hand (crictl runp --runtime runc).
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.arrow]
-      runtime_type = "io.containerd.arrow.v1"
-      # kubelet's container annotations (the declared ports among
-      # them) reach the shim only when listed here.
-      pod_annotations = ["*"]
-      container_annotations = ["io.kubernetes.*"]
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = %[6]q
-    conf_dir = %[7]q
-    max_conf_num = 1
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[8]q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), e.sock, e.sock+".ttrpc",
-		criPauseImage, criCNIBinDir, cniConf, filepath.Join(dir, "opt"))
-	configPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
+	e.testContainerd = newContainerd(t, containerdSetup{
+		cri:       fmt.Sprintf(criConfig, criPauseImage, criCNIBinDir, cniConf),
+		netns:     e.netns,
+		namespace: "k8s.io",
+	})
+	e.beforeStop = func() {
+		if out, err := e.crictlErr("rmp", "-fa"); err != nil {
+			e.t.Logf("crictl rmp -fa: %v\n%s", err, out)
+		}
 	}
-	e.crictlConf = filepath.Join(dir, "crictl.yaml")
-	crictlConf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 180\n", e.sock, e.sock)
+	e.crictlConf = filepath.Join(e.dir, "crictl.yaml")
+	crictlConf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 180\n", e.address, e.address)
 	if err := os.WriteFile(e.crictlConf, []byte(crictlConf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	// containerd in the test's namespace. nsenter --net, not ip netns
-	// exec: that one also unshares the mount namespace and mounts a
-	// fresh /sys, without /sys/fs/cgroup, which the jails of Arrow's
-	// VMs (and runc) need. containerd finds the shim in PATH and passes
-	// the environment on to it.
-	log, err := os.Create(filepath.Join(dir, "logs", "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	e.containerd = exec.Command("nsenter", "--net=/var/run/netns/"+e.netns, "containerd", "--config", configPath)
-	e.containerd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"), "ARROW_ROOT="+e.arrowRoot)
-	e.containerd.Stdout, e.containerd.Stderr = log, log
-	if err := e.containerd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
@@ -186,14 +155,11 @@ state = %[2]q
 
 	// The images, from docker-save archives: there is no registry.
 	for _, tag := range []string{criImage, criPauseImage} {
-		archive := filepath.Join(dir, strings.NewReplacer("/", "_", ":", "_").Replace(tag)+".tar")
+		archive := filepath.Join(e.dir, strings.NewReplacer("/", "_", ":", "_").Replace(tag)+".tar")
 		if err := fixture.BusyboxArchive(archive, tag); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command("ctr", "--address", e.sock, "-n", "k8s.io", "images", "import",
-			"--snapshotter", "native", "--digests", archive).CombinedOutput(); err != nil {
-			t.Fatalf("ctr images import %s: %v\n%s", tag, err, out)
-		}
+		e.mustCtr("images", "import", "--snapshotter", "native", "--digests", archive)
 	}
 	if out := e.crictl("images"); !strings.Contains(out, "arrow-e2e/busybox") || !strings.Contains(out, "arrow-e2e/pause") {
 		t.Fatalf("crictl images:\n%s", out)
@@ -246,59 +212,6 @@ func (e *criEnv) run(args ...string) (stdout, stderr string, err error) {
 	return strings.TrimSpace(out.String()), strings.TrimSpace(errOut.String()), err
 }
 
-// logTail is the end of containerd's log (with the shims' messages).
-func (e *criEnv) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(e.dir, "logs", "containerd.log"))
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
-	}
-	return string(b)
-}
-
-// stop removes every pod left, stops containerd, ends the shims it left
-// (which outlive it by design: found by the test's ARROW_ROOT in their
-// environment) and removes the directory.
-func (e *criEnv) stop() {
-	if e.containerd != nil && e.containerd.Process != nil {
-		if out, err := e.crictlErr("rmp", "-fa"); err != nil {
-			e.t.Logf("crictl rmp -fa: %v\n%s", err, out)
-		}
-		e.containerd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { e.containerd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			e.containerd.Process.Kill()
-			<-done
-		}
-	}
-	marker := []byte("ARROW_ROOT=" + e.arrowRoot + "\x00")
-	for pid := range processesWhere(e.t, func(pid, comm string) bool {
-		env, err := os.ReadFile(filepath.Join("/proc", pid, "environ"))
-		return err == nil && bytes.Contains(append(env, 0), marker)
-	}) {
-		e.t.Errorf("process %s (%s) outlived the test's containerd: killed", pid, readComm(pid))
-		syscall.Kill(atoi(pid), syscall.SIGKILL)
-	}
-	// Snapshots and bundles may still hold mounts if a shim died
-	// badly: never delete through a mount.
-	if m := e.mountsUnder(); len(m) > 0 {
-		e.t.Errorf("mounts left under %s: %v", e.dir, m)
-		return
-	}
-	if e.t.Failed() {
-		e.t.Logf("kept %s (containerd's log: logs/containerd.log)", e.dir)
-		return
-	}
-	os.RemoveAll(e.dir)
-}
-
-func readComm(pid string) string {
-	b, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
-	return strings.TrimSpace(string(b))
-}
-
 // mountsUnder lists the mount points under the test's directory, and the
 // pod namespaces' bind mounts that CRI made (named cni-…, in
 // /run/netns) since the test started: they go with their pods.
@@ -335,22 +248,6 @@ func cniNetnsMounts(t *testing.T) map[string]bool {
 		}
 	}
 	return m
-}
-
-// buildShim builds containerd-shim-arrow-v1 into the suite's binaries,
-// beside arrow-init and arrow-jailer, where it finds them, and where the
-// test's containerd finds it (in PATH).
-func buildShim(t *testing.T) {
-	t.Helper()
-	shim := filepath.Join(binDir, "containerd-shim-arrow-v1")
-	if _, err := os.Stat(shim); err != nil {
-		cmd := exec.Command("go", "build", "-o", shim, "github.com/arrowsys/arrow/cmd/containerd-shim-arrow-v1")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build containerd-shim-arrow-v1: %v\n%s", err, out)
-		}
-	}
-
 }
 
 // podConfig is a pod sandbox's config, as kubelet would send it.
@@ -426,9 +323,22 @@ func (e *criEnv) fromNode(url string) (string, error) {
 // reaches itself there, exec runs commands in both with their output and
 // exit status, and removing the pod leaves no VM, tap, shim or mount.
 func TestCRIPod(t *testing.T) {
-	buildShim(t)
 	e := startCRI(t)
 	before := qemuProcesses(t)
+
+	// A pod on the node's own network is refused, by name, and leaves
+	// nothing: a VM cannot share the host's network stack.
+	hostPod := filepath.Join(e.dir, "host-pod.json")
+	writeJSON(t, hostPod, map[string]any{
+		"metadata": map[string]any{"name": "host-net", "namespace": "default", "uid": "host-net-uid", "attempt": 1},
+		"linux":    map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}},
+	})
+	if out, err := e.crictlErr("runp", "--runtime", "arrow", hostPod); err == nil || !strings.Contains(out, "hostNetwork") {
+		t.Errorf("crictl runp of a hostNetwork pod: %v, %s; want it refused, naming hostNetwork", err, out)
+	}
+	if out := e.crictl("pods", "-q"); out != "" {
+		t.Errorf("a refused pod is listed: %s", out)
+	}
 
 	pod := e.crictl("runp", "--runtime", "arrow", e.podConfig("arrow-cri"))
 	ip := e.podIP(pod)

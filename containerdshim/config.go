@@ -73,6 +73,12 @@ var vmMounts = []string{"/proc", "/dev", "/sys", "/dev/pts", "/dev/shm", "/dev/m
 // which shares directories.
 var fileBinds = []string{"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"}
 
+// terminationLog is the file kubelet binds into every container of a pod
+// (terminationMessagePath) for the application to leave its last words
+// in. A file cannot be a virtiofs volume either, and a pod must not fail
+// for want of it, so it is left out: kubelet reads an empty message.
+const terminationLog = "/dev/termination-log"
+
 // Config translates an OCI runtime spec into Arrow's description of a run
 // whose root file system is the directory rootfs (the mounted snapshot).
 // It is a pure function of its inputs. What Arrow does not do (rlimits,
@@ -222,6 +228,9 @@ func mount(m specs.Mount) (*api.Volume, string, error) {
 	}
 	if slices.Contains(fileBinds, dst) {
 		return nil, fmt.Sprintf("mount %s: the host's file not used (the guest writes its own from its network)", dst), nil
+	}
+	if dst == terminationLog {
+		return nil, fmt.Sprintf("mount %s: not shared: the guest's termination message is not relayed (kubelet falls back to the log with terminationMessagePolicy FallbackToLogsOnError)", dst), nil
 	}
 	if !filepath.IsAbs(m.Source) {
 		return nil, "", fmt.Errorf("spec: bind mount %.80s: source %.80q: want an absolute path", dst, m.Source)

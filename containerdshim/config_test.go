@@ -68,10 +68,11 @@ func TestConfig(t *testing.T) {
 				{Destination: "/cache/", Source: "/var/cache/x", Options: []string{"bind"}},
 				{Destination: "/etc/resolv.conf", Type: "bind", Source: "/var/lib/x/resolv.conf", Options: []string{"bind", "ro"}},
 				{Destination: "/scratch", Type: "tmpfs", Source: "tmpfs"},
+				{Destination: "/dev/termination-log", Type: "bind", Source: "/var/lib/kubelet/pods/u/containers/c/1", Options: []string{"rbind"}},
 			}
 		}), want: api.Config{RootFS: root, Program: "/bin/sh", Dir: "/", User: "0:0", Volumes: []api.Volume{
 			{Source: "/srv/data", Target: "/data", ReadOnly: true}, {Source: "/var/cache/x", Target: "/cache"}}},
-			notes: []string{"/etc/resolv.conf", "/scratch"}},
+			notes: []string{"/etc/resolv.conf", "/scratch", "termination message"}},
 		{name: "network namespace path is the caller's", spec: with(func(s *specs.Spec) {
 			s.Linux = &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/var/run/netns/x"}, {Type: specs.PIDNamespace}}}
 		}), want: api.Config{RootFS: root, Program: "/bin/sh", Dir: "/", User: "0:0"}},

@@ -265,7 +265,7 @@ func (e *criEnv) podConfig(name string) string {
 
 // containerConfig is a container's config; ports are declared as kubelet
 // declares them, in the container's annotations.
-func (e *criEnv) containerConfig(name string, ports []int, command ...string) string {
+func (e *criEnv) containerConfig(name string, ports []int, mounts []map[string]any, command ...string) string {
 	path := filepath.Join(e.dir, name+"-container.json")
 	var decl []map[string]any
 	for _, p := range ports {
@@ -282,6 +282,7 @@ func (e *criEnv) containerConfig(name string, ports []int, command ...string) st
 		"command":     command,
 		"log_path":    name + ".log",
 		"annotations": annotations,
+		"mounts":      mounts,
 		"linux":       map[string]any{},
 	})
 	return path
@@ -344,11 +345,26 @@ func TestCRIPod(t *testing.T) {
 	ip := e.podIP(pod)
 	t.Logf("pod %s at %s", pod, ip)
 
-	server := e.crictl("create", pod, e.containerConfig("server", []int{8080},
-		"/bin/sh", "-c", "mkdir -p /tmp/w && echo hello from the server > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"),
+	// What kubelet mounts into every container: a termination-log file
+	// (which a VM cannot share: left out) and volumes, host directories
+	// such as an emptyDir, which the pod's VMs share.
+	shared := filepath.Join(e.dir, "emptydir")
+	termLog := filepath.Join(e.dir, "termination-log")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(termLog, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	kubeletMounts := []map[string]any{
+		{"container_path": "/dev/termination-log", "host_path": termLog},
+		{"container_path": "/shared", "host_path": shared},
+	}
+	server := e.crictl("create", pod, e.containerConfig("server", []int{8080}, kubeletMounts,
+		"/bin/sh", "-c", "mkdir -p /tmp/w && echo hello from the server > /tmp/w/index.html && echo written by the server > /shared/note && exec httpd -f -p 8080 -h /tmp/w"),
 		e.podConfig("arrow-cri"))
 	e.crictl("start", server)
-	client := e.crictl("create", pod, e.containerConfig("client", nil, "/bin/sleep", "3600"), e.podConfig("arrow-cri"))
+	client := e.crictl("create", pod, e.containerConfig("client", nil, kubeletMounts, "/bin/sleep", "3600"), e.podConfig("arrow-cri"))
 	e.crictl("start", client)
 
 	url := fmt.Sprintf("http://%s:8080/", ip)
@@ -378,6 +394,7 @@ func TestCRIPod(t *testing.T) {
 		// standard error in the CRI client's error, and exits 1 itself.
 		{client, []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, "exited with 3: err", 1},
 		{client, []string{"cat", "/etc/resolv.conf"}, "nameserver 192.0.2.53", 0},
+		{client, []string{"cat", "/shared/note"}, "written by the server", 0},
 	} {
 		out, err := e.crictlErr(append([]string{"exec", "--sync", "--timeout", "120", tc.container}, tc.cmd...)...)
 		code := 0

@@ -270,8 +270,12 @@ func deleteDead(ctx context.Context, f flags, log io.Writer) ([]byte, error) {
 	if err := unmountAll(rootfsDir(f.bundle)); err != nil {
 		fmt.Fprintf(log, "containerd-shim-arrow-v1 delete: %v\n", err)
 	}
-	if err := removeCgroup(ctx, cgroupName(f.namespace, f.id)); err != nil {
-		fmt.Fprintf(log, "containerd-shim-arrow-v1 delete: %v\n", err)
+	// The group is where Create made it: the bundle's spec says where.
+	spec, _ := ReadSpec(f.bundle)
+	if parent, name, err := cgroupLocation(spec, f.namespace, f.id); err == nil {
+		if err := removeCgroup(ctx, parent, name); err != nil {
+			fmt.Fprintf(log, "containerd-shim-arrow-v1 delete: %v\n", err)
+		}
 	}
 	_ = os.Remove(socketPath(f))
 	return proto.Marshal(&taskapi.DeleteResponse{ExitStatus: 128 + uint32(syscall.SIGKILL), ExitedAt: timestamppb.Now()})

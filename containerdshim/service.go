@@ -3,7 +3,6 @@ package containerdshim
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +22,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/arrowsys/arrow/api"
-	"github.com/arrowsys/arrow/cgroup"
 	"github.com/arrowsys/arrow/run"
 )
 
@@ -38,10 +36,6 @@ const (
 	topicPaused      = "/tasks/paused"
 	topicResumed     = "/tasks/resumed"
 )
-
-// CgroupParent is the cgroup under which each task's VM gets a group of
-// its own (memory, CPU and pids limits, as arrowd's arrows do).
-const CgroupParent = "arrow-containerd"
 
 // service is the shim daemon's task service: one per shim process, which
 // containerd starts per container; it keeps a map nonetheless, as a pod's
@@ -221,7 +215,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.makeCgroup(c, &cfg); err != nil {
+	if err := s.makeCgroup(c, spec, &cfg); err != nil {
 		return nil, err
 	}
 	c.init = newProcess(c, "", r.Terminal, r.Stdin, r.Stdout, r.Stderr)
@@ -247,70 +241,6 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("record the VM's process: %w", err)
 	}
 	return c, nil
-}
-
-// makeCgroup makes the task's cgroup with its VM's limits: memory plus
-// the VM's overhead, its CPUs, a pids limit, no swap. Fail closed: a
-// task whose limits cannot be set is not created.
-func (s *service) makeCgroup(c *container, cfg *api.Config) error {
-	m, err := cgroup.New(CgroupParent)
-	if err != nil {
-		return fmt.Errorf("cgroup: %w", err)
-	}
-	mem := cfg.MemoryMiB
-	if mem == 0 {
-		mem = run.DefaultMemoryMiB
-	}
-	cpus := cfg.CPUs
-	if cpus == 0 {
-		cpus = run.DefaultCPUs
-	}
-	name := cgroupName(s.f.namespace, c.id)
-	if err := removeCgroup(s.ctx, name); err != nil {
-		return fmt.Errorf("cgroup: a dead shim's group for the same task: %w", err)
-	}
-	l := cgroup.Limits{MemoryBytes: int64(mem+run.DefaultVMOverheadMiB) << 20,
-		CPUs: float64(cpus), Pids: run.VMPids, NoSwap: true}
-	g, err := m.Create(name, l)
-	if err != nil {
-		return fmt.Errorf("cgroup: %w", err)
-	}
-	c.group, c.limits, c.memoryMiB = g, l, mem
-	return nil
-}
-
-// cgroupName names a task's group: by namespace and task, as two
-// namespaces may hold the same ID.
-func cgroupName(namespace, id string) string { return namespace + "-" + id }
-
-// removeCgroup removes a task's group if it exists, killing what is left
-// in it (a VM whose shim died).
-func removeCgroup(ctx context.Context, name string) error {
-	m, err := cgroup.New(CgroupParent)
-	if err != nil {
-		return err
-	}
-	g, err := m.Open(name)
-	if err != nil {
-		return nil // none
-	}
-	return removeGroup(ctx, g)
-}
-
-// removeGroup removes g, killing what is left in it first.
-func removeGroup(ctx context.Context, g *cgroup.Group) error {
-	err := g.Remove()
-	if errors.Is(err, syscall.EBUSY) {
-		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err = g.Kill(kctx); err == nil {
-			err = g.Remove()
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("remove cgroup %s: %w", g.Path(), err)
-	}
-	return nil
 }
 
 // State reports a process.

@@ -50,6 +50,10 @@ type testContainerd struct {
 	cmd       *exec.Cmd
 	log       *os.File
 	image     string
+	// cgroupParents are cgroups (relative to each hierarchy's root)
+	// that the test's tasks were put under, removed at the end when
+	// empty, as kubelet removes a pod's.
+	cgroupParents []string
 	// beforeStop, if set, runs first when the test ends (the CRI tests
 	// remove their pods through CRI, as kubelet would).
 	beforeStop func()
@@ -72,6 +76,8 @@ type containerdSetup struct {
 func startContainerd(t *testing.T) *testContainerd {
 	t.Helper()
 	d := newContainerd(t, containerdSetup{namespace: ctrNamespace})
+	// ctr runs a task in the cgroup /NAMESPACE/ID.
+	d.cgroupParents = []string{"/" + ctrNamespace}
 	archive := filepath.Join(d.dir, "busybox.tar")
 	if err := fixture.BusyboxArchive(archive, busyboxTag); err != nil {
 		t.Fatal(err)
@@ -231,6 +237,17 @@ func (d *testContainerd) cleanup() {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
 	}
+	for _, p := range d.cgroupParents {
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + p)
+		if fi, err := os.Stat("/sys/fs/cgroup" + p); err == nil && fi.IsDir() {
+			dirs = append(dirs, "/sys/fs/cgroup"+p)
+		}
+		for _, dir := range dirs {
+			if err := os.Remove(dir); err != nil && !os.IsNotExist(err) {
+				d.t.Errorf("cgroup %s: %v (a group left in it?)", dir, err)
+			}
+		}
+	}
 	d.log.Close()
 	if d.t.Failed() {
 		d.t.Logf("containerd's log (tail):\n%s", d.logTail())
@@ -339,9 +356,16 @@ func (d *testContainerd) assertClean(before map[string]bool) {
 		d.t.Errorf("mounts left under containerd's state: %v", mounts)
 	}
 	// The tasks' cgroups (v2, or each v1 controller's).
-	groups, _ := filepath.Glob("/sys/fs/cgroup/arrow-containerd/" + ctrNamespace + "-*")
-	v1, _ := filepath.Glob("/sys/fs/cgroup/*/arrow-containerd/" + ctrNamespace + "-*")
-	if groups = append(groups, v1...); len(groups) > 0 {
+	// ctr names /NAMESPACE/ID as a task's cgroup, which the shim
+	// follows (as runc does), else arrow-containerd/NAMESPACE-ID.
+	var groups []string
+	for _, pattern := range []string{"/sys/fs/cgroup/arrow-containerd/" + ctrNamespace + "-*",
+		"/sys/fs/cgroup/*/arrow-containerd/" + ctrNamespace + "-*",
+		"/sys/fs/cgroup/" + ctrNamespace + "/*/", "/sys/fs/cgroup/*/" + ctrNamespace + "/*/"} {
+		m, _ := filepath.Glob(pattern)
+		groups = append(groups, m...)
+	}
+	if len(groups) > 0 {
 		d.t.Errorf("cgroups left: %v", groups)
 	}
 }
@@ -422,6 +446,11 @@ func TestContainerdDetached(t *testing.T) {
 	}
 	if ps := d.mustCtr("tasks", "ps", id); !strings.Contains(ps, strconv.Itoa(d.taskPid(id))) {
 		t.Errorf("ctr task ps %s: %q, want the VM's pid %d", id, ps, d.taskPid(id))
+	}
+	// The VM is in the cgroup the spec names (ctr's /NAMESPACE/ID), as
+	// a runc container would be.
+	if cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", d.taskPid(id))); err != nil || !strings.Contains(string(cg), ":/"+ctrNamespace+"/"+id+"\n") {
+		t.Errorf("the VM's cgroups: %v\n%s\nwant /%s/%s", err, cg, ctrNamespace, id)
 	}
 	if m := d.mustCtr("tasks", "metrics", id); !strings.Contains(m, "memory.usage") {
 		t.Errorf("ctr task metrics: %q", m)

@@ -35,6 +35,8 @@ type criEnv struct {
 	netns      string // the network namespace containerd runs in
 	subnet     netip.Prefix
 	bridge     string
+	// podCgroup is the pods' cgroup parent (unique to the test).
+	podCgroup string
 	// netnsBefore are the pod namespaces that were there before: those
 	// of another containerd of this machine.
 	netnsBefore map[string]bool
@@ -101,7 +103,8 @@ func startCRI(t *testing.T) *criEnv {
 	}
 	t.Cleanup(func() { os.RemoveAll(cniDir) })
 	e := &criEnv{
-		bridge: "arwcri" + hex.EncodeToString(b),
+		bridge:    "arwcri" + hex.EncodeToString(b),
+		podCgroup: "/arrow-cri-" + hex.EncodeToString(b),
 		// A subnet no host network here uses: it exists only in the
 		// test's namespace anyway.
 		subnet:      netip.MustParsePrefix(fmt.Sprintf("10.88.%d.0/24", 100+int(b[0])%100)),
@@ -133,6 +136,7 @@ func startCRI(t *testing.T) *criEnv {
 		netns:     e.netns,
 		namespace: "k8s.io",
 	})
+	e.cgroupParents = append(e.cgroupParents, e.podCgroup)
 	e.beforeStop = func() {
 		if out, err := e.crictlErr("rmp", "-fa"); err != nil {
 			e.t.Logf("crictl rmp -fa: %v\n%s", err, out)
@@ -258,7 +262,8 @@ func (e *criEnv) podConfig(name string) string {
 		"hostname":      name,
 		"log_directory": filepath.Join(e.dir, "logs", name),
 		"dns_config":    map[string]any{"servers": []string{"192.0.2.53"}, "searches": []string{"default.svc.cluster.local"}},
-		"linux":         map[string]any{},
+		// The pod's cgroup, as kubelet's cgroupfs driver names it.
+		"linux": map[string]any{"cgroup_parent": e.podCgroup},
 	})
 	return path
 }
@@ -405,6 +410,26 @@ func TestCRIPod(t *testing.T) {
 		}
 		if code != tc.code || !strings.Contains(out, tc.out) {
 			t.Errorf("crictl exec %v: status %d, output %q; want %d and %q", tc.cmd, code, out, tc.code, tc.out)
+		}
+	}
+
+	// kubelet's stats: per container, from each VM's cgroup, which is in
+	// the pod's cgroup, where kubelet's limits and accounting see it.
+	if out := e.crictl("stats", "-o", "json"); !strings.Contains(out, client) || !strings.Contains(out, server) || !strings.Contains(out, "workingSetBytes") {
+		t.Errorf("crictl stats: want both containers' memory:\n%s", out)
+	}
+	for _, c := range []string{client, server} {
+		var info struct {
+			Info struct {
+				Pid int `json:"pid"`
+			} `json:"info"`
+		}
+		out := e.crictl("inspect", "-o", "json", c)
+		if err := json.Unmarshal([]byte(out), &info); err != nil || info.Info.Pid == 0 {
+			t.Fatalf("crictl inspect %s: %v\n%s", c, err, out)
+		}
+		if cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", info.Info.Pid)); err != nil || !strings.Contains(string(cg), ":"+e.podCgroup+"/"+c+"\n") {
+			t.Errorf("the VM of %s: cgroups %v\n%s\nwant %s/%s", c, err, cg, e.podCgroup, c)
 		}
 	}
 

@@ -35,6 +35,7 @@ const (
 	topicExecStarted = "/tasks/exec-started"
 	topicPaused      = "/tasks/paused"
 	topicResumed     = "/tasks/resumed"
+	topicOOM         = "/tasks/oom"
 )
 
 // service is the shim daemon's task service: one per shim process, which
@@ -314,6 +315,8 @@ func (s *service) waitInit(c *container, p *process) {
 		if st, serr := c.group.Stats(); serr == nil && st.OOMKills > 0 {
 			code = 128 + int(syscall.SIGKILL)
 			p.message("arrow: the VM exceeded its memory limit and was killed by the host\n")
+			// CRI reports the container's end as OOMKilled on it.
+			s.pub.publish(topicOOM, &eventstypes.TaskOOM{ContainerID: c.id})
 		}
 	}
 	s.exited(c, p, uint32(code))

@@ -308,7 +308,28 @@ func FromDockerArchive(ctx context.Context, path, tag string, opts Options) (*Im
 	if tag != "" {
 		ref += ":" + tag
 	}
-	return &Image{ref: ref, img: img}, nil
+	return &Image{ref: ref, img: img, names: dockerNames(path, tag)}, nil
+}
+
+// dockerNames are the names a docker-save tarball gives the image it
+// holds (its RepoTags, as docker load and ctr take them), or tag when the
+// caller picked the image by it; nil when the tarball holds several
+// images or names none that the store accepts.
+func dockerNames(path, tag string) []string {
+	if tag != "" {
+		return []string{tag}
+	}
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
+	if err != nil || len(m) != 1 {
+		return nil
+	}
+	var names []string
+	for _, t := range m[0].RepoTags {
+		if store.ValidateName(t) == nil {
+			names = append(names, t)
+		}
+	}
+	return names
 }
 
 // FromOCIArchive reads an OCI image layout packed in a tar file (possibly

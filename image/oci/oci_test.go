@@ -376,6 +376,18 @@ func TestArchives(t *testing.T) {
 	if len(imgs) != 1 || len(imgs[0].Names) != 5 {
 		t.Errorf("images %d, names %v", len(imgs), imgs[0].Names)
 	}
+	// A docker-save tarball names its image by its RepoTags, as docker
+	// load and ctr import do.
+	for _, src := range []string{dockerTar, "docker-archive:" + dockerTar + ":example.com/app:1"} {
+		di, err := oci.Open(context.Background(), src, oci.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := di.Names(); len(n) != 1 || n[0] != "example.com/app:1" {
+			t.Errorf("%s: names %q, want the tarball's tag", src, n)
+		}
+		di.Close()
+	}
 	// The OCI archive was unpacked to a temporary directory, now gone.
 	src, err := oci.Open(context.Background(), ociTar, oci.Options{TempDir: tmp})
 	if err != nil {

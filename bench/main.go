@@ -56,6 +56,13 @@
 // foreground `arrow run IMAGE true`.
 //
 //	go run ./bench -docker -runs 10
+//
+// With -containerd it measures Arrow as containerd's runtime (see
+// benchContainerd): `ctr run --rm IMAGE true` with io.containerd.arrow.v1
+// against runc and against `arrow run IMAGE true`, and a CRI pod with its
+// container started by crictl with the handlers arrow and runc.
+//
+//	go run ./bench -containerd -runs 10
 package main
 
 import (
@@ -90,10 +97,13 @@ func main() {
 	apps := flag.Bool("apps", false, "measure Debian's nginx, redis and PostgreSQL run with --service against the same servers run natively, and the time to ready cold, cloned and from a spare, instead")
 	network := flag.Bool("network", false, "measure HTTP through published ports (user mode and bridge) against native instead")
 	dockerAPI := flag.Bool("docker", false, "measure `docker run --rm IMAGE true` through the Docker Engine API against the same run through arrowd's own API and in the foreground instead")
+	containerd := flag.Bool("containerd", false, "measure `ctr run --rm` with Arrow's runtime against runc and `arrow run`, and a CRI pod's start with the handlers arrow and runc, instead")
 	duration := flag.Duration("duration", 10*time.Second, "with -network and -apps: how long each load runs")
 	flag.Parse()
 	var err error
 	switch {
+	case *containerd:
+		err = benchContainerd(context.Background(), *arrowBin, *runs)
 	case *dockerAPI:
 		err = benchDocker(context.Background(), *arrowBin, *runs)
 	case *apps:

@@ -56,6 +56,9 @@ const (
 const criConfig = `[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = %[1]q
   disable_apparmor = true
+  # runc (for comparison by hand) cannot lower a sandbox's oom_score_adj
+  # on this kind of machine.
+  restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]

@@ -32,6 +32,7 @@ packages=(
 	docker-compose                        # Docker API tests: Debian's docker-compose 1.29.2 drives arrowd's docker.sock
 	containerd                            # containerd and CRI tests: a private containerd 1.6 and ctr drive containerd-shim-arrow-v1
 	containernetworking-plugins           # CRI tests: CNI's bridge, host-local and loopback plugins, in /usr/lib/cni
+	runsc                                 # bench -gvisor: gVisor's runsc, the peer Arrow's starts are measured against
 	git ca-certificates
 )
 echo "==> installing packages"

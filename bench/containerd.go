@@ -51,8 +51,11 @@ const (
 //     line is in its log.
 //
 // Each containerd is private (root, state, sockets, and for CRI a network
-// namespace with a CNI bridge, made here and removed at the end); the VMs
-// use a data root of the benchmark's own that shares the user's kernels.
+// namespace with a CNI bridge, made here and removed at the end). The VMs
+// use a data root of the benchmark's own that shares the user's kernels
+// and initramfs, as -docker's does: the warm-up round builds its template
+// and the image's root disks, and none of these (keyed by the private
+// containerds' snapshots, of no use afterwards) is left in the user's.
 // Runs are interleaved after a warm-up round.
 func benchContainerd(ctx context.Context, arrowBin string, runs int) (err error) {
 	if runs < 1 {
@@ -76,8 +79,8 @@ func benchContainerd(ctx context.Context, arrowBin string, runs int) (err error)
 	}
 	b := &ctrBench{work: work, binDir: binDir, arrowBin: su.arrow}
 	defer func() {
-		if cerr := b.cleanup(); cerr != nil && err == nil {
-			err = cerr
+		if cerr := b.cleanup(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
 		}
 	}()
 	if err := b.prepare(); err != nil {
@@ -86,11 +89,11 @@ func benchContainerd(ctx context.Context, arrowBin string, runs int) (err error)
 
 	ctrRows, err := b.benchCtr(ctx, runs)
 	if err != nil {
-		return err
+		return b.failed(ctx, err, b.plain)
 	}
 	criRows, err := b.benchCRI(ctx, runs)
 	if err != nil {
-		return err
+		return b.failed(ctx, err, b.cri)
 	}
 
 	fmt.Printf("%s: true, median of %d interleaved runs after a warm-up; accelerator %s (%s)\n\n",
@@ -113,18 +116,22 @@ func benchContainerd(ctx context.Context, arrowBin string, runs int) (err error)
 
 	fmt.Printf("CRI: a pod (crictl runp) and its container (create, start) whose command prints a line, median of %d interleaved runs after a warm-up\n\n", runs)
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "| runtime handler\t| to `crictl start` returned\t| to the first line in the log\t| min – max (log)\t|")
-	fmt.Fprintln(w, "|---\t|---\t|---\t|---\t|")
+	fmt.Fprintln(w, "| runtime handler\t| to `crictl start` returned (median)\t| min – max\t| to the first line in the log (median)\t| min – max\t| this ÷ runc (first line)\t|")
+	fmt.Fprintln(w, "|---\t|---\t|---\t|---\t|---\t|---\t|")
+	runcLog := medianDuration(criRows[1].toLog)
 	for _, r := range criRows {
-		lo, hi := minMax(r.toLog)
-		fmt.Fprintf(w, "| %s\t| %.3f s\t| %.3f s\t| %.3f – %.3f s\t|\n", r.handler, medianDuration(r.toStart).Seconds(),
-			medianDuration(r.toLog).Seconds(), lo.Seconds(), hi.Seconds())
+		slo, shi := minMax(r.toStart)
+		llo, lhi := minMax(r.toLog)
+		fmt.Fprintf(w, "| %s\t| %.3f s\t| %.3f – %.3f s\t| %.3f s\t| %.3f – %.3f s\t| %.2f×\t|\n", r.handler,
+			medianDuration(r.toStart).Seconds(), slo.Seconds(), shi.Seconds(),
+			medianDuration(r.toLog).Seconds(), llo.Seconds(), lhi.Seconds(), float64(medianDuration(r.toLog))/float64(runcLog))
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Printf("\nA pod with its container, to its first output: arrow %.2f× runc.\n",
-		float64(medianDuration(criRows[0].toLog))/float64(medianDuration(criRows[1].toLog)))
+	fmt.Printf("\nA pod with its container, to its first output: arrow ÷ runc %.2f×; to `crictl start` returned: %.2f×.\n",
+		float64(medianDuration(criRows[0].toLog))/float64(runcLog),
+		float64(medianDuration(criRows[0].toStart))/float64(medianDuration(criRows[1].toStart)))
 	return nil
 }
 
@@ -205,7 +212,7 @@ func (b *ctrBench) startContainerd(ctx context.Context, dir, cri, netns string) 
 			return p, nil
 		}
 		if i == 150 {
-			return p, fmt.Errorf("containerd did not answer:\n%s", p.logTail())
+			return p, errors.New("containerd did not answer `ctr version`")
 		}
 		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return p, err
@@ -216,6 +223,19 @@ func (b *ctrBench) startContainerd(ctx context.Context, dir, cri, netns string) 
 func (p *benchContainerdProc) logTail() string {
 	data, _ := os.ReadFile(p.log)
 	return tail(data, 4000)
+}
+
+// failed is the error a part of the benchmark ended with: interrupted, or
+// with the tail of the log of p, the containerd it ran on (read before
+// cleanup removes it).
+func (b *ctrBench) failed(ctx context.Context, err error, p *benchContainerdProc) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted (%w); cleaning up", err)
+	}
+	if p == nil {
+		return err
+	}
+	return fmt.Errorf("%w\ncontainerd's log (%s), its end:\n%s", err, p.log, p.logTail())
 }
 
 func (b *ctrBench) ctr(ctx context.Context, p *benchContainerdProc, ns string, args ...string) (string, error) {
@@ -241,6 +261,11 @@ func (b *ctrBench) benchCtr(ctx context.Context, runs int) ([]*ctrRow, error) {
 	if err := fixture.BusyboxArchive(archive, ctrBenchImage); err != nil {
 		return nil, err
 	}
+	// Into containerd's default snapshotter, overlayfs, as a node has it
+	// (the e2e tests use native, which any file system holds): the shim
+	// keys a root disk by an overlay's committed lower directories, so
+	// every task of the image shares one; a native snapshot is a fresh
+	// copy each time, which would have each task build a disk of its own.
 	if _, err := b.ctr(ctx, p, ctrBenchNS, "images", "import", archive); err != nil {
 		return nil, err
 	}
@@ -273,7 +298,7 @@ func (b *ctrBench) benchCtr(ctx context.Context, runs int) ([]*ctrRow, error) {
 		{"run", "--rm", "--runtime", "io.containerd.runc.v2", ctrBenchImage, "check-runc", "sh", "-c", "exit 7"},
 	} {
 		if _, err := b.ctr(ctx, p, ctrBenchNS, args...); wantExit(err, 7) != nil {
-			return nil, fmt.Errorf("%s: %v, want exit status 7\n%s", rows[i].name, err, p.logTail())
+			return nil, fmt.Errorf("%s: %v, want exit status 7", rows[i].name, err)
 		}
 	}
 	if _, err := arrow(ctx, "run", arrowImage, "sh", "-c", "exit 7"); wantExit(err, 7) != nil {
@@ -283,7 +308,7 @@ func (b *ctrBench) benchCtr(ctx context.Context, runs int) ([]*ctrRow, error) {
 		for i, r := range rows {
 			t0 := time.Now()
 			if err := r.run(ctx, fmt.Sprintf("b%d-%d", round, i)); err != nil {
-				return nil, fmt.Errorf("%s: %w\n%s", r.name, err, p.logTail())
+				return nil, fmt.Errorf("%s: %w", r.name, err)
 			}
 			if round > 0 {
 				r.samples = append(r.samples, time.Since(t0))
@@ -311,6 +336,10 @@ const criBenchConfig = `[plugins."io.containerd.grpc.v1.cri"]
   # the calling process may not lower its own (as on this kind of
   # machine); restricted, it stays at containerd's.
   restrict_oom_score_adj = true
+  # The snapshotter is the default, overlayfs (see benchCtr).
+  # The pods' network namespaces under containerd's state directory, not
+  # in /var/run/netns: what a failed run leaves is unmounted with it.
+  netns_mounts_under_state_dir = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -353,7 +382,7 @@ func (b *ctrBench) benchCRI(ctx context.Context, runs int) ([]*criRow, error) {
 		"plugins": []any{map[string]any{
 			"type": "bridge", "bridge": "arwbench" + suffix[:4], "isGateway": true, "ipMasq": false,
 			"ipam": map[string]any{"type": "host-local",
-				"ranges":  [][]map[string]string{{{"subnet": "10.89.0.0/24"}}},
+				"ranges":  [][]map[string]string{{{"subnet": fmt.Sprintf("10.88.%d.0/24", rnd[2])}}},
 				"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 				"dataDir": filepath.Join(dir, "ipam")},
 		}},
@@ -378,7 +407,7 @@ func (b *ctrBench) benchCRI(ctx context.Context, runs int) ([]*criRow, error) {
 		if _, err := crictl(ctx, "info"); err == nil {
 			break
 		} else if i == 100 {
-			return nil, fmt.Errorf("containerd's CRI did not come up: %v\n%s", err, p.logTail())
+			return nil, fmt.Errorf("containerd's CRI did not come up: %w", err)
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return nil, err
@@ -421,7 +450,7 @@ func (b *ctrBench) benchCRI(ctx context.Context, runs int) ([]*criRow, error) {
 			t0 := time.Now()
 			podID, err := crictl(ctx, "runp", "--runtime", r.handler, pod)
 			if err != nil {
-				return nil, fmt.Errorf("crictl runp (%s): %w\n%s", r.handler, err, p.logTail())
+				return nil, fmt.Errorf("crictl runp (%s): %w", r.handler, err)
 			}
 			cid, err := crictl(ctx, "create", podID, ctrCfg, pod)
 			if err == nil {
@@ -433,7 +462,7 @@ func (b *ctrBench) benchCRI(ctx context.Context, runs int) ([]*criRow, error) {
 			}
 			logged := time.Since(t0)
 			if err != nil {
-				return nil, fmt.Errorf("pod %s (%s): %w\n%s", name, r.handler, err, p.logTail())
+				return nil, fmt.Errorf("pod %s (%s): %w", name, r.handler, err)
 			}
 			if _, err := crictl(ctx, "stopp", podID); err != nil {
 				return nil, err
@@ -548,7 +577,11 @@ func (b *ctrBench) cleanup() error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond)
+	for _, parent := range b.cgroups {
+		if err := removeCgroups(parent); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	mounts, _ := mountinfo.Under(b.work)
 	for i := len(mounts) - 1; i >= 0; i-- {
 		if err := syscall.Unmount(mounts[i], syscall.MNT_DETACH); err != nil {
@@ -560,22 +593,61 @@ func (b *ctrBench) cleanup() error {
 			errs = append(errs, fmt.Errorf("ip netns delete %s: %v: %s", b.netns, err, out))
 		}
 	}
-	for _, parent := range b.cgroups {
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
-		dirs = append(dirs, "/sys/fs/cgroup"+parent)
-		for _, dir := range dirs {
-			// runc's pods leave their sandbox's scope only briefly.
-			for i := 0; i < 20; i++ {
-				if err := os.Remove(dir); err == nil || os.IsNotExist(err) || errors.Is(err, syscall.ENOTDIR) {
-					break
+	if m, err := mountinfo.Under(b.work); err != nil || len(m) > 0 {
+		errs = append(errs, fmt.Errorf("%s left in place: mounts under it %v, %v", b.work, m, err))
+	} else if err := os.RemoveAll(b.work); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroups removes the cgroup parent (a path such as /arrowbench)
+// in every hierarchy, with the cgroups under it, deepest first. What is
+// left in them is killed first: a runc container's processes do not
+// inherit the marker (their environment is the OCI spec's), and outlive
+// a killed shim.
+func removeCgroups(parent string) error {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
+	roots = append(roots, "/sys/fs/cgroup"+parent)
+	var dirs []string
+	for _, root := range roots {
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+	}
+	var killed []int
+	seen := map[int]bool{} // each process is in every hierarchy
+	for _, dir := range dirs {
+		procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		for _, f := range strings.Fields(string(procs)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 && !seen[pid] {
+				seen[pid] = true
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed = append(killed, pid)
 				}
-				time.Sleep(100 * time.Millisecond)
 			}
 		}
 	}
-	if m, err := mountinfo.Under(b.work); err == nil && len(m) == 0 {
-		if err := os.RemoveAll(b.work); err != nil {
-			errs = append(errs, err)
+	var errs []error
+	if len(killed) > 0 {
+		errs = append(errs, fmt.Errorf("processes left in cgroup %s (killed): %v", parent, killed))
+	}
+	// Deepest first; a killed process leaves its cgroup a moment later.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		for try := 0; ; try++ {
+			err := os.Remove(dirs[i])
+			if err == nil || os.IsNotExist(err) {
+				break
+			}
+			if try == 30 {
+				errs = append(errs, fmt.Errorf("cgroup %s: %w", dirs[i], err))
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return errors.Join(errs...)

@@ -20,6 +20,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/arrowsys/arrow/internal/netlinks"
 )
 
 // inNS runs f on a locked thread in the network namespace ns, and puts
@@ -388,8 +390,8 @@ func forwardingGuard(t *testing.T, already bool) {
 	addUplink(t, "lan", "198.51.100.1/24", 1500)
 	lan := sideNetns(t, "lan", "198.51.100.2/24", "198.51.100.1")
 	t.Cleanup(func() {
-		_ = deleteLink("uplink")
-		_ = deleteLink("lan")
+		_ = netlinks.Delete("uplink")
+		_ = netlinks.Delete("lan")
 	})
 	inNS(t, outside, func() { serve(listen(t, "192.0.2.2:7000"), "outside") })
 	forwarding := "0"

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/arrowsys/arrow/internal/netlinks"
 )
 
 // dumpRetries bounds the retries of a netlink dump the kernel interrupted
@@ -31,37 +33,12 @@ func retryDump[T any](f func() ([]T, error)) ([]T, error) {
 	return v, err
 }
 
-// linkByName returns the link name, or nil when there is none.
-func linkByName(name string) (netlink.Link, error) {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("link %s: %w", name, err)
-	}
-	return l, nil
-}
-
-// deleteLink deletes the link name; a link that is not there is no error.
-func deleteLink(name string) error {
-	l, err := linkByName(name)
-	if err != nil || l == nil {
-		return err
-	}
-	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete link %s: %w", name, err)
-	}
-	return nil
-}
-
 // ensureBridge creates the network's bridge when it is missing and gives
 // it its MTU, its gateway address and the up state, and lets it route
 // 127.0.0.0/8 sources (for ports published on the loopback address; the
 // prefilter chain drops what an arrow sends to or from 127.0.0.0/8).
 func ensureBridge(n *netRecord) error {
-	l, err := linkByName(n.Bridge)
+	l, err := netlinks.ByName(n.Bridge)
 	if err != nil {
 		return err
 	}
@@ -109,7 +86,7 @@ func ensureTap(ep *Endpoint, n *netRecord) error {
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", n.Bridge, err)
 	}
-	l, err := linkByName(ep.Tap)
+	l, err := netlinks.ByName(ep.Tap)
 	if err != nil {
 		return err
 	}

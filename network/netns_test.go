@@ -26,6 +26,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/arrowsys/arrow/internal/netlinks"
 )
 
 // netnsEnv names, in the child process a test re-runs itself in, the
@@ -576,7 +578,7 @@ func TestReconcile(t *testing.T) {
 	// A crash and a reboot of sorts: the bridge and a's tap are gone,
 	// stray links and a stale rule are there, b is dead.
 	for _, name := range []string{n.Bridge, a.Tap} {
-		if err := deleteLink(name); err != nil {
+		if err := netlinks.Delete(name); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -905,7 +907,7 @@ func vmNetns(t *testing.T, ep Endpoint, bridge string, f func()) {
 	if err := netns.Set(host); err != nil {
 		t.Fatal(err)
 	}
-	if err := deleteLink(ep.Tap); err != nil {
+	if err := netlinks.Delete(ep.Tap); err != nil {
 		t.Fatal(err)
 	}
 	br, err := netlink.LinkByName(bridge)

@@ -44,6 +44,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/arrowsys/arrow/api"
+	"github.com/arrowsys/arrow/internal/netlinks"
 )
 
 // Errors that the Manager's methods wrap.
@@ -306,7 +307,7 @@ func (m *Manager) Create(ctx context.Context, name string, subnet netip.Prefix, 
 		Endpoints: map[string]*Endpoint{},
 	}
 	if err := ensureBridge(rec); err != nil {
-		_ = deleteLink(rec.Bridge)
+		_ = netlinks.Delete(rec.Bridge)
 		return Info{}, fmt.Errorf("network %s: %w", name, err)
 	}
 	m.nets[name] = rec
@@ -327,7 +328,7 @@ func (m *Manager) Create(ctx context.Context, name string, subnet netip.Prefix, 
 		_ = deleteNetwork(m.db, name)
 		_ = m.releaseForwarding()
 		_ = m.applyRules()
-		_ = deleteLink(rec.Bridge)
+		_ = netlinks.Delete(rec.Bridge)
 		return Info{}, fmt.Errorf("network %s: %w", name, err)
 	}
 	// A network without name resolution still carries traffic: a
@@ -399,7 +400,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	if err := m.applyRules(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := deleteLink(n.Bridge); err != nil {
+	if err := netlinks.Delete(n.Bridge); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -477,7 +478,7 @@ func (m *Manager) Attach(ctx context.Context, network, arrowID, name string, ali
 		delete(n.Endpoints, arrowID)
 		n.Next = prevNext
 		_ = m.applyRules()
-		_ = deleteLink(ep.Tap)
+		_ = netlinks.Delete(ep.Tap)
 	}
 	// The bridge may be gone (a network created before a reboot, the
 	// daemon not reconciled yet): put it back first.
@@ -587,7 +588,7 @@ func (m *Manager) Detach(ctx context.Context, network, arrowID string) error {
 	if err := m.applyRules(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := deleteLink(ep.Tap); err != nil {
+	if err := netlinks.Delete(ep.Tap); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -617,7 +618,7 @@ func (m *Manager) Reconcile(ctx context.Context, live map[string]bool) error {
 			if !live[id] {
 				delete(n.Endpoints, id)
 				changed = true
-				if err := deleteLink(ep.Tap); err != nil {
+				if err := netlinks.Delete(ep.Tap); err != nil {
 					errs = append(errs, err)
 				}
 			}

@@ -11,6 +11,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
+
+	"github.com/arrowsys/arrow/internal/nftexpr"
 )
 
 // TableName is the name of the two nftables tables the package owns: inet
@@ -40,9 +42,6 @@ const (
 	chainInput       = "input"
 	chainForward     = "forward"
 )
-
-// ipsDstNAT is IPS_DST_NAT of ct status: the connection was DNATed.
-const ipsDstNAT = 1 << 5
 
 // Ethernet types the taps' chains let through.
 const (
@@ -117,21 +116,21 @@ func buildRules(c *nftables.Conn, nets map[string]*netRecord, guardForward bool)
 		fromBridge := ifname(unix.NFT_META_IIFNAME, expr.CmpOpEq, n.Bridge)
 		// Egress: what leaves the network for elsewhere takes the
 		// host's address.
-		add(t, post, tag+": egress", ipv4(), ipSaddr(n.Subnet), ipDaddrNot(n.Subnet),
-			ifname(unix.NFT_META_OIFNAME, expr.CmpOpNeq, n.Bridge), ifname(unix.NFT_META_OIFNAME, expr.CmpOpNeq, "lo"), masq())
+		add(t, post, tag+": egress", nftexpr.IPv4(), ipSaddr(n.Subnet), ipDaddrNot(n.Subnet),
+			ifname(unix.NFT_META_OIFNAME, expr.CmpOpNeq, n.Bridge), ifname(unix.NFT_META_OIFNAME, expr.CmpOpNeq, "lo"), nftexpr.Masq())
 		// Ports published on 127.0.0.1 reach the arrow from a loopback
 		// source it could not answer.
-		add(t, post, tag+": loopback", ipv4(), ifname(unix.NFT_META_OIFNAME, expr.CmpOpEq, n.Bridge),
-			ipSaddr(loopbackNet), masq())
+		add(t, post, tag+": loopback", nftexpr.IPv4(), ifname(unix.NFT_META_OIFNAME, expr.CmpOpEq, n.Bridge),
+			ipSaddr(loopbackNet), nftexpr.Masq())
 		// Hairpin: an arrow reaching a port published by an arrow of
 		// the same network through a host address.
-		add(t, post, tag+": hairpin", ipv4(), ifname(unix.NFT_META_OIFNAME, expr.CmpOpEq, n.Bridge),
-			ipSaddr(n.Subnet), ctDNATed(), masq())
+		add(t, post, tag+": hairpin", nftexpr.IPv4(), ifname(unix.NFT_META_OIFNAME, expr.CmpOpEq, n.Bridge),
+			ipSaddr(n.Subnet), nftexpr.CtDNATed(), nftexpr.Masq())
 		// The DNS responder on the gateway is never redirected by a
 		// published port 53.
 		for _, proto := range []string{"udp", "tcp"} {
-			add(t, pre, tag+": dns "+proto, ipv4(), fromBridge,
-				ipDaddr(n.Gateway), l4port(proto, 53), verdict(expr.VerdictAccept))
+			add(t, pre, tag+": dns "+proto, nftexpr.IPv4(), fromBridge,
+				ipDaddr(n.Gateway), l4port(proto, 53), nftexpr.Verdict(expr.VerdictAccept))
 		}
 		// The bridge has route_localnet=1, which ports published on
 		// 127.0.0.1 need (the host's connection leaves by the bridge
@@ -140,32 +139,32 @@ func buildRules(c *nftables.Conn, nets map[string]*netRecord, guardForward bool)
 		// CVE-2020-8558). Only the replies of those DNATed connections
 		// may come in for a loopback address; nothing may come in from
 		// one.
-		add(t, prefilter, tag+": no loopback source", ipv4(), fromBridge, ipSaddr(loopbackNet), verdict(expr.VerdictDrop))
+		add(t, prefilter, tag+": no loopback source", nftexpr.IPv4(), fromBridge, ipSaddr(loopbackNet), nftexpr.Verdict(expr.VerdictDrop))
 		// (Accept ends this chain alone; a packet without conntrack
 		// entry, which ct status does not match, is dropped.)
-		add(t, prefilter, tag+": loopback destination if DNATed", ipv4(), fromBridge, ipDaddrIn(loopbackNet),
-			ctDNATed(), verdict(expr.VerdictAccept))
-		add(t, prefilter, tag+": no loopback destination", ipv4(), fromBridge, ipDaddrIn(loopbackNet),
-			verdict(expr.VerdictDrop))
+		add(t, prefilter, tag+": loopback destination if DNATed", nftexpr.IPv4(), fromBridge, ipDaddrIn(loopbackNet),
+			nftexpr.CtDNATed(), nftexpr.Verdict(expr.VerdictAccept))
+		add(t, prefilter, tag+": no loopback destination", nftexpr.IPv4(), fromBridge, ipDaddrIn(loopbackNet),
+			nftexpr.Verdict(expr.VerdictDrop))
 		// The host: an arrow reaches none of its addresses (what goes
 		// through the input hook: local, broadcast and multicast
 		// destinations alike) but for its network's DNS responder,
 		// the replies to the host's own connections, and published
 		// ports.
-		add(t, in, tag+": host replies", fromBridge, ctStateEstablishedRelated(), verdict(expr.VerdictAccept))
-		add(t, in, tag+": host published", fromBridge, ctDNATed(), verdict(expr.VerdictAccept))
+		add(t, in, tag+": host replies", fromBridge, nftexpr.CtStateEstablishedRelated(), nftexpr.Verdict(expr.VerdictAccept))
+		add(t, in, tag+": host published", fromBridge, nftexpr.CtDNATed(), nftexpr.Verdict(expr.VerdictAccept))
 		for _, proto := range []string{"udp", "tcp"} {
-			add(t, in, tag+": host dns "+proto, ipv4(), fromBridge,
-				ipDaddr(n.Gateway), l4port(proto, 53), verdict(expr.VerdictAccept))
+			add(t, in, tag+": host dns "+proto, nftexpr.IPv4(), fromBridge,
+				ipDaddr(n.Gateway), l4port(proto, 53), nftexpr.Verdict(expr.VerdictAccept))
 		}
-		add(t, in, tag+": no host access", fromBridge, verdict(expr.VerdictDrop))
+		add(t, in, tag+": no host access", fromBridge, nftexpr.Verdict(expr.VerdictDrop))
 		// Forwarding: networks do not reach each other; anything else
 		// in or out of the bridge is accepted.
 		add(t, fwd, tag+": isolation", fromBridge,
 			ifnamePrefix(unix.NFT_META_OIFNAME, bridgePrefix), ifname(unix.NFT_META_OIFNAME, expr.CmpOpNeq, n.Bridge),
-			verdict(expr.VerdictDrop))
-		add(t, fwd, tag+": out", fromBridge, verdict(expr.VerdictAccept))
-		add(t, fwd, tag+": in", ifname(unix.NFT_META_OIFNAME, expr.CmpOpEq, n.Bridge), verdict(expr.VerdictAccept))
+			nftexpr.Verdict(expr.VerdictDrop))
+		add(t, fwd, tag+": out", fromBridge, nftexpr.Verdict(expr.VerdictAccept))
+		add(t, fwd, tag+": in", ifname(unix.NFT_META_OIFNAME, expr.CmpOpEq, n.Bridge), nftexpr.Verdict(expr.VerdictAccept))
 	}
 	if guardForward {
 		// Arrow turned IPv4 forwarding on, which the kernel does for
@@ -176,7 +175,7 @@ func buildRules(c *nftables.Conn, nets map[string]*netRecord, guardForward bool)
 		// decided by the input interface, and the replies to the
 		// arrows' egress come in by the uplink, whose forwarding would
 		// then route everything else that comes in by it too.
-		add(t, fwd, "arrow: no forwarding between other interfaces", ipv4(), verdict(expr.VerdictDrop))
+		add(t, fwd, "arrow: no forwarding between other interfaces", nftexpr.IPv4(), nftexpr.Verdict(expr.VerdictDrop))
 	}
 	for _, name := range names {
 		n := nets[name]
@@ -184,7 +183,7 @@ func buildRules(c *nftables.Conn, nets map[string]*netRecord, guardForward bool)
 			ep := n.Endpoints[id]
 			for _, p := range ep.Ports {
 				comment := fmt.Sprintf("arrow %s on %s: publish %s", shortID(id), n.Name, PortString(p))
-				match := [][]expr.Any{ipv4(), fibLocal()}
+				match := [][]expr.Any{nftexpr.IPv4(), fibLocal()}
 				if p.HostIP != "" {
 					// Normalized by Attach: a valid IPv4 address.
 					ip, err := netip.ParseAddr(p.HostIP)
@@ -224,19 +223,19 @@ func buildRules(c *nftables.Conn, nets map[string]*netRecord, guardForward bool)
 				[]expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ep.Tap}})
 			mac := []byte(ep.MAC)
 			addr := ep.Address.Addr().As4()
-			add(bt, ch, tag+": source MAC", payloadCmp(expr.PayloadBaseLLHeader, 6, expr.CmpOpNeq, mac), verdict(expr.VerdictDrop))
+			add(bt, ch, tag+": source MAC", payloadCmp(expr.PayloadBaseLLHeader, 6, expr.CmpOpNeq, mac), nftexpr.Verdict(expr.VerdictDrop))
 			ipType := payloadCmp(expr.PayloadBaseLLHeader, 12, expr.CmpOpEq, binaryutil.BigEndian.PutUint16(etherTypeIPv4))
 			add(bt, ch, tag+": source IPv4", ipType,
-				payloadCmp(expr.PayloadBaseNetworkHeader, 12, expr.CmpOpNeq, addr[:]), verdict(expr.VerdictDrop))
-			add(bt, ch, tag+": IPv4", ipType, verdict(expr.VerdictAccept))
+				payloadCmp(expr.PayloadBaseNetworkHeader, 12, expr.CmpOpNeq, addr[:]), nftexpr.Verdict(expr.VerdictDrop))
+			add(bt, ch, tag+": IPv4", ipType, nftexpr.Verdict(expr.VerdictAccept))
 			// ARP for Ethernet and IPv4 (htype 1, ptype 0x0800, hlen 6,
 			// plen 4), any operation, sender the endpoint.
 			add(bt, ch, tag+": ARP",
 				payloadCmp(expr.PayloadBaseLLHeader, 12, expr.CmpOpEq, binaryutil.BigEndian.PutUint16(etherTypeARP)),
 				payloadCmp(expr.PayloadBaseNetworkHeader, 0, expr.CmpOpEq, []byte{0, 1, 0x08, 0x00, 6, 4}),
 				payloadCmp(expr.PayloadBaseNetworkHeader, 8, expr.CmpOpEq, slices.Concat(mac, addr[:])),
-				verdict(expr.VerdictAccept))
-			add(bt, ch, tag+": anything else", verdict(expr.VerdictDrop))
+				nftexpr.Verdict(expr.VerdictAccept))
+			add(bt, ch, tag+": anything else", nftexpr.Verdict(expr.VerdictDrop))
 		}
 	}
 }
@@ -257,15 +256,6 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// ipv4 matches IPv4 packets (meta nfproto ipv4), which the inet family
-// needs before IPv4 header fields are read.
-func ipv4() []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
-	}
 }
 
 // ipSaddr matches ip saddr p.
@@ -344,32 +334,6 @@ func payloadCmp(base expr.PayloadBase, offset uint32, op expr.CmpOp, data []byte
 		&expr.Cmp{Op: op, Register: 1, Data: data},
 	}
 }
-
-// ctStateEstablishedRelated matches ct state established,related.
-func ctStateEstablishedRelated() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-	}
-}
-
-// ctDNATed matches ct status dnat.
-func ctDNATed() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-	}
-}
-
-// masq is masquerade.
-func masq() []expr.Any { return []expr.Any{&expr.Masq{}} }
-
-// verdict is accept or drop.
-func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
 
 // dnat is dnat ip to addr:port.
 func dnat(addr netip.Addr, port uint16) []expr.Any {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/arrowsys/arrow/guest"
+	"github.com/arrowsys/arrow/internal/netlinks"
 	"github.com/arrowsys/arrow/internal/netnsdo"
 	"github.com/arrowsys/arrow/run"
 )
@@ -216,7 +217,7 @@ func attachHere(s *podState, a *Attachment, id string, ports []Port) (err error)
 			return
 		}
 		errs := []error{err}
-		if e := deleteLink(a.Tap); e != nil {
+		if e := netlinks.Delete(a.Tap); e != nil {
 			errs = append(errs, e)
 		}
 		if e := applyRules(prev.Containers, pod); e != nil {
@@ -269,7 +270,7 @@ func Detach(ctx context.Context, nsPath, id string, o Options) error {
 // detachHere is Detach on a thread in the pod's namespace.
 func detachHere(s *podState, id string) error {
 	var errs []error
-	if err := deleteLink(TapName(id)); err != nil {
+	if err := netlinks.Delete(TapName(id)); err != nil {
 		errs = append(errs, err)
 	}
 	s.Containers = slices.DeleteFunc(s.Containers, func(c container) bool { return c.ID == id })
@@ -304,7 +305,7 @@ func detachHere(s *podState, id string) error {
 func dropStale(s *podState) error {
 	var errs []error
 	s.Containers = slices.DeleteFunc(s.Containers, func(c container) bool {
-		l, err := linkByName(c.Tap)
+		l, err := netlinks.ByName(c.Tap)
 		if err != nil {
 			errs = append(errs, err)
 			return false
@@ -364,7 +365,7 @@ func isDefault(n *net.IPNet) bool {
 // with the gateway address of its /30 and the pod's MTU, up. A link of
 // that name that is there already is an error: it is some other's.
 func makeTap(name string, gw netip.Addr, mtu int) error {
-	if l, err := linkByName(name); err != nil {
+	if l, err := netlinks.ByName(name); err != nil {
 		return err
 	} else if l != nil {
 		return fmt.Errorf("link %s exists already", name)
@@ -395,31 +396,6 @@ func makeTap(name string, gw netip.Addr, mtu int) error {
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fmt.Errorf("tap %s: up: %w", name, err)
-	}
-	return nil
-}
-
-// linkByName returns the link name, or nil when there is none.
-func linkByName(name string) (netlink.Link, error) {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("link %s: %w", name, err)
-	}
-	return l, nil
-}
-
-// deleteLink deletes the link name; none is no error.
-func deleteLink(name string) error {
-	l, err := linkByName(name)
-	if err != nil || l == nil {
-		return err
-	}
-	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("delete link %s: %w", name, err)
 	}
 	return nil
 }

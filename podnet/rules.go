@@ -10,6 +10,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
+
+	"github.com/arrowsys/arrow/internal/nftexpr"
 )
 
 // TableName is the nftables table (family inet) of a pod's namespace.
@@ -29,9 +31,6 @@ const (
 	chainInput       = "input"
 	chainForward     = "forward"
 )
-
-// ipsDstNAT is IPS_DST_NAT of ct status: the connection was DNATed.
-const ipsDstNAT = 1 << 5
 
 // applyRules replaces the table with the one cs call for, in one
 // transaction (no packet sees half a table, no rule of a detached
@@ -99,7 +98,7 @@ func buildRules(c *nftables.Conn, cs []container, p pod) {
 		_, guest := linkAddrs(ct.Index)
 		for _, port := range ct.Ports {
 			comment := fmt.Sprintf("container %s: port %s", shortID(ct.ID), port)
-			rule := [][]expr.Any{ipv4(), ipDaddr(p.ip), l4port(port.Proto, port.Port), dnat(guest)}
+			rule := [][]expr.Any{nftexpr.IPv4(), ipDaddr(p.ip), l4port(port.Proto, port.Port), dnat(guest)}
 			add(pre, comment, rule...)
 			add(out, comment, rule...)
 		}
@@ -108,34 +107,34 @@ func buildRules(c *nftables.Conn, cs []container, p pod) {
 	_, first := linkAddrs(cs[0].Index)
 	for _, proto := range []string{TCP, UDP} {
 		comment := fmt.Sprintf("container %s: first of the pod, every other %s port", shortID(cs[0].ID), proto)
-		rule := [][]expr.Any{ipv4(), ipDaddr(p.ip), l4proto(proto), dnat(first)}
+		rule := [][]expr.Any{nftexpr.IPv4(), ipDaddr(p.ip), l4proto(proto), dnat(first)}
 		add(pre, comment, rule...)
 		add(out, comment, rule...)
 	}
 
 	// Egress leaves from the pod IP.
-	add(post, "egress from the pod IP", ipv4(), ifname(unix.NFT_META_OIFNAME, p.name), ipSaddr(linkNet), masq())
+	add(post, "egress from the pod IP", nftexpr.IPv4(), ifname(unix.NFT_META_OIFNAME, p.name), ipSaddr(linkNet), nftexpr.Masq())
 	// Hairpin: a container reaching a container of the pod (or itself)
 	// at the pod IP. Without this the reply would go straight back to
 	// the sender's link address, past the DNAT it must undo (or, to
 	// itself, arrive from its own address, which a guest drops).
-	add(post, "hairpin between containers", ipv4(), toTap, ipSaddr(linkNet), ctDNATed(), masq())
+	add(post, "hairpin between containers", nftexpr.IPv4(), toTap, ipSaddr(linkNet), nftexpr.CtDNATed(), nftexpr.Masq())
 
 	// The namespace holds no service of its own for the containers.
-	add(in, "replies from containers", fromTap, ctStateEstablishedRelated(), verdict(expr.VerdictAccept))
-	add(in, "ICMP from containers", ipv4(), fromTap, l4proto("icmp"), verdict(expr.VerdictAccept))
-	add(in, "nothing else from containers", fromTap, verdict(expr.VerdictDrop))
+	add(in, "replies from containers", fromTap, nftexpr.CtStateEstablishedRelated(), nftexpr.Verdict(expr.VerdictAccept))
+	add(in, "ICMP from containers", nftexpr.IPv4(), fromTap, l4proto("icmp"), nftexpr.Verdict(expr.VerdictAccept))
+	add(in, "nothing else from containers", fromTap, nftexpr.Verdict(expr.VerdictDrop))
 
 	for _, ct := range cs {
 		_, guest := linkAddrs(ct.Index)
 		tag := "container " + shortID(ct.ID)
 		from := ifname(unix.NFT_META_IIFNAME, ct.Tap)
-		add(fwd, tag+": IPv4 only", from, nfprotoNot(unix.NFPROTO_IPV4), verdict(expr.VerdictDrop))
-		add(fwd, tag+": its own source address", from, ipSaddrNot(guest), verdict(expr.VerdictDrop))
-		add(fwd, tag+": out", from, verdict(expr.VerdictAccept))
+		add(fwd, tag+": IPv4 only", from, nfprotoNot(unix.NFPROTO_IPV4), nftexpr.Verdict(expr.VerdictDrop))
+		add(fwd, tag+": its own source address", from, ipSaddrNot(guest), nftexpr.Verdict(expr.VerdictDrop))
+		add(fwd, tag+": out", from, nftexpr.Verdict(expr.VerdictAccept))
 	}
-	add(fwd, "replies to containers", toTap, ctStateEstablishedRelated(), verdict(expr.VerdictAccept))
-	add(fwd, "connections to the pod IP's ports", toTap, ctDNATed(), verdict(expr.VerdictAccept))
+	add(fwd, "replies to containers", toTap, nftexpr.CtStateEstablishedRelated(), nftexpr.Verdict(expr.VerdictAccept))
+	add(fwd, "connections to the pod IP's ports", toTap, nftexpr.CtDNATed(), nftexpr.Verdict(expr.VerdictAccept))
 }
 
 // shortID shortens a container ID for a rule's comment.
@@ -144,14 +143,6 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// ipv4 matches meta nfproto ipv4.
-func ipv4() []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
-	}
 }
 
 // nfprotoNot matches meta nfproto != proto.
@@ -221,28 +212,6 @@ func l4port(proto string, port uint16) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
 	)
 }
-
-func ctStateEstablishedRelated() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-	}
-}
-
-func ctDNATed() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-	}
-}
-
-func masq() []expr.Any { return []expr.Any{&expr.Masq{}} }
-
-func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
 
 // dnat is dnat ip to addr, the port unchanged (no proto range: with
 // NF_NAT_RANGE_PROTO_SPECIFIED and no port registers the port would be 0).

@@ -35,6 +35,11 @@ type Agent interface {
 	// Exec runs a further process in the started guest (arrow exec);
 	// its events arrive through the Events pump, which must run.
 	Exec(spec *ExecSpec) (*Process, error)
+
+	// Freeze has arrow-init stop sending, for a save of the running
+	// guest; Thaw lets it go on, as itself or as a new clone.
+	Freeze(ctx context.Context) error
+	Thaw(ctx context.Context, t *Thaw) error
 }
 
 // EventKind says what an [Event] reports.
@@ -152,6 +157,12 @@ type Client struct {
 	execs      map[uint32]*Process
 	lastExecID uint32
 	execsDone  bool
+
+	// answers carries the guest's answers to Freeze and Thaw from the
+	// Events pump, which reads every frame once the application runs;
+	// pumpDone is closed when the pump ends.
+	answers  chan Frame
+	pumpDone chan struct{}
 }
 
 type received struct {
@@ -166,9 +177,11 @@ var _ Agent = (*Client)(nil)
 // it.
 func NewClient(rw io.ReadWriter) *Client {
 	c := &Client{
-		conn:   NewConn(rw, rw),
-		turn:   make(chan struct{}, 1),
-		closed: make(chan struct{}),
+		conn:     NewConn(rw, rw),
+		turn:     make(chan struct{}, 1),
+		closed:   make(chan struct{}),
+		answers:  make(chan Frame, 1),
+		pumpDone: make(chan struct{}),
 	}
 	if cl, ok := rw.(io.Closer); ok {
 		c.closer = cl
@@ -309,6 +322,7 @@ func (c *Client) Events() <-chan Event {
 // pump turns frames into events until the exit or the stream's end, and
 // hands the execs' frames to their processes.
 func (c *Client) pump(out chan<- Event) {
+	defer close(c.pumpDone)
 	defer close(out)
 	// The cases that end the stream end the execs with their reason;
 	// the others (Close) with this one.
@@ -365,6 +379,14 @@ func (c *Client) pump(out chan<- Event) {
 			return
 		case FrameExecStdout, FrameExecStderr, FrameExecExit:
 			c.execFrame(f)
+			continue
+		case FrameFrozen, FrameThawed:
+			// One answer is awaited at a time (Freeze, then Thaw); a
+			// second one unasked for is the guest's noise.
+			select {
+			case c.answers <- f:
+			default:
+			}
 			continue
 		default:
 			continue
@@ -459,4 +481,84 @@ func (c *Client) next(ctx context.Context) (Frame, error) {
 	case <-c.closed:
 		return Frame{}, ErrClosed
 	}
+}
+
+// Freeze asks arrow-init to stop sending until [Client.Thaw]
+// (FrameFreeze) and waits for its answer (FrameFrozen), which is the last
+// frame before the thaw: once it returns nil the guest may be saved with
+// no frame of it half sent. It refuses while an exec runs (its host side
+// could not follow the guest into a clone). The answer arrives through
+// the Events pump, which it starts if need be.
+func (c *Client) Freeze(ctx context.Context) error {
+	c.Events()
+	if err := c.conn.Send(FrameFreeze, nil); err != nil {
+		return fmt.Errorf("freeze: %w", err)
+	}
+	f, err := c.answer(ctx, FrameFrozen)
+	if err != nil {
+		return fmt.Errorf("freeze: %w", err)
+	}
+	var fr Frozen
+	if err := Decode(f.Payload, &fr); err != nil {
+		return fmt.Errorf("freeze: %w", err)
+	}
+	if fr.Error != "" {
+		return fmt.Errorf("freeze: the guest refused: %s", bounded(fr.Error))
+	}
+	return nil
+}
+
+// Thaw lets a frozen arrow-init go on (FrameThaw), as the same guest or,
+// with t.Clone, as a new clone it first makes unique, and waits for its
+// answer (FrameThawed).
+func (c *Client) Thaw(ctx context.Context, t *Thaw) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	c.Events()
+	if err := c.conn.SendJSON(FrameThaw, t); err != nil {
+		return fmt.Errorf("thaw: %w", err)
+	}
+	f, err := c.answer(ctx, FrameThawed)
+	if err != nil {
+		return fmt.Errorf("thaw: %w", err)
+	}
+	var th Thawed
+	if err := Decode(f.Payload, &th); err != nil {
+		return fmt.Errorf("thaw: %w", err)
+	}
+	if th.Error != "" {
+		return fmt.Errorf("thaw: %s", bounded(th.Error))
+	}
+	return nil
+}
+
+// answer waits for the pump to hand over a frame of type want.
+func (c *Client) answer(ctx context.Context, want FrameType) (Frame, error) {
+	for {
+		select {
+		case f := <-c.answers:
+			if f.Type == want {
+				return f, nil
+			}
+		case <-c.pumpDone:
+			if err := c.Err(); err != nil {
+				return Frame{}, &EndError{Err: err}
+			}
+			return Frame{}, ErrAppEnded
+		case <-c.closed:
+			return Frame{}, ErrClosed
+		case <-ctx.Done():
+			return Frame{}, ctx.Err()
+		}
+	}
+}
+
+// bounded cuts a message from the guest to what a log may take.
+func bounded(s string) string {
+	const maxLen = 256
+	if len(s) > maxLen {
+		return s[:maxLen] + "..."
+	}
+	return s
 }

@@ -64,6 +64,15 @@ const (
 	// guest resets, so a reset right after the exit status would cut off
 	// the end of a large output whenever the host reads slowly.
 	FrameExitAck
+	// FrameFreeze (no payload) asks arrow-init to stop sending until
+	// [FrameThaw]: the host is about to save the running guest as an
+	// application snapshot. arrow-init answers [FrameFrozen], its last
+	// frame before the thaw, so that no frame is cut in two by the save.
+	FrameFreeze
+	// FrameThaw carries a JSON [Thaw]: the guest runs again, as the
+	// arrow that was frozen or as a new clone of its snapshot, whose
+	// identity the Thaw gives. arrow-init answers [FrameThawed].
+	FrameThaw
 )
 
 // Frames sent by the guest.
@@ -92,6 +101,11 @@ const (
 	// FrameExecExit carries a JSON [ExecExit]: the exec's exit status, the
 	// last frame about it. Its ID is free for another exec afterwards.
 	FrameExecExit
+	// FrameFrozen carries a JSON [Frozen]: the answer to [FrameFreeze].
+	// Without an error, arrow-init sends nothing more until [FrameThaw].
+	FrameFrozen
+	// FrameThawed carries a JSON [Thawed]: the answer to [FrameThaw].
+	FrameThawed
 )
 
 // String names the frame type for logs and errors.
@@ -139,12 +153,20 @@ func (t FrameType) String() string {
 		return "exec-stderr"
 	case FrameExecExit:
 		return "exec-exit"
+	case FrameFreeze:
+		return "freeze"
+	case FrameThaw:
+		return "thaw"
+	case FrameFrozen:
+		return "frozen"
+	case FrameThawed:
+		return "thawed"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }
 
 func (t FrameType) known() bool {
-	return (t >= FrameStart && t <= FrameExitAck) || (t >= FrameReady && t <= FrameExecExit)
+	return (t >= FrameStart && t <= FrameThaw) || (t >= FrameReady && t <= FrameThawed)
 }
 
 // ErrFrameTooLarge is returned when a peer announces a payload larger than
@@ -179,6 +201,23 @@ func NewConn(r io.Reader, w io.Writer) *Conn {
 func (c *Conn) Send(t FrameType, payload []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.send(t, payload)
+}
+
+// Hold makes every other sender wait until release is called, for a
+// conversation no other frame may cut into: arrow-init holds its
+// connection from [FrameFrozen] to [FrameThawed], which it sends with
+// SendHeld.
+func (c *Conn) Hold() (release func()) {
+	c.mu.Lock()
+	return c.mu.Unlock
+}
+
+// SendHeld is Send by the holder of the connection (see Hold).
+func (c *Conn) SendHeld(t FrameType, payload []byte) error { return c.send(t, payload) }
+
+// send writes one frame, c.mu held.
+func (c *Conn) send(t FrameType, payload []byte) error {
 	for {
 		n := len(payload)
 		if n > MaxPayload {

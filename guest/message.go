@@ -559,8 +559,9 @@ const (
 // interface); version 5 [FrameWarm] and [Spec.Debug]; version 6
 // [Spec.MachineID]; version 7 [FrameExec] and the exec frames (arrow
 // exec), [Spec.Service] (services from systemd units) and
-// [FrameExitAck].
-const ProtocolVersion = 7
+// [FrameExitAck]; version 8 [FrameFreeze] and [FrameThaw] (application
+// snapshots).
+const ProtocolVersion = 8
 
 // Warmed is arrow-init's answer to [FrameWarm]: what it exercised and how
 // long that took. Under TCG, code runs slowly the first time a VM executes
@@ -649,4 +650,70 @@ func (c *Conn) SendJSON(t FrameType, v any) error {
 		return fmt.Errorf("%w: %s message of %d bytes", ErrFrameTooLarge, t, len(b))
 	}
 	return c.Send(t, b)
+}
+
+// SendJSONHeld is SendJSON by the holder of the connection.
+func (c *Conn) SendJSONHeld(t FrameType, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s frame: %w", t, err)
+	}
+	return c.send(t, b)
+}
+
+// Thaw is what arrow-init is told when its guest runs again after
+// [FrameFreeze] ([FrameThaw]): either the frozen arrow itself goes on
+// (Clone false, nothing else set), or the guest is a new clone of an
+// application snapshot, which is made unique before anything else runs
+// in it, as a template's clone is by its [Spec]: clock, entropy, host
+// name, machine ID and MAC.
+type Thaw struct {
+	// Clone says the guest is a clone of a snapshot, to be given the
+	// identity below.
+	Clone        bool   `json:"clone,omitempty"`
+	TimeUnixNano int64  `json:"time,omitempty"`
+	Seed         []byte `json:"seed,omitempty"`
+	Hostname     string `json:"hostname,omitempty"`
+	MachineID    string `json:"machine_id,omitempty"`
+	// MAC is the clone's address on the network card the snapshot's
+	// spec configured; empty keeps the card's.
+	MAC string `json:"mac,omitempty"`
+	// Signal, when not 0, is sent to the application once the clone is
+	// unique: its hook to draw again what it drew from randomness
+	// before the snapshot (a hash seed, session keys, a UUID).
+	Signal int `json:"signal,omitempty"`
+}
+
+// MaxSeed bounds a Thaw's seed: the kernel mixes in at most a pool's worth.
+const MaxSeed = 512
+
+// Validate checks what a Thaw from the host asks of the guest.
+func (t *Thaw) Validate() error {
+	switch {
+	case !t.Clone && (t.TimeUnixNano != 0 || len(t.Seed) > 0 || t.Hostname != "" || t.MachineID != "" || t.MAC != "" || t.Signal != 0):
+		return errors.New("thaw: identity given to a guest that is not a clone")
+	case len(t.Seed) > MaxSeed:
+		return fmt.Errorf("thaw: seed of %d bytes, more than %d", len(t.Seed), MaxSeed)
+	case t.Hostname != "" && !IsHostName(t.Hostname):
+		return fmt.Errorf("thaw: bad host name %q", t.Hostname)
+	case t.MachineID != "" && !isMachineID(t.MachineID):
+		return fmt.Errorf("thaw: bad machine ID %q", t.MachineID)
+	case t.MAC != "" && !IsMAC(t.MAC):
+		return fmt.Errorf("thaw: bad MAC %q", t.MAC)
+	case t.Signal < 0 || t.Signal > 64:
+		return fmt.Errorf("thaw: bad signal %d", t.Signal)
+	}
+	return nil
+}
+
+// Frozen is arrow-init's answer to [FrameFreeze]; Error says why it
+// cannot be frozen (an exec runs), and then it was not.
+type Frozen struct {
+	Error string `json:"error,omitempty"`
+}
+
+// Thawed is arrow-init's answer to [FrameThaw]; Error says which step of
+// making the clone unique failed.
+type Thawed struct {
+	Error string `json:"error,omitempty"`
 }

@@ -19,6 +19,7 @@ import (
 	"log"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +56,11 @@ type agent struct {
 	// status (guest.FrameExitAck).
 	serving bool
 	acked   chan struct{}
+	// spec is the application's, once received; healthy says the
+	// host was told it listens (FrameHealthy). A snapshot's clone needs
+	// both (snapshot.go).
+	spec    *guest.Spec
+	healthy atomic.Bool
 }
 
 func (a *agent) debugf(format string, args ...any) {
@@ -111,6 +117,7 @@ func (a *agent) main() (status guest.ExitStatus) {
 		return initFailed(err)
 	}
 	a.debug = a.debug || spec.Debug
+	a.spec = spec
 	a.debugf("received the spec")
 	if err := a.attachDisks(); err != nil {
 		return initFailed(err)

@@ -336,6 +336,12 @@ func (a *agent) serveHost(p *process) {
 				continue
 			}
 			_ = pty.Setsize(p.tty, &pty.Winsize{Rows: ws.Rows, Cols: ws.Cols})
+		case guest.FrameFreeze:
+			if err := a.freeze(p); err != nil {
+				a.log.Printf("control channel while frozen: %v", err)
+				p.deliver(unix.SIGKILL)
+				return
+			}
 		case guest.FrameExec, guest.FrameExecStdin, guest.FrameExecStdinClose, guest.FrameExecSignal, guest.FrameExecResize:
 			if err := a.execs.handle(a, f); err != nil {
 				a.log.Printf("%s frame: %v", f.Type, err)
@@ -537,6 +543,7 @@ func (a *agent) awaitPort(port int, done <-chan struct{}) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
+			a.healthy.Store(true)
 			if err := a.conn.Send(guest.FrameHealthy, nil); err != nil {
 				a.log.Printf("report health: %v", err)
 			}

@@ -190,6 +190,7 @@ func (s *supervisor) supervise(notify *net.UnixConn) guest.ExitStatus {
 	}
 	if s.spec.ReadyPort == 0 {
 		s.a.debugf("service ready")
+		s.a.healthy.Store(true)
 		if err := s.a.conn.Send(guest.FrameHealthy, nil); err != nil {
 			s.a.log.Printf("report readiness: %v", err)
 		}

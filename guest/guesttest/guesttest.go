@@ -49,6 +49,9 @@ type Received struct {
 	ExecStdinClosed map[uint32]bool
 	ExecSignals     []guest.ExecSignal
 	ExecResizes     []guest.ExecResize
+	// Thaws are the FrameThaw payloads, in order (a FrameFreeze is in
+	// Frames alone).
+	Thaws []guest.Thaw
 	// Ended says the host's stream ended; Err is why, when it was not a
 	// clean end (a frame that did not decode is an error too).
 	Ended bool
@@ -327,8 +330,14 @@ func (g *Guest) handle(f guest.Frame) error {
 			return err
 		}
 		rec = func(r *Received) { r.ExecResizes = append(r.ExecResizes, rs) }
-	case guest.FrameExitAck:
+	case guest.FrameExitAck, guest.FrameFreeze:
 		rec = func(*Received) {}
+	case guest.FrameThaw:
+		var t guest.Thaw
+		if err := guest.Decode(f.Payload, &t); err != nil {
+			return err
+		}
+		rec = func(r *Received) { r.Thaws = append(r.Thaws, t) }
 	default:
 		return fmt.Errorf("guesttest: the host sent a %s frame, which only a guest sends", f.Type)
 	}

@@ -101,6 +101,9 @@ func (r Root) TemplateMemory() string { return r.join("templates", ".mem") }
 // TemplateMemo holds the memo of the templates' inputs' hashes.
 func (r Root) TemplateMemo() string { return r.join("templates", ".memo") }
 
+// Snapshots holds the application snapshots (package template, app.go).
+func (r Root) Snapshots() string { return r.join("snapshots") }
+
 // Arrows holds the directories of the arrows arrowd keeps.
 func (r Root) Arrows() string { return r.join("arrows") }
 

@@ -321,27 +321,36 @@ func Lookup(root, key string) (*Template, error) {
 	if t.Key != key || t.Inputs.Key() != key {
 		return nil, fmt.Errorf("%w: %s: meta.json describes another template", ErrUnusable, key)
 	}
+	if err := t.verify(root); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnusable, key, err)
+	}
+	return t, nil
+}
+
+// verify checks the files of a template as meta.json describes them: the
+// state's hash and the memory file's identity.
+func (t *Template) verify(root string) error {
 	// Memoized like the kernel's hash: a state file changed in any way
 	// (its size, times or inode) is hashed again.
 	sum, err := rootMemo(root).FileSum(t.statePath())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: state: %v", ErrUnusable, key, err)
+		return fmt.Errorf("state: %v", err)
 	}
 	if sum != t.StateSHA256 {
-		return nil, fmt.Errorf("%w: %s: the saved state is damaged (hash mismatch)", ErrUnusable, key)
+		return errors.New("the saved state is damaged (hash mismatch)")
 	}
 	fi, err := os.Lstat(t.MemFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: memory file: %v", ErrUnusable, key, err)
+		return fmt.Errorf("memory file: %v", err)
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
 	if !fi.Mode().IsRegular() || fi.Size() != t.MemSize || st == nil || st.Ino != t.MemInode {
-		return nil, fmt.Errorf("%w: %s: the memory file %s is not the one the template was saved with", ErrUnusable, key, t.MemFile)
+		return fmt.Errorf("the memory file %s is not the one it was saved with", t.MemFile)
 	}
 	if err := checkMem(st, t.MemCtime); err != nil {
-		return nil, fmt.Errorf("%w: %s: memory file %s: %v", ErrUnusable, key, t.MemFile, err)
+		return fmt.Errorf("memory file %s: %v", t.MemFile, err)
 	}
-	return t, nil
+	return nil
 }
 
 // checkMem refuses a template memory file that anyone but root could

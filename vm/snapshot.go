@@ -94,15 +94,33 @@ func (q *QMP) executeFD(ctx context.Context, command string, args any, f *os.Fil
 	})
 }
 
-// ignoreShared is the migration capability that leaves shared RAM out of
-// the stream: the state of a VM whose RAM is a shared file is its devices'
-// state only, and a clone finds its RAM in the file.
-var ignoreShared = map[string]any{"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}}
-
 // Save pauses the VM and writes its device state to w (a migration stream
 // without the RAM, which stays in the VM's shared [MemoryFile]). The VM is
 // left paused; the caller ends it.
-func (m *Machine) Save(ctx context.Context, w *os.File) error {
+func (m *Machine) Save(ctx context.Context, w *os.File) error { return m.save(ctx, w, true) }
+
+// SaveAll pauses the VM and writes its whole state to w, the RAM
+// included: the state of a running clone, whose RAM is its own (a
+// private mapping), for an application snapshot. The VM is left paused:
+// [Machine.Resume] runs it on.
+func (m *Machine) SaveAll(ctx context.Context, w *os.File) error { return m.save(ctx, w, false) }
+
+// Restore loads a state written by [Machine.Save] into a VM started with
+// Config.Incoming. The VM is paused afterwards: see [Machine.Resume].
+func (m *Machine) Restore(ctx context.Context, r *os.File) error { return m.restore(ctx, r, true) }
+
+// RestoreAll loads a state written by [Machine.SaveAll]: its RAM lands in
+// the VM's memory (in its [MemoryFile] when that is shared).
+func (m *Machine) RestoreAll(ctx context.Context, r *os.File) error { return m.restore(ctx, r, false) }
+
+// sharedCapability sets x-ignore-shared: on for a stream of the devices
+// alone, off for one with the RAM. Both ends must agree, as the stream's
+// layout depends on it; a clone's QEMU has it on from its restore.
+func sharedCapability(on bool) map[string]any {
+	return map[string]any{"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": on}}}
+}
+
+func (m *Machine) save(ctx context.Context, w *os.File, ignoreShared bool) error {
 	q, err := m.QMP(ctx)
 	if err != nil {
 		return err
@@ -110,7 +128,7 @@ func (m *Machine) Save(ctx context.Context, w *os.File) error {
 	if _, err := q.Execute(ctx, "stop", nil); err != nil {
 		return err
 	}
-	if _, err := q.Execute(ctx, "migrate-set-capabilities", ignoreShared); err != nil {
+	if _, err := q.Execute(ctx, "migrate-set-capabilities", sharedCapability(ignoreShared)); err != nil {
 		return err
 	}
 	if err := q.SendFD(ctx, "arrow-state", w); err != nil {
@@ -122,14 +140,12 @@ func (m *Machine) Save(ctx context.Context, w *os.File) error {
 	return m.awaitMigration(ctx, q, "save")
 }
 
-// Restore loads a state written by [Machine.Save] into a VM started with
-// Config.Incoming. The VM is paused afterwards: see [Machine.Resume].
-func (m *Machine) Restore(ctx context.Context, r *os.File) error {
+func (m *Machine) restore(ctx context.Context, r *os.File, ignoreShared bool) error {
 	q, err := m.QMP(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := q.Execute(ctx, "migrate-set-capabilities", ignoreShared); err != nil {
+	if _, err := q.Execute(ctx, "migrate-set-capabilities", sharedCapability(ignoreShared)); err != nil {
 		return err
 	}
 	if err := q.SendFD(ctx, "arrow-state", r); err != nil {

@@ -43,6 +43,13 @@ type Config struct {
 	// host's, and supervised in the guest by arrow-init (package unit).
 	// It names what runs: no Program, Args or Entrypoint with it.
 	Service string `json:"service,omitempty"`
+	// Snapshot, instead of all of the above, starts the arrow as a clone
+	// of an application snapshot (`arrow snapshot create`): its
+	// application already runs, initialized, as it did in the arrow the
+	// snapshot was taken of. What runs, its environment, user, memory
+	// and CPUs are the snapshot's; the arrow's own are its name, host
+	// name, published ports and how it is managed.
+	Snapshot string `json:"snapshot,omitempty"`
 	// Args are the program's arguments, or replace the image's command.
 	Args       []string `json:"args,omitempty"`
 	Entrypoint []string `json:"entrypoint,omitempty"`
@@ -335,6 +342,9 @@ func (a *Arrow) Command() []string {
 
 // Source is what the arrow runs: its image, or its program.
 func (a *Arrow) Source() string {
+	if a.Config.Snapshot != "" {
+		return "snapshot:" + a.Config.Snapshot
+	}
 	if a.Config.Image != "" {
 		return a.Config.Image
 	}

@@ -150,7 +150,13 @@ func (c *Config) Validate() error {
 	if err := checkLabels(c.Labels); err != nil {
 		return err
 	}
+	if c.Snapshot != "" {
+		if err := c.validateSnapshot(); err != nil {
+			return err
+		}
+	}
 	switch {
+	case c.Snapshot != "":
 	case c.Image != "" && (c.Program != "" || c.RootFS != ""):
 		return errors.New("config: image, or program (with or without rootfs), not both")
 	case c.Service != "" && (c.Program != "" || len(c.Args) > 0 || len(c.Entrypoint) > 0):
@@ -330,4 +336,25 @@ func (c *Config) validateNetwork() error {
 func anyAddr(ip string) bool {
 	a, err := netip.ParseAddr(ip)
 	return ip == "" || err == nil && a.IsUnspecified()
+}
+
+// validateSnapshot refuses what a clone of an application snapshot
+// cannot be given: what runs and how is the snapshot's.
+func (c *Config) validateSnapshot() error {
+	if !ValidName(c.Snapshot) {
+		return fmt.Errorf("config: snapshot %.80q: want a snapshot's name", c.Snapshot)
+	}
+	given := map[string]bool{
+		"image": c.Image != "", "program": c.Program != "", "rootfs": c.RootFS != "", "service": c.Service != "",
+		"args": len(c.Args) > 0, "entrypoint": len(c.Entrypoint) > 0, "env": len(c.Env) > 0, "workdir": c.Dir != "",
+		"user": c.User != "", "include": len(c.Includes) > 0, "read_only": c.ReadOnly, "volumes": len(c.Volumes) > 0,
+		"stdin": c.Stdin, "tty": c.TTY, "kernel": c.Kernel != "", "kernel_args": c.KernelArgs != "", "cold": c.Cold,
+	}
+	for _, f := range []string{"image", "program", "rootfs", "service", "args", "entrypoint", "env", "workdir", "user",
+		"include", "read_only", "volumes", "stdin", "tty", "kernel", "kernel_args", "cold"} {
+		if given[f] {
+			return fmt.Errorf("config: %s with snapshot %s: a snapshot's clone runs what the snapshot's arrow ran, as it ran it", f, c.Snapshot)
+		}
+	}
+	return nil
 }

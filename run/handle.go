@@ -39,6 +39,10 @@ type Handle struct {
 // of its template, or a cold boot (see [ColdReason]). The error is an
 // [*Error] when Arrow could not start it; nothing is left behind then.
 func Launch(ctx context.Context, o Options) (*Handle, error) {
+	if err := o.useSnapshot(); err != nil {
+		dropSpare(o.Spare)
+		return nil, err
+	}
 	if err := o.setDefaults(); err != nil {
 		dropSpare(o.Spare)
 		return nil, fail(ExitArrowFailed, err)
@@ -90,6 +94,9 @@ func (h *Handle) Start(ctx context.Context) (StartInfo, error) {
 		return StartInfo{}, fail(ExitArrowFailed, fmt.Errorf("run %s: started twice", h.p.id))
 	}
 	h.started = true
+	if h.p.app != nil {
+		return h.thaw(ctx)
+	}
 	t0 := time.Now()
 	spec := h.p.spec
 	if n := spec.Network; h.l.tmplKey != "" && n != nil && len(n.Interfaces) == 1 {

@@ -18,8 +18,9 @@ type launched struct {
 	// spare's, which warmed it); nil for a new VM.
 	agent guest.Agent
 	// tmplKey is the key of the template the VM was cloned from; empty
-	// for a cold boot, whose reason is cold.
+	// for a cold boot, whose reason is cold. tmpl is that template.
 	tmplKey string
+	tmpl    *template.Template
 	cold    ColdReason
 	// spare: the clone was a spare from a pool (Options.Spare).
 	spare bool
@@ -42,6 +43,13 @@ func launch(ctx context.Context, p *plan, o *Options, console io.Writer) (launch
 	spare := o.Spare
 	defer func() { dropSpare(spare) }()
 	l := launched{cold: p.cold}
+	if p.app != nil {
+		// A snapshot's clone has no cold boot to fall back on: its
+		// application is in the snapshot.
+		dropSpare(spare)
+		spare = nil
+		return l, cloneApp(ctx, p, o, console, &l)
+	}
 	if p.tmpl != nil {
 		if t := findTemplate(ctx, p, o, &l); t != nil {
 			if m := useSpare(ctx, p, o, spare, t, console, &l); m != nil {
@@ -128,7 +136,7 @@ func cloneTemplate(ctx context.Context, p *plan, o *Options, t *template.Templat
 		}
 		return false
 	}
-	l.m, l.tmplKey, l.cold = cl.Machine, t.Key, mayClone
+	l.m, l.tmplKey, l.tmpl, l.cold = cl.Machine, t.Key, t, mayClone
 	l.phases = append(l.phases, Phase{"clone", time.Since(t0)})
 	if o.Debug {
 		how := "cloned"
@@ -162,7 +170,7 @@ func useSpare(ctx context.Context, p *plan, o *Options, sp *template.Spare, t *t
 		}
 		return nil
 	}
-	l.m, l.tmplKey, l.cold, l.spare = sp.Machine, t.Key, mayClone, true
+	l.m, l.tmplKey, l.tmpl, l.cold, l.spare = sp.Machine, t.Key, t, mayClone, true
 	if sp.Guest != nil {
 		l.agent = sp.Guest
 	}

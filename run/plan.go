@@ -85,6 +85,9 @@ type plan struct {
 	users *userDB
 	// fresh are the named volumes the image populates.
 	fresh []freshVolume
+	// app is the application snapshot the run is a clone of (then spec
+	// is nil: the application runs already).
+	app *template.App
 }
 
 // makePlan settles the run o describes; o's defaults are filled in. On
@@ -94,7 +97,11 @@ func makePlan(ctx context.Context, o *Options) (*plan, error) {
 	if o.Hostname == "" {
 		o.Hostname = p.id
 	}
-	if err := p.prepare(ctx, o); err != nil {
+	prepare := p.prepare
+	if o.app != nil {
+		prepare = p.prepareApp
+	}
+	if err := prepare(ctx, o); err != nil {
 		p.release()
 		return nil, err
 	}

@@ -114,6 +114,9 @@ type Options struct {
 	// uses it instead of starting a clone when it would be cloned from
 	// the spare's template, and kills it otherwise. The run owns it.
 	Spare *template.Spare
+
+	// app is the Config's Snapshot, looked up (see useSnapshot).
+	app *template.App
 }
 
 // bootTimeout bounds the time from starting QEMU to arrow-init's hello.

@@ -100,7 +100,7 @@ func optionsColdReason(o *Options) ColdReason {
 // spare: this spares a pool the waste.
 func MayUseSpare(o *Options) bool {
 	// A spare's uid was leased without host access when it started.
-	return optionsColdReason(o) == mayClone && o.Kernel == "" && o.Tap == nil && !o.HostAccess &&
+	return o.Snapshot == "" && optionsColdReason(o) == mayClone && o.Kernel == "" && o.Tap == nil && !o.HostAccess &&
 		(o.Network == "" || o.Network == NetworkUser || o.Network == NetworkNone)
 }
 

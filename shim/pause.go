@@ -26,6 +26,7 @@ const resumeTimeout = 5 * time.Second
 func (s *server) pauseRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /pause", s.handlePause)
 	mux.HandleFunc("POST /unpause", s.handleUnpause)
+	mux.HandleFunc("POST /snapshot", s.handleSnapshot)
 }
 
 // handlePause pauses the running VM: 204; 409 when the application is not
@@ -138,7 +139,12 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 // call is do with the shim's refusals as [*StatusError]s, so that callers
 // can tell a 409 from a shim that is gone ([IsGone]).
 func (c *Client) call(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://shim"+path, nil)
+	return c.callBody(ctx, method, path, nil, out)
+}
+
+// callBody is call with a request body.
+func (c *Client) callBody(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://shim"+path, body)
 	if err != nil {
 		return err
 	}

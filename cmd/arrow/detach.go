@@ -119,7 +119,7 @@ func detachedRequest(o *run.Options, name string) (*api.CreateRequest, error) {
 	if err := abs(&c.Kernel); err != nil {
 		return nil, err
 	}
-	if c.Image == "" && c.RootFS == "" && c.Service == "" {
+	if c.Image == "" && c.RootFS == "" && c.Service == "" && c.Snapshot == "" {
 		p, err := exec.LookPath(c.Program)
 		if err != nil {
 			return nil, &run.Error{Code: run.ExitNotFound, Err: fmt.Errorf("%s: %w", c.Program, err)}

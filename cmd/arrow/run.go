@@ -32,9 +32,10 @@ func newRunCmd(g *globals) *cobra.Command {
 		publish     []string
 		addHosts    []string
 		det         detachFlags
+		snapshot    string
 	)
 	cmd := &cobra.Command{
-		Use:   "run [flags] IMAGE|PROGRAM [ARG...] | --service NAME [IMAGE]",
+		Use:   "run [flags] IMAGE|PROGRAM [ARG...] | --service NAME [IMAGE] | --from-snapshot NAME",
 		Short: "Run an image or a program in a new microVM",
 		Long: `Run an image or a program in a new microVM and exit with its exit status.
 
@@ -57,6 +58,12 @@ it: the host's unit and programs, or with IMAGE (or --rootfs DIR) the
 unit inside it. Its directives are honoured, or refused by name when Arrow
 does not support them; --debug says which ones the VM satisfies.
 
+With --from-snapshot NAME, the arrow is a clone of the application
+snapshot NAME ('arrow snapshot create'): its application is running
+already, initialized, as it was in the arrow the snapshot was taken of.
+The clone has its own entropy, machine ID, host name, MAC and clock;
+what runs, and its memory and CPUs, are the snapshot's.
+
 With -f, the spec file's image may also be a path or a registry reference:
 a reference not in the store is pulled.
 
@@ -66,6 +73,10 @@ or a library it needs was not found.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if specFile != "" {
 				return nil // the spec file names what to run
+			}
+			if snapshot != "" {
+				// The snapshot says what runs.
+				return cobra.NoArgs(cmd, args)
 			}
 			if cmd.Flags().Changed("service") {
 				// The unit names what runs; an argument is its image.
@@ -91,6 +102,23 @@ or a library it needs was not found.`,
 				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--memory: %w", err)}
 			}
 			o.MemoryMiB = mib
+			if snapshot != "" {
+				// The snapshot's machine, unless the user asked for
+				// one (which must then be it).
+				o.Snapshot = snapshot
+				if !cmd.Flags().Changed("memory") {
+					o.MemoryMiB = 0
+				}
+				if !cmd.Flags().Changed("cpus") {
+					o.CPUs = 0
+				}
+				if !cmd.Flags().Changed("network") {
+					o.Network = ""
+				}
+				if !cmd.Flags().Changed("accel") {
+					o.Accel = ""
+				}
+			}
 			if cmd.Flags().Changed("cpus") && o.CPUs < 1 {
 				return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--cpus %d: want at least 1", o.CPUs)}
 			}
@@ -109,7 +137,7 @@ or a library it needs was not found.`,
 					return &run.Error{Code: run.ExitArrowFailed, Err: fmt.Errorf("--service %s %s: %s is not an image (the unit says what runs; without an image it is the host's)", o.Service, args[0], args[0])}
 				}
 				o.Image = args[0]
-			case o.Service != "":
+			case o.Service != "", o.Snapshot != "":
 			default:
 				o.Program, o.Args = args[0], args[1:]
 			}
@@ -142,7 +170,7 @@ or a library it needs was not found.`,
 			}
 			// The first argument names an image when the store has one by
 			// that name (a path never does); otherwise a host program.
-			if o.RootFS == "" && o.Image == "" && o.Service == "" {
+			if o.RootFS == "" && o.Image == "" && o.Service == "" && o.Snapshot == "" {
 				if _, ok := run.LookupImage(cmd.Context(), o.Root, args[0]); ok || run.IsImageSource(args[0]) {
 					o.Image, o.Program = args[0], ""
 				}
@@ -210,6 +238,7 @@ or a library it needs was not found.`,
 	f.StringVar(&o.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	f.BoolVar(&o.Console, "console", false, "show the guest's console (kernel messages) on standard error")
 	f.BoolVar(&o.Debug, "debug", false, "print what Arrow does and how long each step takes")
+	f.StringVar(&snapshot, "from-snapshot", "", "start a clone of this application snapshot ('arrow snapshot create'): its application runs already, initialized")
 	f.BoolVar(&o.Cold, "cold", false, "boot the VM even where a clone of a pre-booted template would do")
 	f.DurationVar(&bootTimeout, "boot-timeout", run.DefaultBootTimeout, "fail if the guest has not booted by then")
 	f.IntVar(&stopSec, "stop-timeout", int(run.DefaultStopTimeout/time.Second), "seconds the program has to exit after SIGTERM/SIGINT/SIGHUP before its VM is stopped")

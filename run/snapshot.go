@@ -208,7 +208,13 @@ func changedInputs(was, now template.Inputs) string {
 func cloneApp(ctx context.Context, p *plan, o *Options, console io.Writer, l *launched) error {
 	t0 := time.Now()
 	t := &p.app.Template
-	cl, err := t.Clone(ctx, *p.tmpl, template.CloneOptions{RootDisk: p.app.DiskPath(), Console: console})
+	// The ports are published once the clone is unique (thaw): QEMU's
+	// user-mode network would accept a connection while the state loads,
+	// and the load would drop it, leaving the client hanging; and the
+	// clone's application must not answer as its snapshot.
+	tc := *p.tmpl
+	tc.Forwards = nil
+	cl, err := t.Clone(ctx, tc, template.CloneOptions{RootDisk: p.app.DiskPath(), Console: console})
 	if err != nil {
 		return failf(ExitArrowFailed, "snapshot %s: %w", p.app.Name, err)
 	}
@@ -242,6 +248,11 @@ func (h *Handle) thaw(ctx context.Context) (StartInfo, error) {
 	}
 	if err := h.s.agent.Thaw(ctx, t); err != nil {
 		return StartInfo{}, fail(ExitArrowFailed, fmt.Errorf("snapshot %s: %w", h.p.app.Name, err))
+	}
+	for _, f := range h.p.tmpl.Forwards {
+		if err := h.l.m.AddForward(ctx, 0, f); err != nil {
+			return StartInfo{}, fail(ExitArrowFailed, fmt.Errorf("publish %s: %w", f, err))
+		}
 	}
 	h.l.phases = append(h.l.phases, Phase{"thaw", time.Since(t0)})
 	h.running.Store(true)

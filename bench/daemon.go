@@ -436,6 +436,12 @@ type fgProcess struct {
 }
 
 func (b *daemonBench) startForeground(argv []string) (*fgProcess, error) {
+	return b.startForegroundLine(argv, func(line string) bool { return strings.TrimSpace(line) == idleReady })
+}
+
+// startForegroundLine is startForeground with the app's line as ready
+// says.
+func (b *daemonBench) startForegroundLine(argv []string, ready func(line string) bool) (*fgProcess, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = b.env
 	p := &fgProcess{cmd: cmd, ready: make(chan time.Time, 1), done: make(chan struct{})}
@@ -452,7 +458,7 @@ func (b *daemonBench) startForeground(argv []string) (*fgProcess, error) {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if strings.TrimSpace(sc.Text()) == idleReady {
+			if ready(sc.Text()) {
 				p.ready <- time.Now()
 				break
 			}

@@ -182,6 +182,7 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, st: st, events: newBroker(), ctx: ctx, cancel: cancel, arrows: make(map[string]*arrow)}
 	d.metrics = newMetrics(d)
 	d.pool = newPool(d, cfg.PoolSize, cfg.MaxSpares)
+	d.pool.goDecay()
 	d.accel, _ = vm.DetectAccel("auto", vm.LocalHost())
 	if cfg.CgroupParent != "" {
 		// Fail closed: without cgroups no arrow's limits hold. With
@@ -262,6 +263,17 @@ func (d *Daemon) recover() {
 			d.finished(a, rs, d.exitOf(r.ID))
 		case api.Restarting:
 			d.scheduleRestart(a, backoff(r.Failures))
+		}
+	}
+	// An arrow to be removed when its run ends belongs to a client
+	// (a foreground arrow run) whose streams ran through the daemon
+	// that went: no one waits for it now. It is stopped and removed, so
+	// that nothing of it stays. (One whose run ended meanwhile may be being
+	// removed by finished already: the second removal finds none.)
+	for _, r := range recs {
+		if r.AutoRemove {
+			fmt.Fprintf(d.cfg.Log, "arrowd: %s: its client went with the last daemon: removing it\n", r.ID[:12])
+			d.goAutoRemove(d.arrows[r.ID])
 		}
 	}
 }

@@ -262,3 +262,55 @@ func TestClientNotArrowd(t *testing.T) {
 	_, err = c.List(ctx(t), true)
 	wantStatus(t, err, http.StatusTeapot, "teapot")
 }
+
+// WaitNext returns once the wait is registered; what it reads is the
+// end of the run started after, or an error when the arrow went first.
+func TestClientWaitNext(t *testing.T) {
+	c := serve(t)
+	cx := ctx(t)
+	_, err := c.WaitNext(cx, "nope")
+	wantStatus(t, err, http.StatusNotFound, "no such arrow")
+
+	for _, tc := range []struct {
+		name       string
+		autoRemove bool
+	}{{"kept", false}, {"auto-removed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := c.Create(cx, &api.CreateRequest{Config: api.Config{Program: "/bin/true"}, NoStart: true, AutoRemove: tc.autoRemove})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.AutoRemove != tc.autoRemove {
+				t.Fatalf("created: auto_remove %v", a.AutoRemove)
+			}
+			read, err := c.WaitNext(cx, a.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// This daemon has no shim binary: the start fails, and the
+			// wait registered before it reads that failure's status.
+			if _, err := c.Start(cx, a.ID); err == nil {
+				t.Fatal("a start without a shim binary succeeded")
+			}
+			w, err := read()
+			if err != nil || w.ExitCode != 125 || !strings.Contains(w.Error, "nonexistent") {
+				t.Fatalf("WaitNext across a failed start: %+v, %v", w, err)
+			}
+		})
+	}
+
+	// An arrow removed before it ran: the error comes after the headers.
+	a, err := c.Create(cx, &api.CreateRequest{Config: api.Config{Program: "/bin/true"}, NoStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := c.WaitNext(cx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(cx, a.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = read()
+	wantStatus(t, err, http.StatusOK, "was removed")
+}

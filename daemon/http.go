@@ -291,6 +291,11 @@ func (d *Daemon) handleWaitNext(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).Flush()
 	res, err := wait(r.Context())
 	if err != nil {
+		if r.Context().Err() != nil && boolParam(r, "lease") {
+			// The client went before the run ended: a foreground
+			// arrow run that is killed takes its VM along.
+			d.endLeased(r.PathValue("ref"))
+		}
 		_ = json.NewEncoder(w).Encode(api.Error{Message: errorMessage(err)})
 		return
 	}

@@ -459,6 +459,27 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 	}
 }
 
+// endLeased ends the arrow ref whose client, holding a wait with a lease
+// (POST /wait?next=1&lease=1), went before its run ended: an AutoRemove
+// arrow is stopped at once and removed, another killed. In the
+// background: the client is gone, no one waits for this.
+func (d *Daemon) endLeased(ref string) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(d.cfg.Log, "arrowd: %s: its client went before its run ended: ending it\n", a.rec.ID[:12])
+	if a.rec.AutoRemove {
+		d.goAutoRemove(a)
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_ = d.Kill(d.ctx, a.rec.ID, syscall.SIGKILL)
+	}()
+}
+
 // goAutoRemove removes a, an arrow created with AutoRemove whose run
 // ended (or never started), in the background: the caller may hold a's op
 // lock, which Remove takes. Whoever waited for the run's end was answered

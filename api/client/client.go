@@ -165,9 +165,16 @@ func (c *Client) Wait(ctx context.Context, ref string) (api.WaitResponse, error)
 // arrow, then read, and the status is had even when the arrow is removed
 // as it ends (api.CreateRequest.AutoRemove). The function must be called
 // (it releases the connection). It fails when the connection to arrowd
-// breaks before the status came: arrowd went.
-func (c *Client) WaitNext(ctx context.Context, ref string) (func() (api.WaitResponse, error), error) {
-	resp, err := c.send(ctx, http.MethodPost, "/arrows/"+url.PathEscape(ref)+"/wait", url.Values{"next": {"1"}}, nil)
+// breaks before the status came: arrowd went. With lease, the run is
+// this wait's: should it end first (this process killed, ctx ended), arrowd
+// kills the arrow (and removes it, with AutoRemove), as a foreground run's
+// VM goes with its `arrow run`.
+func (c *Client) WaitNext(ctx context.Context, ref string, lease bool) (func() (api.WaitResponse, error), error) {
+	q := url.Values{"next": {"1"}}
+	if lease {
+		q.Set("lease", "1")
+	}
+	resp, err := c.send(ctx, http.MethodPost, "/arrows/"+url.PathEscape(ref)+"/wait", q, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		publish     []string
 		addHosts    []string
 		det         detachFlags
+		noDaemon    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] IMAGE|PROGRAM [ARG...] | --service NAME [IMAGE]",
@@ -59,6 +60,14 @@ does not support them; --debug says which ones the VM satisfies.
 
 With -f, the spec file's image may also be a path or a registry reference:
 a reference not in the store is pulled.
+
+In the foreground, when an arrowd of the same data root answers on its
+socket (none is started for it), the run takes a spare VM from arrowd's
+pool: arrowd runs it as an arrow removed when it ends, and this command
+relays its input, output, terminal and signals and exits with its status.
+Runs a spare cannot serve (--cold, -v, --kernel, --kernel-args, --add-host,
+--console, --no-jail) and --no-daemon (or $ARROW_NO_DAEMON=1) run in this
+process, as without arrowd.
 
 Exit status: the program's own; 128+N when it was killed by signal N;
 125 when Arrow failed; 126 when the program cannot be executed; 127 when it
@@ -171,6 +180,13 @@ or a library it needs was not found.`,
 				defer restore()
 				o.Resize = resize
 			}
+			if c := daemonForRun(cmd.Context(), g, &o, noDaemon); c != nil {
+				code, handled, err := runThroughDaemon(cmd.Context(), c, &o, sigs, o.Resize)
+				if handled {
+					g.exit = code
+					return err
+				}
+			}
 			res, err := run.Run(cmd.Context(), o)
 			if err != nil {
 				return err
@@ -210,7 +226,8 @@ or a library it needs was not found.`,
 	f.StringVar(&o.Accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	f.BoolVar(&o.Console, "console", false, "show the guest's console (kernel messages) on standard error")
 	f.BoolVar(&o.Debug, "debug", false, "print what Arrow does and how long each step takes")
-	f.BoolVar(&o.Cold, "cold", false, "boot the VM even where a clone of a pre-booted template would do")
+	f.BoolVar(&o.Cold, "cold", false, "boot the VM even where a clone of a pre-booted template would do (here, not through arrowd)")
+	f.BoolVar(&noDaemon, "no-daemon", false, "run in this process even when an arrowd answers (as $"+envNoDaemon+"=1): no spare from its pool")
 	f.DurationVar(&bootTimeout, "boot-timeout", run.DefaultBootTimeout, "fail if the guest has not booted by then")
 	f.IntVar(&stopSec, "stop-timeout", int(run.DefaultStopTimeout/time.Second), "seconds the program has to exit after SIGTERM/SIGINT/SIGHUP before its VM is stopped")
 	return cmd

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -78,7 +79,7 @@ func benchGVisor(ctx context.Context, arrowBin string, runs int) (err error) {
 		before func(context.Context) error // untimed, before each run
 	}{
 		{"gVisor: `runsc --platform=ptrace --network=none do`", []string{runscPath, "--platform=ptrace", "--network=none", "do"}, nil, nil},
-		{"`arrow run` through arrowd (a spare)", []string{su.arrow, "run"}, b.env, b.awaitSpare},
+		{"`arrow run` through arrowd (a spare)", []string{su.arrow, "run"}, append(slices.Clone(b.env), "ARROW_NO_DAEMON=0"), b.awaitSpare},
 		{"`arrow run --no-daemon` (a clone)", []string{su.arrow, "run", "--no-daemon"}, inProcess, nil},
 		{"`arrow run --cold` (a boot)", []string{su.arrow, "run", "--cold"}, inProcess, nil},
 	}

@@ -163,6 +163,9 @@ or a library it needs was not found.`,
 				return &run.Error{Code: run.ExitArrowFailed, Err: err}
 			}
 			if det.detach {
+				if noDaemon {
+					return &run.Error{Code: run.ExitArrowFailed, Err: errors.New("--no-daemon with -d: a detached arrow is arrowd's")}
+				}
 				return runDetached(cmd, g, &o, &det)
 			}
 			o.In, o.Out, o.Err, o.Log = os.Stdin, os.Stdout, os.Stderr, os.Stderr

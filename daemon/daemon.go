@@ -56,9 +56,10 @@ type Config struct {
 	// DefaultVMOverheadMiB when 0.
 	VMOverheadMiB int
 	// PoolSize is how many spare VMs (warmed clones of a template) the
-	// daemon keeps ready for each machine shape arrows were started
-	// with; 0 keeps none unless asked (POST /v1/pool). MaxSpares bounds
-	// the spares of all shapes; DefaultMaxSpares when 0.
+	// daemon keeps ready at least for each machine shape arrows were
+	// started with: as many as runs took in the last 30 s when that is
+	// more (see demandWant); 0 keeps none unless asked (POST /v1/pool).
+	// MaxSpares bounds the spares of all shapes; DefaultMaxSpares when 0.
 	PoolSize  int
 	MaxSpares int
 	// LogMaxSize and LogMaxFiles bound each arrow's log.

@@ -215,6 +215,12 @@ type CreateRequest struct {
 	// NoStart records the arrow without starting it: it stays Created
 	// until started (docker create).
 	NoStart bool `json:"no_start,omitempty"`
+	// AutoRemove removes the arrow once its run ends, as `docker run
+	// --rm` does: the foreground `arrow run` that arrowd starts in a
+	// spare. A daemon that finds such an arrow when it starts (its
+	// client's streams went with the daemon before it) stops it and
+	// removes it. No restart policy goes with it.
+	AutoRemove bool `json:"auto_remove,omitempty"`
 
 	// V1Restart and V1Labels are where the first clients of this API
 	// put the restart policy and labels, beside the config, before
@@ -298,6 +304,9 @@ type Arrow struct {
 	// StoppedByUser: `arrow stop` or `kill` ended the last run; the
 	// restart policy does not apply.
 	StoppedByUser bool `json:"stopped_by_user,omitempty"`
+	// AutoRemove: the arrow is removed once its run ends
+	// (CreateRequest.AutoRemove).
+	AutoRemove bool `json:"auto_remove,omitempty"`
 
 	// Pid is the VM's QEMU process while the arrow runs; ShimPid the
 	// process that supervises it.

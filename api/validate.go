@@ -83,6 +83,15 @@ func (r *CreateRequest) Validate() error {
 			return err
 		}
 	}
+	if r.AutoRemove {
+		pol := r.Config.Restart
+		if r.V1Restart != nil {
+			pol = *r.V1Restart
+		}
+		if pol.Name != "" && pol.Name != RestartNo {
+			return fmt.Errorf("auto_remove with restart policy %q: an arrow removed when its run ends cannot be restarted", pol.Name)
+		}
+	}
 	return r.Config.Validate()
 }
 

@@ -218,6 +218,10 @@ func TestCreateRequestValidate(t *testing.T) {
 		{"v1 empty label key", CreateRequest{Config: ok, V1Labels: map[string]string{"": "b"}}, "label"},
 		{"v1 labels twice", CreateRequest{Config: with(func(c *Config) { c.Labels = map[string]string{} }), V1Labels: map[string]string{"a": "b"}}, "twice"},
 		{"bad config", CreateRequest{Name: "ok"}, "nothing to run"},
+		{"auto remove", CreateRequest{Config: ok, AutoRemove: true}, ""},
+		{"auto remove, policy no", CreateRequest{Config: with(func(c *Config) { c.Restart.Name = "no" }), AutoRemove: true}, ""},
+		{"auto remove with a policy", CreateRequest{Config: with(func(c *Config) { c.Restart.Name = "always" }), AutoRemove: true}, "cannot be restarted"},
+		{"auto remove with a v1 policy", CreateRequest{Config: ok, V1Restart: &RestartPolicy{Name: "on-failure"}, AutoRemove: true}, "cannot be restarted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.r.Validate()

@@ -244,7 +244,9 @@ func newDaemonBench(arrowBin, accel, prefix string) (b *daemonBench, work string
 		marker: "ARROW_BENCH_DAEMON=" + filepath.Base(work),
 		fg:     map[*fgProcess]bool{},
 	}
-	b.env = append(os.Environ(), "ARROW_ROOT="+root, "ARROW_SOCKET="+b.socket, b.marker)
+	// Foreground runs stay in-process (they are what is measured against
+	// arrowd's); a way that takes spares through arrowd says so.
+	b.env = append(os.Environ(), "ARROW_ROOT="+root, "ARROW_SOCKET="+b.socket, b.marker, "ARROW_NO_DAEMON=1")
 	return b, work, done, nil
 }
 

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/arrowsys/arrow/api/client"
 )
 
 // runscPath is gVisor's runsc, as Debian's package runsc installs it.
@@ -22,12 +25,17 @@ const runscPath = "/usr/bin/runsc"
 // host program, all as whole commands timed from their start to their
 // exit, interleaved after a warm-up round:
 //
-//   - `arrow run PROGRAM` (a clone of the template, the default),
-//   - `arrow run --cold PROGRAM` (a boot),
+//   - `arrow run PROGRAM` with an arrowd answering (the benchmark's own,
+//     on a data root of its own): a spare of arrowd's pool, taken through
+//     arrowd; a spare is ready before each run (waited for, not timed),
+//     and arrowd's count of starts in spares must match the runs;
+//   - `arrow run --no-daemon PROGRAM`: in-process, a clone of the
+//     template (the default without arrowd);
+//   - `arrow run --cold PROGRAM`: a boot;
 //
 // for echo and for python3. The ratios are Arrow's time over gVisor's:
 // at most 1 is the goal.
-func benchGVisor(ctx context.Context, arrowBin string, runs int) error {
+func benchGVisor(ctx context.Context, arrowBin string, runs int) (err error) {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: need at least one", runs)
 	}
@@ -38,6 +46,23 @@ func benchGVisor(ctx context.Context, arrowBin string, runs int) error {
 	if err != nil {
 		return err
 	}
+	b, _, done, err := newDaemonBench(su.arrow, su.accel.Name, "arrow-bench-gvisor-")
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer func() {
+		if cerr := b.cleanup(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := b.startDaemon(ctx); err != nil {
+		return err
+	}
+	// The template of the default machine, and a spare of it.
+	if _, _, err := b.cli(ctx, "template", "warm", "--count", "1"); err != nil {
+		return err
+	}
 	apps := []struct {
 		name string
 		argv []string
@@ -46,13 +71,21 @@ func benchGVisor(ctx context.Context, arrowBin string, runs int) error {
 		{"echo hello", []string{"/bin/echo", "hello"}, "hello\n"},
 		{"python3 -c 'print(1)'", []string{"/usr/bin/python3", "-c", "print(1)"}, "1\n"},
 	}
+	inProcess := append(os.Environ(), "ARROW_NO_DAEMON=1")
 	ways := []struct {
 		name   string
 		prefix []string
+		env    []string
+		before func(context.Context) error // untimed, before each run
 	}{
-		{"gVisor: `runsc --platform=ptrace --network=none do`", []string{runscPath, "--platform=ptrace", "--network=none", "do"}},
-		{"`arrow run` (a clone)", []string{su.arrow, "run"}},
-		{"`arrow run --cold` (a boot)", []string{su.arrow, "run", "--cold"}},
+		{"gVisor: `runsc --platform=ptrace --network=none do`", []string{runscPath, "--platform=ptrace", "--network=none", "do"}, nil, nil},
+		{"`arrow run` through arrowd (a spare)", []string{su.arrow, "run"}, append(slices.Clone(b.env), "ARROW_NO_DAEMON=0"), b.awaitSpare},
+		{"`arrow run --no-daemon` (a clone)", []string{su.arrow, "run", "--no-daemon"}, inProcess, nil},
+		{"`arrow run --cold` (a boot)", []string{su.arrow, "run", "--cold"}, inProcess, nil},
+	}
+	spares0, err := b.spareStarts(ctx)
+	if err != nil {
+		return err
 	}
 	fmt.Printf("median of %d interleaved runs after a warm-up, each a whole command from its start to its exit; accelerator %s\n\n", runs, su.accel.Name)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -62,8 +95,13 @@ func benchGVisor(ctx context.Context, arrowBin string, runs int) error {
 		samples := make([][]time.Duration, len(ways))
 		for round := 0; round <= runs; round++ {
 			for i, way := range ways {
+				if way.before != nil {
+					if err := way.before(ctx); err != nil {
+						return fmt.Errorf("%s, %s: %w", app.name, way.name, err)
+					}
+				}
 				argv := append(append([]string(nil), way.prefix...), app.argv...)
-				d, err := timeCommand(ctx, argv, app.want)
+				d, err := timeCommand(ctx, argv, way.env, app.want)
 				if err != nil {
 					return fmt.Errorf("%s, %s: %w", app.name, way.name, err)
 				}
@@ -80,16 +118,45 @@ func benchGVisor(ctx context.Context, arrowBin string, runs int) error {
 				lo.Seconds(), hi.Seconds(), float64(med)/float64(gv))
 		}
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	spares, err := b.spareStarts(ctx)
+	if err != nil {
+		return err
+	}
+	if want := len(apps) * (runs + 1); spares-spares0 != want {
+		return fmt.Errorf("arrowd started %d of the %d runs through it in spares", spares-spares0, want)
+	}
+	return nil
+}
+
+// spareStarts reads arrowd's count of arrows started in spares.
+func (b *daemonBench) spareStarts(ctx context.Context) (int, error) {
+	m, err := client.New(b.socket).Metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(m, "\n") {
+		if rest, ok := strings.CutPrefix(line, `arrow_starts_total{how="spare"} `); ok {
+			var n int
+			if _, err := fmt.Sscan(rest, &n); err != nil {
+				return 0, fmt.Errorf("metrics line %q: %w", line, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, nil
 }
 
 // timeCommand runs argv to its end and returns how long it took; its
 // output must be want exactly and its status 0, so that a broken way
 // cannot pass for a fast one.
-func timeCommand(ctx context.Context, argv []string, want string) (time.Duration, error) {
+func timeCommand(ctx context.Context, argv, env []string, want string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env // nil: this process's
 	var errb strings.Builder
 	cmd.Stderr = &errb
 	t0 := time.Now()

@@ -71,8 +71,9 @@
 //	go run ./bench -snapshots -runs 10
 //
 // With -gvisor it measures gVisor's `runsc do`, the peer to beat, against
-// `arrow run` and `arrow run --cold` of echo and python3 as host programs
-// (see benchGVisor).
+// `arrow run` through its own arrowd (a spare), `arrow run --no-daemon`
+// and `arrow run --cold` of echo and python3 as host programs (see
+// benchGVisor).
 //
 //	go run ./bench -gvisor -runs 10
 package main
@@ -110,7 +111,7 @@ func main() {
 	network := flag.Bool("network", false, "measure HTTP through published ports (user mode and bridge) against native instead")
 	dockerAPI := flag.Bool("docker", false, "measure `docker run --rm IMAGE true` through the Docker Engine API against the same run through arrowd's own API and in the foreground instead")
 	containerd := flag.Bool("containerd", false, "measure `ctr run --rm` with Arrow's runtime against runc and `arrow run`, and a CRI pod's start with the handlers arrow and runc, instead")
-	gvisor := flag.Bool("gvisor", false, "measure `runsc do` (gVisor) against `arrow run` and `arrow run --cold` of echo and python3 instead")
+	gvisor := flag.Bool("gvisor", false, "measure `runsc do` (gVisor) against `arrow run` through arrowd (a spare), in-process and --cold of echo and python3 instead")
 	snapshots := flag.Bool("snapshots", false, "measure the first HTTP response of python3's http.server cold, cloned, from a spare and from an application snapshot instead")
 	duration := flag.Duration("duration", 10*time.Second, "with -network and -apps: how long each load runs")
 	flag.Parse()

@@ -56,9 +56,10 @@ type Config struct {
 	// DefaultVMOverheadMiB when 0.
 	VMOverheadMiB int
 	// PoolSize is how many spare VMs (warmed clones of a template) the
-	// daemon keeps ready for each machine shape arrows were started
-	// with; 0 keeps none unless asked (POST /v1/pool). MaxSpares bounds
-	// the spares of all shapes; DefaultMaxSpares when 0.
+	// daemon keeps ready at least for each machine shape arrows were
+	// started with: as many as runs took in the last 30 s when that is
+	// more (see demandWant); 0 keeps none unless asked (POST /v1/pool).
+	// MaxSpares bounds the spares of all shapes; DefaultMaxSpares when 0.
 	PoolSize  int
 	MaxSpares int
 	// LogMaxSize and LogMaxFiles bound each arrow's log.
@@ -182,6 +183,7 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, st: st, events: newBroker(), ctx: ctx, cancel: cancel, arrows: make(map[string]*arrow)}
 	d.metrics = newMetrics(d)
 	d.pool = newPool(d, cfg.PoolSize, cfg.MaxSpares)
+	d.pool.goDecay()
 	d.accel, _ = vm.DetectAccel("auto", vm.LocalHost())
 	if cfg.CgroupParent != "" {
 		// Fail closed: without cgroups no arrow's limits hold. With
@@ -262,6 +264,17 @@ func (d *Daemon) recover() {
 			d.finished(a, rs, d.exitOf(r.ID))
 		case api.Restarting:
 			d.scheduleRestart(a, backoff(r.Failures))
+		}
+	}
+	// An arrow to be removed when its run ends belongs to a client
+	// (a foreground arrow run) whose streams ran through the daemon
+	// that went: no one waits for it now. It is stopped and removed, so
+	// that nothing of it stays. (One whose run ended meanwhile may be being
+	// removed by finished already: the second removal finds none.)
+	for _, r := range recs {
+		if r.AutoRemove {
+			fmt.Fprintf(d.cfg.Log, "arrowd: %s: its client went with the last daemon: removing it\n", r.ID[:12])
+			d.goAutoRemove(d.arrows[r.ID])
 		}
 	}
 }

@@ -108,13 +108,19 @@ func fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
 	}
+	writeError(w, code, errorMessage(err))
+}
+
+// errorMessage is err as a client reads it: without the sentinel that
+// chose its status.
+func errorMessage(err error) string {
 	msg := err.Error()
 	for _, sentinel := range []error{ErrNotFound, ErrInvalid, ErrConflict, ErrForbidden} {
 		if errors.Is(err, sentinel) {
 			msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
 		}
 	}
-	writeError(w, code, msg)
+	return msg
 }
 
 // decodeBody decodes a JSON request body strictly: bounded, known fields
@@ -263,12 +269,41 @@ func (d *Daemon) handleKill(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleWait(w http.ResponseWriter, r *http.Request) {
+	if boolParam(r, "next") {
+		d.handleWaitNext(w, r)
+		return
+	}
 	res, err := d.Wait(r.Context(), r.PathValue("ref"))
 	if err != nil {
 		fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// handleWaitNext answers a wait for the next run's end (next=1): the
+// headers once the wait is registered, the status, or an api.Error, once
+// that run ended.
+func (d *Daemon) handleWaitNext(w http.ResponseWriter, r *http.Request) {
+	wait, err := d.OpenWaitNext(r.PathValue("ref"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(w).Flush()
+	res, err := wait(r.Context())
+	if err != nil {
+		if r.Context().Err() != nil && boolParam(r, "lease") {
+			// The client went before the run ended: a foreground
+			// arrow run that is killed takes its VM along.
+			d.endLeased(r.PathValue("ref"))
+		}
+		_ = json.NewEncoder(w).Encode(api.Error{Message: errorMessage(err)})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(res)
 }
 
 // handleLogs streams the arrow's log as JSON lines of api.LogEntry. With

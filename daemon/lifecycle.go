@@ -77,6 +77,7 @@ func (d *Daemon) Create(ctx context.Context, req *api.CreateRequest) (api.Arrow,
 		ID: id, Name: req.Name, Config: req.Config,
 		Created: time.Now().UTC(), State: api.Created,
 		Dir: dir, LogPath: filepath.Join(dir, shim.LogFile),
+		AutoRemove: req.AutoRemove,
 	}, Owner: owner}
 	a := &arrow{rec: r}
 
@@ -317,6 +318,9 @@ func (d *Daemon) startFailed(a *arrow, err error) error {
 	d.failPending(a, fmt.Errorf("%w: the start failed: %w", ErrConflict, err))
 	code := run.ExitArrowFailed
 	d.emit(a, "die", &code, err.Error())
+	if a.rec.AutoRemove {
+		d.goAutoRemove(a)
+	}
 	return err
 }
 
@@ -431,7 +435,7 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 		}
 	})
 	a.run = nil
-	failures, id := r.Failures, r.ID
+	failures, id, autoRemove := r.Failures, r.ID, r.AutoRemove
 	d.mu.Unlock()
 
 	// Before the run counts as ended, for a restart waits for that and
@@ -450,6 +454,44 @@ func (d *Daemon) finished(a *arrow, rs *runState, e *shim.Exit) {
 		d.metrics.restarts.Inc()
 		d.scheduleRestart(a, backoff(failures))
 	}
+	if autoRemove && !restart {
+		d.goAutoRemove(a)
+	}
+}
+
+// endLeased ends the arrow ref whose client, holding a wait with a lease
+// (POST /wait?next=1&lease=1), went before its run ended: an AutoRemove
+// arrow is stopped at once and removed, another killed. In the
+// background: the client is gone, no one waits for this.
+func (d *Daemon) endLeased(ref string) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(d.cfg.Log, "arrowd: %s: its client went before its run ended: ending it\n", a.rec.ID[:12])
+	if a.rec.AutoRemove {
+		d.goAutoRemove(a)
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_ = d.Kill(d.ctx, a.rec.ID, syscall.SIGKILL)
+	}()
+}
+
+// goAutoRemove removes a, an arrow created with AutoRemove whose run
+// ended (or never started), in the background: the caller may hold a's op
+// lock, which Remove takes. Whoever waited for the run's end was answered
+// before (see WaitNext), so nothing of it is lost but its record.
+func (d *Daemon) goAutoRemove(a *arrow) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.Remove(d.ctx, a.rec.ID, true); err != nil && !errors.Is(err, ErrNotFound) && d.ctx.Err() == nil {
+			fmt.Fprintf(d.cfg.Log, "arrowd: auto-remove %s: %v\n", a.rec.ID[:12], err)
+		}
+	}()
 }
 
 // shouldRestart applies r's restart policy to a run that ended with code;
@@ -705,19 +747,38 @@ func (d *Daemon) Wait(ctx context.Context, ref string) (api.WaitResponse, error)
 // returns its exit status (docker's wait condition next-exit: docker run
 // asks it before it starts the container). A next start that fails ends
 // it too, with that failure's status. It ends with ctx, and with an
-// error when the arrow is removed.
+// error when the arrow is removed before that run.
 func (d *Daemon) WaitNext(ctx context.Context, ref string) (api.WaitResponse, error) {
-	a, err := d.resolve(ref)
+	wait, err := d.OpenWaitNext(ref)
 	if err != nil {
 		return api.WaitResponse{}, err
 	}
+	return wait(ctx)
+}
+
+// OpenWaitNext registers a [Daemon.WaitNext] and returns the wait: the
+// run it waits for is fixed when OpenWaitNext returns, so a front end
+// can answer its client, have the arrow started, and still get that
+// run's status, even when the arrow is removed as it ends (AutoRemove).
+func (d *Daemon) OpenWaitNext(ref string) (func(context.Context) (api.WaitResponse, error), error) {
+	a, err := d.resolve(ref)
+	if err != nil {
+		return nil, err
+	}
 	d.mu.Lock()
-	starts := a.starts
+	starts, removed, name := a.starts, a.removed, a.rec.Name
+	d.mu.Unlock()
+	if removed {
+		return nil, fmt.Errorf("%w: no such arrow: %s was removed", ErrNotFound, name)
+	}
+	return func(ctx context.Context) (api.WaitResponse, error) { return d.waitNext(ctx, a, starts) }, nil
+}
+
+// waitNext waits for the end of the run of a that is current, or the
+// first launched after its count of starts was starts.
+func (d *Daemon) waitNext(ctx context.Context, a *arrow, starts uint64) (api.WaitResponse, error) {
+	d.mu.Lock()
 	for {
-		if a.removed {
-			d.mu.Unlock()
-			return api.WaitResponse{}, fmt.Errorf("%w: no such arrow: %s was removed", ErrNotFound, a.rec.Name)
-		}
 		if rs := a.run; rs != nil {
 			d.mu.Unlock()
 			select {
@@ -729,11 +790,16 @@ func (d *Daemon) WaitNext(ctx context.Context, ref string) (api.WaitResponse, er
 			return api.WaitResponse{ExitCode: s.ExitCode, Error: s.Error}, nil
 		}
 		// A run was launched since, and is gone already, or never got
-		// its shim (its start failed): its end is the one waited for.
+		// its shim (its start failed): its end is the one waited for,
+		// whether or not the arrow was removed since.
 		if a.starts != starts && a.rec.State != api.Starting {
 			r := a.rec.Arrow
 			d.mu.Unlock()
 			return api.WaitResponse{ExitCode: r.ExitCode, Error: r.Error}, nil
+		}
+		if a.removed {
+			d.mu.Unlock()
+			return api.WaitResponse{}, fmt.Errorf("%w: no such arrow: %s was removed", ErrNotFound, a.rec.Name)
 		}
 		changed := a.nextChangeLocked()
 		d.mu.Unlock()

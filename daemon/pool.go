@@ -40,7 +40,26 @@ const (
 	// spareHeadroomMiB is the memory a host must have available, beyond
 	// a spare's guest memory, for another spare to be started.
 	spareHeadroomMiB = 512
+	// demandWindow is how far back the pool counts the spares taken of
+	// a shape: it keeps as many as were taken within it (at least its
+	// base, at most the maximum), so that a burst of runs finds spares
+	// and an idle shape goes back to its base once the window passed.
+	demandWindow = 30 * time.Second
 )
+
+// demandWant is how many spares a shape should have: as many as were
+// taken in the window up to now (takes, oldest first), at least base
+// (--pool-size, or what POST /v1/pool asked), at most limit
+// (--max-spares).
+func demandWant(base int, takes []time.Time, now time.Time, window time.Duration, limit int) int {
+	recent := 0
+	for _, t := range takes {
+		if now.Sub(t) < window {
+			recent++
+		}
+	}
+	return min(max(base, recent), limit)
+}
 
 // shape is what spares are kept by: runs of one shape clone one template.
 type shape struct {
@@ -92,10 +111,14 @@ type pool struct {
 	size int // spares kept per hot shape
 	max  int // spares in all
 
+	now func() time.Time
+
 	mu       sync.Mutex
 	ready    map[shape][]*spareShim
 	starting map[shape]int
-	want     map[shape]int // hot shapes: how many spares each should have
+	want     map[shape]int         // hot shapes: how many spares each should have now (demandWant)
+	base     map[shape]int         // hot shapes: how many they keep however idle
+	takes    map[shape][]time.Time // hot shapes: their takes within the demand window, oldest first
 	closed   bool
 }
 
@@ -115,18 +138,23 @@ func newPool(d *Daemon, size, max int) *pool {
 			os.Remove(s)
 		}
 	}
-	return &pool{d: d, size: size, max: max, ready: make(map[shape][]*spareShim), starting: make(map[shape]int), want: make(map[shape]int)}
+	return &pool{d: d, size: size, max: max, now: time.Now, ready: make(map[shape][]*spareShim), starting: make(map[shape]int),
+		want: make(map[shape]int), base: make(map[shape]int), takes: make(map[shape][]time.Time)}
 }
 
 // take removes a ready spare of shape s from the pool, or returns nil.
-// Either way s is hot from now on, and the pool refills it.
+// Either way s is hot from now on, and the pool refills it: to as many
+// spares as runs took in the demand window, at least the pool size.
 func (p *pool) take(s shape) *spareShim {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.size <= 0 && p.want[s] == 0 {
+	if p.closed || p.size <= 0 && p.base[s] == 0 {
 		return nil
 	}
-	p.want[s] = max(p.want[s], p.size)
+	now := p.now()
+	p.base[s] = max(p.base[s], p.size)
+	p.takes[s] = append(p.recentLocked(s, now), now)
+	p.want[s] = demandWant(p.base[s], p.takes[s], now, demandWindow, p.max)
 	var sp *spareShim
 	if l := p.ready[s]; len(l) > 0 {
 		sp, p.ready[s] = l[0], l[1:]
@@ -135,25 +163,83 @@ func (p *pool) take(s shape) *spareShim {
 	return sp
 }
 
-// setWant makes the pool keep n spares of shape s; 0 drops the shape and
-// its spares (until a run makes it hot again).
+// recentLocked drops the takes of s that left the demand window and
+// returns those within it.
+func (p *pool) recentLocked(s shape, now time.Time) []time.Time {
+	l := p.takes[s]
+	i := 0
+	for i < len(l) && now.Sub(l[i]) >= demandWindow {
+		i++
+	}
+	l = l[i:]
+	if len(l) == 0 {
+		delete(p.takes, s)
+		return nil
+	}
+	p.takes[s] = l
+	return l
+}
+
+// decay lowers each shape's want as its takes leave the demand window,
+// down to its base, and ends the spares it no longer wants.
+func (p *pool) decay() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	for s := range p.want {
+		p.want[s] = demandWant(p.base[s], p.recentLocked(s, now), now, demandWindow, p.max)
+		p.trimLocked(s)
+	}
+}
+
+// goDecay runs decay a few times per demand window until the daemon
+// stops.
+func (p *pool) goDecay() {
+	p.d.wg.Add(1)
+	go func() {
+		defer p.d.wg.Done()
+		tick := time.NewTicker(demandWindow / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				p.decay()
+			case <-p.d.ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// trimLocked ends the ready spares of s beyond its want, newest first.
+func (p *pool) trimLocked(s shape) {
+	for len(p.ready[s]) > p.want[s] {
+		l := p.ready[s]
+		l[len(l)-1].stop()
+		p.ready[s] = l[:len(l)-1]
+	}
+}
+
+// setWant makes the pool keep at least n spares of shape s (more while
+// runs take them faster); 0 drops the shape and its spares (until a run
+// makes it hot again).
 func (p *pool) setWant(s shape, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n <= 0 {
 		delete(p.want, s)
+		delete(p.base, s)
+		delete(p.takes, s)
 		for _, sp := range p.ready[s] {
 			sp.stop()
 		}
 		delete(p.ready, s)
 		return
 	}
-	p.want[s] = min(n, p.max)
-	for len(p.ready[s]) > p.want[s] {
-		l := p.ready[s]
-		l[len(l)-1].stop()
-		p.ready[s] = l[:len(l)-1]
-	}
+	now := p.now()
+	p.base[s] = min(n, p.max)
+	p.want[s] = demandWant(p.base[s], p.recentLocked(s, now), now, demandWindow, p.max)
+	p.trimLocked(s)
 	p.fillLocked(s, 0)
 }
 

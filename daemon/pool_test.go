@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/arrowsys/arrow/api"
 	"github.com/arrowsys/arrow/run"
@@ -82,5 +83,87 @@ func TestHTTPPoolInvalid(t *testing.T) {
 	resp := serveReq(t, h, "POST", "/v1/pool", "application/json", strings.NewReader(`{"count":0}`))
 	if resp.code != http.StatusOK || strings.TrimSpace(string(resp.body)) != "[]" {
 		t.Fatalf("count 0: %d %s", resp.code, resp.body)
+	}
+}
+
+func TestDemandWant(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	ago := func(ds ...time.Duration) []time.Time {
+		var l []time.Time
+		for _, d := range ds {
+			l = append(l, now.Add(-d))
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name  string
+		base  int
+		takes []time.Time
+		limit int
+		want  int
+	}{
+		{"idle: the base", 1, nil, 4, 1},
+		{"one take: the base", 1, ago(time.Second), 4, 1},
+		{"three takes in the window", 1, ago(20*time.Second, 10*time.Second, 0), 4, 3},
+		{"takes out of the window do not count", 1, ago(demandWindow+time.Second, demandWindow, time.Second), 4, 1},
+		{"bounded by the maximum", 1, ago(5, 4, 3, 2, 1, 0), 4, 4},
+		{"a base above the demand", 3, ago(time.Second, 0), 4, 3},
+		{"a base above the maximum", 6, nil, 4, 4},
+		{"no base", 0, ago(time.Second, 0), 4, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := demandWant(tc.base, tc.takes, now, demandWindow, tc.limit); got != tc.want {
+				t.Fatalf("demandWant(%d, %d takes, limit %d) = %d, want %d", tc.base, len(tc.takes), tc.limit, got, tc.want)
+			}
+		})
+	}
+}
+
+// The pool's want for a shape follows the takes of the demand window:
+// up with a burst of runs, bounded by the maximum, and back to the pool
+// size once the window passed them.
+func TestPoolFollowsDemand(t *testing.T) {
+	s := shape{MemoryMiB: 256, CPUs: 1}
+	type step struct {
+		after time.Duration // since the last step
+		takes int           // then this many takes
+		want  int           // then the want
+	}
+	for _, tc := range []struct {
+		name      string
+		size, max int
+		steps     []step
+	}{
+		{"one run at a time keeps the pool size", 1, 4, []step{{0, 1, 1}, {demandWindow, 1, 1}, {demandWindow, 1, 1}}},
+		{"a burst raises it", 1, 4, []step{{0, 3, 3}}},
+		{"up to the maximum", 1, 4, []step{{0, 9, 4}}},
+		{"and it decays", 1, 4, []step{{0, 3, 3}, {demandWindow / 2, 1, 4}, {demandWindow/2 + time.Second, 0, 1}, {demandWindow, 0, 1}}},
+		{"a larger pool size is the floor", 2, 4, []step{{0, 1, 2}, {0, 2, 3}, {2 * demandWindow, 0, 2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTestDaemon(t)
+			p := newPool(d, tc.size, tc.max)
+			defer p.close()
+			now := time.Unix(1_000_000, 0)
+			p.now = func() time.Time { return now }
+			for i, st := range tc.steps {
+				now = now.Add(st.after)
+				p.decay()
+				for range st.takes {
+					if sp := p.take(s); sp != nil {
+						t.Fatalf("step %d: a spare was ready (none can start here)", i)
+					}
+				}
+				got := -1
+				for _, e := range p.status() {
+					if e.MemoryMiB == s.MemoryMiB && e.CPUs == s.CPUs {
+						got = e.Want
+					}
+				}
+				if got != st.want {
+					t.Fatalf("step %d: want %d spares, pool says %d", i, st.want, got)
+				}
+			}
+		})
 	}
 }

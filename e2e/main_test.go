@@ -62,6 +62,10 @@ func testMain(m *testing.M) int {
 	// another suite running on the same machine.
 	runMarker = "ARROW_E2E_RUN=" + filepath.Base(dir)
 	os.Setenv("ARROW_E2E_RUN", filepath.Base(dir))
+	// Foreground runs stay in-process unless a test says otherwise (its
+	// spare mode, with an arrowd of its own): one that took a spare of
+	// the host's arrowd would test that arrowd, not this build.
+	os.Setenv("ARROW_NO_DAEMON", "1")
 	// Every test boots VMs with Arrow's kernel: without it they cannot
 	// say anything, so fail them all at once with what to do.
 	if out, err := exec.Command(arrowBin, "kernel", "path").CombinedOutput(); err != nil {

@@ -10,7 +10,8 @@ import (
 )
 
 // TestRun boots a VM per case and checks output, error output and exit
-// status as a user of `docker run` would expect them.
+// status as a user of `docker run` would expect them, in every run mode:
+// cold, a clone of a template, a spare of arrowd's pool.
 func TestRun(t *testing.T) {
 	script := filepath.Join(t.TempDir(), "greet.sh")
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"script says $1\"\n"), 0o755); err != nil {
@@ -53,11 +54,12 @@ func TestRun(t *testing.T) {
 		{name: "large stdin", stdin: strings.Repeat("y", 2<<20), args: []string{"-i", "/usr/bin/wc", "-c"}, wantOut: strconv.Itoa(2<<20) + "\n"},
 		{name: "guest program not found", args: []string{"/bin/sh", "-c", "exec /no/such/program"}, wantCode: 127},
 	}
-	for _, m := range runModes {
-		t.Run(m.name, func(t *testing.T) {
+	for _, rm := range runModes {
+		t.Run(rm.name, func(t *testing.T) {
+			m := enterMode(t, rm.name, rm.args)
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					r := arrow(t, tt.stdin, append([]string{"run"}, forMode(t, m.name, m.args, tt.args...)...)...)
+					r := m.run(t, tt.stdin, tt.args...)
 					if r.code != tt.wantCode {
 						t.Fatalf("exit status %d, want %d\nstdout: %.2000s\nstderr: %.2000s", r.code, tt.wantCode, r.stdout, r.stderr)
 					}

@@ -1,10 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -13,40 +13,6 @@ import (
 
 	"github.com/creack/pty"
 )
-
-// startArrow starts arrow run in the background and waits until the
-// application printed its first line, so that signals sent afterwards
-// reach a running application rather than a booting VM.
-func startArrow(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
-	t.Helper()
-	cmd := exec.Command(arrowBin, append([]string{"run"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- l
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case l := <-line:
-		if l == "" {
-			_ = cmd.Wait()
-			t.Fatalf("application printed nothing; stderr: %s", stderr.String())
-		}
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatalf("application did not start; stderr: %s", stderr.String())
-	}
-	return cmd, &stderr
-}
 
 func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration) int {
 	t.Helper()
@@ -76,34 +42,38 @@ func TestSignalForwarding(t *testing.T) {
 		{"handled SIGHUP", syscall.SIGHUP, []string{"--include", "/bin/sleep", "/bin/sh", "-c", "trap 'exit 42' HUP; echo ready; while :; do /bin/sleep 0.1; done"}, 42},
 		{"SIGINT", syscall.SIGINT, []string{"--include", "/bin/sleep", "/bin/sh", "-c", "echo ready; exec /bin/sleep 60"}, 130},
 	}
-	for _, m := range runModes {
-		for _, tt := range tests {
-			t.Run(m.name+"/"+tt.name, func(t *testing.T) {
-				before := qemuProcesses(t)
-				cmd, stderr := startArrow(t, forMode(t, m.name, m.args, tt.args...)...)
-				if err := cmd.Process.Signal(tt.sig); err != nil {
-					t.Fatal(err)
-				}
-				if code := waitExit(t, cmd, time.Minute); code != tt.want {
-					t.Fatalf("exit status %d, want %d; stderr: %s", code, tt.want, stderr)
-				}
-				assertNoNewQEMU(t, before)
-			})
-		}
+	for _, rm := range runModes {
+		t.Run(rm.name, func(t *testing.T) {
+			m := enterMode(t, rm.name, rm.args)
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					done := m.begin(t, tt.args)
+					cmd, stderr := m.start(t, tt.args...)
+					if err := cmd.Process.Signal(tt.sig); err != nil {
+						t.Fatal(err)
+					}
+					if code := waitExit(t, cmd, time.Minute); code != tt.want {
+						t.Fatalf("exit status %d, want %d; stderr: %s", code, tt.want, stderr)
+					}
+					done()
+				})
+			}
+		})
 	}
 }
 
 // TestStopTimeout: an application that ignores SIGTERM has its VM stopped
 // after --stop-timeout, and arrow reports the signal.
 func TestStopTimeout(t *testing.T) {
-	for _, m := range runModes {
-		t.Run(m.name, func(t *testing.T) { testStopTimeout(t, forMode(t, m.name, m.args)) })
+	for _, rm := range runModes {
+		t.Run(rm.name, func(t *testing.T) { testStopTimeout(t, enterMode(t, rm.name, rm.args)) })
 	}
 }
 
-func testStopTimeout(t *testing.T, modeArgs []string) {
-	before := qemuProcesses(t)
-	cmd, stderr := startArrow(t, append(modeArgs, "--stop-timeout", "1", "--include", "/bin/sleep", "/bin/sh", "-c", "trap '' TERM; echo ready; while :; do /bin/sleep 1; done")...)
+func testStopTimeout(t *testing.T, m *mode) {
+	args := []string{"--stop-timeout", "1", "--include", "/bin/sleep", "/bin/sh", "-c", "trap '' TERM; echo ready; while :; do /bin/sleep 1; done"}
+	done := m.begin(t, args)
+	cmd, stderr := m.start(t, args...)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -113,19 +83,23 @@ func testStopTimeout(t *testing.T, modeArgs []string) {
 	if !strings.Contains(stderr.String(), "did not exit within 1s") {
 		t.Errorf("stderr does not say why the VM was stopped: %s", stderr)
 	}
-	assertNoNewQEMU(t, before)
+	done()
 }
 
 // TestKilledArrowTakesVMAlong: SIGKILL to arrow itself must not leave an
 // orphaned QEMU.
 func TestKilledArrowTakesVMAlong(t *testing.T) {
-	for _, m := range runModes {
-		t.Run(m.name, func(t *testing.T) {
-			before := qemuProcesses(t)
-			cmd, _ := startArrow(t, forMode(t, m.name, m.args, "--include", "/bin/sleep", "/bin/sh", "-c", "echo ready; exec /bin/sleep 60")...)
+	for _, rm := range runModes {
+		t.Run(rm.name, func(t *testing.T) {
+			m := enterMode(t, rm.name, rm.args)
+			args := []string{"--include", "/bin/sleep", "/bin/sh", "-c", "echo ready; exec /bin/sleep 60"}
+			done := m.begin(t, args)
+			cmd, _ := m.start(t, args...)
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			assertNoNewQEMU(t, before)
+			// Through arrowd: its wait's lease ended with the client,
+			// and arrowd stopped and removed the arrow.
+			done()
 		})
 	}
 }
@@ -134,12 +108,12 @@ func TestKilledArrowTakesVMAlong(t *testing.T) {
 // a shell does: it sees a terminal of the host's size, and ^C typed on the
 // host interrupts it in the guest (not arrow).
 func TestTerminal(t *testing.T) {
-	for _, m := range runModes {
-		t.Run(m.name, func(t *testing.T) { testTerminal(t, forMode(t, m.name, m.args)) })
+	for _, rm := range runModes {
+		t.Run(rm.name, func(t *testing.T) { testTerminal(t, enterMode(t, rm.name, rm.args)) })
 	}
 }
 
-func testTerminal(t *testing.T, modeArgs []string) {
+func testTerminal(t *testing.T, m *mode) {
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
@@ -150,13 +124,15 @@ func testTerminal(t *testing.T, modeArgs []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, arrowBin, append(append([]string{"run"}, modeArgs...), "-it", python, "-c",
+	args := []string{"-it", python, "-c",
 		// Short sleeps: CPython checks for signals between them, while a
 		// SIGINT landing just before a long sleep starts would wait it out.
-		"import os, sys, time\nprint('tty', os.isatty(0), os.get_terminal_size(), os.environ['TERM'], flush=True)\nfor _ in range(600): time.sleep(0.1)")...)
+		"import os, sys, time\nprint('tty', os.isatty(0), os.get_terminal_size(), os.environ['TERM'], os.ttyname(0).startswith('/dev/pts/'), flush=True)\nfor _ in range(600): time.sleep(0.1)"}
+	cmd := exec.CommandContext(ctx, arrowBin, m.runArgs(args...)...)
+	cmd.Env = append(os.Environ(), m.env...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	before := qemuProcesses(t)
+	done := m.begin(t, args)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +146,7 @@ func testTerminal(t *testing.T, modeArgs []string) {
 			t.Fatalf("reading terminal: %v; saw %q", err, seen.String())
 		}
 	}
-	want := "tty True os.terminal_size(columns=103, lines=41) xterm"
+	want := "tty True os.terminal_size(columns=103, lines=41) xterm True"
 	if !strings.Contains(seen.String(), want) {
 		t.Fatalf("terminal output %q, want it to contain %q", seen.String(), want)
 	}
@@ -182,5 +158,5 @@ func testTerminal(t *testing.T, modeArgs []string) {
 	if code := waitExit(t, cmd, time.Minute); code != 130 {
 		t.Fatalf("exit status %d, want 130", code)
 	}
-	assertNoNewQEMU(t, before)
+	done()
 }

@@ -9,13 +9,15 @@ import (
 	"testing"
 )
 
-// runModes are the two ways a run starts: a cold boot, and a clone of a
-// pre-booted template (the default). Tables of run behaviour run in both:
-// exit codes, streams and signals must not tell them apart.
+// runModes are the ways a foreground run starts: a cold boot, a clone of
+// a pre-booted template (the default without arrowd), and a spare of
+// arrowd's pool (the default when an arrowd answers; see enterMode).
+// Tables of run behaviour run in each: exit codes, streams, signals and
+// terminals must not tell them apart.
 var runModes = []struct {
 	name string
 	args []string // arrow run's flags for the mode
-}{{"cold", []string{"--cold"}}, {"template", nil}}
+}{{"cold", []string{"--cold"}}, {"template", nil}, {"spare", nil}}
 
 var warmOnce sync.Once
 

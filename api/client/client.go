@@ -159,6 +159,44 @@ func (c *Client) Wait(ctx context.Context, ref string) (api.WaitResponse, error)
 	return w, c.do(ctx, http.MethodPost, "/arrows/"+url.PathEscape(ref)+"/wait", nil, nil, &w)
 }
 
+// WaitNext waits for the end of the arrow's current run or, when none
+// runs, its next one. It returns once arrowd registered the wait, and the
+// function it returns reads that run's exit status: register, start the
+// arrow, then read, and the status is had even when the arrow is removed
+// as it ends (api.CreateRequest.AutoRemove). The function must be called
+// (it releases the connection). It fails when the connection to arrowd
+// breaks before the status came: arrowd went. With lease, the run is
+// this wait's: should it end first (this process killed, ctx ended), arrowd
+// kills the arrow (and removes it, with AutoRemove), as a foreground run's
+// VM goes with its `arrow run`.
+func (c *Client) WaitNext(ctx context.Context, ref string, lease bool) (func() (api.WaitResponse, error), error) {
+	q := url.Values{"next": {"1"}}
+	if lease {
+		q.Set("lease", "1")
+	}
+	resp, err := c.send(ctx, http.MethodPost, "/arrows/"+url.PathEscape(ref)+"/wait", q, nil)
+	if err != nil {
+		return nil, err
+	}
+	return func() (api.WaitResponse, error) {
+		defer resp.Body.Close()
+		var v struct {
+			api.WaitResponse
+			Message string `json:"message"`
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
+			if ctx.Err() != nil {
+				return api.WaitResponse{}, ctx.Err()
+			}
+			return api.WaitResponse{}, fmt.Errorf("%w: the wait's answer broke off: %w", ErrUnreachable, err)
+		}
+		if v.Message != "" {
+			return api.WaitResponse{}, &Error{Status: resp.StatusCode, Message: v.Message}
+		}
+		return v.WaitResponse, nil
+	}, nil
+}
+
 // LogsOptions select log lines.
 type LogsOptions struct {
 	Follow bool

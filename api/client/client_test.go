@@ -3,11 +3,13 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,4 +263,113 @@ func TestClientNotArrowd(t *testing.T) {
 	}
 	_, err = c.List(ctx(t), true)
 	wantStatus(t, err, http.StatusTeapot, "teapot")
+}
+
+// WaitNext returns once the wait is registered; what it reads is the
+// end of the run started after, or an error when the arrow went first.
+func TestClientWaitNext(t *testing.T) {
+	c := serve(t)
+	cx := ctx(t)
+	_, err := c.WaitNext(cx, "nope", false)
+	wantStatus(t, err, http.StatusNotFound, "no such arrow")
+
+	for _, tc := range []struct {
+		name       string
+		autoRemove bool
+	}{{"kept", false}, {"auto-removed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := c.Create(cx, &api.CreateRequest{Config: api.Config{Program: "/bin/true"}, NoStart: true, AutoRemove: tc.autoRemove})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.AutoRemove != tc.autoRemove {
+				t.Fatalf("created: auto_remove %v", a.AutoRemove)
+			}
+			read, err := c.WaitNext(cx, a.ID, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// This daemon has no shim binary: the start fails, and the
+			// wait registered before it reads that failure's status.
+			if _, err := c.Start(cx, a.ID); err == nil {
+				t.Fatal("a start without a shim binary succeeded")
+			}
+			w, err := read()
+			if err != nil || w.ExitCode != 125 || !strings.Contains(w.Error, "nonexistent") {
+				t.Fatalf("WaitNext across a failed start: %+v, %v", w, err)
+			}
+		})
+	}
+
+	// An arrow removed before it ran: the error comes after the headers.
+	a, err := c.Create(cx, &api.CreateRequest{Config: api.Config{Program: "/bin/true"}, NoStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := c.WaitNext(cx, a.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(cx, a.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = read()
+	wantStatus(t, err, http.StatusOK, "was removed")
+}
+
+// A wait with a lease holds the run: the client that goes before the run
+// ended takes its arrow along (removed, with AutoRemove).
+func TestClientWaitNextLease(t *testing.T) {
+	c := serve(t)
+	cx := ctx(t)
+	a, err := c.Create(cx, &api.CreateRequest{Config: api.Config{Program: "/bin/true"}, NoStart: true, AutoRemove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	destroyed := make(chan struct{})
+	ectx, ecancel := context.WithCancel(cx)
+	defer ecancel()
+	subscribed := make(chan struct{})
+	var once sync.Once
+	go func() {
+		_ = c.Events(ectx, func(e api.Event) error {
+			if strings.HasPrefix(e.Name, "marker") && e.Type == "create" {
+				once.Do(func() { close(subscribed) })
+			}
+			if e.ID == a.ID && e.Type == "destroy" {
+				close(destroyed)
+				return errors.New("seen")
+			}
+			return nil
+		})
+	}()
+	// The events are followed once a marker's creation is seen.
+	for i := 0; ; i++ {
+		if _, err := c.Create(cx, &api.CreateRequest{Name: fmt.Sprint("marker", i), Config: api.Config{Program: "/bin/true"}, NoStart: true}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-subscribed:
+		case <-time.After(100 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	wctx, wcancel := context.WithCancel(cx)
+	read, err := c.WaitNext(wctx, a.ID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcancel() // the client goes
+	if _, err := read(); err == nil {
+		t.Fatal("a cancelled wait read a status")
+	}
+	select {
+	case <-destroyed:
+	case <-cx.Done():
+		t.Fatal("the arrow of a client that went was not removed")
+	}
+	if _, err := c.Inspect(cx, a.ID); !client.IsNotFound(err) {
+		t.Fatalf("inspect after: %v", err)
+	}
 }

@@ -489,23 +489,7 @@ When the arrow ends, attach exits with its exit status.`,
 			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 			defer signal.Stop(sigs)
 			done := make(chan error, 1)
-			go func() {
-				for {
-					s, p, err := api.ReadFrame(br)
-					if err != nil {
-						if errors.Is(err, io.EOF) {
-							err = nil
-						}
-						done <- err
-						return
-					}
-					w := os.Stdout
-					if s == api.StreamStderr {
-						w = os.Stderr
-					}
-					_, _ = w.Write(p)
-				}
-			}()
+			go func() { done <- copyFrames(br, os.Stdout, os.Stderr) }()
 			select {
 			case <-sigs:
 				return nil // detach; the arrow runs on

@@ -155,7 +155,7 @@ other commands that need arrowd start one when none answers.`,
 	f.StringVar(&logMaxSize, "log-max-size", "10M", "rotate an arrow's log at this size")
 	f.IntVar(&logMaxFiles, "log-max-files", 3, "log files kept per arrow, the current one included")
 	f.IntVar(&overhead, "vm-overhead", daemon.DefaultVMOverheadMiB, "MiB allowed to each VM's QEMU on top of --memory in its cgroup limit")
-	f.IntVar(&poolSize, "pool-size", 1, "spare VMs (warmed clones of a template) kept ready for each machine arrows were started with; 0: only those 'arrow template warm --count' asks for")
+	f.IntVar(&poolSize, "pool-size", 1, "spare VMs (warmed clones of a template) kept ready for each machine arrows were started with, at least (more while runs took more in the last 30 s); 0: only those 'arrow template warm --count' asks for")
 	f.IntVar(&maxSpares, "max-spares", daemon.DefaultMaxSpares, "spare VMs kept in all")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9323); always at /metrics on the socket")
 	f.StringVar(&tlsListen, "tls-listen", "", "also serve the API on this TCP address, with mutual TLS only")

@@ -75,6 +75,9 @@ func (d *detachFlags) check(cmd *cobra.Command) error {
 
 // runDetached hands the run o to arrowd and prints the new arrow's ID.
 func runDetached(cmd *cobra.Command, g *globals, o *run.Options, d *detachFlags) error {
+	if o.TTY {
+		return &run.Error{Code: run.ExitArrowFailed, Err: errors.New("-t with -d: a detached arrow has no terminal (use -i, then arrow attach)")}
+	}
 	req, err := detachedRequest(o, d.name)
 	if err != nil {
 		var re *run.Error
@@ -101,9 +104,6 @@ func runDetached(cmd *cobra.Command, g *globals, o *run.Options, d *detachFlags)
 // absolute and programs looked up here, since the daemon has neither this
 // working directory nor this PATH.
 func detachedRequest(o *run.Options, name string) (*api.CreateRequest, error) {
-	if o.TTY {
-		return nil, errors.New("-t with -d: a detached arrow has no terminal (use -i, then arrow attach)")
-	}
 	c := o.Config
 	abs := func(p *string) error {
 		if *p == "" {

@@ -33,6 +33,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		addHosts    []string
 		det         detachFlags
 		snapshot    string
+		noDaemon    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] IMAGE|PROGRAM [ARG...] | --service NAME [IMAGE] | --from-snapshot NAME",
@@ -66,6 +67,14 @@ what runs, and its memory and CPUs, are the snapshot's.
 
 With -f, the spec file's image may also be a path or a registry reference:
 a reference not in the store is pulled.
+
+In the foreground, when an arrowd of the same data root answers on its
+socket (none is started for it), the run takes a spare VM from arrowd's
+pool: arrowd runs it as an arrow removed when it ends, and this command
+relays its input, output, terminal and signals and exits with its status.
+Runs a spare cannot serve (--cold, -v, --kernel, --kernel-args, --add-host,
+--console, --no-jail) and --no-daemon (or $ARROW_NO_DAEMON=1) run in this
+process, as without arrowd.
 
 Exit status: the program's own; 128+N when it was killed by signal N;
 125 when Arrow failed; 126 when the program cannot be executed; 127 when it
@@ -182,6 +191,9 @@ or a library it needs was not found.`,
 				return &run.Error{Code: run.ExitArrowFailed, Err: err}
 			}
 			if det.detach {
+				if noDaemon {
+					return &run.Error{Code: run.ExitArrowFailed, Err: errors.New("--no-daemon with -d: a detached arrow is arrowd's")}
+				}
 				return runDetached(cmd, g, &o, &det)
 			}
 			o.In, o.Out, o.Err, o.Log = os.Stdin, os.Stdout, os.Stderr, os.Stderr
@@ -198,6 +210,13 @@ or a library it needs was not found.`,
 				}
 				defer restore()
 				o.Resize = resize
+			}
+			if c := daemonForRun(cmd.Context(), g, &o, noDaemon); c != nil {
+				code, handled, err := runThroughDaemon(cmd.Context(), c, &o, sigs, o.Resize)
+				if handled {
+					g.exit = code
+					return err
+				}
 			}
 			res, err := run.Run(cmd.Context(), o)
 			if err != nil {
@@ -239,7 +258,8 @@ or a library it needs was not found.`,
 	f.BoolVar(&o.Console, "console", false, "show the guest's console (kernel messages) on standard error")
 	f.BoolVar(&o.Debug, "debug", false, "print what Arrow does and how long each step takes")
 	f.StringVar(&snapshot, "from-snapshot", "", "start a clone of this application snapshot ('arrow snapshot create'): its application runs already, initialized")
-	f.BoolVar(&o.Cold, "cold", false, "boot the VM even where a clone of a pre-booted template would do")
+	f.BoolVar(&o.Cold, "cold", false, "boot the VM even where a clone of a pre-booted template would do (here, not through arrowd)")
+	f.BoolVar(&noDaemon, "no-daemon", false, "run in this process even when an arrowd answers (as $"+envNoDaemon+"=1): no spare from its pool")
 	f.DurationVar(&bootTimeout, "boot-timeout", run.DefaultBootTimeout, "fail if the guest has not booted by then")
 	f.IntVar(&stopSec, "stop-timeout", int(run.DefaultStopTimeout/time.Second), "seconds the program has to exit after SIGTERM/SIGINT/SIGHUP before its VM is stopped")
 	return cmd

@@ -180,7 +180,16 @@ func TestClientEvents(t *testing.T) {
 		}
 		select {
 		case e := <-got:
-			if e.Type != "create" || e.ID == "" || e.Name == "" {
+			if e.Type != "create" && e.Type != "die" {
+				t.Fatalf("event %+v", e)
+			}
+			if e.Type == "die" {
+				// The end of an arrow created before the subscription
+				// began (its shim cannot start here): its create went
+				// unseen. Create another.
+				continue
+			}
+			if e.ID == "" || e.Name == "" {
 				t.Fatalf("event %+v", e)
 			}
 			cancel()

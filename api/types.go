@@ -82,6 +82,10 @@ type Config struct {
 	// user-mode network the host's own connection would be accepted
 	// either way.) In user mode it must be among the published ports.
 	ReadyPort int `json:"ready_port,omitempty"`
+	// ReadyOnInput, with Stdin, says the application is ready once it
+	// waits for its standard input (its main process blocks reading
+	// it): a function's handler that takes its request there.
+	ReadyOnInput bool `json:"ready_on_input,omitempty"`
 
 	MemoryMiB  int    `json:"memory_mib,omitempty"`
 	CPUs       int    `json:"cpus,omitempty"`
@@ -114,7 +118,7 @@ type Config struct {
 // is ready (healthy): with a ready port, or as a service, ready as systemd
 // would have it (started; READY=1 for Type=notify; the PID file for
 // forking).
-func (c Config) WaitsReady() bool { return c.ReadyPort > 0 || c.Service != "" }
+func (c Config) WaitsReady() bool { return c.ReadyPort > 0 || c.ReadyOnInput || c.Service != "" }
 
 // Volume is a host directory or a named volume mounted in the guest: the
 // one mount type of every layer (flags, spec files, the API, runs). A

@@ -281,6 +281,9 @@ func validHostname(h string) bool {
 const maxHostAliases = 16
 
 func (c *Config) validateNetwork() error {
+	if c.ReadyOnInput && (!c.Stdin || c.ReadyPort > 0 || c.Service != "") {
+		return errors.New("config: ready_on_input needs stdin, and no ready port or service")
+	}
 	if c.ReadyPort < 0 || c.ReadyPort > 65535 {
 		return fmt.Errorf("config: ready port %d: want 1 to 65535", c.ReadyPort)
 	}
@@ -357,10 +360,10 @@ func (c *Config) validateSnapshot() error {
 		"image": c.Image != "", "program": c.Program != "", "rootfs": c.RootFS != "", "service": c.Service != "",
 		"args": len(c.Args) > 0, "entrypoint": len(c.Entrypoint) > 0, "env": len(c.Env) > 0, "workdir": c.Dir != "",
 		"user": c.User != "", "include": len(c.Includes) > 0, "read_only": c.ReadOnly, "volumes": len(c.Volumes) > 0,
-		"stdin": c.Stdin, "tty": c.TTY, "kernel": c.Kernel != "", "kernel_args": c.KernelArgs != "", "cold": c.Cold,
+		"tty": c.TTY, "kernel": c.Kernel != "", "kernel_args": c.KernelArgs != "", "cold": c.Cold,
 	}
 	for _, f := range []string{"image", "program", "rootfs", "service", "args", "entrypoint", "env", "workdir", "user",
-		"include", "read_only", "volumes", "stdin", "tty", "kernel", "kernel_args", "cold"} {
+		"include", "read_only", "volumes", "tty", "kernel", "kernel_args", "cold"} {
 		if given[f] {
 			return fmt.Errorf("config: %s with snapshot %s: a snapshot's clone runs what the snapshot's arrow ran, as it ran it", f, c.Snapshot)
 		}

@@ -69,6 +69,10 @@ type Spec struct {
 	// QEMU's user-mode network, the host's connection is accepted either
 	// way.
 	ReadyPort int `json:"ready_port,omitempty"`
+	// ReadyOnInput makes arrow-init report [FrameHealthy] once the
+	// application's process blocks reading its standard input (read on
+	// descriptor 0, as /proc/PID/syscall shows it), with Stdin.
+	ReadyOnInput bool `json:"ready_on_input,omitempty"`
 	// Debug makes arrow-init log its steps and their timings on the
 	// console, as arrow.debug on the kernel command line does; a clone
 	// of a template has the template's command line, so it learns here.
@@ -204,6 +208,8 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("spec: protocol version %d, arrow-init speaks %d: use arrow and arrow-init from the same build", s.Version, ProtocolVersion)
 	case len(s.Args) == 0 || s.Args[0] == "":
 		return errors.New("spec: no program to run")
+	case s.ReadyOnInput && !s.Stdin:
+		return errors.New("spec: ready on input without stdin")
 	case s.ReadyPort < 0 || s.ReadyPort > 65535:
 		return fmt.Errorf("spec: ready port %d: want 1 to 65535", s.ReadyPort)
 	case s.MachineID != "" && !isMachineID(s.MachineID):

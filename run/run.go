@@ -272,6 +272,7 @@ func (o *Options) spec(args, imageEnv []string, imageDir string, cred credential
 		TimeUnixNano: time.Now().UnixNano(),
 		Seed:         seed,
 		ReadyPort:    o.ReadyPort,
+		ReadyOnInput: o.ReadyOnInput,
 		Debug:        o.Debug,
 	}
 	if err := s.Validate(); err != nil {

@@ -96,6 +96,9 @@ func (o *Options) useSnapshot() error {
 		}
 	}
 	o.MemoryMiB, o.CPUs = app.Inputs.MemoryMiB, app.Inputs.CPUs
+	if o.Stdin && (app.Spec == nil || !app.Spec.Stdin) {
+		return failf(ExitArrowFailed, "-i: snapshot %s's application does not read its input (its arrow had none)", o.Snapshot)
+	}
 	switch {
 	case o.Network == "":
 		o.Network = sc.Network
@@ -255,6 +258,9 @@ func (h *Handle) thaw(ctx context.Context) (StartInfo, error) {
 		}
 	}
 	h.l.phases = append(h.l.phases, Phase{"thaw", time.Since(t0)})
+	if h.o.Stdin {
+		go h.s.forwardStdin()
+	}
 	h.running.Store(true)
 	return h.info(), nil
 }

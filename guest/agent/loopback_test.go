@@ -35,3 +35,21 @@ func TestListenState(t *testing.T) {
 		}
 	}
 }
+
+func TestReadsInput(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{
+		{"0 0x0 0x7ffd5a0e2000 0x10000 0x0 0x0 0x0 0x7ffd5a0e1f88 0x7f1c2b4d0f8e\n", true},
+		{"0 0x3 0x7ffd5a0e2000 0x10000 0x0 0x0 0x0 0x7ffd5a0e1f88 0x7f1c2b4d0f8e\n", false}, // read on fd 3
+		{"7 0x7ffd5a0e2000 0x1 0xffffffff 0x0 0x0 0x0 0x7ffd 0x7f1c\n", false},              // poll
+		{"running\n", false},
+		{"-1 0x7ffd5a0e1f88 0x7f1c2b4d0f8e\n", false}, // blocked, not in a system call
+		{"", false},
+	} {
+		if got := readsInput(tc.line); got != tc.want {
+			t.Errorf("readsInput(%q) = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}

@@ -59,6 +59,11 @@ func (a *agent) run(spec *guest.Spec) guest.ExitStatus {
 		defer close(done)
 		go a.awaitPort(spec.ReadyPort, done)
 	}
+	if spec.ReadyOnInput {
+		done := make(chan struct{})
+		defer close(done)
+		go a.awaitInputRead(p.pid, done)
+	}
 
 	status := statusOf(<-a.reap.wait(p.pid))
 	a.debugf("exited %+v after %v", status, time.Since(t0))
@@ -532,6 +537,36 @@ func addEntropy(seed []byte) error {
 	// Touch the pool once so a broken RNG shows up here, not in the app.
 	_, err = rand.Read(make([]byte, 1))
 	return err
+}
+
+// awaitInputRead watches the application's process until it blocks
+// reading its standard input, then tells the host it is ready: a
+// handler that initialized and waits for its request. It gives up when
+// done closes (the application ended).
+func (a *agent) awaitInputRead(pid int, done <-chan struct{}) {
+	path := "/proc/" + strconv.Itoa(pid) + "/syscall"
+	for {
+		if b, err := os.ReadFile(path); err == nil && readsInput(string(b)) {
+			a.healthy.Store(true)
+			if err := a.conn.Send(guest.FrameHealthy, nil); err != nil {
+				a.log.Printf("report readiness: %v", err)
+			}
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// readsInput reports whether a /proc/PID/syscall line says the process
+// is blocked in read(0, ...): the system call number of read on x86-64
+// (0), then its first argument, the descriptor.
+func readsInput(syscallLine string) bool {
+	f := strings.Fields(syscallLine)
+	return len(f) >= 2 && f[0] == "0" && f[1] == "0x0"
 }
 
 // awaitPort connects to port on the loopback until a connection succeeds,

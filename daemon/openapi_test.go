@@ -46,6 +46,11 @@ func TestOpenAPIRoutes(t *testing.T) {
 	}
 	var extra []string
 	for op := range documented {
+		// Package function serves these in front of the daemon's API,
+		// and checks them against the document itself.
+		if strings.Contains(op, " /v1/functions") {
+			continue
+		}
 		if !served[op] {
 			extra = append(extra, op)
 		}

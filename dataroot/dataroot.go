@@ -104,6 +104,9 @@ func (r Root) TemplateMemo() string { return r.join("templates", ".memo") }
 // Snapshots holds the application snapshots (package template, app.go).
 func (r Root) Snapshots() string { return r.join("snapshots") }
 
+// Functions holds the functions' definitions and logs (package function).
+func (r Root) Functions() string { return r.join("functions") }
+
 // Arrows holds the directories of the arrows arrowd keeps.
 func (r Root) Arrows() string { return r.join("arrows") }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/arrowsys/arrow/daemon"
 	"github.com/arrowsys/arrow/dataroot"
 	"github.com/arrowsys/arrow/dockerapi"
+	"github.com/arrowsys/arrow/function"
 	"github.com/arrowsys/arrow/image/store"
 	"github.com/arrowsys/arrow/shim"
 )
@@ -63,6 +64,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 		crashAt      string
 		dockerSocket string
 		tlsDocker    bool
+		fnAddr       string
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -106,6 +108,24 @@ other commands that need arrowd start one when none answers.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			// Functions: a front end over the same daemon, whose
+			// endpoints join its API.
+			fns, err := function.New(function.Options{Backend: d, Root: g.dataRoot(), Registry: d.Registry(), Log: os.Stderr})
+			if err != nil {
+				return err
+			}
+			defer fns.Close()
+			arrowAPI := withFunctions(d.Handler(), fns)
+			if fnAddr != "" {
+				fln, err := net.Listen("tcp", fnAddr)
+				if err != nil {
+					return fmt.Errorf("--functions-addr: %w", err)
+				}
+				fsrv := &http.Server{Handler: fns.InvokeHandler(), ReadHeaderTimeout: 10 * time.Second}
+				go func() { _ = fsrv.Serve(fln) }()
+				defer fsrv.Close()
+				fmt.Fprintf(os.Stderr, "arrowd: serving functions on http://%s/function/NAME\n", fln.Addr())
+			}
 			// The Docker Engine API: a front end over the same daemon,
 			// on its own socket with the same rules.
 			docker := dockerapi.New(dockerapi.Options{
@@ -139,7 +159,7 @@ other commands that need arrowd start one when none answers.`,
 				if err != nil {
 					return fmt.Errorf("--tls-listen: %w", err)
 				}
-				h := d.Handler()
+				h := arrowAPI
 				if tlsDocker {
 					h = withDocker(h, docker)
 				}
@@ -147,7 +167,7 @@ other commands that need arrowd start one when none answers.`,
 				fmt.Fprintf(os.Stderr, "arrowd: also serving %s (mutual TLS)\n", tln.Addr())
 			}
 			fmt.Fprintf(os.Stderr, "arrowd %s: serving %s (data root %s)\n", version, sock, g.dataRoot())
-			return d.Serve(ctx, ln)
+			return d.ServeHandler(ctx, ln, arrowAPI)
 		},
 	}
 	f := cmd.Flags()
@@ -162,6 +182,7 @@ other commands that need arrowd start one when none answers.`,
 	f.StringVar(&tlsCert, "tls-cert", "", "the daemon's TLS certificate (PEM)")
 	f.StringVar(&tlsKey, "tls-key", "", "the key of --tls-cert (PEM)")
 	f.StringVar(&dockerSocket, "docker-socket", "", "serve the Docker Engine API on this socket (default: docker.sock beside --socket; \"none\": not at all)")
+	f.StringVar(&fnAddr, "functions-addr", "", "also serve function invocations, POST /function/NAME, on this TCP address (e.g. 127.0.0.1:8080); anyone who reaches it may invoke every function")
 	f.BoolVar(&tlsDocker, "tls-docker", false, "also serve the Docker Engine API on --tls-listen (paths outside /v1/ and /metrics)")
 	f.StringVar(&tlsCA, "tls-ca", "", "CA certificate (PEM) that must have signed clients' certificates")
 	f.StringVar(&configFile, "config", daemon.DefaultConfigFile, "arrowd's configuration file (JSON: {\"allow_host_paths\": [...]}); the default need not exist")
@@ -310,4 +331,15 @@ func withDocker(arrowAPI, docker http.Handler) http.Handler {
 		}
 		docker.ServeHTTP(w, r)
 	})
+}
+
+// withFunctions serves the functions' endpoints (package function) in
+// front of the daemon's API.
+func withFunctions(arrowAPI http.Handler, fns *function.Manager) http.Handler {
+	mux := http.NewServeMux()
+	for pattern, h := range fns.Routes() {
+		mux.Handle(pattern, h)
+	}
+	mux.Handle("/", arrowAPI)
+	return mux
 }

@@ -50,7 +50,7 @@ func execute(ctx context.Context, args []string) int {
 		newRmCmd(g), newWaitCmd(g), newInspectCmd(g), newStatsCmd(g), newEventsCmd(g), newAttachCmd(g), newExecCmd(g),
 		newNetworkCmd(g), newPortCmd(g), newVolumeCmd(g))
 	root.AddCommand(newPauseCmd(g), newUnpauseCmd(g), newRenameCmd(g))
-	root.AddCommand(newTemplateCmd(g), newSnapshotCmd(g))
+	root.AddCommand(newTemplateCmd(g), newSnapshotCmd(g), newFunctionCmd(g))
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -64,6 +64,10 @@
 //
 //	go run ./bench -containerd -runs 10
 //
+// With -functions it measures function invocations under wrk:
+//
+//	go run ./bench -functions -runs 5 -duration 10s
+//
 // With -snapshots it measures the first HTTP response of python3's
 // http.server started cold, as a clone, from a spare and from an
 // application snapshot:
@@ -112,11 +116,14 @@ func main() {
 	dockerAPI := flag.Bool("docker", false, "measure `docker run --rm IMAGE true` through the Docker Engine API against the same run through arrowd's own API and in the foreground instead")
 	containerd := flag.Bool("containerd", false, "measure `ctr run --rm` with Arrow's runtime against runc and `arrow run`, and a CRI pod's start with the handlers arrow and runc, instead")
 	gvisor := flag.Bool("gvisor", false, "measure `runsc do` (gVisor) against `arrow run` through arrowd (a spare), in-process and --cold of echo and python3 instead")
+	functions := flag.Bool("functions", false, "measure function invocations under wrk (from zero and warm, 1, 8 and 32 connections) against a cold `arrow run` of the handler, and a kept-warm instance's memory, instead")
 	snapshots := flag.Bool("snapshots", false, "measure the first HTTP response of python3's http.server cold, cloned, from a spare and from an application snapshot instead")
-	duration := flag.Duration("duration", 10*time.Second, "with -network and -apps: how long each load runs")
+	duration := flag.Duration("duration", 10*time.Second, "with -network, -apps and -functions: how long each load runs")
 	flag.Parse()
 	var err error
 	switch {
+	case *functions:
+		err = benchFunctions(context.Background(), *arrowBin, *duration, *runs)
 	case *snapshots:
 		err = benchSnapshots(context.Background(), *arrowBin, *runs)
 	case *gvisor:

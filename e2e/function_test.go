@@ -73,7 +73,9 @@ func TestFunctions(t *testing.T) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	before := qemuProcesses(t)
-	d := startDaemon(t, "--functions-addr", addr)
+	// No pool: every QEMU of this daemon is then a function's (spares
+	// would outlive function rm, rightly, until the daemon ends).
+	d := startDaemon(t, "--functions-addr", addr, "--pool-size", "0")
 
 	d.must("function", "create", "upper", "--include", upper, "/usr/bin/python3", upper)
 	// The CLI: the body on standard input, the answer on standard output.
@@ -122,8 +124,8 @@ func TestFunctions(t *testing.T) {
 		}
 		machines[id] = i
 	}
-	if logs := d.must("function", "logs", "upper"); !strings.Contains(logs, "handled 9 bytes") {
-		t.Errorf("function logs upper:\n%s", logs)
+	if r := d.arrow("function", "logs", "upper"); r.code != 0 || !strings.Contains(r.stderr, "handled 9 bytes") || !strings.Contains(r.stdout, "REQUEST 7 ") {
+		t.Errorf("function logs upper: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	// Kept warm, a handler of standard input serves one invocation and
 	// has its successor made ready meanwhile: the next one is warm, on
@@ -208,8 +210,14 @@ func TestFunctions(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if ps := d.must("ps", "-a", "-q"); strings.TrimSpace(ps) != "" {
-		t.Errorf("arrows left once idle:\n%s", ps)
+	list, err := d.client().List(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range list {
+		if a.Config.Labels["arrow.function"] == "web" {
+			t.Errorf("an instance of web left once idle: %s (%s)", a.Name, a.State)
+		}
 	}
 	// And it answers again, from zero.
 	if code, h, _ := post(t, addr, "web", "again"); code != 200 || h.Get("X-Arrow-Function-Start") != "cold" {

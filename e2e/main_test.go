@@ -142,6 +142,13 @@ func assertNoNewQEMU(t *testing.T, before map[string]bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	for _, pid := range extra {
+		st, _ := os.ReadFile("/proc/" + pid + "/stat")
+		f := strings.Fields(string(st))
+		if len(f) > 3 {
+			pp, _ := os.ReadFile("/proc/" + f[3] + "/cmdline")
+			// Which arrow it was is in its parent's command line.
+			t.Logf("QEMU %s left behind, its parent %s: %.300q", pid, f[3], strings.ReplaceAll(string(pp), "\x00", " "))
+		}
 		_ = syscall.Kill(atoi(pid), syscall.SIGKILL)
 	}
 	t.Errorf("QEMU processes left behind: %v", extra)

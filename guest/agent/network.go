@@ -78,6 +78,14 @@ func configure(fd int, i guest.Interface) error {
 	if err != nil {
 		return err
 	}
+	// A gratuitous ARP when the card comes up: QEMU's user-mode network
+	// (or a bridge) may hold the address the card had in a template or
+	// a spare's warm-up, and would send a published port's first
+	// connection to it, where nothing receives it, for as long as the
+	// guest says nothing on its own.
+	if err := announceOnUp(name); err != nil {
+		return err
+	}
 	if card != i.MAC {
 		if err := setMAC(fd, name, i.MAC); err != nil {
 			return err
@@ -298,4 +306,13 @@ func hostsFile(hostname string, n *guest.Network) string {
 		}
 	}
 	return s
+}
+
+// announceOnUp has the kernel send a gratuitous ARP for the interface
+// name when it comes up or its address changes (arp_notify).
+func announceOnUp(name string) error {
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/arp_notify", []byte("1\n"), 0); err != nil {
+		return fmt.Errorf("%s: arp_notify: %w", name, err)
+	}
+	return nil
 }

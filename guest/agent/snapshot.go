@@ -161,10 +161,9 @@ func changeMAC(from, to string) error {
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
-	// arp_notify makes the kernel send the gratuitous ARP when the
-	// address changes.
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/arp_notify", []byte("1\n"), 0); err != nil {
-		return fmt.Errorf("network: %s: arp_notify: %w", name, err)
+	// The gratuitous ARP goes when the address changes.
+	if err := announceOnUp(name); err != nil {
+		return fmt.Errorf("network: %w", err)
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -111,7 +111,9 @@ type fn struct {
 	// instances are the running instances by arrow ID, starting ones
 	// included.
 	instances map[string]*instance
-	removed   bool
+	// starting counts the instances being started for invocations.
+	starting int
+	removed  bool
 }
 
 // instance is one arrow of a function.
@@ -409,7 +411,9 @@ func (m *Manager) dropLater(f *fn, id string) {
 
 // startInstance starts a clone of f's snapshot and returns it once its
 // handler runs (its thaw done: an HTTP handler's port is published then).
-func (m *Manager) startInstance(ctx context.Context, f *fn) (*instance, error) {
+// With reserve it is the caller's invocation's from the start: no other
+// may take it before.
+func (m *Manager) startInstance(ctx context.Context, f *fn, reserve bool) (*instance, error) {
 	cfg := api.Config{Snapshot: f.def.Snapshot, Network: f.def.Config.Network, Labels: withLabel(nil, f.def.Name)}
 	inst := &instance{}
 	if f.def.HTTPPort > 0 {
@@ -427,6 +431,9 @@ func (m *Manager) startInstance(ctx context.Context, f *fn) (*instance, error) {
 		return nil, fmt.Errorf("start an instance: %w", err)
 	}
 	inst.id, inst.used = a.ID, time.Now()
+	if reserve {
+		inst.inflight = 1
+	}
 	f.mu.Lock()
 	f.instances[a.ID] = inst
 	removed := f.removed

@@ -112,37 +112,49 @@ func (m *Manager) count(f *fn, t0 time.Time, r *Response) *Response {
 }
 
 // acquire finds the instance an invocation runs in: with KeepWarm a
-// kept-warm one that has room, else a new clone.
+// kept-warm one that has room, else a new clone; a kept-warm function
+// with MaxInstances instances, all busy or starting, waits for room.
 func (m *Manager) acquire(ctx context.Context, f *fn) (*instance, string, error) {
-	if f.def.KeepWarm {
+	for {
 		f.mu.Lock()
-		var best *instance
-		for _, inst := range f.instances {
-			if inst.id == "" || inst.spent || inst.inflight < 0 || inst.inflight >= f.def.Concurrency {
-				continue
+		if f.def.KeepWarm {
+			var best *instance
+			for _, inst := range f.instances {
+				if inst.spent || inst.inflight < 0 || inst.inflight >= f.def.Concurrency {
+					continue
+				}
+				if f.def.HTTPPort == 0 && inst.inflight > 0 {
+					continue
+				}
+				if best == nil || inst.inflight < best.inflight {
+					best = inst
+				}
 			}
-			if f.def.HTTPPort == 0 && inst.inflight > 0 {
-				continue
-			}
-			if best == nil || inst.inflight < best.inflight {
-				best = inst
+			if best != nil {
+				best.inflight++
+				f.mu.Unlock()
+				return best, "warm", nil
 			}
 		}
-		if best != nil {
-			best.inflight++
+		if !f.def.KeepWarm || len(f.instances)+f.starting < f.def.MaxInstances {
+			f.starting++
 			f.mu.Unlock()
-			return best, "warm", nil
+			inst, err := m.startInstance(ctx, f, true)
+			f.mu.Lock()
+			f.starting--
+			f.mu.Unlock()
+			if err != nil {
+				return nil, "", err
+			}
+			return inst, "cold", nil
 		}
 		f.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
-	inst, err := m.startInstance(ctx, f)
-	if err != nil {
-		return nil, "", err
-	}
-	f.mu.Lock()
-	inst.inflight++
-	f.mu.Unlock()
-	return inst, "cold", nil
 }
 
 // release hands an instance back after an invocation: a fresh clone, a
@@ -179,7 +191,7 @@ func (m *Manager) release(f *fn, inst *instance, broken bool) {
 			defer m.bg.Done()
 			ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
 			defer cancel()
-			if _, err := m.startInstance(ctx, f); err != nil && m.ctx.Err() == nil {
+			if _, err := m.startInstance(ctx, f, false); err != nil && m.ctx.Err() == nil {
 				fmt.Fprintf(m.log, "arrowd: function %s: a kept-warm instance: %v\n", f.def.Name, err)
 			}
 		}()

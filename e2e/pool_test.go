@@ -134,26 +134,14 @@ func (d *testDaemon) metrics() string {
 // (here: arrow-init changed) is not used: the arrow starts in a clone of
 // the new template.
 func TestDaemonSpareStale(t *testing.T) {
-	initCopy := filepath.Join(t.TempDir(), "arrow-init")
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(arrowBin), "arrow-init"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(initCopy, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	initCopy := copyInit(t)
 	d := startDaemonEnv(t, []string{"ARROW_INIT=" + initCopy})
 	d.must("template", "warm", "--count", "1")
 	d.waitPool(1)
 	old := d.must("template", "ls")
-	// A different arrow-init (trailing bytes change its hash, not what
-	// it does) makes every template built with the old one stale.
-	f, err := os.OpenFile(initCopy, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.Write([]byte("changed"))
-	f.Close()
+	// A different arrow-init makes every template built with the old
+	// one stale.
+	changeInit(t, initCopy)
 	id := strings.TrimSpace(d.must("run", "-d", "/bin/busybox", "echo", "fresh"))
 	w, err := d.client().Wait(context.Background(), id)
 	if err != nil || w.ExitCode != 0 {
@@ -165,5 +153,34 @@ func TestDaemonSpareStale(t *testing.T) {
 	}
 	if logs := d.must("logs", id); logs != "fresh\n" {
 		t.Errorf("logs %q", logs)
+	}
+}
+
+// copyInit copies the suite's arrow-init to a file of the test's own, for
+// ARROW_INIT, so that the test can change it (changeInit).
+func copyInit(t *testing.T) string {
+	t.Helper()
+	initCopy := filepath.Join(t.TempDir(), "arrow-init")
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(arrowBin), "arrow-init"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(initCopy, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return initCopy
+}
+
+// changeInit makes the arrow-init at path another one: trailing bytes
+// change its hash, not what it does.
+func changeInit(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("changed")); err != nil {
+		t.Fatal(err)
 	}
 }

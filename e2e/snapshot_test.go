@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,14 +77,7 @@ func getIdentity(t *testing.T, port int, timeout time.Duration) identity {
 // bytes, and with the re-seed signal delivered. A snapshot whose
 // arrow-init changed is refused, and bad requests fail clearly.
 func TestSnapshot(t *testing.T) {
-	initCopy := filepath.Join(t.TempDir(), "arrow-init")
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(arrowBin), "arrow-init"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(initCopy, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	initCopy := copyInit(t)
 	d := startDaemonEnv(t, []string{"ARROW_INIT=" + initCopy})
 	srcPort := freePort(t)
 	d.must("run", "-d", "--name", "src", "-p", fmt.Sprintf("127.0.0.1:%d:8000", srcPort), "--ready-port", "8000",
@@ -198,14 +190,9 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("snapshot of a cold arrow: exit %d, %s", r.code, r.stderr)
 	}
 
-	// Another arrow-init (trailing bytes change its hash, not what it
-	// does) makes the snapshot unusable: refused, naming why.
-	f, err := os.OpenFile(initCopy, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.Write([]byte("changed"))
-	f.Close()
+	// Another arrow-init makes the snapshot unusable: refused, naming
+	// why.
+	changeInit(t, initCopy)
 	if r := d.arrow("run", "-d", "--from-snapshot", "web"); r.code != 125 || !strings.Contains(r.stderr, "arrow-init changed since it was taken") {
 		t.Errorf("a stale snapshot: exit %d, stderr %q", r.code, r.stderr)
 	}

@@ -34,18 +34,8 @@ func (s *server) pauseRoutes(mux *http.ServeMux) {
 func (s *server) handlePause(w http.ResponseWriter, r *http.Request) {
 	s.pauseMu.Lock()
 	defer s.pauseMu.Unlock()
-	s.mu.Lock()
-	h, paused, stopping := s.handle, s.paused, s.stopping
-	s.mu.Unlock()
-	switch {
-	case h == nil:
-		writeReply(w, http.StatusConflict, api.Error{Message: "the arrow is not running"})
-		return
-	case stopping:
-		writeReply(w, http.StatusConflict, api.Error{Message: "the arrow is stopping"})
-		return
-	case paused:
-		writeReply(w, http.StatusConflict, api.Error{Message: "the arrow is paused already"})
+	h := s.runningHandle(w, "the arrow is paused already")
+	if h == nil {
 		return
 	}
 	if err := h.Pause(r.Context()); err != nil {
@@ -77,6 +67,29 @@ func (s *server) handleUnpause(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setPaused(false)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// runningHandle returns the run whose application runs, neither stopping
+// nor paused, for an operation that pauses the VM (pause, snapshot); or
+// answers 409, saying paused for a paused one, and returns nil. The
+// caller holds pauseMu.
+func (s *server) runningHandle(w http.ResponseWriter, paused string) *run.Handle {
+	s.mu.Lock()
+	h, isPaused, stopping := s.handle, s.paused, s.stopping
+	s.mu.Unlock()
+	msg := ""
+	switch {
+	case h == nil:
+		msg = "the arrow is not running"
+	case stopping:
+		msg = "the arrow is stopping"
+	case isPaused:
+		msg = paused
+	default:
+		return h
+	}
+	writeReply(w, http.StatusConflict, api.Error{Message: msg})
+	return nil
 }
 
 func (s *server) setPaused(p bool) {

@@ -35,18 +35,8 @@ func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	s.pauseMu.Lock()
 	defer s.pauseMu.Unlock()
-	s.mu.Lock()
-	h, paused, stopping := s.handle, s.paused, s.stopping
-	s.mu.Unlock()
-	switch {
-	case h == nil:
-		writeReply(w, http.StatusConflict, api.Error{Message: "the arrow is not running"})
-		return
-	case stopping:
-		writeReply(w, http.StatusConflict, api.Error{Message: "the arrow is stopping"})
-		return
-	case paused:
-		writeReply(w, http.StatusConflict, api.Error{Message: "the arrow is paused: unpause it first"})
+	h := s.runningHandle(w, "the arrow is paused: unpause it first")
+	if h == nil {
 		return
 	}
 	app, err := h.Snapshot(r.Context(), run.SnapshotOptions{Name: req.Name, Arrow: s.launch.ID, Config: s.launch.Config, Signal: req.Signal})

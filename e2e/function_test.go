@@ -50,7 +50,10 @@ http.server.ThreadingHTTPServer(("", 8080), H).serve_forever()
 // post invokes a function through --functions-addr.
 func post(t *testing.T, addr, name, body string) (int, http.Header, string) {
 	t.Helper()
-	resp, err := http.Post("http://"+addr+"/function/"+name, "text/plain", strings.NewReader(body))
+	// arrowd answers within the function's timeout; this bounds a test
+	// that would otherwise wait without end.
+	c := &http.Client{Timeout: time.Minute}
+	resp, err := c.Post("http://"+addr+"/function/"+name, "text/plain", strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("POST /function/%s: %v", name, err)
 	}

@@ -52,8 +52,11 @@ type identity struct {
 func getIdentity(t *testing.T, port int, timeout time.Duration) identity {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	// A connection that hangs is given up and tried again, within the
+	// deadline, rather than waited for without end.
+	c := &http.Client{Timeout: 3 * time.Second}
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err == nil {
 			b, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -82,7 +85,7 @@ func TestSnapshot(t *testing.T) {
 	srcPort := freePort(t)
 	d.must("run", "-d", "--name", "src", "-p", fmt.Sprintf("127.0.0.1:%d:8000", srcPort), "--ready-port", "8000",
 		"/usr/bin/python3", "-c", identityServer)
-	src := getIdentity(t, srcPort, 10*time.Second)
+	src := getIdentity(t, srcPort, 20*time.Second)
 
 	out := d.must("snapshot", "create", "--signal", "SIGUSR2", "src", "web")
 	if !strings.HasPrefix(out, "web ") {
@@ -92,7 +95,7 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("snapshot ls:\n%s", ls)
 	}
 	// The arrow runs on after its snapshot, as it was.
-	if after := getIdentity(t, srcPort, 10*time.Second); after.Token != src.Token || after.MachineID != src.MachineID {
+	if after := getIdentity(t, srcPort, 20*time.Second); after.Token != src.Token || after.MachineID != src.MachineID {
 		t.Errorf("the arrow after its snapshot: %+v, before: %+v", after, src)
 	}
 
@@ -100,7 +103,7 @@ func TestSnapshot(t *testing.T) {
 	for _, name := range []string{"c1", "c2"} {
 		port := freePort(t)
 		d.must("run", "-d", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8000", port), "--from-snapshot", "web")
-		clones[name] = getIdentity(t, port, 10*time.Second)
+		clones[name] = getIdentity(t, port, 20*time.Second)
 		if a := d.inspect(name); a.Template == "" || a.Config.Snapshot != "web" {
 			t.Errorf("%s: inspect: template %q, snapshot %q", name, a.Template, a.Config.Snapshot)
 		}
@@ -124,9 +127,9 @@ func TestSnapshot(t *testing.T) {
 			t.Fatalf("the foreground clone ended: exit %d; stderr:\n%s", fg.ProcessState.ExitCode(), fgErr.String())
 		case <-time.After(100 * time.Millisecond):
 		}
-		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+		if resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
 			resp.Body.Close()
-			clones["fg"] = getIdentity(t, port, time.Second)
+			clones["fg"] = getIdentity(t, port, 5*time.Second)
 		}
 		if time.Now().After(deadline) {
 			_ = fg.Process.Kill()

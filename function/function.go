@@ -475,7 +475,7 @@ func (m *Manager) reap() {
 			f.mu.Lock()
 			var ids []string
 			for id, inst := range f.instances {
-				if inst.inflight == 0 && inst.id != "" && now.Sub(inst.used) > idle {
+				if inst.inflight == 0 && now.Sub(inst.used) > idle {
 					ids = append(ids, id)
 					inst.inflight = -1 // taken by the reaper: no invocation may have it
 				}

@@ -139,6 +139,7 @@ func TestInvokeHTTP(t *testing.T) {
 		{"concurrency 3", api.FunctionConfig{HTTPPort: 8080, KeepWarm: true, MaxInstances: 1, Concurrency: 3}, "sleep", 3, map[int]int{200: 3}, 1, false},
 		{"instances bounded", api.FunctionConfig{HTTPPort: 8080, KeepWarm: true, MaxInstances: 2, Concurrency: 2}, "sleep", 4, map[int]int{200: 4}, 2, true},
 		{"body too large", api.FunctionConfig{HTTPPort: 8080, MaxBodyBytes: 4}, "large", 1, map[int]int{413: 1}, 0, false},
+		{"response too large", api.FunctionConfig{HTTPPort: 8080, MaxBodyBytes: 4}, "x", 1, map[int]int{502: 1}, 1, false},
 		{"timeout", api.FunctionConfig{HTTPPort: 8080, Timeout: 0.2}, "sleep", 1, map[int]int{504: 1}, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

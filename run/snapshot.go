@@ -76,8 +76,8 @@ func (h *Handle) Snapshot(ctx context.Context, so SnapshotOptions) (*template.Ap
 }
 
 // useSnapshot looks up the Config's Snapshot and takes the machine from
-// it: its memory and CPUs, network and host access (a clone's machine is
-// its snapshot's).
+// it: its memory and CPUs, network, host access and accelerator (a
+// clone's machine is its snapshot's).
 func (o *Options) useSnapshot() error {
 	if o.Snapshot == "" {
 		return nil
@@ -108,10 +108,9 @@ func (o *Options) useSnapshot() error {
 	if o.Network != "" && o.Network != NetworkUser && o.Network != NetworkNone {
 		return failf(ExitArrowFailed, "snapshot %s: a clone cannot join the bridge network %s", o.Snapshot, o.Network)
 	}
+	// No ready port: a clone's application is ready already, and its
+	// arrow-init says so again after the thaw (guest/agent/snapshot.go).
 	o.HostAccess, o.HostAliases, o.Accel = sc.HostAccess, sc.HostAliases, sc.Accel
-	if o.ReadyPort == 0 {
-		o.ReadyPort = sc.ReadyPort
-	}
 	o.app = app
 	return nil
 }

@@ -133,20 +133,13 @@ its memory is saved, then runs on.`,
 	return cmd
 }
 
-// runs says what a config runs, as ps does.
+// runs says what a config runs, in ps's terms (api.Arrow's Command),
+// cut for a table.
 func runs(c api.Config) string {
-	what := c.Image
-	if what == "" {
-		what = c.Program
+	a := api.Arrow{Config: c}
+	what := strings.Join(a.Command(), " ")
+	if c.Image != "" {
+		what = strings.TrimSpace(c.Image + " " + what)
 	}
-	if c.Service != "" {
-		what = c.Service + ".service"
-	}
-	if len(c.Args) > 0 {
-		what += " " + strings.Join(c.Args, " ")
-	}
-	if len(what) > 40 {
-		what = what[:37] + "..."
-	}
-	return what
+	return ellipsis(what, 40)
 }
